@@ -1,0 +1,3 @@
+"""chatvault: an air-gapped vault for customer-service conversations."""
+
+__version__ = "0.1.0"

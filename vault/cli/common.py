@@ -1,0 +1,49 @@
+"""Options and output helpers shared by every command family.
+
+Data goes to stdout (a table for people, one JSON document with ``--json``);
+messages and progress go to stderr. Errors are raised as
+:class:`~vault.errors.ChatvaultError` and turned into one stderr line (or a
+JSON object) and an exit code by :func:`vault.cli.main`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from vault import canonical
+
+DEFAULT_HOME = Path("/var/lib/chatvault")
+
+HomeOpt = Annotated[
+    Optional[Path],
+    typer.Option("--home", help="Home folder (default: $CHATVAULT_HOME or /var/lib/chatvault)"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")]
+
+
+def resolve_home(home: Path | None) -> Path:
+    if home is not None:
+        return home
+    env = os.environ.get("CHATVAULT_HOME")
+    return Path(env) if env else DEFAULT_HOME
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(canonical.dumps(obj).decode("utf-8") + "\n")
+    sys.stdout.flush()
+
+
+def say(message: str) -> None:
+    """A line for the person at the terminal (stderr)."""
+    sys.stderr.write(message + "\n")
+
+
+def show_progress(quiet: bool = False) -> bool:
+    """Progress bars only on a terminal, never in scripts or with --quiet."""
+    return not quiet and sys.stderr.isatty()

@@ -1,0 +1,108 @@
+"""Timestamps as records carry them: UTC, with the writer's offset kept aside.
+
+A canonical timestamp is RFC 3339 in UTC with a ``Z``:
+``2024-03-14T09:05:12Z``, or with a fraction of a second when the source had
+one (trailing zeros dropped: ``2024-03-14T09:05:12.25Z``). When the source
+wrote a local time, the offset it used is kept in a sibling field
+(``at_offset: "+01:00"``) so the local wall-clock time can always be shown
+again: local time = UTC time + offset.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+UTC = timezone.utc
+
+_CANONICAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+
+
+class TimestampError(ValueError):
+    pass
+
+
+def is_canonical(value: str) -> bool:
+    return bool(_CANONICAL.match(value))
+
+
+def format_utc(moment: datetime) -> str:
+    """The canonical form of an aware datetime."""
+    if moment.tzinfo is None:
+        raise TimestampError("naive datetime: a time zone is required")
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += "." + f"{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def format_offset(moment: datetime) -> str | None:
+    """``+HH:MM`` for an aware datetime, or None when it is UTC."""
+    off = moment.utcoffset()
+    if off is None or off == timedelta(0):
+        return None
+    minutes = int(off.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    minutes = abs(minutes)
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def parse(value: str) -> datetime:
+    """Parse an RFC 3339 / ISO 8601 timestamp that carries an offset or ``Z``."""
+    if not isinstance(value, str) or not value:
+        raise TimestampError("expected a timestamp string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise TimestampError(f"not an ISO 8601 timestamp: {value[:40]!r}") from exc
+    if moment.tzinfo is None:
+        raise TimestampError(f"timestamp has no offset or Z: {value[:40]!r}")
+    return moment
+
+
+def canonicalize(value: str) -> tuple[str, str | None]:
+    """(canonical UTC text, offset or None) for a timestamp with an offset."""
+    if is_canonical(value):
+        return value, None
+    moment = parse(value)
+    return format_utc(moment), format_offset(moment)
+
+
+def from_local(naive: datetime, tz: str | None) -> tuple[str, str | None]:
+    """UTC text and offset for a wall-clock time written in zone ``tz``.
+
+    Without a zone the time is taken as UTC: the record then says so by
+    carrying no offset, and the source's ``timezone`` setting should be fixed.
+    Ambiguous times (the repeated hour when clocks go back) take the first.
+    """
+    if tz is None:
+        return format_utc(naive.replace(tzinfo=UTC)), None
+    moment = naive.replace(tzinfo=zone(tz), fold=0)
+    return format_utc(moment), format_offset(moment)
+
+
+def from_epoch(seconds: float) -> str:
+    return format_utc(datetime.fromtimestamp(seconds, tz=UTC))
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise TimestampError(f"unknown time zone {name!r}") from exc
+
+
+def now_utc() -> str:
+    return format_utc(datetime.now(UTC))
+
+
+def local_text(utc_text: str, offset: str | None) -> str:
+    """The wall-clock time ``YYYY-MM-DDTHH:MM`` the source showed."""
+    moment = parse(utc_text)
+    if offset:
+        sign = 1 if offset[0] == "+" else -1
+        hours, minutes = offset[1:].split(":")
+        moment = moment + sign * timedelta(hours=int(hours), minutes=int(minutes))
+    return moment.strftime("%Y-%m-%dT%H:%M")
