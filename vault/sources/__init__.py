@@ -133,3 +133,142 @@ def _validated(convs: Iterator[dict[str, Any]], item: Path,
             options.problem(item, f"conversation {n}", exc.detail)
             continue
         yield conv
+
+
+# -- helpers shared by the readers ------------------------------------------------
+
+#: a whole-document JSON export is parsed in memory: bounded well below the file cap
+MAX_JSON_BYTES = 512 * 1024**2
+#: an attachment file hashed from an export folder or archive
+MAX_ATTACHMENT_BYTES = 2 * 1024**3
+
+
+def load_json(path: Path, cap: int = MAX_JSON_BYTES) -> Any:
+    """Parse a whole JSON export file, refusing files over ``cap`` bytes."""
+    size = path.stat().st_size
+    if size > cap:
+        raise UnreadableExport(f"larger than {cap} bytes, too big to parse as one JSON "
+                               "document", path=path)
+    with open(path, "rb") as fh:
+        data = fh.read(cap + 1)
+    return parse_json(data, path)
+
+
+def parse_json(data: bytes, path: Path | str) -> Any:
+    """Parse JSON bytes (a leading UTF-8 BOM allowed); UnreadableExport when it is not JSON."""
+    from vault import canonical
+
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return canonical.loads(data)
+    except canonical.CanonicalError as exc:
+        raise UnreadableExport(f"not valid JSON ({exc})", path=path) from None
+
+
+def epoch_text(value: Any, unit: int = 1) -> str:
+    """Canonical UTC text of a Unix time given in seconds (``unit=1``) or ms (1000).
+
+    Works on the decimal digits, not on a float, so ``"1681413317.397479"``
+    keeps its six fractional digits exactly. Raises TimestampError.
+    """
+    from datetime import datetime, timedelta
+    from decimal import Decimal, InvalidOperation
+
+    from vault import timestamps
+
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise timestamps.TimestampError("expected a Unix time (number or digits)")
+    try:
+        seconds = Decimal(str(value)) / unit
+    except InvalidOperation:
+        raise timestamps.TimestampError(f"not a Unix time: {str(value)[:40]!r}") from None
+    if not seconds.is_finite() or abs(seconds) > 253402300799:
+        raise timestamps.TimestampError(f"Unix time out of range: {str(value)[:40]!r}")
+    micros = int(seconds.scaleb(6).to_integral_value())
+    moment = datetime(1970, 1, 1, tzinfo=timestamps.UTC) + timedelta(microseconds=micros)
+    return timestamps.format_utc(moment)
+
+
+def stable_id(*parts: str) -> str:
+    """A short id derived from ``parts``: the same parts always give the same id."""
+    import hashlib
+
+    joined = "\x1f".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(joined).hexdigest()[:20]
+
+
+def digest_stream(stream: Any, cap: int = MAX_ATTACHMENT_BYTES) -> tuple[str, int] | None:
+    """(sha256, size) of a binary stream, or None when it holds more than ``cap`` bytes."""
+    import hashlib
+
+    h, size = hashlib.sha256(), 0
+    while chunk := stream.read(1024 * 1024):
+        size += len(chunk)
+        if size > cap:
+            return None
+        h.update(chunk)
+    return h.hexdigest(), size
+
+
+def local_file_digest(bases: list[Path], relative: str) -> tuple[str, int] | None:
+    """(sha256, size) of an attachment an export names by relative path, if present.
+
+    The name is untrusted: absolute paths, ``..`` and symlinks are refused, and
+    each candidate folder in ``bases`` is tried in order.
+    """
+    rel = Path(relative)
+    if not relative or rel.is_absolute() or ".." in rel.parts:
+        return None
+    for base in bases:
+        candidate = base / rel
+        try:
+            if candidate.is_symlink() or not candidate.is_file():
+                continue
+            with open(candidate, "rb") as fh:
+                return digest_stream(fh)
+        except OSError:
+            continue
+    return None
+
+
+def html_to_text(markup: str) -> str:
+    """A plain-text rendering of an HTML message body (block elements become lines)."""
+    from html.parser import HTMLParser
+
+    blocks = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6",
+              "blockquote", "pre", "ul", "ol", "table"}
+
+    class _Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.parts: list[str] = []
+            self.skip = 0
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            if tag in ("script", "style"):
+                self.skip += 1
+            elif tag in blocks:
+                self.parts.append("\n")
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("script", "style"):
+                self.skip = max(0, self.skip - 1)
+            elif tag in blocks:
+                self.parts.append("\n")
+
+        def handle_data(self, data: str) -> None:
+            if not self.skip:
+                self.parts.append(data)
+
+    parser = _Text()
+    parser.feed(markup)
+    parser.close()
+    text = "".join(parser.parts)
+    lines = text.split("\n")
+    # collapse the runs of empty lines that nested blocks leave behind
+    out: list[str] = []
+    for line in lines:
+        if line.strip() or (out and out[-1].strip()):
+            out.append(line)
+    return "\n".join(out).strip("\n")

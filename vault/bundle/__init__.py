@@ -1,0 +1,103 @@
+"""The sealed bundle format: writer, reader, and FORMAT.md, its byte-level spec.
+
+High-level entry points used by the CLI, the exporter and the vault:
+
+- :class:`BundleWriter` and :func:`seal_jsonl` to seal;
+- :func:`verify` (no decryption), :class:`Bundle` to open step by step,
+  :func:`open_to_jsonl` to verify, decrypt and write canonical JSONL;
+- :func:`inspect` to show a header without any key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from vault import records
+from vault.atomic import AtomicFile
+from vault.bundle.layout import DEFAULT_CHUNK, DEFAULT_MAX_PLAINTEXT
+from vault.bundle.payload import Blob, Record
+from vault.bundle.reader import Bundle, SignerCheck, Verified, inspect, verify
+from vault.bundle.writer import BundleWriter, Sealed
+from vault.errors import InvalidRecord
+from vault.keys import Identity, PublicIdentity
+
+__all__ = ["Blob", "Bundle", "BundleWriter", "DEFAULT_CHUNK", "DEFAULT_MAX_PLAINTEXT",
+           "Record", "Sealed", "SignerCheck", "Verified", "file_name", "inspect",
+           "open_to_jsonl", "seal_jsonl", "validate_jsonl", "verify"]
+
+
+def file_name(source: str, sequence: int) -> str:
+    """``<source>-<sequence:08d>.cvb``, the name bundles travel under."""
+    return f"{source}-{sequence:08d}.cvb"
+
+
+def validate_jsonl(lines: Iterable[bytes], where: str) -> Iterable[tuple[bytes, records.Summary]]:
+    """Canonical bytes and summary of each non-blank line; raises on the first bad one."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        yield records.canonical_line(line.rstrip(b"\r\n"), f"{where}: line {lineno}")
+
+
+def seal_jsonl(input_path: Path, out: Path, signer: Identity,
+               recipients: Sequence[PublicIdentity], *, source: str, sequence: int,
+               prev_hash: str | None = None, level: int = 3, threads: int = 0,
+               chunk_size: int = DEFAULT_CHUNK) -> Sealed:
+    """Seal a canonical JSONL file. Any invalid line: nothing is sealed.
+
+    Lines are validated while sealing (one pass); the first invalid line aborts
+    the bundle, and its partial output is removed.
+    """
+    from vault.sources.jsonl import open_lines
+
+    writer = BundleWriter(out, signer, recipients, source=source, sequence=sequence,
+                          prev_hash=prev_hash, level=level, threads=threads,
+                          chunk_size=chunk_size)
+    try:
+        for data, summary in validate_jsonl(open_lines(Path(input_path)), str(input_path)):
+            writer.add_record(data, summary)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
+
+
+def open_to_jsonl(path: Path, identity: Identity, trust: SignerCheck, out: Path, *,
+                  role: str = "exporter", max_plaintext: int = DEFAULT_MAX_PLAINTEXT,
+                  blobs_dir: Path | None = None) -> tuple[Verified, int]:
+    """Verify, decrypt, and write the records as canonical JSONL to ``out``.
+
+    The output appears only when the whole bundle checked out; on any failure
+    no output file is left behind. Attachments go to ``blobs_dir`` (named by
+    their SHA-256) when given.
+    """
+    count = 0
+    with Bundle(path, max_plaintext=max_plaintext) as b:
+        entry = b.check_signer(trust, role)
+        sha = b.verify_signature()
+        with AtomicFile(out) as fh:
+            for item in b.items(identity):
+                if isinstance(item, Record):
+                    fh.write(item.data + b"\n")
+                    count += 1
+                elif blobs_dir is not None:
+                    _save_blob(item, blobs_dir)
+            assert b.meta is not None
+            declared = b.meta["counts"].get("conversations", count)
+            if count != declared:
+                raise InvalidRecord(f"header declares {declared} conversations, payload "
+                                    f"holds {count}", path=str(path))
+        return Verified(b.path, sha, b.size, b.meta, entry, b.prefix), count
+
+
+def _save_blob(blob: Blob, folder: Path) -> None:
+    target = Path(folder) / blob.sha256
+    if target.exists():
+        return
+    with AtomicFile(target) as fh:
+        while True:
+            part = blob.content.read(1024 * 1024)
+            if not part:
+                break
+            fh.write(part)

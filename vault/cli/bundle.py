@@ -1,0 +1,125 @@
+"""``chatvault bundle ...``: the low-level commands over the bundle format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vault.cli.common import HomeOpt, JsonOpt, emit_json, resolve_home, say
+
+app = typer.Typer(no_args_is_help=True)
+
+RoleOpt = Annotated[str, typer.Option(
+    "--role", help="Role the signer must be trusted for (exporter; vault for restore bundles)")]
+
+
+@app.command("seal")
+def seal(
+    input_file: Annotated[Path, typer.Argument(help="Canonical JSONL, one conversation a line")],
+    to: Annotated[list[Path], typer.Option("--to", help="Recipient public key file (repeat)")],
+    source: Annotated[str, typer.Option("--source", help="Source id for the header")],
+    seq: Annotated[int, typer.Option("--seq", min=1, help="Sequence number in the source")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Bundle file to write")],
+    prev: Annotated[Optional[str], typer.Option("--prev", help="SHA-256 of the previous bundle")] = None,
+    level: Annotated[int, typer.Option("--level", min=1, max=22)] = 3,
+    threads: Annotated[int, typer.Option("--threads", help="zstd workers; -1 = all cores")] = 0,
+    home: HomeOpt = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option("--passphrase-file")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Seal a JSONL file into a bundle signed by this home's key."""
+    from vault import bundle, keys
+    from vault import home as homes
+    from vault.errors import UsageError
+
+    if prev is not None and (len(prev) != 64 or any(c not in "0123456789abcdef" for c in prev)):
+        raise UsageError("--prev must be a SHA-256 in lower-case hex")
+    ident = homes.Home(resolve_home(home)).identity(passphrase_file)
+    recipients = [keys.load_public(p) for p in to]
+    sealed = bundle.seal_jsonl(input_file, out, ident, recipients, source=source,
+                               sequence=seq, prev_hash=prev, level=level, threads=threads)
+    info = {"path": str(sealed.path), "sha256": sealed.sha256, "size": sealed.size,
+            "counts": sealed.meta["counts"], "bundle_id": sealed.meta["bundle_id"]}
+    if as_json:
+        emit_json(info)
+        return
+    c = sealed.meta["counts"]
+    say(f"sealed {c['conversations']} conversations, {c['messages']} messages into "
+        f"{sealed.path} ({sealed.size} bytes)")
+    say(f"sha256 {sealed.sha256}")
+
+
+@app.command("inspect")
+def inspect(
+    bundle_file: Annotated[Path, typer.Argument()],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the header as the file claims it (nothing verified, no key needed)."""
+    from vault import bundle
+
+    info = bundle.inspect(bundle_file)
+    if as_json:
+        emit_json(info)
+        return
+    meta = info["meta"]
+    print(f"file          {info['path']} ({info['size']} bytes, format v{info['version']})")
+    for key in ("kind", "source", "sequence", "bundle_id", "prev_hash", "created_at",
+                "signer", "software"):
+        print(f"{key:13} {meta.get(key)}")
+    print(f"counts        {meta.get('counts')}")
+    print(f"window        {meta.get('window')}")
+    print(f"payload       {info['plaintext_size']} bytes, {info['payload_size']} compressed, "
+          f"{info['chunks']} chunk(s)")
+    print(f"recipients    {meta.get('recipients')}")
+    print("verified      no (use 'chatvault bundle verify --home H')")
+
+
+@app.command("verify")
+def verify(
+    bundle_file: Annotated[Path, typer.Argument()],
+    home: HomeOpt = None,
+    role: RoleOpt = "exporter",
+    as_json: JsonOpt = False,
+) -> None:
+    """Check structure, signer trust and signature. Decrypts nothing."""
+    from vault import bundle
+    from vault import home as homes
+
+    trust = homes.Home(resolve_home(home)).trust()
+    v = bundle.verify(bundle_file, trust, role)
+    info = {"path": str(v.path), "sha256": v.sha256, "size": v.size, "verified": True,
+            "signer": v.signer.fingerprint, "signer_name": v.signer.public.name,
+            "source": v.meta["source"], "sequence": v.meta["sequence"],
+            "prev_hash": v.meta.get("prev_hash"), "kind": v.meta["kind"],
+            "counts": v.meta["counts"]}
+    if as_json:
+        emit_json(info)
+        return
+    say(f"{bundle_file}: OK, signed by {info['signer']} ({info['signer_name']}), "
+        f"{info['source']} #{info['sequence']}, sha256 {v.sha256}")
+
+
+@app.command("open")
+def open_(
+    bundle_file: Annotated[Path, typer.Argument()],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Canonical JSONL to write")],
+    home: HomeOpt = None,
+    role: RoleOpt = "exporter",
+    blobs: Annotated[Optional[Path], typer.Option("--blobs", help="Folder for attachments")] = None,
+    passphrase_file: Annotated[Optional[Path], typer.Option("--passphrase-file")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify, decrypt with this home's key, write canonical JSONL."""
+    from vault import bundle
+    from vault import home as homes
+
+    h = homes.Home(resolve_home(home))
+    v, count = bundle.open_to_jsonl(bundle_file, h.identity(passphrase_file), h.trust(), out,
+                                    role=role, blobs_dir=blobs)
+    if as_json:
+        emit_json({"path": str(bundle_file), "out": str(out), "conversations": count,
+                   "sha256": v.sha256, "signer": v.signer.fingerprint})
+        return
+    say(f"opened {bundle_file}: {count} conversations written to {out}")

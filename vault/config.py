@@ -1,0 +1,119 @@
+"""``config.toml`` of a home: defaults, loading, and errors that name key and line.
+
+Both sides read ``H/config.toml`` with :mod:`tomllib`. Every key has a
+default except the exporter's ``recipients`` and ``sources``; unknown keys are
+reported (a typo would otherwise silently change nothing). Errors name the
+file, the key and the line, for ``chatvault export check-config`` and for
+every command that loads a config.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from vault.errors import ConfigError
+
+FAT32_MAX = 4 * 1024**3 - 1
+
+EXPORTER_DEFAULTS: dict[str, Any] = {
+    "recipients": [],
+    "sources": [],
+    "media": {"path": "/media/chatvault"},
+    "export": {"max_bundle_bytes": 1024**3, "zstd_level": 3, "threads": 0},
+    "alerts": {"export_overdue_hours": 26, "unacknowledged_warning_days": 3,
+               "unacknowledged_critical_days": 8},
+}
+
+VAULT_DEFAULTS: dict[str, Any] = {
+    "daemon": {"device_match": "usb", "mount_root": "/run/chatvault/media",
+               "delete_ingested": False},
+    "defaults": {"phone_region": "GB", "retention_days": 0},
+    "limits": {"max_plaintext_bytes": 64 * 1024**3},
+    "sources": {},
+    "alerts": {"clock_ahead_hours": 24, "drill_interval_days": 90,
+               "dsar_warning_days": 7},
+    "erasure": {"four_eyes": False},
+    "dsar": {"redact_agent_names": False},
+    "processing": {},
+}
+
+
+def _line_of(text: str, key: str) -> int | None:
+    pattern = re.compile(rf'^\s*("?){re.escape(key)}\1\s*=', re.MULTILINE)
+    m = pattern.search(text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def _where(path: Path, text: str, dotted: str) -> str:
+    line = _line_of(text, dotted.rsplit(".", 1)[-1].split("[")[0])
+    return f"{path}:{line}" if line else str(path)
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and out[key]:
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _check_unknown(path: Path, text: str, defaults: dict[str, Any],
+                   given: dict[str, Any], prefix: str = "") -> None:
+    for key, value in given.items():
+        dotted = f"{prefix}{key}"
+        if key not in defaults:
+            raise ConfigError(f"unknown key {dotted!r}", path=_where(path, text, dotted))
+        template = defaults[key]
+        if isinstance(template, dict) and template and isinstance(value, dict):
+            _check_unknown(path, text, template, value, dotted + ".")
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", path=path) from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=path) from None
+
+
+class Config(dict):  # type: ignore[type-arg]
+    """A loaded config: the merged dict, plus where it came from for messages."""
+
+    path: Path
+    text: str
+
+    def where(self, dotted: str) -> str:
+        return _where(self.path, self.text, dotted)
+
+    def error(self, dotted: str, problem: str) -> ConfigError:
+        return ConfigError(f"key {dotted!r}: {problem}", path=self.where(dotted))
+
+
+def load(path: Path, defaults: dict[str, Any]) -> Config:
+    given, text = read_toml(path)
+    _check_unknown(path, text, defaults, given)
+    cfg = Config(_merge(defaults, given))
+    cfg.path, cfg.text = path, text
+    return cfg
+
+
+def expect_int(cfg: Config, dotted: str, low: int, high: int) -> int:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, int):
+        raise cfg.error(dotted, f"expected an integer, got {node!r}")
+    if not low <= node <= high:
+        raise cfg.error(dotted, f"must be between {low} and {high}, got {node}")
+    return node

@@ -1,0 +1,115 @@
+"""A home folder: where one side of chatvault keeps everything it owns.
+
+Layout (``H`` is ``--home``, ``$CHATVAULT_HOME`` or ``/var/lib/chatvault``)::
+
+    H/config.toml            commented template written by 'chatvault init'
+    H/keys/secret.key        0600, optionally passphrase-wrapped
+    H/keys/public.key        mailable, printable, self-signed
+    H/trust.json             the trust store (vault.trust)
+    exporter:  H/state/      export state (SQLite) and H/outbox/ (bundles
+                             kept until every vault acknowledged them)
+    vault:     H/store.db    the SQLite store; H/archive/ (sealed bundles, the
+                             source of truth); H/quarantine/; H/staging/;
+                             H/receipts/ (copies of receipts written)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vault import keys
+from vault.errors import HomeExists, UsageError
+from vault.trust import TrustStore
+
+KINDS = ("exporter", "vault")
+
+_DIRS = {
+    "exporter": ["keys", "state", "outbox"],
+    "vault": ["keys", "archive", "quarantine", "staging", "receipts", "reports"],
+}
+
+
+@dataclass(frozen=True)
+class Home:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def secret_key(self) -> Path:
+        return self.path / "keys" / "secret.key"
+
+    @property
+    def public_key(self) -> Path:
+        return self.path / "keys" / "public.key"
+
+    def sub(self, name: str) -> Path:
+        return self.path / name
+
+    def kind(self) -> str:
+        """Which side this home is, from its public key's role."""
+        return keys.load_public(self.public_key).role
+
+    def require(self) -> "Home":
+        if not self.public_key.is_file():
+            raise UsageError(f"{self.path} is not a chatvault home (no keys/public.key); "
+                             "create it with 'chatvault init' or pass --home")
+        return self
+
+    def identity(self, passphrase_file: Path | None = None) -> keys.Identity:
+        self.require()
+        try:
+            text = self.secret_key.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.secret_key}: {exc.strerror}") from None
+        return keys.parse_secret(text, str(self.secret_key), keys.read_passphrase(passphrase_file))
+
+    def public(self) -> keys.PublicIdentity:
+        return keys.load_public(self.require().public_key)
+
+    def trust(self) -> TrustStore:
+        return TrustStore.load(self.require().path)
+
+
+def create(kind: str, path: Path, name: str, passphrase: bytes | None = None,
+           identity: keys.Identity | None = None) -> Home:
+    """Create a new home. Refuses to touch a folder that already holds anything."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown home kind {kind!r}; one of {', '.join(KINDS)}")
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise HomeExists(f"{path} already exists and is not empty; refusing to touch it")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    for sub in _DIRS[kind]:
+        (path / sub).mkdir(mode=0o700)
+
+    ident = identity or keys.generate(name, kind)
+    home = Home(path)
+    keys.write_secret(home.secret_key, keys.secret_key_text(ident, passphrase))
+    home.public_key.write_text(keys.public_key_text(ident), encoding="utf-8")
+    TrustStore.empty(path).save()
+    home.config.write_text(_template(kind, name), encoding="utf-8")
+    if kind == "vault":
+        _create_store(path)
+    return home
+
+
+def _create_store(path: Path) -> None:
+    """Create the empty store when the store module is present."""
+    try:
+        from vault import store
+    except ImportError:
+        return
+    store.open_store(path / "store.db").close()
+
+
+def _template(kind: str, name: str) -> str:
+    from importlib import resources
+
+    text = resources.files("vault").joinpath(f"templates/{kind}.toml").read_text("utf-8")
+    return text.replace("@NAME@", name)

@@ -1,0 +1,237 @@
+"""Identifiers: how e-mail addresses, phone numbers and names are normalised and found.
+
+The same functions run at ingest (participants, and mentions inside message
+text) and at query time (what a DPO types), so a match never depends on how
+either side happened to write the identifier:
+
+* e-mail: trimmed, ``mailto:`` and angle brackets removed, NFC, case-folded,
+  and checked for a plausible shape (``local@domain.tld``).
+* phone: E.164 (``+447700900123``) through ``phonenumbers``. Any written form
+  is accepted (spaces, dashes, dots, parentheses, ``00`` international
+  prefix, national numbers with a trunk ``0`` when a region is configured).
+  *Possible* numbers are kept, not only *valid* ones: fictional ranges such
+  as 07700 900xxx are possible but not valid, and people do give them.
+  A number written without ``+``/``00`` needs a region; without one it is
+  never guessed, only reported (:func:`find_phones`).
+* names: :func:`name_key`, a loose key for name-only matching.
+* free text: :func:`fold_text`, the one folding the full-text index and its
+  queries both use.
+
+Folding (``fold_text``): NFKC (compatibility forms such as full-width letters
+and ligatures become plain letters), case-fold, then combining marks are
+removed from Latin, Greek and Cyrillic letters so that "Zoë", "Zoë" (NFD)
+and "Zoe" fold alike; marks on other scripts (kana voicing marks, Indic
+vowel signs, Hebrew points) carry meaning and are kept. The result is NFC.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import phonenumbers
+
+#: regions people write that are not ISO 3166 codes
+_REGION_ALIASES = {"UK": "GB", "EL": "GR"}
+
+_EMAIL_IN_TEXT = re.compile(
+    r"(?<![\w.+-])[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
+    r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}(?![\w-])"
+)
+_EMAIL_SHAPE = re.compile(
+    r"^[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
+    r"@(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}$"
+)
+#: a run of digits and separators that people use to write phone numbers
+_PHONE_LIKE = re.compile(r"(?<![\w+])\(?\d[\d\s().-]{5,22}\d(?!\w)")
+_DATE_LIKE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$|^\d{1,2}[.-]\d{1,2}[.-]\d{2,4}$")
+_MIN_DIGITS, _MAX_DIGITS = 8, 15
+MAX_TEXT_CHARS = 1_000_000
+
+# Latin, Greek, Cyrillic (and their extensions): marks on these are accents
+_ACCENTED_BLOCKS = ((0x0000, 0x052F), (0x1D00, 0x1FFF), (0x2C60, 0x2C7F), (0xA640, 0xA7FF))
+
+
+def _is_accentable(char: str) -> bool:
+    code = ord(char)
+    return any(lo <= code <= hi for lo, hi in _ACCENTED_BLOCKS)
+
+
+def fold_text(text: str) -> str:
+    """The search form of ``text``: NFKC, case-folded, accents off Latin/Greek/Cyrillic.
+
+    Used for the full-text index and for queries alike. Length may change
+    (``ß`` folds to ``ss``), so offsets into the original are not kept.
+    """
+    decomposed = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text).casefold())
+    out: list[str] = []
+    base_accentable = False
+    for char in decomposed:
+        if unicodedata.combining(char):
+            if base_accentable:
+                continue
+        else:
+            base_accentable = _is_accentable(char)
+        out.append(char)
+    return unicodedata.normalize("NFC", "".join(out))
+
+
+def name_key(text: str) -> str:
+    """A person's name for name-only matching: folded, whitespace collapsed.
+
+    "  ZOË   Müller " and "zoe muller" give the same key ("zoe muller").
+    Accents are removed (see :func:`fold_text`): names are written both
+    ways, and a name match is only ever a hint, shown with its reason.
+    """
+    return " ".join(fold_text(text).split())
+
+
+# -- e-mail -------------------------------------------------------------------------
+
+def normalise_email(text: str | None) -> str | None:
+    """The normal form of an e-mail address, or None when it does not look like one."""
+    if not text:
+        return None
+    value = unicodedata.normalize("NFC", text.strip())
+    if value.lower().startswith("mailto:"):
+        value = value[7:]
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1]
+    value = value.strip().casefold()
+    if len(value) > 254 or not _EMAIL_SHAPE.match(value):
+        return None
+    local = value.split("@", 1)[0]
+    if len(local) > 64:
+        return None
+    return value
+
+
+def find_emails(text: str) -> list[str]:
+    """The e-mail addresses written in ``text``, normalised, in order, each once."""
+    found: list[str] = []
+    for match in _EMAIL_IN_TEXT.finditer(text[:MAX_TEXT_CHARS]):
+        email = normalise_email(match.group(0))
+        if email and email not in found:
+            found.append(email)
+    return found
+
+
+# -- phone ----------------------------------------------------------------------------
+
+def region(name: str | None) -> str | None:
+    """The ISO 3166 region code for ``name`` ("gb", "UK" -> "GB"), or None for none.
+
+    Raises ValueError for a region phonenumbers does not know: a typo in the
+    configuration must never silently turn phone matching off.
+    """
+    if name is None or not name.strip():
+        return None
+    code = name.strip().upper()
+    code = _REGION_ALIASES.get(code, code)
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown phone region {name!r}: expected a two-letter ISO 3166 "
+                         "code such as GB, US or DE")
+    return code
+
+
+def _e164(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_phone(text: str | None, region_name: str | None = None) -> str | None:
+    """E.164 form of a phone number as written, or None when it is not a possible number.
+
+    Without a region only international forms (``+44 ...``, ``0044 ...``) parse.
+    """
+    if not text:
+        return None
+    code = region(region_name)
+    value = unicodedata.normalize("NFKC", text).strip()
+    if len(value) > 64:
+        return None
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    try:
+        number = phonenumbers.parse(value, code)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return _e164(number)
+
+
+def find_phones(text: str, region_name: str | None = None) -> tuple[list[str], list[str]]:
+    """(E.164 numbers found in ``text``, digit strings that need a region to parse).
+
+    The second list is only filled when no region is configured: numbers
+    written without an international prefix are reported there (digits only)
+    so that the operator can set ``phone_region``; they are never guessed.
+    """
+    code = region(region_name)
+    text = text[:MAX_TEXT_CHARS]
+    found: list[str] = []
+    spans: list[tuple[int, int]] = []
+    matcher = phonenumbers.PhoneNumberMatcher(text, code or "ZZ",
+                                              leniency=phonenumbers.Leniency.POSSIBLE)
+    for match in matcher:
+        spans.append((match.start, match.end))
+        number = _e164(match.number)
+        if number not in found:
+            found.append(number)
+
+    unparsed: list[str] = []
+    if code is None:
+        for cand in _PHONE_LIKE.finditer(text):
+            if any(s < cand.end() and cand.start() < e for s, e in spans):
+                continue
+            written = cand.group(0).strip()
+            digits = re.sub(r"\D", "", written)
+            if not _MIN_DIGITS <= len(digits) <= _MAX_DIGITS or _DATE_LIKE.match(written):
+                continue
+            if digits not in unparsed:
+                unparsed.append(digits)
+    return found, unparsed
+
+
+# -- everything in a conversation -----------------------------------------------------
+
+@dataclass
+class Found:
+    """Identifiers of one conversation: from participants and from message text."""
+
+    emails: list[str] = field(default_factory=list)
+    phones: list[str] = field(default_factory=list)
+    unparsed_phones: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+    def _add(self, bucket: list[str], values: Iterable[str | None]) -> None:
+        for value in values:
+            if value and value not in bucket:
+                bucket.append(value)
+
+
+def collect(conv: dict[str, Any], region_name: str | None = None) -> Found:
+    """Every identifier a conversation carries, normalised as the vault stores them."""
+    out = Found()
+    code = region(region_name)
+    for person in conv.get("participants") or []:
+        out._add(out.emails, [normalise_email(person.get("email"))])
+        phone = person.get("phone")
+        out._add(out.phones, [normalise_phone(phone, code)])
+        if phone and code is None and not normalise_phone(phone, None):
+            out._add(out.unparsed_phones, [re.sub(r"\D", "", phone)])
+        if person.get("name"):
+            out._add(out.names, [person["name"]])
+    for msg in conv.get("messages") or []:
+        texts = [msg.get("text") or ""]
+        texts += [a.get("text") or "" for a in msg.get("attachments") or []]
+        for text in texts:
+            if not text:
+                continue
+            out._add(out.emails, find_emails(text))
+            phones, unparsed = find_phones(text, code)
+            out._add(out.phones, phones)
+            out._add(out.unparsed_phones, unparsed)
+    return out

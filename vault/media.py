@@ -1,0 +1,97 @@
+"""Removable media as chatvault sees it: folders, safe listings, free space.
+
+On a stick (or any folder standing for one)::
+
+    <media>/chatvault/outbox/     bundles written by exporters (*.cvb)
+    <media>/chatvault/receipts/   receipts written by vaults (*.receipt.json)
+    <media>/chatvault/requests/   signed requests from online staff (*.request.json)
+    <media>/chatvault/answers/    the vault's sealed answers and answer receipts
+
+Nothing on media is trusted: listings skip symlinks, special files, names
+that are not plain ``[A-Za-z0-9._-]`` and files above a size bound; every
+byte is verified later by whoever reads it. (Mounting and udev live in
+:mod:`vault.mounting` and :mod:`vault.daemon`.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+
+from vault.atomic import is_temporary, media_error
+from vault.errors import MediaFull, MediaMissing
+
+ROOT = "chatvault"
+OUTBOX = "outbox"
+RECEIPTS = "receipts"
+REQUESTS = "requests"
+ANSWERS = "answers"
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+#: room kept free on media beyond what a write needs (file system metadata)
+MARGIN = 1024 * 1024
+
+
+def folder(media: Path, name: str, create: bool = False) -> Path:
+    """``<media>/chatvault/<name>``; created (with parents) on request."""
+    media = Path(media)
+    if not media.is_dir():
+        raise MediaMissing("media folder not found; is the stick mounted?", path=media)
+    path = media / ROOT / name
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise media_error(exc, path) from exc
+    return path
+
+
+def safe_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
+    """Regular files named ``*suffix`` in ``directory``, sorted, skipping anything odd.
+
+    Symlinks are never followed (checked with lstat), temporary files of
+    interrupted writes and names with unusual characters are ignored, and
+    files above ``max_bytes`` are left out (the caller reports them).
+    """
+    if not directory.is_dir() or directory.is_symlink():
+        return []
+    found = []
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise media_error(exc, directory) from exc
+    for name in names:
+        if not name.endswith(suffix) or is_temporary(name) or not _SAFE_NAME.match(name):
+            continue
+        path = directory / name
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size <= max_bytes:
+            found.append(path)
+    return found
+
+
+def oversized_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return [p for p in sorted(directory.glob(f"*{suffix}"))
+            if not p.is_symlink() and p.is_file() and p.stat().st_size > max_bytes]
+
+
+def free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError as exc:
+        raise media_error(exc, path) from exc
+
+
+def ensure_space(path: Path, needed: int) -> None:
+    """Refuse before writing when ``needed`` bytes (plus a margin) will not fit."""
+    free = free_bytes(path)
+    if free < needed + MARGIN:
+        raise MediaFull(f"{needed} bytes needed, {free} free", path=path)

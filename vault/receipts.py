@@ -1,0 +1,105 @@
+"""Receipts: the vault's signed word that it holds a bundle (or why it does not).
+
+The vault writes one receipt per bundle it found on the media, into
+``<media>/chatvault/receipts/``, named after the bundle file and the vault
+(``web-00000003.ABCDEFGHI.receipt.json``), as a signed document
+(:mod:`vault.signed`, kind ``receipt``) with this body::
+
+    kind            "receipt"
+    bundle_file     the bundle's file name on the media
+    bundle_sha256   SHA-256 of the bundle file as the vault read it
+    bundle_id, source, sequence   from the verified header (absent when the
+                    bundle could not be verified)
+    status          "ingested" | "duplicate" | "quarantined"
+    reason          why it was quarantined (or a note, e.g. a chain gap)
+    counts          {"conversations": n, "messages": n} taken in
+    vault           the vault's fingerprint
+    at              when (the vault's clock)
+    audit_head      hash of the vault's audit log head at that moment
+
+The exporter verifies receipts against the vault keys it trusts (role
+``vault``) and matches them to its bundles by ``bundle_sha256``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vault import atomic, media, signed, timestamps
+from vault.errors import BadDocument
+from vault.keys import Identity
+
+SUFFIX = ".receipt.json"
+STATUSES = ("ingested", "duplicate", "quarantined")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    path: Path
+    body: dict[str, Any]
+    vault: str  # fingerprint of the verified signer
+
+    @property
+    def status(self) -> str:
+        return str(self.body["status"])
+
+    @property
+    def bundle_sha256(self) -> str:
+        return str(self.body["bundle_sha256"])
+
+
+def make(identity: Identity, *, bundle_file: str, bundle_sha256: str, status: str,
+         reason: str | None = None, meta: dict[str, Any] | None = None,
+         counts: dict[str, int] | None = None, audit_head: str | None = None) -> dict[str, Any]:
+    if status not in STATUSES:
+        raise ValueError(f"unknown receipt status {status!r}")
+    body: dict[str, Any] = {
+        "kind": "receipt", "bundle_file": bundle_file, "bundle_sha256": bundle_sha256,
+        "status": status, "vault": identity.fingerprint, "at": timestamps.now_utc(),
+        "counts": counts or {},
+    }
+    if reason:
+        body["reason"] = reason
+    if audit_head:
+        body["audit_head"] = audit_head
+    if meta:
+        for key in ("bundle_id", "source", "sequence"):
+            if key in meta:
+                body[key] = meta[key]
+    return signed.sign(body, identity)
+
+
+def file_name(bundle_file: str, vault_fingerprint: str) -> str:
+    stem = bundle_file[:-4] if bundle_file.endswith(".cvb") else bundle_file
+    return f"{stem}.{vault_fingerprint.replace('-', '')[:9]}{SUFFIX}"
+
+
+def write(media_path: Path, doc: dict[str, Any]) -> Path:
+    """Write a receipt onto the media atomically; returns its path."""
+    folder = media.folder(media_path, media.RECEIPTS, create=True)
+    body = doc["body"]
+    target = folder / file_name(body["bundle_file"], body["vault"])
+    data = signed.dumps(doc)
+    media.ensure_space(folder, len(data))
+    atomic.write_bytes(target, data)
+    return target
+
+
+def verify_file(path: Path, trust: Any) -> Receipt:
+    """Load and verify one receipt; raises the refusal (forged, untrusted...)."""
+    doc = signed.load(path)
+    signers = signed.verify(doc, trust, "vault", "receipt", str(path))
+    body = doc["body"]
+    for key in ("bundle_sha256", "status", "bundle_file"):
+        if not isinstance(body.get(key), str):
+            raise BadDocument(f"receipt field {key!r} missing", path=path)
+    if body["status"] not in STATUSES:
+        raise BadDocument(f"unknown receipt status {body['status']!r}", path=path)
+    return Receipt(path, body, signers[0].fingerprint)
+
+
+def on_media(media_path: Path) -> list[Path]:
+    folder = media.folder(media_path, media.RECEIPTS)
+    return media.safe_files(folder, SUFFIX, signed.MAX_DOCUMENT)
