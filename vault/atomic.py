@@ -36,8 +36,10 @@ def media_error(exc: OSError, path: Path | str, needed: int | None = None) -> Me
         return MediaFull(f"no space left on device{need}", path=path)
     if code == errno.EROFS:
         return MediaReadOnly("file system is read-only", path=path)
-    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESTALE):
-        return MediaMissing(f"gone while writing ({exc.strerror}); was the media removed?",
+    if code == errno.ENOENT:
+        return MediaMissing("not found (no such file or folder)", path=path)
+    if code in (errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESTALE, errno.EIO):
+        return MediaMissing(f"device gone ({exc.strerror}); was the media removed?",
                             path=path)
     if code in (errno.EACCES, errno.EPERM):
         return MediaReadOnly(f"not writable ({exc.strerror})", path=path)

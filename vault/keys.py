@@ -246,7 +246,7 @@ def secret_key_text(ident: Identity, passphrase: bytes | None = None) -> str:
     salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
     key = nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase, salt,
                                    opslimit=ops, memlimit=mem)
-    boxed = nacl.secret.SecretBox(key).encrypt(secret, encoder=None)
+    boxed = nacl.secret.SecretBox(key).encrypt(secret)
     fields += [("Protection", "argon2id-secretbox"), ("KDF-Ops", str(ops)),
                ("KDF-Mem", str(mem)), ("Salt", _b64(salt)), ("Secret", _b64(bytes(boxed)))]
     return _armor(_SEC_ARMOR, fields)

@@ -90,7 +90,7 @@ def import_text(text: str, path: str = "paper backup") -> keys.Identity:
                          path=path)
     secret = b"".join(chunks[n] for n in range(1, _LINES + 1))
     ident = keys.from_secrets(_field(lines, "Name", path), _field(lines, "Role", path),
-                              _field(lines, "Created", path), secret[:keys.KEY_BYTES],
+                              _field(lines, "Created", path).upper(), secret[:keys.KEY_BYTES],
                               secret[keys.KEY_BYTES:])
     expected = keys.normalise_fingerprint(_field(lines, "Fingerprint", path))
     if ident.fingerprint != expected:

@@ -67,32 +67,35 @@ def _setup_logging() -> None:
 
 
 def main() -> None:
-    """Console entry point: run the app and map failures to exit codes."""
+    """Console entry point: run the app and map failures to exit codes.
+
+    Typer handles usage errors itself (exit 2); chatvault's own failures
+    become one stderr line (plus a JSON object with ``--json``) and their
+    exit code; anything else is an internal error (exit 1, traceback only
+    with ``CHATVAULT_DEBUG=1``).
+    """
     _setup_logging()
     wants_json = "--json" in sys.argv[1:]
-    debug = os.environ.get("CHATVAULT_DEBUG") == "1"
     try:
-        rv = app(standalone_mode=False)
+        app(prog_name="chatvault")
     except ChatvaultError as exc:
         _report(exc, wants_json)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.stderr.write("chatvault: aborted\n")
-        sys.exit(EXIT_OTHER)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence
-        import click
+    except OSError as exc:
+        from vault.atomic import media_error
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if debug:
+        err = media_error(exc, exc.filename or "file")
+        _report(err, wants_json)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("chatvault: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("CHATVAULT_DEBUG") == "1":
             raise
         sys.stderr.write(f"chatvault: internal error: {type(exc).__name__}: {exc} "
                          "(set CHATVAULT_DEBUG=1 for a traceback)\n")
         sys.exit(EXIT_OTHER)
-    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _report(exc: ChatvaultError, wants_json: bool) -> None:

@@ -1,0 +1,90 @@
+"""The command line: help everywhere, exit codes, JSON errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import Pair, run_cli
+from vault.cli import app
+
+
+def _commands(group, prefix=()):  # type: ignore[no-untyped-def]
+    import typer.main
+
+    cmd = typer.main.get_command(group)
+    stack = [(prefix, cmd)]
+    while stack:
+        path, c = stack.pop()
+        subs = getattr(c, "commands", None)
+        if subs:
+            for name, sub in subs.items():
+                stack.append((path + (name,), sub))
+        else:
+            yield path, c
+
+
+def test_every_command_has_help_text() -> None:
+    missing = [" ".join(p) for p, c in _commands(app) if not (c.help or "").strip()]
+    assert missing == []
+
+
+def test_every_command_answers_help() -> None:
+    for path, _ in _commands(app):
+        r = run_cli(*path, "--help")
+        assert r.code == 0, (path, r.err)
+
+
+def test_usage_error_exits_2() -> None:
+    assert run_cli("bundle", "seal").code == 2
+    assert run_cli("no-such-command").code == 2
+
+
+def test_missing_file_exits_5_naming_it(tmp_path: Path) -> None:
+    r = run_cli("bundle", "inspect", tmp_path / "nope.cvb")
+    assert r.code == 5
+    assert "nope.cvb" in r.err and "not found" in r.err
+
+
+def test_rejected_bundle_json_error(pair: Pair, sample_jsonl: Path) -> None:
+    out = pair.root / "s.cvb"
+    r = run_cli("bundle", "seal", sample_jsonl, "--home", pair.exporter_path, "--to",
+                pair.vault.public_key, "--source", "web", "--seq", "1", "-o", out)
+    assert r.code == 0, r.err
+    data = bytearray(out.read_bytes())
+    data[-5] ^= 0xFF
+    out.write_bytes(bytes(data))
+    r = run_cli("bundle", "verify", out, "--home", pair.vault_path, "--json")
+    assert r.code == 3
+    err = r.json()
+    assert err["error"] == "bad_signature" and err["path"] == str(out)
+    assert str(out) in r.err
+
+
+def test_untrusted_signer_exits_4(pair: Pair, sample_jsonl: Path, tmp_path: Path) -> None:
+    from vault import home
+
+    stranger = home.create("exporter", tmp_path / "stranger", "stranger")
+    out = pair.root / "x.cvb"
+    r = run_cli("bundle", "seal", sample_jsonl, "--home", stranger.path, "--to",
+                pair.vault.public_key, "--source", "web", "--seq", "1", "-o", out)
+    assert r.code == 0, r.err
+    r = run_cli("bundle", "open", out, "--home", pair.vault_path, "-o", tmp_path / "o.jsonl",
+                "--json")
+    assert r.code == 4 and r.json()["error"] == "untrusted_signer"
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("args", [("bundle", "inspect"), ("sources", "formats")])
+def test_no_home_needed(args: tuple[str, ...], tmp_path: Path, sample_jsonl: Path,
+                        pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATVAULT_HOME", str(tmp_path / "does-not-exist"))
+    extra: list[object] = []
+    if args[0] == "bundle":
+        out = pair.root / "s.cvb"
+        run_cli("bundle", "seal", sample_jsonl, "--home", pair.exporter_path, "--to",
+                pair.vault.public_key, "--source", "web", "--seq", "1", "-o", out)
+        extra = [out]
+    r = run_cli(*args, *extra)
+    assert r.code == 0, r.err
