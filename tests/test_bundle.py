@@ -41,7 +41,8 @@ def seal(pair: Pair, convs: list[dict], name: str = "b.cvb", **kw) -> bundle.Sea
 def open_all(pair: Pair, path: Path) -> list[dict]:
     out = pair.root / "out.jsonl"
     bundle.open_to_jsonl(path, pair.vault.identity(), pair.vault.trust(), out)
-    return [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    # split on b"\n" only: U+2028 and friends are legal inside JSON strings
+    return [json.loads(line) for line in out.read_bytes().split(b"\n") if line]
 
 
 def refused(pair: Pair, path: Path) -> ChatvaultError:
