@@ -3,6 +3,16 @@
 Files may be zstd-compressed (``.zst``). The frame is read as a stream, so a
 frame written by a streaming compressor (no content size in its header) reads
 as well as any other; the decompressed size is capped like any export file.
+
+Message lines. A line without ``conversation_id`` that has a ``text`` string
+is read as one message of a simple chat log (``id``, ``text``, the author in
+``from``/``sender``/``author``, the time in ``at``/``timestamp``/``time``
+as RFC 3339 or Unix seconds). A line may name its ``conversation``;
+otherwise all message lines of a file are one conversation, whose id is
+derived from the source and the file name. Authors are participants named
+as written (role ``customer``). A file whose messages carry no time at all
+takes the file's modification time, says so in ``extra.time_source`` and
+reports it as a problem.
 """
 
 from __future__ import annotations
@@ -13,9 +23,9 @@ from typing import IO, Any, Iterable, Iterator
 
 import zstandard
 
-from vault import canonical, records
+from vault import canonical, records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import MAX_EXPORT_FILE_BYTES, ReadOptions
+from vault.sources import MAX_EXPORT_FILE_BYTES, ReadOptions, epoch_text, stable_id
 
 DESCRIPTION = "chatvault canonical JSONL, one conversation per line (.jsonl, .jsonl.zst)"
 
@@ -62,6 +72,7 @@ def open_lines(path: Path) -> Iterator[bytes]:
 
 def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     good = bad = 0
+    chat = _ChatLog(path, options)
     for lineno, line in enumerate(open_lines(path), 1):
         if not line.strip():
             continue
@@ -75,10 +86,63 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
             bad += 1
             options.problem(path, f"line {lineno}", "a JSON object, one conversation per line")
             continue
+        if "conversation_id" not in conv and isinstance(conv.get("text"), str):
+            good += chat.add(lineno, conv)
+            continue
         good += 1
         yield conv
+    yield from chat.conversations()
     if bad and not good:
         raise UnreadableExport("no line could be read as a conversation", path=path)
+
+
+_AUTHOR_KEYS = ("from", "sender", "author", "user")
+_TIME_KEYS = ("at", "timestamp", "time")
+
+
+class _ChatLog:
+    """Message lines (a simple chat log) gathered into conversations."""
+
+    def __init__(self, path: Path, options: ReadOptions) -> None:
+        self.path, self.options = path, options
+        self.convs: dict[str, list[dict[str, Any]]] = {}
+
+    def add(self, lineno: int, line: dict[str, Any]) -> int:
+        author = next((line[k] for k in _AUTHOR_KEYS if isinstance(line.get(k), str)), None)
+        when = next((line[k] for k in _TIME_KEYS if line.get(k) is not None), None)
+        at = None
+        if when is not None:
+            try:
+                at = (epoch_text(when) if isinstance(when, (int, float))
+                      else timestamps.canonicalize(str(when))[0])
+            except timestamps.TimestampError as exc:
+                self.options.problem(self.path, f"line {lineno}", f"a message time ({exc})")
+                return 0
+        key = str(line.get("conversation") or "")
+        mid = str(line.get("id") or line.get("message_id") or f"line-{lineno}")
+        extra = {k: v for k, v in line.items()
+                 if k not in ("id", "text", "conversation", *_AUTHOR_KEYS, *_TIME_KEYS)}
+        self.convs.setdefault(key, []).append(
+            records.message(mid, at or "", author, line["text"], extra=extra))
+        return 1
+
+    def conversations(self) -> Iterator[dict[str, Any]]:
+        for key, messages in self.convs.items():
+            if any(not m["at"] for m in messages):
+                mtime = epoch_text(int(self.path.stat().st_mtime))
+                self.options.problem(self.path, f"conversation {key or 1}",
+                                     "a time on every message; the file's modification "
+                                     "time was used")
+                for m in messages:
+                    m["at"] = m["at"] or mtime
+                extra: dict[str, Any] | None = {"time_source": "file modification time"}
+            else:
+                extra = None
+            authors = list(dict.fromkeys(m["from"] for m in messages if m["from"]))
+            people = [records.participant(a, "customer", name=a) for a in authors]
+            cid = key or "log-" + stable_id(self.options.source, self.path.name)
+            yield records.conversation(cid, min(m["at"] for m in messages), people,
+                                       messages, platform="jsonl", extra=extra)
 
 
 def write(conversations: Iterable[dict[str, Any]], out_dir: Path) -> list[Path]:

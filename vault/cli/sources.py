@@ -1,0 +1,180 @@
+"""``chatvault sources ...``: list the export readers, preview an export, convert it.
+
+None of these needs a home: they read platform exports and write canonical
+JSONL, which ``bundle seal`` or the exporter then take. Problems with single
+entries of an export are reported on stderr and the rest goes through; an
+export in which nothing can be read ends with exit 3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from vault.cli.common import JsonOpt, emit_json, say
+
+if TYPE_CHECKING:
+    from vault.sources import ReadOptions
+
+app = typer.Typer(no_args_is_help=True)
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Export format (see 'formats')")]
+TzOpt = Annotated[Optional[str], typer.Option(
+    "--timezone", help="Zone of local times in the export, e.g. Europe/London")]
+RegionOpt = Annotated[Optional[str], typer.Option(
+    "--phone-region", help="Region for numbers written without +, e.g. GB")]
+SourceOpt = Annotated[str, typer.Option("--source", help="Source name stored on each record")]
+
+
+def _options(source: str, timezone: str | None, phone_region: str | None) -> "ReadOptions":
+    """Read options from the command line; problems reach stderr through the log."""
+    from vault import identifiers, timestamps
+    from vault.errors import UsageError
+    from vault.sources import ReadOptions
+
+    try:
+        if timezone:
+            timestamps.zone(timezone)
+        region = identifiers.region(phone_region)
+    except (ValueError, timestamps.TimestampError) as exc:
+        raise UsageError(str(exc)) from None
+    return ReadOptions(source=source, timezone=timezone, phone_region=region)
+
+
+@app.command("formats")
+def formats(as_json: JsonOpt = False) -> None:
+    """List the export formats chatvault reads (and which it can write back)."""
+    from vault import sources
+
+    rows = sources.describe()
+    if as_json:
+        emit_json({"formats": [{"name": n, "description": d, "writes_native": w}
+                               for n, d, w in rows]})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("format", "description", "writes native")
+    for name, description, writes in rows:
+        table.add_row(name, description, "yes" if writes else "no")
+    Console().print(table)
+
+
+def _summary(conv: dict[str, Any], region: str | None) -> dict[str, Any]:
+    from vault import identifiers
+
+    found = identifiers.collect(conv, region)
+    messages = conv["messages"]
+    return {
+        "conversation_id": conv["conversation_id"], "started_at": conv["started_at"],
+        "title": conv.get("title") or conv.get("channel") or "",
+        "participants": len(conv["participants"]),
+        "messages": sum(1 for m in messages if not m.get("system")),
+        "system_events": sum(1 for m in messages if m.get("system")),
+        "attachments": sum(len(m.get("attachments") or []) for m in messages),
+        "emails": found.emails, "phones": found.phones,
+        "unparsed_phones": found.unparsed_phones,
+    }
+
+
+@app.command("preview")
+def preview(
+    path: Annotated[Path, typer.Argument(help="Export file or folder")],
+    fmt: FormatOpt,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Conversations to show")] = 5,
+    timezone: TzOpt = None,
+    phone_region: RegionOpt = None,
+    source: SourceOpt = "preview",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the first conversations of an export as they will be archived."""
+    from vault import sources
+
+    options = _options(source, timezone, phone_region)
+    shown: list[dict[str, Any]] = []
+    for conv in sources.read(path, fmt, options):
+        shown.append(conv)
+        if len(shown) >= limit:
+            break
+    if as_json:
+        emit_json({"conversations": shown,
+                   "problems": [p.__dict__ for p in options.problems]})
+        return
+    if not shown:
+        say("no conversation could be read")
+        return
+    _show(shown, options.phone_region)
+
+
+def _show(shown: list[dict[str, Any]], region: str | None) -> None:
+    """A table of the conversations, then the first messages of the first one."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    table = Table("conversation", "started (UTC)", "counts", "identifiers found")
+    for conv in shown:
+        s = _summary(conv, region)
+        ids = "\n".join(s["emails"] + s["phones"])
+        if s["unparsed_phones"]:
+            ids += f"\n{len(s['unparsed_phones'])} number(s) need --phone-region"
+        counts = (f"{s['participants']} people, {s['messages']} messages, "
+                  f"{s['system_events']} events, {s['attachments']} files")
+        # export text is untrusted: Text() never interprets it as markup
+        table.add_row(Text(f"{s['conversation_id']}\n{s['title']}", overflow="fold"),
+                      Text(s["started_at"], overflow="fold"), counts,
+                      Text(ids.strip(), overflow="fold"))
+    console.print(table)
+    first = shown[0]
+    people = {p["id"]: p.get("name") or p["id"] for p in first["participants"]}
+    console.print(Text(f"first messages of {first['conversation_id']}:"))
+    for msg in first["messages"][:10]:
+        who = people.get(msg["from"], msg["from"]) if msg["from"] else "(system)"
+        console.print(Text(f"  {msg['at']}  {who}: {msg['text'][:200]!r}"))
+
+
+@app.command("convert")
+def convert(
+    path: Annotated[Path, typer.Argument(help="Export file or folder")],
+    fmt: FormatOpt,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Canonical JSONL file to write")],
+    timezone: TzOpt = None,
+    phone_region: RegionOpt = None,
+    source: SourceOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert an export to canonical JSONL (one conversation a line), atomically."""
+    from vault import records, sources
+    from vault.errors import UnreadableExport
+
+    options = _options(source, timezone, phone_region)
+    out = out.resolve()
+    tmp = out.with_name(f".{out.name}.tmp")
+    counts = {"conversations": 0, "messages": 0, "participants": 0}
+    try:
+        with open(tmp, "wb") as fh:
+            for conv in sources.read(path, fmt, options):
+                line, summary = records.canonical_record(conv)
+                fh.write(line + b"\n")
+                counts["conversations"] += 1
+                counts["messages"] += summary.messages
+                counts["participants"] += summary.participants
+            fh.flush()
+            import os
+
+            os.fsync(fh.fileno())
+        if not counts["conversations"]:
+            raise UnreadableExport(f"no conversation could be read as {fmt}", path=path)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+    if as_json:
+        emit_json({"path": str(out), **counts, "problems": len(options.problems)})
+        return
+    say(f"wrote {counts['conversations']} conversations, {counts['messages']} messages "
+        f"to {out}" + (f"; {len(options.problems)} problem(s) reported above"
+                       if options.problems else ""))

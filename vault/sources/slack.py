@@ -1,0 +1,366 @@
+"""Slack workspace exports: the ``.zip`` Slack produces, or that zip unpacked.
+
+An export holds ``users.json``, ``channels.json`` (and ``groups.json``,
+``dms.json``, ``mpims.json`` when private conversations are included) and a
+folder per channel with one JSON file per day (``general/2024-03-01.json``).
+
+Conversation boundaries: **one conversation per channel per day**, exactly
+as Slack files them (id ``<channel id>:<YYYY-MM-DD>``). A day's file only
+grows while that day lasts, so ids stay stable as exports repeat, and a
+busy channel never becomes one unbounded record. Threads are kept as
+links: a reply (``thread_ts`` different from its ``ts``) has ``reply_to``
+set to its parent's id (the parent's ``ts``), which may sit in an earlier
+day's conversation of the same channel.
+
+Mapping. Message id is ``ts``, kept to the microsecond. Participants are
+the people who wrote that day (channel members stay in ``extra``); names,
+e-mail and phone come from ``users.json``. People missing from it
+(``USLACKBOT``, shared-channel users of another workspace, deleted users,
+``bot_message`` entries with only ``bot_id``/``username``) never stop a
+read: their name comes from the message's ``user_profile``, ``username`` or
+``bot_profile``, and the raw id is kept as the participant id. Join/leave/
+topic notices are system events; ``edited`` gives ``edited_at``; ``files``
+and legacy ``attachments`` (with their fallback text) become attachments;
+bots are role ``bot`` and their messages ``bot: true``. Everything else
+stays in ``extra``. People are ``customer`` unless they are bots: the export
+does not say who is staff.
+
+Writing (``write``) produces a folder export that Slack tools can browse,
+puts the Slack fields kept in ``extra`` back in place, and keeps what Slack
+cannot carry (offsets, roles, flags...) in a ``chatvault`` key on each
+message and in ``chatvault.json``, which this reader picks up again, so a
+written conversation reads back identical.
+
+Cannot map: file contents (Slack exports only link to them), reactions and
+delivery state beyond ``extra``.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from vault import records, timestamps
+from vault.errors import UnreadableExport
+from vault.sources import (MAX_JSON_BYTES, ReadOptions, epoch_text, parse_json,
+                           stable_id)
+
+DESCRIPTION = "Slack workspace export (.zip or unpacked folder), one conversation per channel-day"
+FOLDER_IS_EXPORT = True
+
+META_FILE = "chatvault.json"
+META_KEY = "chatvault"
+MAX_MEMBERS = 200_000
+SLACKBOT = "USLACKBOT"
+
+_DAY_FILE = re.compile(r"^([^/]+)/(\d{4}-\d{2}-\d{2})\.json$")
+_LISTS = (("channels.json", "channel"), ("groups.json", "group"), ("mpims.json", "mpim"),
+          ("dms.json", "dm"))
+_SYSTEM_SUBTYPES = {"pinned_item", "unpinned_item", "reminder_add", "tombstone",
+                    "message_deleted"}
+_MAPPED = {"type", "user", "text", "ts", "edited", "files", "attachments"}
+_USER_MAPPED = {"id", "real_name", "profile", "is_bot"}
+
+
+def wants(path: Path) -> bool:
+    if path.is_dir():
+        return (path / "channels.json").is_file() or (path / "users.json").is_file()
+    return path.suffix.lower() == ".zip"
+
+
+class _Tree:
+    """The files of an export, zipped or unpacked, named relative to its root."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.zip: zipfile.ZipFile | None = None
+        if path.is_dir():
+            files = []
+            for n, item in enumerate(path.rglob("*")):
+                if n > MAX_MEMBERS:
+                    raise UnreadableExport(f"more than {MAX_MEMBERS} files", path=path)
+                if item.is_file() and not item.is_symlink():
+                    files.append(item.relative_to(path).as_posix())
+            self.names = files
+            self.prefix = ""
+            return
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise UnreadableExport(f"not a zip archive ({exc})", path=path) from None
+        infos = self.zip.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise UnreadableExport(f"more than {MAX_MEMBERS} members", path=path)
+        names = [i.filename for i in infos if not i.is_dir()]
+        roots = sorted((n for n in names if n.rsplit("/", 1)[-1] in ("users.json",
+                                                                     "channels.json")),
+                       key=lambda n: n.count("/"))
+        self.prefix = roots[0][: -len(roots[0].rsplit("/", 1)[-1])] if roots else ""
+        self.names = [n[len(self.prefix):] for n in names if n.startswith(self.prefix)]
+
+    def load(self, name: str) -> Any:
+        """Parse one JSON member; UnreadableExport when too big or not JSON."""
+        where = f"{self.path}!{name}" if self.zip else self.path / name
+        if self.zip is None:
+            with open(self.path / name, "rb") as fh:
+                data = fh.read(MAX_JSON_BYTES + 1)
+        else:
+            with self.zip.open(self.prefix + name) as fh:
+                data = fh.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            raise UnreadableExport(f"larger than {MAX_JSON_BYTES} bytes", path=where)
+        return parse_json(data, where)
+
+
+def _optional_list(tree: _Tree, name: str, options: ReadOptions) -> list[Any]:
+    if name not in tree.names:
+        return []
+    try:
+        data = tree.load(name)
+    except UnreadableExport as exc:
+        options.problem(tree.path, name, exc.detail)
+        return []
+    if not isinstance(data, list):
+        options.problem(tree.path, name, "a JSON list")
+        return []
+    return [d for d in data if isinstance(d, dict)]
+
+
+def _person(uid: str, raw: dict[str, Any], users: dict[str, Any]) -> dict[str, Any]:
+    info = users.get(uid)
+    if info is not None:
+        profile = info.get("profile") if isinstance(info.get("profile"), dict) else {}
+        bot = bool(info.get("is_bot")) or uid == SLACKBOT
+        extra = {k: v for k, v in info.items() if k not in _USER_MAPPED}
+        rest = {k: v for k, v in profile.items()
+                if k not in ("real_name", "email", "phone") and not k.startswith("image_")}
+        if rest:
+            extra["profile"] = rest
+        return records.participant(
+            uid, "bot" if bot else "customer",
+            name=profile.get("real_name") or info.get("real_name") or info.get("name"),
+            email=profile.get("email") or None, phone=profile.get("phone") or None,
+            platform_ids={"slack": uid}, extra=extra)
+    shown = raw.get("user_profile") if isinstance(raw.get("user_profile"), dict) else {}
+    bot_profile = raw.get("bot_profile") if isinstance(raw.get("bot_profile"), dict) else {}
+    name = (shown.get("real_name") or shown.get("display_name") or shown.get("name")
+            or raw.get("username") or bot_profile.get("name")
+            or ("Slackbot" if uid == SLACKBOT else None))
+    bot = uid == SLACKBOT or "bot_id" in raw or raw.get("subtype") == "bot_message"
+    team = raw.get("user_team") or shown.get("team")
+    return records.participant(uid, "bot" if bot else "customer",
+                               name=name if isinstance(name, str) else None,
+                               platform_ids={"slack": uid},
+                               extra={"team": team, "not_in_users_json": True})
+
+
+def _attachments(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for f in raw.get("files") or []:
+        if isinstance(f, dict):
+            gone = f.get("mode") in ("tombstone", "hidden_by_limit")
+            keep = {k: v for k, v in f.items() if k in ("id", "title", "filetype", "mode")}
+            size = f.get("size") if isinstance(f.get("size"), int) else None
+            if gone:
+                keep["gone"] = True
+            out.append(records.attachment(name=f.get("name"), type=f.get("mimetype"),
+                                          size=size, url=f.get("url_private"),
+                                          omitted=True, extra=keep or None))
+    for a in raw.get("attachments") or []:
+        if isinstance(a, dict):
+            text = a.get("fallback") or a.get("text") or a.get("pretext")
+            out.append(records.attachment(name=a.get("title"), text=text,
+                                          url=a.get("title_link") or a.get("from_url"),
+                                          extra={k: v for k, v in a.items()
+                                                 if k not in ("fallback", "title")
+                                                 and not (k == "text" and v == text)}))
+    return out
+
+
+def _message(raw: dict[str, Any], users: dict[str, Any],
+             people: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One record from one Slack message; raises ValueError/TimestampError when malformed."""
+    text = raw.get("text", "")
+    if not isinstance(text, str) or not isinstance(raw.get("ts"), str):
+        raise ValueError("a message with a string 'ts' and 'text'")
+    mine = raw.get(META_KEY)
+    uid = raw.get("user") or raw.get("bot_id")
+    if isinstance(mine, dict):
+        kept = {**mine, "text": text}
+        spread = kept.pop("extra_keys", None)
+        if isinstance(spread, list):
+            kept["extra"] = {k: raw[k] for k in spread if isinstance(k, str) and k in raw}
+        if kept.get("from") is not None and kept["from"] not in people:
+            people[kept["from"]] = _person(kept["from"], raw, users)
+        return kept
+    if uid is not None and not isinstance(uid, str):
+        raise ValueError("'user' as a string id")
+    if uid is not None and uid not in people:
+        people[uid] = _person(uid, raw, users)
+    elif uid is not None and "name" not in people[uid]:
+        # a later message may carry the profile an earlier one (a join notice) lacked
+        name = _person(uid, raw, users).get("name")
+        if name:
+            people[uid]["name"] = name
+
+    subtype = raw.get("subtype")
+    system = isinstance(subtype, str) and (subtype.startswith(("channel_", "group_"))
+                                           or subtype in _SYSTEM_SUBTYPES)
+    edited = raw.get("edited") if isinstance(raw.get("edited"), dict) else {}
+    thread = raw.get("thread_ts")
+    bot = "bot_id" in raw or subtype == "bot_message" or uid == SLACKBOT
+    attachments = _attachments(raw)
+    return records.message(
+        raw["ts"], epoch_text(raw["ts"]), uid, text,
+        system=True if system else None, content_type="event" if system else (
+            "media" if attachments and not text else None),
+        bot=True if bot else None,
+        deleted=True if subtype in ("tombstone", "message_deleted") else None,
+        edited_at=epoch_text(edited["ts"]) if edited.get("ts") else None,
+        reply_to=thread if isinstance(thread, str) and thread != raw["ts"] else None,
+        attachments=attachments,
+        extra={k: v for k, v in raw.items() if k not in _MAPPED})
+
+
+def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
+    tree = _Tree(path)
+    days = sorted(n for n in tree.names if _DAY_FILE.match(n))
+    if not days:
+        raise UnreadableExport("no channel folders with per-day JSON files: not a Slack "
+                               "export", path=path)
+    users = {u["id"]: u for u in _optional_list(tree, "users.json", options)
+             if isinstance(u.get("id"), str)}
+    folders: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, kind in _LISTS:
+        for info in _optional_list(tree, name, options):
+            key = info.get("name") if kind != "dm" else info.get("id")
+            if isinstance(key, str):
+                folders[key] = (kind, info)
+    meta = {}
+    if META_FILE in tree.names:
+        try:
+            loaded = tree.load(META_FILE)
+        except UnreadableExport as exc:
+            options.problem(path, META_FILE, exc.detail)
+            loaded = None
+        if isinstance(loaded, dict) and isinstance(loaded.get("conversations"), dict):
+            meta = loaded["conversations"]
+
+    good = 0
+    for day_file in days:
+        conv = _conversation(tree, day_file, users, folders, meta.get(day_file), options)
+        if conv is not None:
+            good += 1
+            yield conv
+    if not good:
+        raise UnreadableExport("no channel day could be read", path=path)
+
+
+def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
+                  folders: dict[str, tuple[str, dict[str, Any]]], meta: Any,
+                  options: ReadOptions) -> dict[str, Any] | None:
+    try:
+        raw = tree.load(day_file)
+    except UnreadableExport as exc:
+        options.problem(tree.path, day_file, exc.detail)
+        return None
+    if not isinstance(raw, list):
+        options.problem(tree.path, day_file, "a JSON list of messages")
+        return None
+    people: dict[str, dict[str, Any]] = {}
+    messages = []
+    for n, item in enumerate(raw[:records.MAX_ITEMS]):
+        try:
+            if not isinstance(item, dict):
+                raise ValueError("a message object")
+            messages.append(_message(item, users, people))
+        except (ValueError, timestamps.TimestampError) as exc:
+            options.problem(tree.path, f"{day_file}: [{n}]", str(exc))
+    if isinstance(meta, dict):
+        return {**meta, "messages": messages}
+    if not messages:
+        return None
+
+    folder, day = _DAY_FILE.match(day_file).groups()  # type: ignore[union-attr]
+    kind, info = folders.get(folder, ("channel", {}))
+    channel_id = info.get("id") if isinstance(info.get("id"), str) else folder
+    extra = {"channel_id": channel_id, "channel_kind": kind, "day": day,
+             "channel_info": {k: v for k, v in info.items() if k not in ("id", "name")}}
+    return records.conversation(f"{channel_id}:{day}", min(m["at"] for m in messages),
+                                list(people.values()), messages, platform="slack",
+                                channel=info.get("name") or folder, extra=extra)
+
+
+# -- writing -------------------------------------------------------------------------
+
+def _ts(at: str) -> str:
+    moment = timestamps.parse(at)
+    return f"{int(moment.timestamp())}.{moment.microsecond:06d}"
+
+
+def _dump(path: Path, value: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return path
+
+
+def _native(msg: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "message", "ts": _ts(msg["at"]), "text": msg["text"]}
+    if msg.get("from") is not None:
+        out["user"] = msg["from"]
+    if msg.get("reply_to"):
+        out["thread_ts"] = msg["reply_to"]
+    if msg.get("edited_at"):
+        out["edited"] = {"ts": _ts(msg["edited_at"])}
+    mine = {k: v for k, v in msg.items() if k != "text"}
+    extra = msg.get("extra")
+    # Slack's own fields (subtype, bot_id, blocks, files...) go back where Slack has them
+    if isinstance(extra, dict) and extra and not set(extra) & {*out, META_KEY}:
+        out.update(extra)
+        del mine["extra"]
+        mine["extra_keys"] = sorted(extra)
+    out[META_KEY] = mine
+    return out
+
+
+def write(conversations: Iterable[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Write ``conversations`` as an unpacked Slack export under ``out_dir``."""
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    users: dict[str, dict[str, Any]] = {}
+    channels: dict[str, dict[str, Any]] = {}
+    meta: dict[str, Any] = {}
+    for conv in conversations:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(conv.get("channel") or
+                                                    conv["conversation_id"]))[:80]
+        base = base.strip(".-") or "conversation"
+        day = conv["started_at"][:10]
+        folder, k = base, 1
+        while f"{folder}/{day}.json" in meta:
+            k += 1
+            folder = f"{base}-{k}"
+        rel = f"{folder}/{day}.json"
+        meta[rel] = {k2: v for k2, v in conv.items() if k2 != "messages"}
+        extra = conv.get("extra") if isinstance(conv.get("extra"), dict) else {}
+        cid = extra.get("channel_id") if isinstance(extra.get("channel_id"), str) else (
+            "C" + stable_id(folder)[:10].upper())
+        people = [p["id"] for p in conv["participants"]]
+        channels.setdefault(folder, {"id": cid, "name": folder, "members": people,
+                                     "created": int(timestamps.parse(day + "T00:00:00Z")
+                                                    .timestamp())})
+        for p in conv["participants"]:
+            users.setdefault(p["id"], {
+                "id": p["id"], "name": p.get("name") or p["id"],
+                "real_name": p.get("name") or "", "is_bot": p["role"] == "bot",
+                "profile": {"real_name": p.get("name") or "", "email": p.get("email") or "",
+                            "phone": p.get("phone") or ""}})
+        written.append(_dump(out_dir / rel, [_native(m) for m in conv["messages"]]))
+    written.append(_dump(out_dir / "users.json", list(users.values())))
+    written.append(_dump(out_dir / "channels.json", list(channels.values())))
+    written.append(_dump(out_dir / META_FILE, {"format": "chatvault slack metadata",
+                                               "version": 1, "conversations": meta}))
+    return written
