@@ -1,0 +1,221 @@
+"""Receipts brought back on media: verify, acknowledge, and let go of what is safe.
+
+A receipt (:mod:`vault.receipts`) is accepted when all of this holds:
+
+1. its signature verifies and its signer is trusted with role ``vault`` in the
+   exporter's trust store (``chatvault keys trust vault.pub --role vault``);
+2. the signer is one of the ``[[recipients]]`` in the config;
+3. its ``bundle_sha256`` names a bundle this exporter sealed, and that bundle
+   was sealed to the signer.
+
+Anything else is refused and reported, never fatal: a forged or damaged
+receipt (exit 3), an untrusted, revoked or non-recipient signer (exit 4), a
+receipt for a bundle we never wrote (exit 3). Receipts that name a source this
+exporter has never had are another exporter's (sticks may be shared) and are
+left alone without being judged.
+
+Status ``ingested`` or ``duplicate`` acknowledges the bundle for that vault;
+``quarantined`` is recorded as a quarantine report (a CRITICAL alert in
+``export status``) until a later receipt from the same vault says otherwise.
+
+A bundle is safe once every vault it must reach acknowledged it. That set is
+the bundle's recipients that are still ``[[recipients]]`` in the config (a
+decommissioned site stops holding bundles back; a site added later could not
+open older bundles anyway), or all of its recipients if none are left. Then
+the local copy is deleted, and the bundle and its receipts are removed from
+the stick.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vault import exportmedia, media, receipts, signed
+from vault.errors import ChatvaultError, EXIT_REJECTED, InputRejected, PolicyRefused
+from vault.exportconfig import ExporterConfig
+from vault.exportstate import BundleRow, ExportState
+
+log = logging.getLogger(__name__)
+
+ACKNOWLEDGING = ("ingested", "duplicate")
+
+
+class UnknownBundle(InputRejected):
+    code = "unknown_bundle"
+
+
+class NotARecipientVault(PolicyRefused):
+    code = "not_a_recipient_vault"
+
+
+@dataclass
+class Outcome:
+    """What became of one receipt file."""
+
+    file: str
+    result: str  # acknowledged | quarantined | already | refused | ignored
+    bundle: str | None = None
+    vault: str | None = None
+    status: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class ReceiptReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    removed_from_media: list[str] = field(default_factory=list)
+    error: ChatvaultError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        from vault.errors import most_severe
+
+        codes = [o.exit_code for o in self.outcomes]
+        return most_severe(codes + ([self.error.exit_code] if self.error else []))
+
+    def count(self, result: str) -> int:
+        return sum(1 for o in self.outcomes if o.result == result)
+
+    def describe(self) -> dict[str, Any]:
+        return {"receipts": [o.describe() for o in self.outcomes],
+                "completed": self.completed, "removed_from_media": self.removed_from_media,
+                "error": self.error.as_dict() if self.error else None}
+
+
+def required_vaults(row: BundleRow, cfg: ExporterConfig) -> set[str]:
+    """The vaults whose receipts make ``row`` safe to let go (see the module doc)."""
+    sealed_to = set(row.recipients)
+    return (sealed_to & cfg.recipient_fingerprints) or sealed_to
+
+
+def _refused(path: Path, exc: ChatvaultError, **known: Any) -> Outcome:
+    log.warning("receipt %s refused: %s", path.name, exc.detail)
+    return Outcome(path.name, "refused", error=exc.code, reason=exc.detail,
+                   exit_code=exc.exit_code, **known)
+
+
+def _ours(path: Path, sources: set[str]) -> bool:
+    """Whether a receipt names one of our sources (read before verifying: only routing)."""
+    try:
+        body = signed.load(path)["body"]
+    except ChatvaultError:
+        return True  # damaged: judge it (and refuse it) rather than ignore it
+    name = body.get("bundle_file")
+    if not isinstance(name, str):
+        return True
+    return any(name.startswith(f"{s}-") for s in sources)
+
+
+def judge(path: Path, state: ExportState, cfg: ExporterConfig, trust: Any,
+          sources: set[str]) -> Outcome:
+    """Verify one receipt file and record what it says; never raises for bad input."""
+    if not _ours(path, sources):
+        return Outcome(path.name, "ignored", reason="names a source this exporter never had")
+    try:
+        receipt = receipts.verify_file(path, trust)
+    except ChatvaultError as exc:
+        return _refused(path, exc)
+    except (ValueError, TypeError, KeyError) as exc:
+        return _refused(path, InputRejected(f"malformed receipt ({type(exc).__name__})"))
+
+    known = {"vault": receipt.vault, "status": receipt.status}
+    if receipt.vault not in cfg.recipient_fingerprints:
+        return _refused(path, NotARecipientVault(
+            f"signed by vault {receipt.vault}, which is not one of the [[recipients]] in "
+            "the config"), **known)
+    row = state.bundle_by_sha(receipt.bundle_sha256)
+    if row is None:
+        return _refused(path, UnknownBundle(f"names a bundle this exporter never wrote "
+                                            f"(sha256 {receipt.bundle_sha256[:16]}…)"), **known)
+    if receipt.vault not in row.recipients:
+        return _refused(path, NotARecipientVault(f"vault {receipt.vault} was not a recipient "
+                                                 f"of {row.file_name}"),
+                        bundle=row.file_name, **known)
+
+    reason = receipt.body.get("reason")
+    reason = reason if isinstance(reason, str) else None
+    at = receipt.body.get("at")
+    changed = state.record_ack(row.sha256, receipt.vault, receipt.status, reason,
+                               at if isinstance(at, str) else "1970-01-01T00:00:00Z")
+    if not changed:
+        result = "already"
+    elif receipt.status == "quarantined":
+        result = "quarantined"
+        log.error("vault %s quarantined %s: %s", receipt.vault, row.file_name, reason)
+    else:
+        result = "acknowledged"
+        log.info("vault %s acknowledged %s (%s)", receipt.vault, row.file_name, receipt.status)
+    code = EXIT_REJECTED if result == "quarantined" else 0
+    return Outcome(path.name, result, bundle=row.file_name, reason=reason, exit_code=code,
+                   **known)
+
+
+def settle(state: ExportState, cfg: ExporterConfig, outbox: Path) -> list[BundleRow]:
+    """Mark bundles acknowledged by every vault they must reach; delete local copies."""
+    done = []
+    for row in state.bundles(unacknowledged=True):
+        acked = {a.vault for a in state.acks(row.sha256) if a.status in ACKNOWLEDGING}
+        if not required_vaults(row, cfg) <= acked:
+            continue
+        state.mark_acknowledged(row.sha256)
+        local = outbox / row.file_name
+        local.unlink(missing_ok=True)
+        state.mark_local_deleted(row.sha256)
+        log.info("%s acknowledged by every vault; local copy deleted", row.file_name)
+        done.append(row)
+    return done
+
+
+def tidy_media(state: ExportState, media_path: Path, sources: set[str]) -> list[str]:
+    """Remove acknowledged bundles and their receipts from the stick."""
+    doomed: list[Path] = []
+    outbox = media.folder(media_path, media.OUTBOX)
+    for path in media.safe_files(outbox, ".cvb", 2**63):
+        row = state.bundle_by_name(path.name)
+        # Same name is not enough (a misconfigured exporter might share a source
+        # name on this stick): only the very bundle that was acknowledged goes.
+        if (row is not None and row.acknowledged_at and path.stat().st_size == row.size
+                and exportmedia.sha256_of(path) == row.sha256):
+            doomed.append(path)
+    for path in receipts.on_media(media_path):
+        if not _ours(path, sources):
+            continue
+        try:
+            body = signed.load(path)["body"]
+        except ChatvaultError:
+            continue
+        sha = body.get("bundle_sha256")
+        row = state.bundle_by_sha(sha) if isinstance(sha, str) else None
+        if row is not None and row.acknowledged_at:
+            doomed.append(path)
+    return exportmedia.remove(doomed)
+
+
+def collect(state: ExportState, cfg: ExporterConfig, trust: Any, media_path: Path,
+            outbox: Path) -> ReceiptReport:
+    """Judge every receipt on the media, settle what is safe, tidy the stick."""
+    report = ReceiptReport()
+    sources = set(state.known_sources()) | {s.name for s in cfg.sources}
+    try:
+        for path in receipts.on_media(media_path):
+            report.outcomes.append(judge(path, state, cfg, trust, sources))
+        folder = media.folder(media_path, media.RECEIPTS)
+        for path in media.oversized_files(folder, receipts.SUFFIX, signed.MAX_DOCUMENT):
+            report.outcomes.append(_refused(path, InputRejected(
+                f"larger than {signed.MAX_DOCUMENT} bytes; not a receipt")))
+        report.completed = [r.file_name for r in settle(state, cfg, outbox)]
+        report.removed_from_media = tidy_media(state, media_path, sources)
+    except ChatvaultError as exc:
+        report.error = exc
+        log.warning("receipts on %s: %s", media_path, exc.detail)
+    return report
+
