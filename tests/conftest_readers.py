@@ -79,3 +79,45 @@ def found(convs: list[dict[str, Any]], region: str | None = None) -> identifiers
 
 def canonical(convs: list[dict[str, Any]]) -> list[bytes]:
     return [records.canonical_record(c)[0] for c in convs]
+
+
+def conversation_strategy() -> Any:
+    """Hypothesis strategy: valid conversations with any text, roles, offsets, extras."""
+    from hypothesis import strategies as st
+
+    ident = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+    scalar = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=20)
+    extra = st.dictionaries(st.text(min_size=1, max_size=8),
+                            st.recursive(scalar, lambda inner: st.lists(inner, max_size=3)
+                                         | st.dictionaries(st.text(max_size=5), inner,
+                                                           max_size=3), max_leaves=6),
+                            max_size=3)
+    moment = st.integers(946684800_000000, 4102444800_000000).map(
+        lambda us: sources.epoch_text(us, 1_000_000))
+    offset = st.none() | st.sampled_from(["+01:00", "-05:30", "+09:00"])
+
+    @st.composite
+    def build(draw: Any) -> dict[str, Any]:
+        pids = draw(st.lists(ident, min_size=1, max_size=4, unique=True))
+        people = [records.participant(pid, draw(st.sampled_from(records.ROLES)),
+                                      name=draw(st.none() | st.text(max_size=15)),
+                                      email=draw(st.none() | st.emails()),
+                                      extra=draw(extra)) for pid in pids]
+        mids = draw(st.lists(ident, min_size=1, max_size=6, unique=True))
+        msgs = [records.message(
+            mid, draw(moment), draw(st.sampled_from([None, *pids])), draw(st.text(max_size=40)),
+            at_offset=draw(offset), system=draw(st.none() | st.just(True)),
+            visibility=draw(st.none() | st.sampled_from(records.VISIBILITIES)),
+            reply_to=draw(st.none() | st.sampled_from(mids)), extra=draw(extra),
+            attachments=draw(st.lists(st.builds(records.attachment, name=st.text(max_size=8),
+                                                omitted=st.just(True)), max_size=2)))
+            for mid in mids]
+        conv = records.conversation(draw(ident), min(m["at"] for m in msgs), people, msgs,
+                                    source="prop", platform="prop", channel=draw(
+                                        st.none() | st.text(max_size=15)),
+                                    tags=draw(st.lists(st.text(max_size=6), max_size=2)),
+                                    extra=draw(extra))
+        records.validate(conv)
+        return conv
+
+    return build()

@@ -140,6 +140,16 @@ def _e164(number: phonenumbers.PhoneNumber) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def _possible(number: phonenumbers.PhoneNumber) -> bool:
+    """A complete dialable number (possible, not necessarily valid).
+
+    ``is_possible_number`` also says yes to lengths that are never a whole
+    number (``4471`` in GB), so the reason is checked: only ``IS_POSSIBLE``.
+    """
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    return bool(reason == phonenumbers.ValidationResult.IS_POSSIBLE)
+
+
 def normalise_phone(text: str | None, region_name: str | None = None) -> str | None:
     """E.164 form of a phone number as written, or None when it is not a possible number.
 
@@ -157,7 +167,7 @@ def normalise_phone(text: str | None, region_name: str | None = None) -> str | N
         number = phonenumbers.parse(value, code)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    if not _possible(number):
         return None
     return _e164(number)
 
@@ -176,6 +186,8 @@ def find_phones(text: str, region_name: str | None = None) -> tuple[list[str], l
     matcher = phonenumbers.PhoneNumberMatcher(text, code or "ZZ",
                                               leniency=phonenumbers.Leniency.POSSIBLE)
     for match in matcher:
+        if not _possible(match.number) or _DATE_LIKE.match(match.raw_string):
+            continue
         spans.append((match.start, match.end))
         number = _e164(match.number)
         if number not in found:

@@ -8,8 +8,10 @@ export in which nothing can be read ends with exit 3.
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 
 import typer
 
@@ -28,8 +30,20 @@ RegionOpt = Annotated[Optional[str], typer.Option(
 SourceOpt = Annotated[str, typer.Option("--source", help="Source name stored on each record")]
 
 
+@contextmanager
+def _problems_on_stderr() -> Iterator[None]:
+    """Problems are printed once each by the command, not also by the readers' log."""
+    logger = logging.getLogger("vault.sources")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _options(source: str, timezone: str | None, phone_region: str | None) -> "ReadOptions":
-    """Read options from the command line; problems reach stderr through the log."""
+    """Read options from the command line; each problem is printed on stderr."""
     from vault import identifiers, timestamps
     from vault.errors import UsageError
     from vault.sources import ReadOptions
@@ -40,7 +54,8 @@ def _options(source: str, timezone: str | None, phone_region: str | None) -> "Re
         region = identifiers.region(phone_region)
     except (ValueError, timestamps.TimestampError) as exc:
         raise UsageError(str(exc)) from None
-    return ReadOptions(source=source, timezone=timezone, phone_region=region)
+    return ReadOptions(source=source, timezone=timezone, phone_region=region,
+                       on_problem=lambda p: say(f"problem: {p}"))
 
 
 @app.command("formats")
@@ -94,10 +109,11 @@ def preview(
 
     options = _options(source, timezone, phone_region)
     shown: list[dict[str, Any]] = []
-    for conv in sources.read(path, fmt, options):
-        shown.append(conv)
-        if len(shown) >= limit:
-            break
+    with _problems_on_stderr():
+        for conv in sources.read(path, fmt, options):
+            shown.append(conv)
+            if len(shown) >= limit:
+                break
     if as_json:
         emit_json({"conversations": shown,
                    "problems": [p.__dict__ for p in options.problems]})
@@ -148,29 +164,21 @@ def convert(
 ) -> None:
     """Convert an export to canonical JSONL (one conversation a line), atomically."""
     from vault import records, sources
+    from vault.atomic import AtomicFile
     from vault.errors import UnreadableExport
 
     options = _options(source, timezone, phone_region)
-    out = out.resolve()
-    tmp = out.with_name(f".{out.name}.tmp")
     counts = {"conversations": 0, "messages": 0, "participants": 0}
-    try:
-        with open(tmp, "wb") as fh:
-            for conv in sources.read(path, fmt, options):
-                line, summary = records.canonical_record(conv)
-                fh.write(line + b"\n")
-                counts["conversations"] += 1
-                counts["messages"] += summary.messages
-                counts["participants"] += summary.participants
-            fh.flush()
-            import os
-
-            os.fsync(fh.fileno())
+    # temporary file, fsync, rename: an interrupted or refused run leaves no output
+    with _problems_on_stderr(), AtomicFile(out) as fh:
+        for conv in sources.read(path, fmt, options):
+            line, summary = records.canonical_record(conv)
+            fh.write(line + b"\n")
+            counts["conversations"] += 1
+            counts["messages"] += summary.messages
+            counts["participants"] += summary.participants
         if not counts["conversations"]:
             raise UnreadableExport(f"no conversation could be read as {fmt}", path=path)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
     if as_json:
         emit_json({"path": str(out), **counts, "problems": len(options.problems)})

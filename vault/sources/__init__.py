@@ -143,6 +143,11 @@ MAX_JSON_BYTES = 512 * 1024**2
 MAX_ATTACHMENT_BYTES = 2 * 1024**3
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (untrusted shapes)."""
+    return value if isinstance(value, dict) else {}
+
+
 def load_json(path: Path, cap: int = MAX_JSON_BYTES) -> Any:
     """Parse a whole JSON export file, refusing files over ``cap`` bytes."""
     size = path.stat().st_size

@@ -203,7 +203,7 @@ def _build(conv: _Conversation) -> dict[str, Any] | None:
 def _activity(cid: str, msg: dict[str, Any], people: dict[str, Any]) -> dict[str, Any]:
     act: dict[str, Any] = {"type": "message", "id": msg["id"], "timestamp": msg["at"],
                            "conversation": {"id": cid}, "text": msg["text"]}
-    sender = people.get(msg.get("from"))
+    sender = people.get(msg["from"]) if msg.get("from") is not None else None
     if sender is not None:
         role = "bot" if sender["role"] == "bot" else "user"
         act["from"] = {"id": sender["id"], "name": sender.get("name"), "role": role}

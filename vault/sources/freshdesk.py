@@ -173,7 +173,8 @@ class _Ticket:
         return records.conversation(
             f"ticket-{t['id']}", created or min(m["at"] for m in kept),
             list(self.people.values()), kept, platform="freshdesk", updated_at=updated,
-            status=STATUS.get(status, str(status) if status is not None else None),
+            status=STATUS.get(status) if isinstance(status, int) and status in STATUS else (
+                str(status) if status is not None else None),
             title=t.get("subject") or None, tags=tags,
             customer_id=self.requester if t.get("requester_id") is not None else None,
             extra=extra)

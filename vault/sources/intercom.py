@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import ReadOptions, epoch_text, html_to_text, load_json
+from vault.sources import ReadOptions, as_object, epoch_text, html_to_text, load_json
 
 DESCRIPTION = "Intercom conversation JSON (API objects, lists, webhook notifications)"
 
@@ -103,7 +103,7 @@ class _Builder:
             self.options.problem(self.path, f"conversation {self.conv.get('id')}: {mid}",
                                  f"a Unix 'created_at' ({exc})")
             return None
-        author = part.get("author") if isinstance(part.get("author"), dict) else {}
+        author = as_object(part.get("author"))
         sender = self.person(author)
         body = part.get("body") if isinstance(part.get("body"), str) else None
         extra = {k: v for k, v in part.items() if k not in _PART_MAPPED}
@@ -160,8 +160,10 @@ class _Builder:
         tags = [t.get("name") for t in _listed(conv, "tags", "tags")
                 if isinstance(t, dict) and isinstance(t.get("name"), str)]
         customers = [p for p in self.people.values() if p["role"] == "customer"]
-        status = conv.get("state") or ({True: "open", False: "closed"}.get(conv.get("open")))
-        source = conv.get("source") if isinstance(conv.get("source"), dict) else {}
+        flag = conv.get("open")
+        status = conv.get("state") or ("open" if flag is True else
+                                       "closed" if flag is False else None)
+        source = as_object(conv.get("source"))
         return records.conversation(
             str(conv["id"]), _when(conv.get("created_at")) or min(m["at"] for m in messages),
             list(self.people.values()), messages, platform="intercom",

@@ -93,7 +93,7 @@ def _attachments(msg: dict[str, Any], bases: list[Path]) -> list[dict[str, Any]]
         items.append(("sticker", msg["sticker"]))
     out = []
     for key, item in items:
-        uri = item.get("uri") if isinstance(item.get("uri"), str) else ""
+        uri = item["uri"] if isinstance(item.get("uri"), str) else ""
         found = local_file_digest(bases, uri) if uri else None
         extra = {**item, "kind": key}
         out.append(records.attachment(

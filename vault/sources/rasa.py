@@ -43,7 +43,7 @@ def _event(n: int, ev: dict[str, Any], customer: str) -> dict[str, Any] | None:
     kind = ev.get("event")
     at = epoch_text(ev.get("timestamp"))
     extra = {k: v for k, v in ev.items() if k not in ("event", "timestamp", "text")}
-    text = ev.get("text") if isinstance(ev.get("text"), str) else ""
+    text = ev["text"] if isinstance(ev.get("text"), str) else ""
     if kind == "user":
         return records.message(str(n), at, customer, text, direction="inbound",
                                extra=extra)

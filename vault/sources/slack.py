@@ -46,8 +46,8 @@ import orjson
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import (MAX_JSON_BYTES, ReadOptions, epoch_text, parse_json,
-                           stable_id)
+from vault.sources import (MAX_EXPORT_FILE_BYTES, MAX_JSON_BYTES, ReadOptions, as_object,
+                           epoch_text, parse_json, stable_id)
 
 DESCRIPTION = "Slack workspace export (.zip or unpacked folder), one conversation per channel-day"
 FOLDER_IS_EXPORT = True
@@ -78,6 +78,7 @@ class _Tree:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.zip: zipfile.ZipFile | None = None
+        self.total = 0  # bytes read so far: an export is bounded as a whole too
         if path.is_dir():
             files = []
             for n, item in enumerate(path.rglob("*")):
@@ -113,6 +114,10 @@ class _Tree:
                 data = fh.read(MAX_JSON_BYTES + 1)
         if len(data) > MAX_JSON_BYTES:
             raise UnreadableExport(f"larger than {MAX_JSON_BYTES} bytes", path=where)
+        self.total += len(data)
+        if self.total > MAX_EXPORT_FILE_BYTES:
+            raise UnreadableExport(f"export holds more than {MAX_EXPORT_FILE_BYTES} bytes "
+                                   "of JSON", path=self.path)
         return parse_json(data, where)
 
 
@@ -133,7 +138,7 @@ def _optional_list(tree: _Tree, name: str, options: ReadOptions) -> list[Any]:
 def _person(uid: str, raw: dict[str, Any], users: dict[str, Any]) -> dict[str, Any]:
     info = users.get(uid)
     if info is not None:
-        profile = info.get("profile") if isinstance(info.get("profile"), dict) else {}
+        profile = as_object(info.get("profile"))
         bot = bool(info.get("is_bot")) or uid == SLACKBOT
         extra = {k: v for k, v in info.items() if k not in _USER_MAPPED}
         rest = {k: v for k, v in profile.items()
@@ -145,8 +150,7 @@ def _person(uid: str, raw: dict[str, Any], users: dict[str, Any]) -> dict[str, A
             name=profile.get("real_name") or info.get("real_name") or info.get("name"),
             email=profile.get("email") or None, phone=profile.get("phone") or None,
             platform_ids={"slack": uid}, extra=extra)
-    shown = raw.get("user_profile") if isinstance(raw.get("user_profile"), dict) else {}
-    bot_profile = raw.get("bot_profile") if isinstance(raw.get("bot_profile"), dict) else {}
+    shown, bot_profile = as_object(raw.get("user_profile")), as_object(raw.get("bot_profile"))
     name = (shown.get("real_name") or shown.get("display_name") or shown.get("name")
             or raw.get("username") or bot_profile.get("name")
             or ("Slackbot" if uid == SLACKBOT else None))
@@ -193,7 +197,9 @@ def _message(raw: dict[str, Any], users: dict[str, Any],
         kept = {**mine, "text": text}
         spread = kept.pop("extra_keys", None)
         if isinstance(spread, list):
-            kept["extra"] = {k: raw[k] for k in spread if isinstance(k, str) and k in raw}
+            inline = as_object(kept.get("extra"))
+            kept["extra"] = {**inline, **{k: raw[k] for k in spread
+                                          if isinstance(k, str) and k in raw}}
         if kept.get("from") is not None and kept["from"] not in people:
             people[kept["from"]] = _person(kept["from"], raw, users)
         return kept
@@ -210,7 +216,7 @@ def _message(raw: dict[str, Any], users: dict[str, Any],
     subtype = raw.get("subtype")
     system = isinstance(subtype, str) and (subtype.startswith(("channel_", "group_"))
                                            or subtype in _SYSTEM_SUBTYPES)
-    edited = raw.get("edited") if isinstance(raw.get("edited"), dict) else {}
+    edited = as_object(raw.get("edited"))
     thread = raw.get("thread_ts")
     bot = "bot_id" in raw or subtype == "bot_message" or uid == SLACKBOT
     attachments = _attachments(raw)
@@ -316,13 +322,18 @@ def _native(msg: dict[str, Any]) -> dict[str, Any]:
         out["thread_ts"] = msg["reply_to"]
     if msg.get("edited_at"):
         out["edited"] = {"ts": _ts(msg["edited_at"])}
-    mine = {k: v for k, v in msg.items() if k != "text"}
+    mine = {k: v for k, v in msg.items() if k not in ("text", "extra")}
     extra = msg.get("extra")
-    # Slack's own fields (subtype, bot_id, blocks, files...) go back where Slack has them
-    if isinstance(extra, dict) and extra and not set(extra) & {*out, META_KEY}:
-        out.update(extra)
-        del mine["extra"]
-        mine["extra_keys"] = sorted(extra)
+    if isinstance(extra, dict) and extra:
+        # Slack's own fields (subtype, bot_id, blocks...) go back where Slack has them
+        spread = {k: v for k, v in extra.items() if k not in out and k != META_KEY}
+        out.update(spread)
+        mine["extra_keys"] = sorted(spread)
+        rest = {k: v for k, v in extra.items() if k not in spread}
+        if rest:
+            mine["extra"] = rest
+    elif "extra" in msg:
+        mine["extra"] = extra
     out[META_KEY] = mine
     return out
 
@@ -345,7 +356,7 @@ def write(conversations: Iterable[dict[str, Any]], out_dir: Path) -> list[Path]:
             folder = f"{base}-{k}"
         rel = f"{folder}/{day}.json"
         meta[rel] = {k2: v for k2, v in conv.items() if k2 != "messages"}
-        extra = conv.get("extra") if isinstance(conv.get("extra"), dict) else {}
+        extra = as_object(conv.get("extra"))
         cid = extra.get("channel_id") if isinstance(extra.get("channel_id"), str) else (
             "C" + stable_id(folder)[:10].upper())
         people = [p["id"] for p in conv["participants"]]

@@ -1,0 +1,128 @@
+"""Bot Framework transcript reader and writer: corpus files, fixtures, round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest_readers import (canonical, case_input, conversation_strategy, corpus_file,
+                              events, messages, names, read_all, texts)
+from vault.errors import UnreadableExport
+from vault.sources import botframework
+
+
+def test_corpus_add_item_with_button() -> None:
+    path = corpus_file("botframework/addItemWithButton.transcript")
+    convs, opts = read_all(path, "botframework")
+    assert opts.problems == []
+    assert len(convs) == 1
+    conv = convs[0]
+    assert conv["conversation_id"] == "83fa1400-e127-11ea-8037-9fd05751be53|livechat"
+    assert conv["channel"] == "emulator"
+    assert len(messages(convs)) == 5
+    assert len(events(convs)) == 1  # the conversationUpdate
+    assert conv["extra"]["skipped"] == {"trace": 6}
+    assert sorted(names(convs)) == ["Bot", "User"]
+    assert {p["name"]: p["role"] for p in conv["participants"]} == {"User": "customer",
+                                                                   "Bot": "bot"}
+    raw = [a for a in json.loads(path.read_text("utf-8")) if a["type"] == "message"]
+    assert texts(convs) == [a.get("text", "") for a in raw]
+    first = messages(convs)[0]
+    assert (first["at"], first["at_offset"]) == ("2020-08-18T07:50:44.125Z", "+08:00")
+    assert first["bot"] is True and first["direction"] == "outbound"
+    assert first["reply_to"] == "8424f490-e127-11ea-b7a4-d305fa3d3abd"
+    cards = [m for m in messages(convs) if m.get("content_type") == "card"]
+    assert len(cards) == 2
+    assert cards[0]["attachments"][0]["type"] == "application/vnd.microsoft.card.adaptive"
+
+
+def test_corpus_chatdown_sample() -> None:
+    path = corpus_file("botframework/cli.sample.transcript")
+    convs, opts = read_all(path, "botframework")
+    assert opts.problems == []
+    assert len(messages(convs)) == 4
+    assert len(events(convs)) == 2  # conversationUpdate, and a message with no 'from'
+    assert names(convs) == ["Joe", "LulaBot"]
+    assert convs[0]["extra"]["skipped"] == {"typing": 1}
+    assert texts(convs)[0] == "Hi Joe!\r\nLulaBot->Susan: Hi Susan!\r\n\r\n" \
+                              "[ConversationUpdate:membersremoved=Susan]"
+    assert events(convs)[1]["text"].startswith("[ConversationUpdate:\r\n")
+
+
+def activity(n: int, **fields: object) -> dict:
+    return {"type": "message", "id": str(n), "timestamp": f"2024-03-01T10:00:0{n}Z",
+            "conversation": {"id": "c1"}, "from": {"id": "u1", "name": "Ana", "role": "user"},
+            "text": f"message {n}", **fields}
+
+
+def dump(tmp_path: Path, value: object) -> Path:
+    path = tmp_path / "chat.transcript"
+    path.write_text(json.dumps(value), encoding="utf-8")
+    return path
+
+
+def test_malformed_activities_reported_and_rest_read(tmp_path: Path) -> None:
+    acts = [activity(1), "junk", activity(2, timestamp="yesterday"), activity(3, text=5),
+            activity(4, timestamp=None), activity(5)]
+    convs, opts = read_all(dump(tmp_path, acts), "botframework")
+    assert texts(convs) == ["message 1", "message 5"]
+    assert [p.position for p in opts.problems] == [
+        "activity 1", "activity 2", "activity 3", "activity 4"]
+
+
+@pytest.mark.parametrize("content", ["", "{}", "[]", "[1, 2]",
+                                     '[{"type": "typing", "timestamp": "2024-01-01T00:00:00Z"}]'])
+def test_nothing_readable_is_refused(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "chat.transcript"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UnreadableExport, match="chat.transcript"):
+        read_all(path, "botframework")
+
+
+def test_several_conversations_in_one_file(tmp_path: Path) -> None:
+    acts = [activity(1), activity(2, conversation={"id": "c2"}), activity(3)]
+    convs, _ = read_all(dump(tmp_path, acts), "botframework")
+    assert [(c["conversation_id"], len(c["messages"])) for c in convs] == [("c1", 2),
+                                                                          ("c2", 1)]
+
+
+# -- writing ------------------------------------------------------------------------------
+
+def round_trip(convs: list[dict], out: Path) -> list[dict]:
+    written = botframework.write(convs, out)
+    assert len(written) == len(convs)
+    back, opts = read_all(out, "botframework")
+    assert opts.problems == []
+    return back
+
+
+def test_round_trip_corpus_and_case(tmp_path: Path) -> None:
+    originals: list[dict] = []
+    for name in ("addItemWithButton.transcript", "cli.sample.transcript"):
+        originals += read_all(corpus_file(f"botframework/{name}"), "botframework")[0]
+    originals += read_all(case_input("17-bf-conversationupdate.transcript"),
+                          "botframework")[0]
+    back = round_trip(originals, tmp_path / "native")
+    assert sorted(canonical(back)) == sorted(canonical(originals))
+
+
+def test_round_trip_from_another_platform(tmp_path: Path) -> None:
+    originals = read_all(corpus_file("whatsapp/whatsapp_chat.txt"), "whatsapp")[0]
+    back = round_trip(originals, tmp_path / "native")
+    assert canonical(back) == canonical(originals)
+    acts = json.loads(next((tmp_path / "native").iterdir()).read_text("utf-8"))
+    assert acts[0]["type"] == "event" and acts[1]["type"] == "message"
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(convs=st.lists(conversation_strategy(), min_size=1, max_size=3,
+                      unique_by=lambda c: c["conversation_id"]))
+def test_round_trip_any_conversation(tmp_path_factory: pytest.TempPathFactory,
+                                     convs: list[dict]) -> None:
+    back = round_trip(convs, tmp_path_factory.mktemp("bf"))
+    assert sorted(canonical(back)) == sorted(canonical(convs))

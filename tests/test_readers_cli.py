@@ -1,0 +1,97 @@
+"""``chatvault sources``: formats, preview and convert, run in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from conftest_readers import corpus_file
+from vault import records
+
+
+def test_formats_lists_every_reader() -> None:
+    result = run_cli("sources", "formats", "--json")
+    assert result.code == 0
+    rows = {f["name"]: f for f in result.json()["formats"]}  # type: ignore[index]
+    assert list(rows) == ["jsonl", "slack", "botframework", "whatsapp", "telegram",
+                          "messenger", "rasa", "intercom", "freshdesk"]
+    assert {n for n, f in rows.items() if f["writes_native"]} == {"jsonl", "slack",
+                                                                  "botframework"}
+    assert all(f["description"] for f in rows.values())
+    assert "whatsapp" in run_cli("sources", "formats").out
+
+
+def test_preview_json_and_table() -> None:
+    path = corpus_file("slack/slack_export.zip")
+    result = run_cli("sources", "preview", path, "--format", "slack", "--limit", "2",
+                     "--json")
+    assert result.code == 0
+    doc = result.json()
+    assert [c["conversation_id"] for c in doc["conversations"]] == [  # type: ignore[index]
+        "C0535BV3C6P:2023-04-13", "C05019B47SB:2023-04-13"]
+    assert doc["problems"] == []  # type: ignore[index]
+    table = run_cli("sources", "preview", path, "-f", "slack")
+    assert table.code == 0
+    assert "C050FR57M8S" in table.out and "Hello, world!" not in table.out
+    assert "Example message" in table.out  # first messages of the first conversation
+
+
+def test_convert_writes_canonical_jsonl(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    result = run_cli("sources", "convert", corpus_file("telegram/result.json"), "-f",
+                     "telegram", "--source", "tg-desk", "-o", out, "--json")
+    assert result.code == 0, result.err
+    assert result.json()["conversations"] == 1  # type: ignore[index]
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 1
+    canonical, summary = records.canonical_line(lines[0], "out.jsonl:1")
+    assert canonical == lines[0] and summary.messages == 4
+    assert json.loads(lines[0])["source"] == "tg-desk"
+
+
+def test_convert_reports_problems_and_keeps_the_rest(tmp_path: Path) -> None:
+    chat = tmp_path / "chat.txt"
+    chat.write_text("garbage first\n25/03/2024, 10:01 - Ana: hello\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = run_cli("sources", "convert", chat, "-f", "whatsapp", "-o", out)
+    assert result.code == 0
+    assert "problem:" in result.err and "line 1" in result.err
+    assert result.err.count("line 1") == 1
+    assert "hello" in out.read_text("utf-8")
+
+
+def test_convert_unreadable_exits_3_and_writes_nothing(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_text("nothing here\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = run_cli("sources", "convert", junk, "-f", "whatsapp", "-o", out)
+    assert result.code == 3
+    assert "junk.txt" in result.err
+    assert list(tmp_path.iterdir()) == [junk]
+
+
+def test_convert_empty_folder_exits_3(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    result = run_cli("sources", "convert", tmp_path / "in", "-f", "telegram",
+                     "-o", tmp_path / "out.jsonl")
+    assert result.code == 3
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("option", [["--phone-region", "XX"], ["--timezone", "Mars/Base"],
+                                    ["--format", "icq"]])
+def test_bad_options_are_usage_errors(tmp_path: Path, option: list[str]) -> None:
+    args = ["sources", "convert", tmp_path, "-o", tmp_path / "o.jsonl"]
+    if option[0] != "--format":
+        args += ["-f", "whatsapp"]
+    result = run_cli(*args, *option)
+    assert result.code == 2, result.err
+
+
+@pytest.mark.parametrize("command", ["formats", "preview", "convert"])
+def test_every_command_has_help(command: str) -> None:
+    result = run_cli("sources", command, "--help")
+    assert result.code == 0 and len(result.out) > 100

@@ -1,0 +1,158 @@
+"""Slack reader and writer: the corpus zip, written exports, round trips."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest_readers import (canonical, case_input, conversation_strategy, corpus_file,
+                              events, found, messages, names, read_all, texts)
+from vault import sources
+from vault.errors import UnreadableExport
+from vault.sources import slack
+
+
+def test_corpus_export() -> None:
+    path = corpus_file("slack/slack_export.zip")
+    convs, opts = read_all(path, "slack")
+    assert opts.problems == []
+    assert [c["conversation_id"] for c in convs] == [
+        "C0535BV3C6P:2023-04-13", "C05019B47SB:2023-04-13", "C050FR57M8S:2023-04-13"]
+    assert [c["channel"] for c in convs] == ["example-channel", "general", "random"]
+    assert len(messages(convs)) == 4
+    assert len(events(convs)) == 1  # channel_join
+    assert [len(c["participants"]) for c in convs] == [1, 1, 1]
+    # U0500003428 is not in users.json: the name comes from user_profile
+    assert names(convs) == ["Example User"]
+    assert convs[0]["participants"][0]["id"] == "U0500003428"
+    with zipfile.ZipFile(path) as zf:
+        raw = json.loads(zf.read("general/2023-04-13.json"))
+    assert texts(convs)[1:3] == [m["text"] for m in raw]
+    assert messages(convs)[1]["at"] == "2023-04-13T19:15:17.397479Z"
+    assert found(convs).emails == []
+
+
+USERS = [{"id": "U1", "name": "ana", "real_name": "Ana Example",
+          "profile": {"real_name": "Ana Example", "email": "Ana@Example.org",
+                      "phone": "07700 900123", "image_72": "https://x/y.png"}},
+         {"id": "U2", "name": "helpbot", "is_bot": True, "profile": {"real_name": "Help Bot"}}]
+CHANNELS = [{"id": "C1", "name": "support", "members": ["U1", "U2"]}]
+DAY1 = [
+    {"type": "message", "user": "U1", "text": "my order?", "ts": "1709287200.000100",
+     "thread_ts": "1709287200.000100", "reply_count": 1},
+    {"type": "message", "user": "U2", "text": "shipped", "ts": "1709287260.000200",
+     "thread_ts": "1709287200.000100", "bot_id": "B1",
+     "edited": {"user": "U2", "ts": "1709287300.000000"},
+     "files": [{"id": "F1", "name": "label.pdf", "mimetype": "application/pdf",
+                "size": 1234, "url_private": "https://files/label.pdf"}]},
+    {"type": "message", "subtype": "channel_join", "user": "U9", "text": "<@U9> joined",
+     "ts": "1709287300.000300"},
+    {"type": "message", "text": "no ts here"},
+]
+
+
+def make_export(tmp_path: Path, *, prefix: str = "", day2: object = None) -> Path:
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(prefix + "users.json", json.dumps(USERS))
+        zf.writestr(prefix + "channels.json", json.dumps(CHANNELS))
+        zf.writestr(prefix + "support/2024-03-01.json", json.dumps(DAY1))
+        zf.writestr(prefix + "support/2024-03-02.json",
+                    json.dumps(day2) if day2 is not None else "[oops")
+    return path
+
+
+def test_written_export_threads_edits_files_and_problems(tmp_path: Path) -> None:
+    convs, opts = read_all(make_export(tmp_path, prefix="Workspace export/"), "slack")
+    assert len(convs) == 1
+    conv = convs[0]
+    assert conv["conversation_id"] == "C1:2024-03-01" and conv["channel"] == "support"
+    parent, reply = messages(convs)
+    assert "reply_to" not in parent and reply["reply_to"] == parent["id"]
+    assert reply["bot"] is True and reply["edited_at"] == "2024-03-01T10:01:40Z"
+    assert reply["attachments"][0] == {"name": "label.pdf", "type": "application/pdf",
+                                       "size": 1234, "url": "https://files/label.pdf",
+                                       "omitted": True, "extra": {"id": "F1"}}
+    assert events(convs)[0]["from"] == "U9"
+    people = {p["id"]: p for p in conv["participants"]}
+    assert people["U1"]["email"] == "Ana@Example.org" and people["U2"]["role"] == "bot"
+    assert "image_72" not in json.dumps(people["U1"])
+    assert found(convs, "GB").emails == ["ana@example.org"]
+    assert found(convs, "GB").phones == ["+447700900123"]
+    assert [(p.position, p.expected) for p in opts.problems] == [
+        ("support/2024-03-01.json: [3]", "a message with a string 'ts' and 'text'"),
+        ("support/2024-03-02.json", opts.problems[1].expected)]
+    assert "not valid JSON" in opts.problems[1].expected
+
+
+def test_unpacked_folder_is_one_export(tmp_path: Path) -> None:
+    with zipfile.ZipFile(make_export(tmp_path, day2=[])) as zf:
+        zf.extractall(tmp_path / "unpacked")
+    folder = tmp_path / "unpacked"
+    assert slack.wants(folder)
+    assert sources.export_files(folder, "slack") == [folder]
+    convs, _ = read_all(folder, "slack")
+    assert [c["conversation_id"] for c in convs] == ["C1:2024-03-01"]
+
+
+@pytest.mark.parametrize("members", [{}, {"users.json": "[]", "notes.txt": "hi"},
+                                     {"users.json": "[]", "general/2024-01-01.json": "{}"}])
+def test_nothing_readable_is_refused(tmp_path: Path, members: dict) -> None:
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(UnreadableExport, match="export.zip"):
+        read_all(path, "slack")
+
+
+def test_garbage_zip_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "export.zip"
+    path.write_bytes(b"not a zip at all")
+    with pytest.raises(UnreadableExport, match="not a zip archive"):
+        read_all(path, "slack")
+
+
+# -- writing -----------------------------------------------------------------------------
+
+def round_trip(convs: list[dict], tmp_path: Path) -> list[dict]:
+    out = tmp_path / "native"
+    written = slack.write(convs, out)
+    assert all(p.is_file() for p in written)
+    back, opts = read_all(out, "slack")
+    assert opts.problems == []
+    return back
+
+
+def test_round_trip_corpus_and_cases(tmp_path: Path) -> None:
+    originals, _ = read_all(corpus_file("slack/slack_export.zip"), "slack")
+    for case in ("12-slack-uslackbot.zip", "13-slack-external-user.zip",
+                 "15-slack-bot-no-user.zip"):
+        originals += read_all(case_input(case), "slack")[0]
+    back = round_trip(originals, tmp_path)
+    assert sorted(canonical(back)) == sorted(canonical(originals))
+
+
+def test_written_files_are_native_slack(tmp_path: Path) -> None:
+    convs, _ = read_all(make_export(tmp_path, day2=[]), "slack")
+    slack.write(convs, tmp_path / "native")
+    day = json.loads((tmp_path / "native" / "support" / "2024-03-01.json").read_text())
+    assert day[1]["user"] == "U2" and day[1]["bot_id"] == "B1"
+    assert day[1]["thread_ts"] == "1709287200.000100" and day[1]["ts"] == "1709287260.000200"
+    users = json.loads((tmp_path / "native" / "users.json").read_text())
+    assert {u["id"] for u in users} == {"U1", "U2", "U9"}
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(convs=st.lists(conversation_strategy(), min_size=1, max_size=3,
+                      unique_by=lambda c: c["conversation_id"]))
+def test_round_trip_any_conversation(tmp_path_factory: pytest.TempPathFactory,
+                                     convs: list[dict]) -> None:
+    back = round_trip(convs, tmp_path_factory.mktemp("slack"))
+    assert sorted(canonical(back)) == sorted(canonical(convs))

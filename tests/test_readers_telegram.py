@@ -1,0 +1,119 @@
+"""Telegram reader: the corpus files and written fixtures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest_readers import corpus_file, events, found, messages, names, read_all, texts
+from vault.errors import UnreadableExport
+
+
+def test_corpus_single_chat() -> None:
+    path = corpus_file("telegram/result.json")
+    convs, opts = read_all(path, "telegram")
+    assert opts.problems == []
+    assert len(convs) == 1
+    assert convs[0]["conversation_id"] == "5965280513"
+    assert len(messages(convs)) == 4
+    assert names(convs) == ["Jimmeny Marvelton", "Batman & Robin"]
+    raw = json.loads(path.read_text("utf-8"))
+    assert texts(convs) == [m["text"] for m in raw["messages"]]
+    first = messages(convs)[0]
+    # date 13:11:23 local, date_unixtime 1692821483 = 20:11:23 UTC
+    assert (first["at"], first["at_offset"]) == ("2023-08-23T20:11:23Z", "-07:00")
+
+
+def test_corpus_full_export_with_entity_text() -> None:
+    convs, opts = read_all(corpus_file("telegram/test_batch_export.json"), "telegram")
+    assert opts.problems == []
+    assert len(convs) == 1
+    assert convs[0]["title"] == "Chatname"
+    assert len(messages(convs)) == 2
+    assert names(convs) == ["Author 1", "Author 2"]
+    assert texts(convs) == ["Minimal Message", "Link:https://telegram.org/"]
+    assert messages(convs)[0]["at"] == "2018-12-05T10:39:10Z"
+
+
+def chat(messages_: list, **fields: object) -> dict:
+    return {"name": "Ana Example", "type": "personal_chat", "id": 42, "messages": messages_,
+            **fields}
+
+
+def msg(mid: int, text: object = "hi", **fields: object) -> dict:
+    return {"id": mid, "type": "message", "date": "2024-03-01T10:00:00",
+            "date_unixtime": str(1709287200 + mid), "from": "Ana Example",
+            "from_id": "user42", "text": text, **fields}
+
+
+def dump(tmp_path: Path, value: object) -> Path:
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(value), encoding="utf-8")
+    return path
+
+
+def test_malformed_messages_reported_and_rest_read(tmp_path: Path) -> None:
+    path = dump(tmp_path, chat([msg(1), msg(2, text=12), "not an object",
+                                {"id": 4, "type": "message", "text": "no date"}, msg(5)]))
+    convs, opts = read_all(path, "telegram")
+    assert [m["id"] for m in messages(convs)] == ["1", "5"]
+    assert [p.position for p in opts.problems] == [
+        "chat 42: messages[1]", "messages[2]", "chat 42: messages[3]"]
+
+
+@pytest.mark.parametrize("content", ["", "[]", "{}", "not json", '{"messages": 3}'])
+def test_nothing_readable_is_refused(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "result.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UnreadableExport, match="result.json"):
+        read_all(path, "telegram")
+
+
+def test_media_edits_replies_and_roles(tmp_path: Path) -> None:
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "scan.pdf").write_bytes(b"%PDF")
+    entries = [
+        msg(1, "please see", file="files/scan.pdf", mime_type="application/pdf",
+            file_name="scan.pdf"),
+        msg(2, "", photo="(File not included. Change data exporting settings to download.)"),
+        msg(3, "fixed", edited="2024-03-01T10:05:00", edited_unixtime="1709287500",
+            reply_to_message_id=1, **{"from": "Agent", "from_id": "user7"}),
+    ]
+    convs, _ = read_all(dump(tmp_path, chat(entries)), "telegram")
+    first, second, third = messages(convs)
+    assert first["attachments"][0]["sha256"] == hashlib.sha256(b"%PDF").hexdigest()
+    assert first["attachments"][0]["type"] == "application/pdf"
+    assert second["attachments"][0]["omitted"] is True and second["content_type"] == "media"
+    assert third["edited_at"] == "2024-03-01T10:05:00Z" and third["reply_to"] == "1"
+    roles = {p["name"]: p["role"] for p in convs[0]["participants"]}
+    assert roles == {"Ana Example": "customer", "Agent": "agent"}
+
+
+def test_full_export_owner_is_agent_and_service_actor_kept(tmp_path: Path) -> None:
+    group = {"name": "Support", "type": "private_group", "id": 9, "messages": [
+        {"id": 1, "type": "service", "date": "2024-03-01T09:00:00",
+         "date_unixtime": "1709283600", "actor": "Carla", "actor_id": "user5",
+         "action": "invite_members", "members": ["Ana"], "text": ""},
+        msg(2, "owner speaking", **{"from": "Me", "from_id": "user1"}),
+        msg(3, "phone +44 7700 900123, mail ana@example.org"),
+    ]}
+    export = {"personal_information": {"user_id": 1, "first_name": "Me"},
+              "chats": {"list": [group]}, "left_chats": {"list": []}}
+    convs, _ = read_all(dump(tmp_path, export), "telegram")
+    roles = {p["name"]: p["role"] for p in convs[0]["participants"]}
+    assert roles == {"Carla": "customer", "Me": "agent", "Ana Example": "customer"}
+    assert events(convs)[0]["from"] is None
+    assert events(convs)[0]["extra"]["action"] == "invite_members"
+    ids = found(convs, None)
+    assert ids.emails == ["ana@example.org"] and ids.phones == ["+447700900123"]
+
+
+def test_local_date_only_uses_the_source_time_zone(tmp_path: Path) -> None:
+    entry = {"id": 1, "type": "message", "date": "2024-07-01T10:00:00", "from": "Ana",
+             "from_id": "user42", "text": "hi"}
+    convs, _ = read_all(dump(tmp_path, chat([entry])), "telegram", timezone="Europe/Berlin")
+    assert (messages(convs)[0]["at"], messages(convs)[0]["at_offset"]) == (
+        "2024-07-01T08:00:00Z", "+02:00")

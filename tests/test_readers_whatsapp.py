@@ -1,0 +1,235 @@
+"""WhatsApp reader: the corpus files, written fixtures, and a round-trip property."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from conftest_readers import corpus_file, events, messages, names, read_all, texts
+from vault import timestamps
+from vault.errors import UnreadableExport
+from vault.sources import whatsapp
+
+
+def local(msg: dict) -> str:
+    return timestamps.local_text(msg["at"], msg.get("at_offset"))
+
+
+# -- corpus ----------------------------------------------------------------------------
+
+def test_corpus_testlog_mixed_formats() -> None:
+    path = corpus_file("whatsapp/testlog.txt")
+    convs, opts = read_all(path, "whatsapp")
+    assert opts.problems == []
+    assert len(convs) == 1
+    assert len(messages(convs)) == 20
+    assert len(events(convs)) == 3
+    assert names(convs) == ["John Doe", "Jahn Doe", "+12 345 578", "John-John Doe",
+                            "John Doe 🤓", "🤓"]
+    assert convs[0]["extra"]["date_order"] == "mdy"
+    raw = path.read_text("utf-8")
+    got = texts(convs)
+    for text in ("Lorem ipsum : dolor sit amet.", "Testing dash - in message body",
+                 "Testing abnormal\u00a0unicode", "Testing emoji 🤓 with yyyy first",
+                 "Lorem ipsum dolor sit amet,\nconsectetur adipiscing elit. Duis libero."):
+        assert text in raw and text in got
+    five_lines = [t for t in got if t.count("\n") == 5]
+    assert five_lines and five_lines[0].endswith("Cras scelerisque neque.")
+    by_text = {m["text"]: local(m) for m in messages(convs)}
+    assert by_text["Hello world"] == "2019-09-24T23:30"
+    assert by_text["Testing am"] == "2019-09-24T11:30"
+    assert by_text["Testing brackets"] == "2022-09-10T22:37"
+    assert by_text["Testing date dashes"] == "2022-09-10T22:37"
+    assert by_text["Testing dash - in message body"] == "2021-10-24T15:21"
+    phone_named = [p for p in convs[0]["participants"] if p["name"] == "+12 345 578"]
+    assert phone_named[0]["phone"] == "+12 345 578"
+
+
+def test_corpus_ios_chat_with_media() -> None:
+    convs, opts = read_all(corpus_file("whatsapp/whatsapp_chat.txt"), "whatsapp")
+    assert opts.problems == []
+    assert len(messages(convs)) == 11
+    assert len(events(convs)) == 1
+    assert names(convs) == ["Dr. Feather", "Jungle Jane"]
+    media = [m for m in messages(convs) if m.get("attachments")]
+    assert len(media) == 3
+    assert all(m["text"] == "" and m["attachments"][0]["omitted"] for m in media)
+    assert "That's stunning! Were you able to observe its behavior?" in texts(convs)
+    assert local(messages(convs)[-1]) == "2023-08-15T21:25"
+    assert convs[0]["title"] == "Dr. Feather"
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+def write(tmp_path: Path, text: str, name: str = "chat.txt") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def test_malformed_lines_reported_and_rest_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "stray first line\n"
+                           "31/31/2024, 10:00 - Ana: bad date\n"
+                           "25/03/2024, 10:01 - Ana: good one\n"
+                           "25/03/2024, 10:02 - Ben: second\n")
+    convs, opts = read_all(path, "whatsapp")
+    assert texts(convs) == ["good one", "second"]
+    assert [(p.position, p.expected) for p in opts.problems] == [
+        ("line 1", "a line starting with a date and a time"),
+        ("line 2", "a valid date and time")]
+
+
+@pytest.mark.parametrize("content", ["", "hello\nworld\n", "\x00\x01\x02"])
+def test_nothing_readable_is_refused(tmp_path: Path, content: str) -> None:
+    with pytest.raises(UnreadableExport, match="chat.txt"):
+        read_all(write(tmp_path, content), "whatsapp")
+
+
+def test_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "chat.txt"
+    path.write_bytes(b"25/03/2024, 10:01 - Ana: caf\xe9\n")
+    with pytest.raises(UnreadableExport, match="not UTF-8"):
+        read_all(path, "whatsapp")
+
+
+def test_ids_are_stable_as_the_chat_grows_and_old_lines_drop(tmp_path: Path) -> None:
+    lines = [f"2{d}/03/2024, 10:0{d} - Ana: message {d}\n" for d in range(5)]
+    name = "WhatsApp Chat with Ana.txt"
+    (tmp_path / "early").mkdir()
+    (tmp_path / "later").mkdir()
+    first, _ = read_all(write(tmp_path / "early", "".join(lines[:3]), name), "whatsapp")
+    later, _ = read_all(write(tmp_path / "later", "".join(lines[1:]), name), "whatsapp")
+    assert first[0]["conversation_id"] == later[0]["conversation_id"]
+    assert first[0]["title"] == later[0]["title"] == "Ana"
+    ids_first = {m["text"]: m["id"] for m in first[0]["messages"]}
+    ids_later = {m["text"]: m["id"] for m in later[0]["messages"]}
+    assert ids_first["message 1"] == ids_later["message 1"]
+    assert ids_first["message 2"] == ids_later["message 2"]
+
+
+def test_date_order_from_sequence_then_default(tmp_path: Path) -> None:
+    # 12 Jan then 1 Feb reads in sequence only day-first
+    chat = "12/01/24, 10:00 - Ana: a\n01/02/24, 10:00 - Ana: b\n"
+    convs, _ = read_all(write(tmp_path, chat), "whatsapp")
+    assert [local(m) for m in messages(convs)] == ["2024-01-12T10:00", "2024-02-01T10:00"]
+    # no evidence at all: English AM/PM means month first, otherwise day first
+    us, _ = read_all(write(tmp_path, "3/1/24, 9:00 AM - Ana: a\n", "us.txt"), "whatsapp")
+    eu, _ = read_all(write(tmp_path, "3/1/24, 09:00 - Ana: a\n", "eu.txt"), "whatsapp")
+    assert local(messages(us)[0]) == "2024-03-01T09:00"
+    assert local(messages(eu)[0]) == "2024-01-03T09:00"
+
+
+def test_text_kept_exactly(tmp_path: Path) -> None:
+    body = "  spaced\u200e mark \u2028 separator\u00a0nbsp  "
+    chat = (f"25/03/2024, 10:01 - \u200eAna\u200f: {body}\r\n"
+            "continued line\r\n"
+            "25/03/2024, 10:02 - Ben: done\r\n")
+    convs, _ = read_all(write(tmp_path, chat), "whatsapp")
+    assert texts(convs) == [body + "\ncontinued line", "done"]
+    assert names(convs) == ["Ana", "Ben"]
+
+
+def test_android_attachment_with_caption_and_file_hashed(tmp_path: Path) -> None:
+    (tmp_path / "IMG-1.jpg").write_bytes(b"jpeg bytes")
+    chat = ("25/03/2024, 10:01 - Ana: IMG-1.jpg (file attached)\nmy receipt\n"
+            "25/03/2024, 10:02 - Ana: IMG-2.jpg (file attached)\n")
+    convs, _ = read_all(write(tmp_path, chat), "whatsapp")
+    first, second = messages(convs)
+    assert first["text"] == "my receipt"
+    assert first["attachments"][0]["sha256"] == hashlib.sha256(b"jpeg bytes").hexdigest()
+    assert first["attachments"][0]["size"] == 10
+    assert "omitted" not in first["attachments"][0]
+    assert second["text"] == "" and second["attachments"][0]["omitted"] is True
+
+
+def test_ios_zip_export(tmp_path: Path) -> None:
+    path = tmp_path / "WhatsApp Chat - Support Group.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("_chat.txt", "[25/03/2024, 10:00:00] Support Group: \u200eMessages and "
+                    "calls are end-to-end encrypted.\n"
+                    "[25/03/2024, 10:01:00] Ana: \u200e<attached: 0001-PHOTO.jpg>\n")
+        zf.writestr("0001-PHOTO.jpg", b"photo")
+    convs, _ = read_all(path, "whatsapp")
+    assert convs[0]["title"] == "Support Group"
+    assert names(convs) == ["Ana"]
+    att = messages(convs)[0]["attachments"][0]
+    assert att["name"] == "0001-PHOTO.jpg"
+    assert att["sha256"] == hashlib.sha256(b"photo").hexdigest()
+
+
+def test_timezone_offset_kept(tmp_path: Path) -> None:
+    chat = "25/07/2024, 10:01 - Ana: summer\n25/01/2024, 10:01 - Ana: winter\n"
+    convs, _ = read_all(write(tmp_path, chat), "whatsapp", timezone="Europe/London")
+    summer, winter = messages(convs)
+    assert (summer["at"], summer["at_offset"]) == ("2024-07-25T09:01:00Z", "+01:00")
+    assert winter["at"] == "2024-01-25T10:01:00Z" and "at_offset" not in winter
+
+
+# -- property: any chat in any style reads back --------------------------------------
+
+SPACES = [" ", "\u202f", "\u00a0"]
+MARKERS = [("AM", "PM"), ("am", "pm"), ("a.m.", "p.m."), ("a.{sp}m.", "p.{sp}m.")]
+_name = st.text(st.characters(whitelist_categories=("Lu", "Ll")) | st.sampled_from(" -.'"),
+                min_size=1, max_size=16).map(str.strip).filter(
+                    lambda s: bool(s) and s[0].isalpha())
+_text = st.text(st.characters(whitelist_categories=("Lu", "Ll", "Nd", "Zs", "Po", "So"),
+                              blacklist_characters="\u200e\u200f\ufeff")
+                | st.just("\n"), max_size=40)
+_moment = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 28))
+
+
+def _fmt_date(moment: datetime, order: str, sep: str, year4: bool) -> str:
+    year = f"{moment.year}" if year4 else f"{moment.year % 100:02d}"
+    if order == "ymd":
+        return f"{moment.year}{sep}{moment.month:02d}{sep}{moment.day:02d}"
+    first, second = (moment.day, moment.month) if order == "dmy" else (moment.month, moment.day)
+    return f"{first}{sep}{second}{sep}{year}"
+
+
+def _fmt_time(moment: datetime, h12: bool, seconds: bool, sp: str, marker: tuple) -> str:
+    hour = moment.hour % 12 or 12 if h12 else moment.hour
+    text = f"{hour}:{moment.minute:02d}" + (f":{moment.second:02d}" if seconds else "")
+    if h12:
+        text += sp + marker[moment.hour >= 12].format(sp=sp)
+    return text
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chat=st.lists(st.tuples(_moment, _name, _text), min_size=1, max_size=8),
+       anchor=st.integers(13, 28), style=st.sampled_from(["bracket", "dash", "nocomma"]),
+       order=st.sampled_from(["dmy", "mdy", "ymd"]), sep=st.sampled_from("/.-"),
+       year4=st.booleans(), h12=st.booleans(), sp=st.sampled_from(SPACES),
+       marker=st.sampled_from(MARKERS))
+def test_any_chat_in_any_style_reads_back(tmp_path: Path, chat: list, anchor: int,
+                                          style: str, order: str, sep: str, year4: bool,
+                                          h12: bool, sp: str, marker: tuple) -> None:
+    seconds = style == "bracket"
+    chat = sorted((m.replace(microsecond=0, second=m.second if seconds else 0), n, t)
+                  for m, n, t in chat)
+    first = chat[0][0]
+    chat[0] = (first.replace(day=anchor), chat[0][1], chat[0][2])  # one day > 12
+    chat.sort()
+    lines = []
+    for moment, name, text in chat:
+        date = _fmt_date(moment, order, sep, year4)
+        when = _fmt_time(moment, h12, seconds, sp, marker)
+        head = {"bracket": f"[{date}, {when}] ", "dash": f"{date}, {when} - ",
+                "nocomma": f"{date} {when} - "}[style]
+        lines.append(f"{head}{name}: {text}")
+        for cont in text.split("\n")[1:]:
+            assume(not whatsapp._HEADER.match(cont.lstrip(whatsapp.MARKS)))
+        assume(not whatsapp._MEDIA.match(text) and not whatsapp._EDITED.search(text))
+    path = tmp_path / "prop.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    convs, opts = read_all(path, "whatsapp")
+    assert opts.problems == []
+    got = [(m["from"], m["text"], m["at"]) for m in convs[0]["messages"]]
+    want = [(n, t, m.strftime("%Y-%m-%dT%H:%M:%SZ")) for m, n, t in chat]
+    assert got == want
