@@ -1,0 +1,140 @@
+"""The audit log: who did what, when and why, in a hash chain.
+
+Every search, export, erasure, restore, ingest and key change is one row of
+``audit_log`` in the store. Each entry's hash covers its own fields and the
+hash of the entry before it::
+
+    hash = SHA-256(canonical JSON of {seq, at, operator, action, target,
+                                      purpose, detail, prev})
+
+with ``prev`` = 64 zeros for the first entry. :func:`verify` walks the chain
+and names the first entry that is missing, altered, reordered or no longer
+chained; the numbering comes from ``AUTOINCREMENT``, so removing the newest
+entries is detected too (SQLite remembers the highest number it gave).
+What it cannot detect alone: someone able to write the file may rewrite the
+whole chain from some entry on. Receipts carry the head hash
+(:func:`head`) back to the online side, which is the outside witness.
+
+Personal data never goes into the log: identifiers appear in ``target``
+only as keyed hashes (:func:`identifier_target`), and ``detail`` holds
+counts, ids of bundles and cases, fingerprints.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vault import canonical, timestamps
+
+GENESIS = "0" * 64
+_COLUMNS = "seq, at, operator, action, target, purpose, detail, prev_hash, hash"
+
+
+@dataclass(frozen=True)
+class Broken:
+    """The first entry at which the chain does not hold, and why."""
+
+    seq: int
+    problem: str
+
+    def __str__(self) -> str:
+        return f"audit log entry {self.seq}: {self.problem}"
+
+
+def operator() -> str:
+    """The person acting: the user behind sudo if any, else the OS user."""
+    sudo = os.environ.get("SUDO_USER")
+    if sudo:
+        return sudo
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.geteuid()}"
+
+
+def entry_hash(seq: int, at: str, who: str, action: str, target: str | None,
+               purpose: str | None, detail: str | None, prev: str) -> str:
+    body = {"seq": seq, "at": at, "operator": who, "action": action, "target": target,
+            "purpose": purpose, "detail": detail, "prev": prev}
+    return hashlib.sha256(canonical.dumps(body)).hexdigest()
+
+
+def head(conn: sqlite3.Connection) -> str:
+    """Hash of the newest entry (64 zeros for an empty log)."""
+    row = conn.execute("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return row[0] if row else GENESIS
+
+
+def _last_number(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def append(conn: sqlite3.Connection, action: str, *, target: str | None = None,
+           purpose: str | None = None, detail: dict[str, Any] | None = None) -> str:
+    """Add one entry (inside the caller's transaction, or its own); returns its hash."""
+    from vault import store
+
+    with store.transaction(conn):
+        seq = _last_number(conn) + 1
+        at = timestamps.now_utc()
+        who = operator()
+        text = canonical.dumps(detail).decode("utf-8") if detail is not None else None
+        prev = head(conn)
+        digest = entry_hash(seq, at, who, action, target, purpose, text, prev)
+        conn.execute(f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                     (seq, at, who, action, target, purpose, text, prev, digest))
+    return digest
+
+
+def append_to_home(home: Path, action: str, *, target: str | None = None,
+                   purpose: str | None = None, detail: dict[str, Any] | None = None) -> str:
+    """:func:`append` to the store of the vault at ``home``."""
+    from vault import store
+
+    conn = store.open_store(Path(home) / store.FILE_NAME)
+    try:
+        return append(conn, action, target=target, purpose=purpose, detail=detail)
+    finally:
+        conn.close()
+
+
+def identifier_target(home: Path, conn: sqlite3.Connection, kind: str, value: str) -> str:
+    """``kind:<keyed hash>`` for an already normalised identifier, for ``target``."""
+    from vault import tombstones
+
+    key = tombstones.load_key(home, conn)
+    return f"{kind}:{key.hash(tombstones.PURPOSE_AUDIT, kind, value)[:32]}"
+
+
+def verify(conn: sqlite3.Connection) -> Broken | None:
+    """The first broken entry, or None when the whole chain holds."""
+    expected, prev = 1, GENESIS
+    for row in conn.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq"):
+        seq, at, who, action, target, purpose, detail, prev_hash, digest = row
+        if seq != expected:
+            return Broken(expected, "missing (removed from the log)")
+        if prev_hash != prev:
+            return Broken(seq, "does not chain to the entry before it "
+                               "(an entry was removed, reordered or replaced)")
+        if entry_hash(seq, at, who, action, target, purpose, detail, prev_hash) != digest:
+            return Broken(seq, "altered: its content does not match its hash")
+        prev = digest
+        expected += 1
+    if _last_number(conn) >= expected:
+        return Broken(expected, "missing: the newest entries were removed")
+    return None
+
+
+def entries(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest entries, newest first, as dicts (for ``audit show``)."""
+    cur = conn.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT ?",
+                       (limit,))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur]

@@ -1,0 +1,192 @@
+"""The vault store: one SQLite file, ``H/store.db``.
+
+Connections. :func:`open_store` returns a plain :class:`sqlite3.Connection`,
+not a ``sqlite_utils.Database``: every part of the vault (audit, GDPR,
+restore) speaks SQL to it, and ``sqlite_utils.Database(conn)`` wraps it for
+free where sqlite-utils helps (the migrations use it to create tables). The
+connection is in autocommit mode; write with :func:`transaction`, which
+takes the write lock up front (``BEGIN IMMEDIATE``) so that a check made
+inside it (is this bundle new?) still holds when it commits. Every
+connection has WAL, ``foreign_keys=ON``, ``secure_delete=ON`` (erasure
+overwrites what it deletes) and ``synchronous=FULL`` (a receipt is only
+written after its commit is on disk).
+
+The schema lives in :mod:`vault.migrations` (its first step draws every
+table); :class:`~vault.upsert.Loader` upserts the conversations of one
+bundle; full-text folding and :func:`~vault.fulltext.search` live in
+:mod:`vault.fulltext`; both are re-exported here. :func:`dump` gives a
+canonical picture of everything held, to compare stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+import zstandard
+
+from vault import migrations
+from vault.errors import InputRejected, MediaIOError
+from vault.fulltext import Hit, search
+from vault.upsert import Loader, LoadCounts
+
+__all__ = ["Hit", "LoadCounts", "Loader", "connect", "db", "delete_conversation", "dump",
+           "open_store", "read_attachment", "search", "transaction"]
+
+FILE_NAME = "store.db"
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """A connection with the store's pragmas, without touching the schema."""
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        sqlite_utils.Database(conn, execute_plugins=False).enable_wal()
+        for pragma in ("foreign_keys = ON", "secure_delete = ON", "synchronous = FULL",
+                       "cache_size = -65536"):
+            conn.execute(f"PRAGMA {pragma}")
+    except sqlite3.DatabaseError as exc:
+        raise _error(exc, path) from None
+    return conn
+
+
+def open_store(path: Path | str) -> sqlite3.Connection:
+    """Open (creating and migrating as needed) the store at ``path``."""
+    conn = connect(path)
+    try:
+        migrations.migrate(conn, str(path))
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise _error(exc, path) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _error(exc: sqlite3.DatabaseError, path: Path | str) -> Exception:
+    text = str(exc)
+    if "disk I/O" in text or "unable to open" in text or "disk is full" in text:
+        return MediaIOError(f"store cannot be used: {text}", path=path)
+    return InputRejected(f"not a usable chatvault store: {text}", path=path)
+
+
+def db(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    """The sqlite-utils view of a store connection."""
+    return sqlite_utils.Database(conn, execute_plugins=False)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """All or nothing: BEGIN IMMEDIATE, or a savepoint inside an open transaction."""
+    if conn.in_transaction:
+        name = f"sp_{secrets.token_hex(8)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+            raise
+        conn.execute(f"RELEASE {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def delete_conversation(conn: sqlite3.Connection, conv_id: int, *,
+                        keep_row: bool = False) -> None:
+    """Remove a conversation and everything derived from it, index included.
+
+    With ``secure_delete`` the freed pages are zeroed; FTS5 keeps deleted
+    terms in its segments until they are merged, so erasure should follow
+    with ``INSERT INTO messages_fts(messages_fts) VALUES ('optimize')``.
+    """
+    conn.execute("DELETE FROM messages_fts WHERE rowid IN "
+                 "(SELECT id FROM messages WHERE conversation = ?)", (conv_id,))
+    for table in ("mentions", "attachment_refs", "identifiers", "participants", "messages"):
+        conn.execute(f"DELETE FROM {table} WHERE conversation = ?", (conv_id,))
+    if not keep_row:
+        conn.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+
+
+def read_attachment(conn: sqlite3.Connection, sha256: str) -> Iterator[bytes]:
+    """The content of a stored attachment, chunk by chunk."""
+    dctx = zstandard.ZstdDecompressor()
+    for (data,) in conn.execute("SELECT data FROM attachment_chunks WHERE sha256 = ? "
+                                "ORDER BY idx", (sha256,)):
+        yield dctx.decompress(data)
+
+
+# -- a canonical dump, for comparing stores -------------------------------------------
+
+_DUMP_TABLES = {
+    "bundles": "SELECT source, sequence, sha256, bundle_id, prev_hash, signer, file, "
+               "archive_path, size, created_at, header_counts FROM bundles "
+               "ORDER BY source, sequence",
+    "quarantine": "SELECT file, sha256, code, source, sequence FROM quarantine ORDER BY sha256",
+    "attachments": "SELECT sha256, size, chunks FROM attachments ORDER BY sha256",
+    "tombstones": "SELECT kind, hash FROM tombstones ORDER BY kind, hash",
+    "sources": "SELECT name FROM sources ORDER BY name",
+}
+_DUMP_CHILDREN = {
+    "participants": "SELECT participant_id, role, name, email, phone, customer_id "
+                    "FROM participants WHERE conversation = ? ORDER BY participant_id",
+    "messages": "SELECT m.position, m.message_id, m.at, m.sender, m.text, m.direction, "
+                "m.visibility, m.content_type, f.body, f.ids FROM messages m "
+                "LEFT JOIN messages_fts f ON f.rowid = m.id "
+                "WHERE m.conversation = ? ORDER BY m.position",
+    "identifiers": "SELECT kind, value, participant_id FROM identifiers "
+                   "WHERE conversation = ? ORDER BY kind, value, participant_id",
+    "mentions": "SELECT m.message_id, x.kind, x.value FROM mentions x "
+                "JOIN messages m ON m.id = x.message WHERE x.conversation = ? "
+                "ORDER BY m.position, x.kind, x.value",
+    "attachment_refs": "SELECT m.message_id, r.sha256, r.name, r.type, r.size "
+                       "FROM attachment_refs r JOIN messages m ON m.id = r.message "
+                       "WHERE r.conversation = ? ORDER BY m.position, r.sha256",
+}
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    cur = conn.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur]
+
+
+def dump(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Everything the store holds, keyed and ordered by content, never by rowid.
+
+    Times of ingest, media labels and per-ingest notes are left out: two
+    stores fed the same bundles in different orders dump equal. Attachment
+    content is represented by the SHA-256 of what reads back.
+    """
+    out: dict[str, Any] = {name: _rows(conn, sql) for name, sql in _DUMP_TABLES.items()}
+    for item in out["attachments"]:
+        digest = hashlib.sha256()
+        for part in read_attachment(conn, item["sha256"]):
+            digest.update(part)
+        item["content_sha256"] = digest.hexdigest()
+    convs = []
+    for row in _rows(conn, "SELECT id, source, conversation_id, platform, started_at, "
+                           "ended_at, last_at, status, channel, title, customer_id, "
+                           "message_count, participant_count, content_sha256, record, "
+                           "bundle_sequence, retention_until FROM conversations "
+                           "ORDER BY source, conversation_id"):
+        conv_id = row.pop("id")
+        for name, sql in _DUMP_CHILDREN.items():
+            row[name] = _rows(conn, sql, (conv_id,))
+        convs.append(row)
+    out["conversations"] = convs
+    return out

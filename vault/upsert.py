@@ -1,0 +1,320 @@
+"""Upserting the conversations of one bundle into the store, fast.
+
+:class:`Loader` runs inside the ingest transaction (:func:`store.transaction`)
+and writes rows with ``executemany`` in batches, with row ids it assigns
+itself (it holds the write lock, so nobody else can take them): a message's
+id is known before it is written, so its index row and its mentions go in
+the same batch without a round trip per message.
+
+Identifiers are normalised here, as subject search will look them up:
+e-mail case-folded, phone numbers E.164 with the bundle's region (or the
+vault's default; without any region a number written without ``+`` is
+kept as ``phone_unparsed`` digits, never guessed), names as
+:func:`vault.identifiers.name_key`, platform ids as ``platform:id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable
+
+import zstandard
+
+from vault import canonical, identifiers, timestamps
+from vault.fulltext import index_text
+
+#: attachments are stored as independent zstd frames of this much content
+ATTACHMENT_CHUNK = 1024 * 1024
+#: rows are written with executemany once this many messages are waiting
+BATCH_MESSAGES = 5000
+
+Identifier = tuple[str, str, "str | None"]  # kind, value, participant id
+Mention = tuple[str, str]  # kind, value
+TombstoneCheck = Callable[[dict[str, Any], list[Identifier], list[list[Mention]]], bool]
+
+_DIGITS = re.compile(r"\d")
+
+
+def _text(value: Any) -> str | None:
+    """A column value from a field the model leaves open (kept as JSON if not text)."""
+    if value is None or isinstance(value, str):
+        return value
+    return canonical.dumps(value).decode("utf-8")
+
+
+def _latest(*values: Any) -> str | None:
+    present = [v for v in values if isinstance(v, str) and v]
+    return max(present, key=timestamps.parse) if present else None
+
+
+@dataclass
+class LoadCounts:
+    """What one bundle did to the store."""
+
+    conversations: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    older: int = 0
+    tombstoned: int = 0
+    messages: int = 0
+    blobs_new: int = 0
+    blobs_known: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Batch:
+    conversations: list[tuple[Any, ...]] = field(default_factory=list)
+    messages: list[tuple[Any, ...]] = field(default_factory=list)
+    fts: list[tuple[Any, ...]] = field(default_factory=list)
+    participants: list[tuple[Any, ...]] = field(default_factory=list)
+    identifiers: list[tuple[Any, ...]] = field(default_factory=list)
+    mentions: list[tuple[Any, ...]] = field(default_factory=list)
+    refs: list[tuple[Any, ...]] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+
+
+_CONV_COLUMNS = ("id, source, conversation_id, platform, started_at, ended_at, last_at, "
+                 "status, channel, title, customer_id, message_count, participant_count, "
+                 "content_sha256, record, bundle, bundle_sequence, retention_until, "
+                 "first_ingested_at, ingested_at")
+_INSERTS = {
+    "conversations": f"INSERT INTO conversations ({_CONV_COLUMNS}) VALUES "
+                     f"({', '.join('?' * 20)})",
+    "messages": "INSERT INTO messages (id, conversation, position, message_id, at, sender, "
+                "text, direction, visibility, content_type) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    "participants": "INSERT INTO participants (conversation, participant_id, role, name, "
+                    "email, phone, customer_id) VALUES (?,?,?,?,?,?,?)",
+    "identifiers": "INSERT INTO identifiers (conversation, kind, value, participant_id) "
+                   "VALUES (?,?,?,?)",
+    "mentions": "INSERT INTO mentions (conversation, message, kind, value) VALUES (?,?,?,?)",
+    "refs": "INSERT INTO attachment_refs (conversation, message, sha256, name, type, size) "
+            "VALUES (?,?,?,?,?,?)",
+    "fts": "INSERT INTO messages_fts (rowid, body, ids) VALUES (?,?,?)",
+}
+
+
+class Loader:
+    """Upserts conversations (and stores attachments) inside one open transaction.
+
+    A conversation is identified by (bundle source, ``conversation_id``).
+    The version kept is the one from the bundle with the highest sequence
+    number of that source, so bundles ingested in any order, or twice, give
+    the same store: an older version arriving late is counted as ``older``
+    and ignored; a newer one replaces the participants, messages,
+    identifiers, mentions and index rows of the stored one.
+
+    ``tombstone`` is called with the conversation and its identifiers and
+    returns True when the conversation must be left out (see
+    :mod:`vault.tombstones`).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, source: str, bundle: int, sequence: int,
+                 region: str | None, retention_days: int, now: str,
+                 tombstone: TombstoneCheck | None = None) -> None:
+        if not conn.in_transaction:
+            raise RuntimeError("Loader needs an open transaction (store.transaction)")
+        self.conn = conn
+        self.source, self.bundle, self.sequence = source, bundle, sequence
+        self.region, self.retention_days, self.now = region, retention_days, now
+        self.tombstone = tombstone
+        self.counts = LoadCounts()
+        self._batch = _Batch()
+        self._pending = 0
+        self._next_conv = self._max_id("conversations") + 1
+        self._next_msg = self._max_id("messages") + 1
+        self._cctx = zstandard.ZstdCompressor(level=3)
+
+    def _max_id(self, table: str) -> int:
+        return int(self.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
+
+    def add(self, conv: dict[str, Any], data: bytes, last_at: str | None) -> str:
+        """Upsert one validated conversation given with its canonical bytes."""
+        self.counts.conversations += 1
+        cid = conv["conversation_id"]
+        if cid in self._batch.keys:
+            self.flush()
+        row = self.conn.execute(
+            "SELECT id, content_sha256, bundle_sequence, first_ingested_at FROM conversations "
+            "WHERE source = ? AND conversation_id = ?", (self.source, cid)).fetchone()
+        if row is not None and row[2] > self.sequence:
+            self.counts.older += 1
+            return "older"
+        sha = hashlib.sha256(data).hexdigest()
+        if row is not None and row[1] == sha:
+            self.conn.execute("UPDATE conversations SET bundle = ?, bundle_sequence = ? "
+                              "WHERE id = ?", (self.bundle, self.sequence, row[0]))
+            self.counts.unchanged += 1
+            return "unchanged"
+
+        people, mentions, msgs = self._rows(conv)
+        if self.tombstone is not None and self.tombstone(conv, people, mentions):
+            self.counts.tombstoned += 1
+            return "tombstoned"
+        if row is None:
+            conv_id, first = self._next_conv, self.now
+            self._next_conv += 1
+            status = "new"
+        else:
+            conv_id, first = row[0], row[3]
+            from vault.store import delete_conversation
+
+            delete_conversation(self.conn, conv_id)
+            status = "updated"
+        self._queue(conv_id, first, conv, data, sha, last_at, people, mentions, msgs)
+        setattr(self.counts, status, getattr(self.counts, status) + 1)
+        self._batch.keys.add(cid)
+        if self._pending >= BATCH_MESSAGES:
+            self.flush()
+        return status
+
+    def _rows(self, conv: dict[str, Any]) -> tuple[list[Identifier], list[list[Mention]],
+                                                   list[dict[str, Any]]]:
+        """(participant identifiers, mentions per message, messages) of ``conv``."""
+        people: list[Identifier] = []
+        for p in conv["participants"]:
+            pid = p["id"]
+            people += [(k, v, pid) for k, v in participant_identifiers(p, self.region)]
+        if isinstance(conv.get("customer_id"), str) and conv["customer_id"]:
+            people.append(("customer_id", conv["customer_id"], None))
+        msgs = conv["messages"]
+        mentions = [text_mentions(_message_text(m), self.region) for m in msgs]
+        return list(dict.fromkeys(people)), mentions, msgs
+
+    def _queue(self, conv_id: int, first: str, conv: dict[str, Any], data: bytes, sha: str,
+               last_at: str | None, people: list[Identifier],
+               mentions: list[list[Mention]], msgs: list[dict[str, Any]]) -> None:
+        b = self._batch
+        last = _latest(conv.get("started_at"), conv.get("ended_at"), conv.get("updated_at"),
+                       last_at)
+        b.conversations.append((
+            conv_id, self.source, conv["conversation_id"], _text(conv.get("platform")),
+            conv["started_at"], conv.get("ended_at"), last, _text(conv.get("status")),
+            _text(conv.get("channel")), _text(conv.get("title")),
+            _text(conv.get("customer_id")), len(msgs), len(conv["participants"]), sha,
+            data.decode("utf-8"), self.bundle, self.sequence, self._expiry(last), first,
+            self.now))
+        for p in conv["participants"]:
+            b.participants.append((conv_id, p["id"], p["role"], p.get("name"),
+                                   identifiers.normalise_email(p.get("email")),
+                                   _phone(p.get("phone"), self.region), p.get("customer_id")))
+        b.identifiers += [(conv_id, k, v, pid) for k, v, pid in people]
+        for pos, (m, found) in enumerate(zip(msgs, mentions)):
+            mid = self._next_msg
+            self._next_msg += 1
+            text = m["text"]
+            b.messages.append((mid, conv_id, pos, m["id"], m["at"], m.get("from"), text,
+                               m.get("direction"), m.get("visibility"),
+                               _text(m.get("content_type"))))
+            body = _message_text(m)
+            phones = " ".join(v[1:] for k, v in found if k == "phone")
+            b.fts.append((mid, index_text(body), phones))
+            b.mentions += [(conv_id, mid, k, v) for k, v in found]
+            for a in m.get("attachments") or ():
+                if isinstance(a.get("sha256"), str):
+                    b.refs.append((conv_id, mid, a["sha256"], _text(a.get("name")),
+                                   _text(a.get("type")), a.get("size")))
+        self._pending += len(msgs) + 1
+        self.counts.messages += len(msgs)
+
+    def _expiry(self, last: str | None) -> str | None:
+        if not self.retention_days or last is None:
+            return None
+        return timestamps.format_utc(timestamps.parse(last)
+                                     + timedelta(days=self.retention_days))
+
+    def flush(self) -> None:
+        """Write what is queued (parents first, for the foreign keys)."""
+        b = self._batch
+        for name in ("conversations", "messages", "participants", "identifiers",
+                     "mentions", "refs", "fts"):
+            rows = getattr(b, name)
+            if rows:
+                self.conn.executemany(_INSERTS[name], rows)
+        self._batch = _Batch()
+        self._pending = 0
+
+    def add_blob(self, sha256: str, size: int, content: Any) -> bool:
+        """Store attachment content once; False when it was already stored."""
+        if self.conn.execute("SELECT 1 FROM attachments WHERE sha256 = ?",
+                             (sha256,)).fetchone():
+            self.counts.blobs_known += 1
+            return False
+        idx = stored = 0
+        while True:
+            part = content.read(ATTACHMENT_CHUNK)
+            if not part and idx:
+                break
+            packed = self._cctx.compress(part)
+            self.conn.execute("INSERT INTO attachment_chunks (sha256, idx, data) "
+                              "VALUES (?, ?, ?)", (sha256, idx, packed))
+            idx += 1
+            stored += len(packed)
+            if not part:
+                break
+        self.conn.execute("INSERT INTO attachments (sha256, size, chunks, stored_bytes, "
+                          "first_seen_at) VALUES (?, ?, ?, ?, ?)",
+                          (sha256, size, idx, stored, self.now))
+        self.counts.blobs_new += 1
+        return True
+
+
+def _message_text(m: dict[str, Any]) -> str:
+    """What a message says: its text, plus any attachment's alternative text."""
+    extra = [a["text"] for a in m.get("attachments") or ()
+             if isinstance(a, dict) and isinstance(a.get("text"), str) and a["text"]]
+    return "\n".join([m["text"], *extra]) if extra else m["text"]
+
+
+def _phone(text: Any, region: str | None) -> str | None:
+    return identifiers.normalise_phone(text, region) if isinstance(text, str) else None
+
+
+def participant_identifiers(p: dict[str, Any], region: str | None) -> list[tuple[str, str]]:
+    """(kind, value) of everything that identifies one participant, normalised."""
+    out: list[tuple[str, str]] = []
+    email = identifiers.normalise_email(p.get("email"))
+    if email:
+        out.append(("email", email))
+    phone = p.get("phone")
+    if isinstance(phone, str) and phone.strip():
+        e164 = identifiers.normalise_phone(phone, region)
+        if e164:
+            out.append(("phone", e164))
+        else:
+            digits = re.sub(r"\D", "", phone)
+            if digits:
+                out.append(("phone_unparsed", digits))
+    if isinstance(p.get("customer_id"), str) and p["customer_id"]:
+        out.append(("customer_id", p["customer_id"]))
+    ids = p.get("platform_ids")
+    if isinstance(ids, dict):
+        out += [("platform_id", f"{k}:{v}") for k, v in sorted(ids.items())
+                if isinstance(v, (str, int)) and not isinstance(v, bool) and str(v)]
+    if isinstance(p.get("name"), str):
+        key = identifiers.name_key(p["name"])
+        if key:
+            out.append(("name", key))
+    return out
+
+
+def text_mentions(text: str, region: str | None) -> list[tuple[str, str]]:
+    """(kind, value) of e-mail addresses and phone numbers written in ``text``."""
+    found: list[tuple[str, str]] = []
+    if "@" in text:
+        found += [("email", e) for e in identifiers.find_emails(text)]
+    # Fewer than three digits cannot be a phone number: skip the (slow) matcher.
+    if len(_DIGITS.findall(text, 0, 4096)) >= 3 or len(text) > 4096:
+        phones, unparsed = identifiers.find_phones(text, region)
+        found += [("phone", p) for p in phones]
+        found += [("phone_unparsed", d) for d in unparsed]
+    return found
+
+

@@ -1,0 +1,142 @@
+"""The vault's ``config.toml``, loaded and checked into typed settings.
+
+:func:`vault.config.load` merges the file over ``VAULT_DEFAULTS`` and refuses
+unknown keys; this module checks every value the vault acts on and turns the
+result into :class:`VaultConfig`. Errors name the file, the key and its line
+(``chatvault vault status`` and the daemon refuse to run on a bad config
+rather than guess). ``[sources."<name>"]`` tables are checked here, since
+their names are free: only ``expected_every_hours`` and ``retention_days``
+may appear in them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vault import config as config_mod
+from vault import identifiers
+from vault.config import Config, VAULT_DEFAULTS, expect_int
+
+SOURCE_KEYS = ("expected_every_hours", "retention_days")
+_DEVICE_MATCH = re.compile(r"^(usb|any|[A-Z][A-Z0-9_]*=[^\s]+)$")
+_MAX_DAYS = 100 * 366
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    expected_every_hours: float | None = None
+    retention_days: int | None = None
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    path: Path
+    phone_region: str | None
+    retention_days: int
+    max_plaintext_bytes: int
+    device_match: str
+    mount_root: Path
+    delete_ingested: bool
+    clock_ahead_hours: float
+    clock_behind_days: float
+    disk_free_warning_percent: float
+    disk_free_critical_percent: float
+    sources: dict[str, SourceSettings] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def retention_for(self, source: str) -> int:
+        """Days conversations of ``source`` are kept (0 = no limit)."""
+        own = self.sources.get(source, SourceSettings()).retention_days
+        return self.retention_days if own is None else own
+
+    def region_for(self, bundle_region: Any) -> str | None:
+        """The phone region for a bundle: its own, else the vault's default."""
+        if isinstance(bundle_region, str) and bundle_region.strip():
+            try:
+                return identifiers.region(bundle_region)
+            except ValueError:
+                return self.phone_region
+        return self.phone_region
+
+
+def _number(cfg: Config, dotted: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise cfg.error(dotted, f"expected a number, got {value!r}")
+    if not low <= value <= high:
+        raise cfg.error(dotted, f"must be between {low:g} and {high:g}, got {value}")
+    return float(value)
+
+
+def _sources(cfg: Config) -> dict[str, SourceSettings]:
+    table = cfg["sources"]
+    if not isinstance(table, dict):
+        raise cfg.error("sources", 'expected tables: [sources."name"]')
+    out = {}
+    for name, body in table.items():
+        where = f"sources.{name}"
+        if not isinstance(body, dict):
+            raise cfg.error(where, 'expected a table: [sources."name"]')
+        for key in body:
+            if key not in SOURCE_KEYS:
+                raise cfg.error(f"{where}.{key}",
+                                f"unknown key; one of {', '.join(SOURCE_KEYS)}")
+        hours = body.get("expected_every_hours")
+        days = body.get("retention_days")
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int)):
+            raise cfg.error(f"{where}.retention_days", "expected a whole number of days")
+        out[name] = SourceSettings(
+            None if hours is None else _number(cfg, f"{where}.expected_every_hours", hours,
+                                               0.1, 24 * _MAX_DAYS),
+            None if days is None else int(_number(cfg, f"{where}.retention_days", days, 0,
+                                                  _MAX_DAYS)))
+    return out
+
+
+def check(cfg: Config) -> VaultConfig:
+    """Typed settings from a loaded config; ConfigError naming key and line."""
+    region_text = cfg["defaults"]["phone_region"]
+    if not isinstance(region_text, str):
+        raise cfg.error("defaults.phone_region", 'expected a region code such as "GB", or ""')
+    try:
+        region = identifiers.region(region_text)
+    except ValueError as exc:
+        raise cfg.error("defaults.phone_region", str(exc)) from None
+
+    daemon = cfg["daemon"]
+    match = daemon["device_match"]
+    if not isinstance(match, str) or not _DEVICE_MATCH.match(match):
+        raise cfg.error("daemon.device_match",
+                        f'expected "usb", "any" or "PROPERTY=value", got {match!r}')
+    root = daemon["mount_root"]
+    if not isinstance(root, str) or not root.startswith("/"):
+        raise cfg.error("daemon.mount_root", f"expected an absolute path, got {root!r}")
+    if not isinstance(daemon["delete_ingested"], bool):
+        raise cfg.error("daemon.delete_ingested", "expected true or false")
+
+    alerts = cfg["alerts"]
+    warn = _number(cfg, "alerts.disk_free_warning_percent",
+                   alerts["disk_free_warning_percent"], 0, 100)
+    crit = _number(cfg, "alerts.disk_free_critical_percent",
+                   alerts["disk_free_critical_percent"], 0, 100)
+    if crit > warn:
+        raise cfg.error("alerts.disk_free_critical_percent",
+                        "must not be above disk_free_warning_percent")
+    return VaultConfig(
+        path=cfg.path, phone_region=region,
+        retention_days=expect_int(cfg, "defaults.retention_days", 0, _MAX_DAYS),
+        max_plaintext_bytes=expect_int(cfg, "limits.max_plaintext_bytes", 1024, 2**62),
+        device_match=match, mount_root=Path(root), delete_ingested=daemon["delete_ingested"],
+        clock_ahead_hours=_number(cfg, "alerts.clock_ahead_hours",
+                                  alerts["clock_ahead_hours"], 0, 24 * _MAX_DAYS),
+        clock_behind_days=_number(cfg, "alerts.clock_behind_days",
+                                  alerts["clock_behind_days"], 0, _MAX_DAYS),
+        disk_free_warning_percent=warn, disk_free_critical_percent=crit,
+        sources=_sources(cfg), raw=dict(cfg))
+
+
+def load(home: Path) -> VaultConfig:
+    """Load and check ``H/config.toml`` of a vault home."""
+    return check(config_mod.load(Path(home) / "config.toml", VAULT_DEFAULTS))
