@@ -187,6 +187,7 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
     progress = progress or NoProgress()
     report = MediaReport(str(media_path))
     pending = [r for r in state.bundles(unacknowledged=True) if r.local_deleted_at is None]
+    report.waiting = sum(1 for r in pending if r.media_written_at is None)
     try:
         folder = media.folder(media_path, media.OUTBOX, create=True)
         remove_stale(folder, set(sources) | {r.source for r in pending})

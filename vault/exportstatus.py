@@ -1,0 +1,242 @@
+"""``export status``: what waits, what failed, what a vault refused; OK, WARNING, CRITICAL.
+
+The exit code follows the monitoring-plugins convention (0 OK, 1 WARNING,
+2 CRITICAL), so the command works as a Nagios/Icinga check as it is, and
+``--prometheus FILE`` writes the same facts as a node-exporter textfile.
+
+Alerts, with the thresholds of the config's ``[alerts]`` table:
+
+* CRITICAL: a vault reported a bundle quarantined (until a later receipt of
+  that vault says it was ingested); a bundle unacknowledged for
+  ``unacknowledged_critical_days``; a configured source with no successful
+  export for ``export_overdue_hours`` (the vault's copy is going stale); an
+  unacknowledged bundle whose local copy is gone (it can no longer be
+  rewritten to a stick).
+* WARNING: a bundle unacknowledged for ``unacknowledged_warning_days``; the
+  last run ended with a non-zero exit code or did not finish; no run yet.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from vault import acks, atomic, timestamps
+from vault.exportconfig import ExporterConfig
+from vault.exportstate import LOCK_NAME, ExportState
+
+OK, WARNING, CRITICAL = 0, 1, 2
+LEVELS = ("OK", "WARNING", "CRITICAL")
+
+
+def _age(since: str | None, now: datetime) -> timedelta | None:
+    if not since:
+        return None
+    try:
+        return now - timestamps.parse(since)
+    except timestamps.TimestampError:
+        return None
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return timestamps.parse(text).timestamp()
+    except timestamps.TimestampError:
+        return None
+
+
+def _running(home: Path) -> bool:
+    """Whether an export command holds the state lock right now."""
+    path = Path(home) / "state" / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.alerts: list[dict[str, Any]] = []
+
+    def alert(self, level: int, message: str) -> None:
+        self.alerts.append({"level": LEVELS[level], "message": message})
+
+    @property
+    def level(self) -> int:
+        return max((LEVELS.index(a["level"]) for a in self.alerts), default=OK)
+
+
+def _sources(cfg: ExporterConfig, state: ExportState, now: datetime,
+             out: _Report) -> list[dict[str, Any]]:
+    names = [s.name for s in cfg.sources]
+    names += [n for n in state.known_sources() if n not in names]
+    overdue = timedelta(hours=cfg.alerts.export_overdue_hours)
+    rows = []
+    for name in names:
+        seq, _ = state.chain(name)
+        hist = state.source_history(name)
+        configured = cfg.source(name) is not None
+        rows.append({"name": name, "configured": configured, "last_sequence": seq, **hist})
+        if not configured:
+            continue
+        since = _age(hist["last_success_at"], now)
+        if since is not None and since > overdue:
+            out.alert(CRITICAL, f"source {name}: no successful export for "
+                      f"{since.total_seconds() / 3600:.0f} h (limit "
+                      f"{cfg.alerts.export_overdue_hours} h)")
+        elif since is None and hist["last_run_at"]:
+            out.alert(CRITICAL, f"source {name}: never exported successfully; last run: "
+                      f"{hist['last_message']}")
+        if hist["last_exit_code"]:
+            out.alert(WARNING, f"source {name}: last run ended with exit code "
+                      f"{hist['last_exit_code']}: {hist['last_message']}")
+    return rows
+
+
+def _waiting(home: Path, cfg: ExporterConfig, state: ExportState, now: datetime,
+             out: _Report) -> list[dict[str, Any]]:
+    warn = timedelta(days=cfg.alerts.unacknowledged_warning_days)
+    crit = timedelta(days=cfg.alerts.unacknowledged_critical_days)
+    rows = []
+    for row in state.bundles(unacknowledged=True):
+        age = _age(row.created_at, now) or timedelta(0)
+        acked = {a.vault for a in state.acks(row.sha256) if a.status in acks.ACKNOWLEDGING}
+        missing = sorted(acks.required_vaults(row, cfg) - acked)
+        local = (Path(home) / "outbox" / row.file_name).is_file()
+        rows.append({**row.describe(), "age_days": round(age.total_seconds() / 86400, 2),
+                     "on_media": row.media_written_at is not None,
+                     "acknowledged_by": sorted(acked), "waiting_for": missing,
+                     "local_copy": local})
+        days = f"{age.total_seconds() / 86400:.1f} days"
+        if not local:
+            out.alert(CRITICAL, f"{row.file_name}: local copy missing while unacknowledged; "
+                      "it can no longer be rewritten")
+        if age >= crit:
+            out.alert(CRITICAL, f"{row.file_name} unacknowledged for {days} "
+                      f"(waiting for {', '.join(missing)})")
+        elif age >= warn:
+            out.alert(WARNING, f"{row.file_name} unacknowledged for {days} "
+                      f"(waiting for {', '.join(missing)})")
+    return rows
+
+
+def _quarantined(state: ExportState, out: _Report) -> list[dict[str, Any]]:
+    rows = []
+    for ack in state.acks():
+        if ack.status != "quarantined":
+            continue
+        row = state.bundle_by_sha(ack.sha256)
+        name = row.file_name if row else ack.sha256[:16]
+        rows.append({"file": name, "source": row.source if row else None,
+                     "vault": ack.vault, "reason": ack.reason, "at": ack.receipt_at})
+        out.alert(CRITICAL, f"vault {ack.vault} quarantined {name}: {ack.reason or 'no reason'}")
+    return rows
+
+
+def gather(home: Path, cfg: ExporterConfig, state: ExportState,
+           now: datetime | None = None) -> dict[str, Any]:
+    """The whole status as one JSON-ready document, alerts and level included."""
+    now = now or datetime.now(timestamps.UTC)
+    out = _Report()
+    last = state.last_run("run")
+    running = _running(home)
+    if last is None:
+        out.alert(WARNING, "no export run yet")
+    elif last["finished_at"] is None and not running:
+        out.alert(WARNING, f"the run started at {last['started_at']} did not finish "
+                  "(killed?); the next run recovers")
+    srcs = _sources(cfg, state, now, out)
+    waiting = _waiting(home, cfg, state, now, out)
+    quarantined = _quarantined(state, out)
+    return {"status": LEVELS[out.level], "exit_code": out.level, "alerts": out.alerts,
+            "generated_at": timestamps.format_utc(now), "running": running,
+            "last_run": last, "sources": srcs, "unacknowledged": waiting,
+            "quarantined": quarantined}
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def prometheus(report: dict[str, Any]) -> str:
+    """The status as Prometheus text exposition (for node-exporter's textfile collector)."""
+    metrics: dict[str, tuple[str, list[tuple[str, float]]]] = {}
+
+    def put(name: str, help_text: str, value: float | None, source: str | None = None) -> None:
+        if value is None:
+            return
+        labels = f'{{source="{_label(source)}"}}' if source is not None else ""
+        metrics.setdefault(name, (help_text, []))[1].append((labels, value))
+
+    put("chatvault_export_status", "0 OK, 1 WARNING, 2 CRITICAL", report["exit_code"])
+    put("chatvault_export_status_generated_timestamp_seconds", "When this file was written",
+        _epoch(report["generated_at"]))
+    for s in report["sources"]:
+        name = s["name"]
+        put("chatvault_export_last_run_timestamp_seconds", "Last export run of the source",
+            _epoch(s["last_run_at"]), name)
+        put("chatvault_export_last_success_timestamp_seconds",
+            "Last export run of the source that ended well", _epoch(s["last_success_at"]), name)
+        put("chatvault_export_last_exit_code", "Exit code of the source in the last run",
+            s["last_exit_code"], name)
+        put("chatvault_export_last_sequence", "Sequence number of the last bundle sealed",
+            s["last_sequence"], name)
+        waiting = [w for w in report["unacknowledged"] if w["source"] == name]
+        put("chatvault_export_unacknowledged_bundles", "Bundles not yet acknowledged by "
+            "every vault", len(waiting), name)
+        put("chatvault_export_unacknowledged_bytes", "Bytes of those bundles",
+            sum(w["size"] for w in waiting), name)
+        put("chatvault_export_oldest_unacknowledged_age_seconds",
+            "Age of the oldest unacknowledged bundle",
+            max((w["age_days"] * 86400 for w in waiting), default=0), name)
+        put("chatvault_export_quarantined_bundles", "Bundles a vault reported quarantined",
+            sum(1 for q in report["quarantined"] if q["source"] == name), name)
+    lines = []
+    for name, (help_text, samples) in metrics.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        lines += [f"{name}{labels} {_number(value)}" for labels, value in samples]
+    return "\n".join(lines) + "\n"
+
+
+def write_prometheus(report: dict[str, Any], path: Path) -> None:
+    """Write the textfile atomically, so the collector never reads half of it."""
+    atomic.write_bytes(path, prometheus(report).encode("utf-8"))
+
+
+def render(report: dict[str, Any]) -> list[str]:
+    """Lines for people: the plugin-style first line, alerts, sources, what waits."""
+    waiting = report["unacknowledged"]
+    lines = [f"CHATVAULT EXPORT {report['status']} - {len(waiting)} bundle(s) waiting for "
+             f"acknowledgement, {len(report['quarantined'])} quarantine report(s)"]
+    lines += [f"  {a['level']:8} {a['message']}" for a in report["alerts"]]
+    lines.append("")
+    lines.append(f"{'source':24} {'last run':28} {'exit':>4}  {'last success':28} {'seq':>6}")
+    for s in report["sources"]:
+        exit_code = "-" if s["last_exit_code"] is None else str(s["last_exit_code"])
+        lines.append(f"{s['name']:24} {s['last_run_at'] or 'never':28} {exit_code:>4}  "
+                     f"{s['last_success_at'] or 'never':28} {s['last_sequence']:>6}")
+    if waiting:
+        lines.append("")
+        lines.append("waiting for acknowledgement:")
+        for w in waiting:
+            where = "on media" if w["on_media"] else "not yet on media"
+            lines.append(f"  {w['file']:32} {w['age_days']:>7.2f} days  {w['size']:>12} bytes"
+                         f"  {where}; waiting for {', '.join(w['waiting_for'])}")
+    return lines
