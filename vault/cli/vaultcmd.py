@@ -1,0 +1,142 @@
+"""``chatvault vault ...``: ingest, status, daemon on the offline vault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from vault.cli.common import (HomeOpt, JsonOpt, QuietOpt, emit_json, resolve_home, say,
+                              show_progress)
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _print_outcomes(outcomes: list[Any]) -> None:
+    for o in outcomes:
+        d = o.as_dict()
+        where = f"{d['source']} #{d['sequence']}" if d["source"] else "-"
+        c = d["counts"]
+        taken = (f"{c.get('conversations', 0)} conv, {c.get('messages', 0)} msg"
+                 if o.status == "ingested" else "")
+        note = f"  {o.reason}" if o.reason else ""
+        print(f"{o.status:11} {o.bundle_file:32} {where:20} {taken}{note}")
+
+
+def _summary(outcomes: list[Any]) -> dict[str, int]:
+    out = {"ingested": 0, "duplicate": 0, "quarantined": 0, "conversations": 0, "messages": 0}
+    for o in outcomes:
+        out[o.status] += 1
+        if o.status == "ingested":
+            out["conversations"] += o.counts.get("conversations", 0)
+            out["messages"] += o.counts.get("messages", 0)
+    return out
+
+
+@app.command("ingest")
+def ingest_cmd(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Media folders (holding chatvault/outbox/) and/or bundle files")],
+    home: HomeOpt = None,
+    media_label: Annotated[Optional[str], typer.Option(
+        "--media-label", help="Label recorded with the bundles (e.g. the stick's name)")] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Verify and ingest bundles; write a signed receipt for each.
+
+    For a media folder, receipts go onto the media (chatvault/receipts/);
+    for bundle files given directly, they are kept in H/receipts/ only
+    (a copy of every receipt is always kept there).
+    """
+    from vault import errors, ingest, staging, vaultconfig
+
+    h = resolve_home(home)
+    cfg = vaultconfig.load(h)
+    progress = show_progress(quiet or as_json)
+    outcomes: list[Any] = []
+    failure: errors.ChatvaultError | None = None
+    files = [p for p in paths if not p.is_dir()]
+    for p in paths:
+        if not p.exists():
+            raise errors.UsageError(f"{p}: no such file or folder")
+    try:
+        for folder in [p for p in paths if p.is_dir()]:
+            outcomes += ingest.ingest_media(h, folder, media_label=media_label,
+                                            progress=progress,
+                                            delete_ingested=False)
+        if files:
+            staged = staging.stage_files(h, files, limit=staging.max_bundle_bytes(
+                cfg.max_plaintext_bytes))
+            outcomes += ingest.ingest_staged(h, staged, media_label=media_label,
+                                             progress=progress)
+    except errors.MediaError as exc:
+        outcomes += getattr(exc, "outcomes", [])
+        failure = exc
+
+    code = errors.most_severe([o.exit_code for o in outcomes]
+                              + ([failure.exit_code] if failure else []))
+    summary = _summary(outcomes)
+    if as_json:
+        emit_json({"outcomes": [o.as_dict() for o in outcomes], "summary": summary,
+                   "error": failure.as_dict() if failure else None, "exit_code": code})
+    else:
+        _print_outcomes(outcomes)
+        if not quiet:
+            say(f"{summary['ingested']} ingested ({summary['conversations']} conversations, "
+                f"{summary['messages']} messages), {summary['duplicate']} duplicate, "
+                f"{summary['quarantined']} quarantined")
+    if failure is not None:
+        say(f"chatvault: {failure}")
+    raise typer.Exit(code)
+
+
+@app.command("status")
+def status_cmd(
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+    prometheus: Annotated[Optional[Path], typer.Option(
+        "--prometheus", help="Also write Prometheus textfile metrics to this file")] = None,
+) -> None:
+    """Sources, chain gaps, forks, quarantine, overdue sources, clock, disk.
+
+    Exits 0 / 1 / 2 for OK / WARNING / CRITICAL.
+    """
+    from vault import vaultstatus
+
+    rep = vaultstatus.report(resolve_home(home))
+    if prometheus is not None:
+        vaultstatus.write_prometheus(prometheus, rep)
+    if as_json:
+        emit_json(rep)
+        raise typer.Exit(rep["exit_code"])
+    s = rep["store"]
+    print(f"vault status: {rep['status']} (at {rep['at']})")
+    print(f"{'source':24} {'last seq':>8}  {'last ingest':22} {'gaps':12} forks  quarantined")
+    for item in rep["sources"]:
+        gaps = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in item["gaps"]) or "-"
+        seq = item["last_sequence"] if item["last_sequence"] is not None else "-"
+        when = item["last_ingest_at"] or "never"
+        late = "  OVERDUE" if item["overdue"] else ""
+        print(f"{item['source']:24} {seq:>8}  {when:22} {gaps:12} {item['forks']:5}  "
+              f"{item['quarantined']:11}{late}")
+    print(f"store {s['store_bytes'] / 1024**2:.1f} MiB, archive {s['archive_bytes'] / 1024**2:.1f}"
+          f" MiB, {s['conversations']} conversations, disk free "
+          f"{s['disk_free_bytes'] / 1024**3:.1f} GiB")
+    for f in rep["findings"]:
+        print(f"{f['level']}: {f['message']}")
+    raise typer.Exit(rep["exit_code"])
+
+
+@app.command("daemon")
+def daemon_cmd(
+    home: HomeOpt = None,
+    device_match: Annotated[Optional[str], typer.Option(
+        "--device-match", help='"usb", "any" or "PROP=value" (default: the config)')] = None,
+) -> None:
+    """Watch for removable media (udev), ingest, write receipts, say when safe to remove."""
+    import importlib
+
+    daemon = importlib.import_module("vault.daemon")  # written alongside; imported late
+    daemon.run(resolve_home(home), device_match=device_match)

@@ -1,0 +1,492 @@
+"""Verified ingest: staged bundle -> verify -> decrypt -> validate -> tombstones -> store.
+
+For each staged bundle (:mod:`vault.staging`), in this order:
+
+1. a bundle whose SHA-256 is already in the store is a **duplicate**: nothing
+   is opened, the receipt says so;
+2. structure, signer trust (role ``exporter``) and signature are checked
+   before anything is decrypted, then the header's meta (kind ``export``,
+   a source name usable as a folder name, sequence, predecessor hash);
+3. with the store's write lock held (one transaction per bundle), the
+   **chain** is checked against what the vault holds for the source:
+
+   * same sequence, same hash: duplicate (a replay), skipped;
+   * same sequence, another hash: a **fork**, refused (exit 4);
+   * a predecessor or successor held here that does not chain to this
+     bundle (``prev_hash`` differs from the #n-1 we hold, or #n+1 names
+     another predecessor), or a #1 that names a predecessor, or a #n>1 that
+     names none: the exporter's history was rolled back or forked, refused
+     the same way. Refusing is safe: the bundle stays in quarantine and
+     nothing that was ingested changes;
+   * a missing predecessor: a **gap**, ingested anyway and noted in the
+     receipt; ``vault status`` reports it until it is filled;
+
+4. payload decrypted and decompressed within the declared bounds, every
+   record validated (one invalid record refuses the whole bundle), records
+   covered by a tombstone left out, the rest upserted (:mod:`vault.upsert`);
+5. the sealed bundle is archived to ``H/archive/<source>/<file>`` (hard
+   link or copy, atomically) *before* the commit: a crash between the two
+   leaves an archived file without a store row, which is harmless, and the
+   next run ingests the still-staged bundle again;
+6. commit, then a signed receipt (a copy always in ``H/receipts/``), then
+   the staged copy is removed.
+
+A refused bundle moves to ``H/quarantine/`` with a ``.reason.json`` beside
+it and a row in the ``quarantine`` table; it is never deleted. The other
+bundles carry on. Logs name bundles, codes and counts, never record content.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from vault import atomic, audit, canonical, receipts, records, staging, store, timestamps
+from vault import tombstones, vaultconfig
+from vault.bundle import Bundle, Record, file_name
+from vault.errors import (ChatvaultError, CorruptPayload, EXIT_OK, ForkDetected, InvalidRecord,
+                          MalformedHeader, MediaError)
+from vault.home import Home
+from vault.keys import Identity
+from vault.upsert import Loader
+
+log = logging.getLogger(__name__)
+
+#: test hook: called with the name of each step, so a crash can be injected there
+FAULT: Callable[[str], None] | None = None
+
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _fault(step: str) -> None:
+    if FAULT is not None:
+        FAULT(step)
+
+
+@dataclass
+class Outcome:
+    """What became of one bundle, and the signed receipt that says so."""
+
+    bundle_file: str
+    sha256: str
+    status: str  # ingested | duplicate | quarantined
+    reason: str | None = None
+    meta: dict[str, Any] | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    receipt: dict[str, Any] | None = None
+    exit_code: int = EXIT_OK
+    code: str | None = None
+    receipt_paths: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        meta = self.meta or {}
+        return {"bundle_file": self.bundle_file, "sha256": self.sha256, "status": self.status,
+                "reason": self.reason, "code": self.code, "exit_code": self.exit_code,
+                "source": meta.get("source"), "sequence": meta.get("sequence"),
+                "bundle_id": meta.get("bundle_id"), "counts": self.counts,
+                "receipts": self.receipt_paths}
+
+
+@dataclass
+class _Run:
+    home: Home
+    conn: Any
+    cfg: vaultconfig.VaultConfig
+    identity: Identity
+    trust: Any
+    media_label: str | None
+    media_serial: str | None
+    progress: Any = None
+
+
+# -- the whole run ------------------------------------------------------------------
+
+def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str | None = None,
+                  media_serial: str | None = None, progress: bool = False) -> list[Outcome]:
+    """Ingest staged bundles one by one; every outcome has a receipt."""
+    h = Home(Path(home)).require()
+    cfg = vaultconfig.load(h.path)
+    run = _Run(h, None, cfg, h.identity(), h.trust(), media_label, media_serial)
+    run.conn = store.open_store(h.path / store.FILE_NAME)
+    outcomes = []
+    try:
+        with _progress_bar(progress) as bar:
+            run.progress = bar
+            for item in staged:
+                outcome = _one(run, item)
+                _finish(run, item, outcome)
+                outcomes.append(outcome)
+    finally:
+        run.conn.close()
+    return outcomes
+
+
+def ingest_media(home: Path, media_root: Path, *, media_label: str | None = None,
+                 media_serial: str | None = None, progress: bool = False,
+                 delete_ingested: bool = False) -> list[Outcome]:
+    """Stage, ingest and write receipts onto the media: ``vault ingest <media>``.
+
+    Bundles left in staging by an interrupted run are ingested too. When the
+    media vanishes while staging, what was fully staged is still ingested
+    (receipts kept in ``H/receipts/``) and the MediaError is raised with the
+    outcomes attached as ``.outcomes``.
+    """
+    cfg = vaultconfig.load(Path(home))
+    kw: dict[str, Any] = {"media_label": media_label, "media_serial": media_serial,
+                          "progress": progress}
+    try:
+        fresh = staging.stage_from_media(home, media_root,
+                                         max_plaintext=cfg.max_plaintext_bytes)
+    except MediaError as exc:
+        got = getattr(exc, "staged", [])
+        exc.outcomes = ingest_staged(home, _with_pending(home, got), **kw)  # type: ignore
+        raise
+    outcomes = ingest_staged(home, _with_pending(home, fresh), **kw)
+    write_receipts(media_root, outcomes, delete_ingested=delete_ingested)
+    return outcomes
+
+
+def _with_pending(home: Path, fresh: list[staging.Staged]) -> list[staging.Staged]:
+    paths = {s.path for s in fresh}
+    return fresh + [s for s in staging.pending(home) if s.path not in paths]
+
+
+def write_receipts(media_root: Path, outcomes: list[Outcome], *,
+                   delete_ingested: bool = False) -> list[Path]:
+    """Write each outcome's receipt into ``<media>/chatvault/receipts/``.
+
+    With ``delete_ingested``, a bundle whose receipt says ingested or
+    duplicate is then removed from the outbox, but only if the file there
+    still has the hash that was ingested.
+    """
+    from vault import media
+
+    written = []
+    for out in outcomes:
+        if out.receipt is None:
+            continue
+        path = receipts.write(Path(media_root), out.receipt)
+        out.receipt_paths.append(str(path))
+        written.append(path)
+        if delete_ingested and out.status in ("ingested", "duplicate"):
+            bundle = media.folder(Path(media_root), media.OUTBOX) / out.bundle_file
+            if bundle.is_file() and not bundle.is_symlink() and _sha256(bundle) == out.sha256:
+                bundle.unlink()
+                log.info("removed %s from the media (receipt written)", out.bundle_file)
+    return written
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while part := fh.read(1024 * 1024):
+            digest.update(part)
+    return digest.hexdigest()
+
+
+# -- one bundle -----------------------------------------------------------------------
+
+def _one(run: _Run, item: staging.Staged) -> Outcome:
+    meta: dict[str, Any] | None = None
+    try:
+        known = _bundle_row(run.conn, "sha256 = ?", (item.sha256,))
+        if known is not None:
+            return _duplicate(item, known)
+        try:
+            bundle = Bundle(item.path, max_plaintext=run.cfg.max_plaintext_bytes)
+        except OSError as exc:
+            raise atomic.media_error(exc, item.path) from exc
+        with bundle as b:
+            entry = b.check_signer(run.trust, "exporter")
+            sha = b.verify_signature()
+            if sha != item.sha256:
+                raise CorruptPayload("staged copy changed after it was hashed", path=item.path)
+            meta = _checked_meta(b.meta, item.bundle_file)
+            _fault("verified")
+            return _load(run, item, b, meta, entry)
+    except ChatvaultError as exc:
+        if isinstance(exc, MediaError):
+            raise  # the vault's own disk: not the bundle's fault
+        return _quarantine(run, item, exc, meta)
+
+
+def _checked_meta(meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    assert meta is not None
+    if meta.get("kind") != "export":
+        raise MalformedHeader(f"a {meta.get('kind')!r} bundle cannot be ingested "
+                              "(expected an export bundle)", path=name)
+    if not _SOURCE_NAME.match(meta["source"]):
+        raise MalformedHeader("source name is not [A-Za-z0-9._-]", path=name)
+    if meta["sequence"] < 1:
+        raise MalformedHeader(f"sequence {meta['sequence']} is not positive", path=name)
+    prev = meta.get("prev_hash")
+    if prev is not None and not (isinstance(prev, str) and _SHA256.match(prev)):
+        raise MalformedHeader("prev_hash is not a SHA-256", path=name)
+    if not timestamps.is_canonical(meta["created_at"]):
+        raise MalformedHeader("created_at is not a canonical UTC time", path=name)
+    if not isinstance(meta.get("context", {}), dict):
+        raise MalformedHeader("context is not an object", path=name)
+    return meta
+
+
+def _bundle_row(conn: Any, where: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+    cur = conn.execute(f"SELECT * FROM bundles WHERE {where}", params)
+    row = cur.fetchone()
+    return dict(zip([d[0] for d in cur.description], row)) if row else None
+
+
+def _duplicate(item: staging.Staged, row: dict[str, Any]) -> Outcome:
+    meta = {"source": row["source"], "sequence": row["sequence"],
+            "bundle_id": row["bundle_id"]}
+    counts = canonical.loads(row["counts"]) if row["counts"] else {}
+    log.info("%s: duplicate of %s #%d, skipped", item.bundle_file, row["source"],
+             row["sequence"])
+    return Outcome(item.bundle_file, item.sha256, "duplicate",
+                   f"already ingested as {row['source']} #{row['sequence']}", meta, counts)
+
+
+def _chain(conn: Any, meta: dict[str, Any], sha: str) -> dict[str, Any] | None:
+    """The bundle row this one duplicates, or None; raises ForkDetected."""
+    src, seq, prev = meta["source"], meta["sequence"], meta.get("prev_hash")
+    here = f"{src} #{seq}"
+    same = _bundle_row(conn, "source = ? AND sequence = ?", (src, seq))
+    if same is not None:
+        if same["sha256"] == sha:
+            return same
+        raise ForkDetected(f"fork: {here} was already ingested with sha256 "
+                           f"{same['sha256'][:16]}…, this bundle is {sha[:16]}…")
+    if seq == 1 and prev is not None:
+        raise ForkDetected(f"{here} names a predecessor; a chain starts without one")
+    if seq > 1 and prev is None:
+        raise ForkDetected(f"{here} names no predecessor: the exporter's chain was restarted")
+    before = _bundle_row(conn, "source = ? AND sequence = ?", (src, seq - 1))
+    if before is not None and before["sha256"] != prev:
+        raise ForkDetected(f"rollback or fork: {here} follows {str(prev)[:16]}…, but the "
+                           f"#{seq - 1} held here is {before['sha256'][:16]}…")
+    after = _bundle_row(conn, "source = ? AND sequence = ?", (src, seq + 1))
+    if after is not None and after["prev_hash"] != sha:
+        raise ForkDetected(f"rollback or fork: the #{seq + 1} held here follows "
+                           f"{str(after['prev_hash'])[:16]}…, not this {here}")
+    return None
+
+
+def gaps(conn: Any, source: str | None = None) -> dict[str, list[tuple[int, int]]]:
+    """Missing sequence ranges (first, last) per source, from 1 to the highest held."""
+    sql = "SELECT source, sequence FROM bundles"
+    params: tuple[Any, ...] = ()
+    if source is not None:
+        sql, params = sql + " WHERE source = ?", (source,)
+    out: dict[str, list[tuple[int, int]]] = {}
+    last: dict[str, int] = {}
+    for src, seq in conn.execute(sql + " ORDER BY source, sequence", params):
+        expected = last.get(src, 0) + 1
+        if seq > expected:
+            out.setdefault(src, []).append((expected, seq - 1))
+        last[src] = seq
+    return out
+
+
+def _gap_note(conn: Any, meta: dict[str, Any]) -> str | None:
+    missing = [g for g in gaps(conn, meta["source"]).get(meta["source"], [])
+               if g[0] < meta["sequence"]]
+    if not missing:
+        return None
+    ranges = ", ".join(f"#{a}" if a == b else f"#{a}-{b}" for a, b in missing)
+    return f"chain gap: {meta['source']} {ranges} not received yet; ingested anyway"
+
+
+def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
+          entry: Any) -> Outcome:
+    conn, now = run.conn, timestamps.now_utc()
+    src, seq = meta["source"], meta["sequence"]
+    with store.transaction(conn):
+        same = _chain(conn, meta, item.sha256)
+        if same is not None:
+            return _duplicate(item, same)
+        conn.execute("INSERT OR IGNORE INTO sources (name, first_seen_at) VALUES (?, ?)",
+                     (src, now))
+        conn.execute("UPDATE sources SET last_signer = ? WHERE name = ?",
+                     (entry.fingerprint, src))
+        window = meta.get("window") or {}
+        cur = conn.execute(
+            "INSERT INTO bundles (source, sequence, sha256, bundle_id, prev_hash, signer, "
+            "signer_name, file, size, created_at, window_first, window_last, header_counts, "
+            "media_label, media_serial, received_at, ingested_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (src, seq, item.sha256, meta["bundle_id"], meta.get("prev_hash"),
+             entry.fingerprint, entry.public.name, item.bundle_file, item.size,
+             meta["created_at"], window.get("first"), window.get("last"),
+             canonical.dumps(meta["counts"]).decode(), run.media_label, run.media_serial,
+             now, now))
+        key = tombstones.load_key(run.home.path, conn)
+        loader = Loader(conn, source=src, bundle=int(cur.lastrowid or 0), sequence=seq,
+                        region=run.cfg.region_for(meta.get("context", {}).get("phone_region")),
+                        retention_days=run.cfg.retention_for(src), now=now,
+                        tombstone=tombstones.Filter(conn, key, src) or None)
+        _items(run, b, loader, item.bundle_file, meta)
+        _fault("loaded")
+        archive = _archive(run.home.path, item, meta)
+        _fault("archived")
+        note = _gap_note(conn, meta)
+        counts = loader.counts.as_dict()
+        conn.execute("UPDATE bundles SET archive_path = ?, counts = ?, note = ?, "
+                     "ingested_at = ? WHERE id = ?",
+                     (str(archive.relative_to(run.home.path)), canonical.dumps(counts).decode(),
+                      note, timestamps.now_utc(), cur.lastrowid))
+        conn.execute("UPDATE quarantine SET resolved_at = ?, resolution = ? WHERE file = ? "
+                     "AND code != 'fork' AND resolved_at IS NULL",
+                     (now, f"a good copy was ingested as {src} #{seq}", item.bundle_file))
+        audit.append(conn, "ingest", target=f"bundle:{src}#{seq}",
+                     detail={"sha256": item.sha256, "bundle_id": meta["bundle_id"],
+                             "signer": entry.fingerprint, **counts})
+        _fault("before-commit")
+    _fault("committed")
+    log.info("ingested %s (%s #%d): %d conversations (%d new, %d updated), %d messages%s",
+             item.bundle_file, src, seq, counts["conversations"], counts["new"],
+             counts["updated"], counts["messages"], f"; {note}" if note else "")
+    return Outcome(item.bundle_file, item.sha256, "ingested", note, meta, counts)
+
+
+def _items(run: _Run, b: Bundle, loader: Loader, name: str, meta: dict[str, Any]) -> None:
+    declared = meta["counts"].get("conversations")
+    task = run.progress.add_task(name, total=declared) if run.progress else None
+    n = 0
+    for item in b.items(run.identity):
+        if isinstance(item, Record):
+            n += 1
+            where = f"{name}: record {n}"
+            try:
+                conv = canonical.loads(item.data)
+            except canonical.CanonicalError as exc:
+                raise InvalidRecord(f"{where}: not JSON ({exc})") from None
+            summary = records.validate(conv, where)
+            loader.add(conv, canonical.dumps(conv), summary.last_at)
+            if task is not None and n % 200 == 0:
+                run.progress.update(task, completed=n)
+        else:
+            loader.add_blob(item.sha256, item.size, item.content)
+    loader.flush()
+    if task is not None:
+        run.progress.update(task, completed=n)
+    if declared is not None and declared != n:
+        raise CorruptPayload(f"header declares {declared} conversations, payload holds {n}",
+                             path=name)
+
+
+def _archive(home: Path, item: staging.Staged, meta: dict[str, Any]) -> Path:
+    """Place the sealed bundle in the archive atomically (link when possible)."""
+    folder = home / "archive" / meta["source"]
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = folder / file_name(meta["source"], meta["sequence"])
+    tmp = folder / f".{target.name}{atomic.TMP_MARK}{os.getpid()}"
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        try:
+            os.link(item.path, tmp)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            with atomic.AtomicFile(tmp) as out, open(item.path, "rb") as src:
+                shutil.copyfileobj(src, out, 1024 * 1024)
+        os.replace(tmp, target)
+        atomic.fsync_dir(folder)
+    except OSError as exc:
+        raise atomic.media_error(exc, target) from exc
+    return target
+
+
+# -- refusals, receipts, progress ------------------------------------------------------
+
+def _quarantine(run: _Run, item: staging.Staged, exc: ChatvaultError,
+                meta: dict[str, Any] | None) -> Outcome:
+    """Keep a refused bundle in ``H/quarantine/`` with its reason; never delete it."""
+    folder = run.home.path / "quarantine"
+    folder.mkdir(exist_ok=True, mode=0o700)
+    stem = item.bundle_file[:-4] if item.bundle_file.endswith(".cvb") else item.bundle_file
+    kept = folder / f"{stem}.{item.sha256[:12]}.cvb"
+    now = timestamps.now_utc()
+    reason = f"{exc.code}: {exc.detail}"
+    meta = meta or {}
+    info = {"bundle_file": item.bundle_file, "sha256": item.sha256, "code": exc.code,
+            "reason": exc.detail, "exit_code": exc.exit_code, "at": now,
+            "source": meta.get("source"), "sequence": meta.get("sequence"),
+            "media_label": run.media_label, "media_serial": run.media_serial}
+    try:
+        if kept.exists():
+            staging.remove(item)  # the very same bytes are already kept
+        else:
+            os.replace(item.path, kept)
+            atomic.fsync_dir(folder)
+        atomic.write_bytes(kept.with_name(kept.name + ".reason.json"),
+                           canonical.dumps(info) + b"\n", 0o600)
+    except OSError as err:
+        raise atomic.media_error(err, kept) from err
+    with store.transaction(run.conn):
+        run.conn.execute(
+            "INSERT INTO quarantine (file, sha256, code, reason, source, sequence, signer, "
+            "created_at, path, media_label, media_serial, at, last_seen_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sha256) DO UPDATE SET "
+            "code = excluded.code, reason = excluded.reason, last_seen_at = excluded.at, "
+            "resolved_at = NULL, resolution = NULL",
+            (item.bundle_file, item.sha256, exc.code, exc.detail, meta.get("source"),
+             meta.get("sequence"), meta.get("signer"), meta.get("created_at"),
+             str(kept.relative_to(run.home.path)), run.media_label, run.media_serial, now,
+             now))
+        if exc.code != ForkDetected.code and _bundle_row(run.conn, "file = ?",
+                                                         (item.bundle_file,)):
+            run.conn.execute("UPDATE quarantine SET resolved_at = ?, resolution = ? "
+                             "WHERE sha256 = ?", (now, "a good copy is already ingested",
+                                                  item.sha256))
+        audit.append(run.conn, "quarantine", target=f"file:{item.bundle_file}",
+                     detail={"sha256": item.sha256, "code": exc.code})
+    # Record-level reasons can quote ids from the data: the log gets the code only.
+    shown = exc.code if isinstance(exc, InvalidRecord) else exc.detail
+    log.warning("quarantined %s: %s (kept as %s)", item.bundle_file, shown, kept.name)
+    return Outcome(item.bundle_file, item.sha256, "quarantined", reason, meta or None,
+                   exit_code=exc.exit_code, code=exc.code)
+
+
+def _finish(run: _Run, item: staging.Staged, outcome: Outcome) -> None:
+    """Sign the receipt, keep a copy in ``H/receipts/``, forget the staged copy."""
+    outcome.receipt = receipts.make(
+        run.identity, bundle_file=item.bundle_file, bundle_sha256=item.sha256,
+        status=outcome.status, reason=outcome.reason, meta=outcome.meta,
+        counts=outcome.counts, audit_head=audit.head(run.conn))
+    stem = item.bundle_file[:-4] if item.bundle_file.endswith(".cvb") else item.bundle_file
+    stamp = re.sub(r"[^0-9TZ]", "", outcome.receipt["body"]["at"])
+    copy = run.home.path / "receipts" / f"{stem}.{stamp}.{outcome.status}{receipts.SUFFIX}"
+    copy.parent.mkdir(exist_ok=True, mode=0o700)
+    atomic.write_bytes(copy, canonical.dumps(outcome.receipt) + b"\n", 0o600)
+    outcome.receipt_paths.append(str(copy))
+    if outcome.status != "quarantined":
+        staging.remove(item)
+    _fault("finished")
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress_bar(enabled: bool) -> Any:
+    """A rich progress bar on stderr, one line per bundle (conversations read)."""
+    if not enabled:
+        return _NoBar()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    console=Console(stderr=True), transient=False)

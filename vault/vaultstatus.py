@@ -1,0 +1,284 @@
+"""``vault status``: is the vault healthy, and what needs a person?
+
+The report is built from a list of **checks**: plain functions taking a
+:class:`Context` (home, store connection, config, the vault's clock) and
+returning :class:`Finding` s, each with a level (OK / WARNING / CRITICAL,
+exit 0 / 1 / 2 as monitoring plugins do), a one-line message for people
+and data for ``--json`` and Prometheus. The worst level is the status.
+
+Checks here: chain gaps, forks, quarantined bundles, overdue sources,
+the clock, free disk, the audit chain, bundles waiting in staging. Other
+modules add their own without touching this one: any module named in
+:data:`CHECK_MODULES` that defines ``STATUS_CHECKS`` (a list of check
+functions) is consulted when it is present (DSAR due dates, drill age...).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from vault import atomic, audit, ingest, staging, store, timestamps, vaultconfig
+
+OK, WARNING, CRITICAL = 0, 1, 2
+LEVELS = ("OK", "WARNING", "CRITICAL")
+CHECK_MODULES = ("vault.vaultstatus", "vault.dsar", "vault.retention", "vault.restore",
+                 "vault.drill", "vault.daemon")
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: int
+    check: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"level": LEVELS[self.level], "check": self.check, "message": self.message,
+                "data": self.data}
+
+
+@dataclass
+class Context:
+    home: Path
+    conn: Any
+    cfg: vaultconfig.VaultConfig
+    now: datetime
+
+
+Check = Callable[[Context], list[Finding]]
+
+
+def _ts(text: str | None) -> datetime | None:
+    return timestamps.parse(text) if text else None
+
+
+def _ago(then: datetime, now: datetime) -> str:
+    hours = (now - then).total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+# -- per-source picture ------------------------------------------------------------------
+
+def sources(ctx: Context) -> list[dict[str, Any]]:
+    """Last sequence, last ingest, gaps, forks and quarantine per source."""
+    missing = ingest.gaps(ctx.conn)
+    rows = ctx.conn.execute(
+        "SELECT s.name, max(b.sequence), max(b.ingested_at), "
+        "(SELECT created_at FROM bundles x WHERE x.source = s.name "
+        " ORDER BY x.sequence DESC LIMIT 1) FROM sources s "
+        "LEFT JOIN bundles b ON b.source = s.name GROUP BY s.name ORDER BY s.name")
+    out: dict[str, dict[str, Any]] = {}
+    for name, seq, ingested, created in rows:
+        out[name] = {"source": name, "last_sequence": seq, "last_ingest_at": ingested,
+                     "last_created_at": created, "gaps": missing.get(name, []),
+                     "forks": 0, "quarantined": 0}
+    for name in ctx.cfg.sources:
+        out.setdefault(name, {"source": name, "last_sequence": None, "last_ingest_at": None,
+                              "last_created_at": None, "gaps": [], "forks": 0,
+                              "quarantined": 0})
+    for src, code, n in ctx.conn.execute(
+            "SELECT source, code = 'fork', count(*) FROM quarantine WHERE resolved_at IS NULL "
+            "AND source IS NOT NULL GROUP BY source, code = 'fork'"):
+        if src in out:
+            out[src]["forks" if code else "quarantined"] += n
+    for item in out.values():
+        every = ctx.cfg.sources.get(item["source"], vaultconfig.SourceSettings())
+        item["expected_every_hours"] = every.expected_every_hours
+        last = _ts(item["last_ingest_at"])
+        item["overdue"] = bool(every.expected_every_hours) and (
+            last is None or ctx.now - last > timedelta(hours=every.expected_every_hours or 0))
+    return sorted(out.values(), key=lambda s: s["source"])
+
+
+# -- the checks ----------------------------------------------------------------------------
+
+def check_chain(ctx: Context) -> list[Finding]:
+    out = []
+    for src, ranges in sorted(ingest.gaps(ctx.conn).items()):
+        text = ", ".join(f"#{a}" if a == b else f"#{a}-{b}" for a, b in ranges)
+        out.append(Finding(WARNING, "gaps", f"source {src}: bundles {text} missing "
+                                            "(chain gap; bring the media that holds them)",
+                           {"source": src, "missing": ranges}))
+    return out
+
+
+def check_quarantine(ctx: Context) -> list[Finding]:
+    out = []
+    for file, code, reason, src, seq, at in ctx.conn.execute(
+            "SELECT file, code, reason, source, sequence, at FROM quarantine "
+            "WHERE resolved_at IS NULL ORDER BY at"):
+        data = {"file": file, "code": code, "source": src, "sequence": seq, "at": at}
+        if code == "fork":
+            out.append(Finding(CRITICAL, "forks", f"{file}: FORK refused ({reason}); two "
+                               "different bundles claim the same place in the chain: "
+                               "investigate the exporter", data))
+        else:
+            out.append(Finding(WARNING, "quarantine", f"{file} quarantined at {at}: "
+                               f"{code} (see H/quarantine/)", data))
+    return out
+
+
+def check_overdue(ctx: Context) -> list[Finding]:
+    out = []
+    for item in sources(ctx):
+        if not item["overdue"]:
+            continue
+        last = _ts(item["last_ingest_at"])
+        when = f"last ingest {_ago(last, ctx.now)} ago" if last else "never received"
+        out.append(Finding(WARNING, "overdue", f"source {item['source']} is overdue: {when}, "
+                           f"expected every {item['expected_every_hours']:g} h",
+                           {"source": item["source"], "last_ingest_at": item["last_ingest_at"]}))
+    return out
+
+
+def check_clock(ctx: Context) -> list[Finding]:
+    """Bundles signed ahead of the vault's clock, or far behind its last ingest."""
+    out = []
+    ahead = timedelta(hours=ctx.cfg.clock_ahead_hours)
+    behind = timedelta(days=ctx.cfg.clock_behind_days)
+    last_ingest = _ts(ctx.conn.execute("SELECT max(ingested_at) FROM bundles").fetchone()[0])
+    if last_ingest and ctx.now < last_ingest - timedelta(hours=1):
+        out.append(Finding(WARNING, "clock", f"the vault's clock ({timestamps.format_utc(ctx.now)})"
+                           f" is behind its own last ingest ({timestamps.format_utc(last_ingest)})"
+                           ": was it set back? Due dates and retention depend on it",
+                           {"last_ingest_at": timestamps.format_utc(last_ingest)}))
+    for src, seq, created, received in ctx.conn.execute(
+            "SELECT source, sequence, created_at, received_at FROM bundles b WHERE sequence = "
+            "(SELECT max(sequence) FROM bundles x WHERE x.source = b.source)"):
+        signed_at, got = timestamps.parse(created), timestamps.parse(received)
+        data = {"source": src, "sequence": seq, "created_at": created, "received_at": received}
+        if signed_at - got > ahead:
+            out.append(Finding(WARNING, "clock", f"{src} #{seq} was signed {_ago(got, signed_at)}"
+                               " ahead of the vault's clock: check the vault's (or the "
+                               "exporter's) clock", data))
+        earlier = ctx.conn.execute("SELECT max(ingested_at) FROM bundles WHERE ingested_at < ?",
+                                   (received,)).fetchone()[0]
+        if earlier and timestamps.parse(earlier) - signed_at > behind:
+            out.append(Finding(WARNING, "clock", f"{src} #{seq} was signed "
+                               f"{_ago(signed_at, timestamps.parse(earlier))} before the ingest "
+                               "that preceded it: one of the clocks is wrong", data))
+    return out
+
+
+def _disk(ctx: Context) -> dict[str, int]:
+    usage = shutil.disk_usage(ctx.home)
+    size = sum(p.stat().st_size for p in ctx.home.glob(store.FILE_NAME + "*") if p.is_file())
+    archive = sum(p.stat().st_size for p in (ctx.home / "archive").rglob("*.cvb")
+                  if p.is_file())
+    return {"store_bytes": size, "archive_bytes": archive, "disk_free_bytes": usage.free,
+            "disk_total_bytes": usage.total}
+
+
+def check_disk(ctx: Context) -> list[Finding]:
+    d = _disk(ctx)
+    percent = 100.0 * d["disk_free_bytes"] / max(d["disk_total_bytes"], 1)
+    text = f"{d['disk_free_bytes'] / 1024**3:.1f} GiB free ({percent:.1f}%) on the vault's disk"
+    if percent < ctx.cfg.disk_free_critical_percent:
+        return [Finding(CRITICAL, "disk", text + ": ingest will fail soon", d)]
+    if percent < ctx.cfg.disk_free_warning_percent:
+        return [Finding(WARNING, "disk", text, d)]
+    return [Finding(OK, "disk", text, d)]
+
+
+def check_audit(ctx: Context) -> list[Finding]:
+    broken = audit.verify(ctx.conn)
+    if broken is None:
+        return []
+    return [Finding(CRITICAL, "audit", f"{broken}: the audit log was tampered with",
+                    {"seq": broken.seq, "problem": broken.problem})]
+
+
+def check_staging(ctx: Context) -> list[Finding]:
+    waiting = staging.pending(ctx.home)
+    if not waiting:
+        return []
+    return [Finding(WARNING, "staging", f"{len(waiting)} bundle(s) staged but not ingested "
+                    "(an interrupted run?): run 'chatvault vault ingest' with the media or "
+                    "restart the daemon", {"files": [s.bundle_file for s in waiting]})]
+
+
+STATUS_CHECKS: list[Check] = [check_chain, check_quarantine, check_overdue, check_clock,
+                              check_disk, check_audit, check_staging]
+
+
+def all_checks() -> list[Check]:
+    """The checks of every present module named in :data:`CHECK_MODULES`."""
+    found: list[Check] = []
+    for name in CHECK_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        found += [c for c in getattr(mod, "STATUS_CHECKS", []) if c not in found]
+    return found
+
+
+def report(home: Path, now: datetime | None = None) -> dict[str, Any]:
+    """The whole status: level, findings, per-source table, sizes."""
+    home = Path(home)
+    cfg = vaultconfig.load(home)
+    conn = store.open_store(home / store.FILE_NAME)
+    try:
+        ctx = Context(home, conn, cfg, now or datetime.now(timestamps.UTC))
+        findings = [f for check in all_checks() for f in check(ctx)]
+        level = max([f.level for f in findings], default=OK)
+        conversations = conn.execute("SELECT count(*) FROM conversations").fetchone()[0]
+        return {"status": LEVELS[level], "exit_code": level,
+                "at": timestamps.format_utc(ctx.now), "sources": sources(ctx),
+                "store": {**_disk(ctx), "conversations": conversations},
+                "findings": [f.as_dict() for f in findings if f.level > OK]}
+    finally:
+        conn.close()
+
+
+# -- Prometheus textfile ------------------------------------------------------------------
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+
+
+def prometheus(rep: dict[str, Any]) -> str:
+    """The report as Prometheus text exposition (for node_exporter's textfile collector)."""
+    lines = []
+
+    def metric(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP chatvault_vault_{name} {help_text}")
+        lines.append(f"# TYPE chatvault_vault_{name} gauge")
+        lines.extend(f"chatvault_vault_{name}{labels} {value:g}" for labels, value in samples)
+
+    metric("status", "0 OK, 1 WARNING, 2 CRITICAL", [("", rep["exit_code"])])
+    checks: dict[str, int] = {}
+    for f in rep["findings"]:
+        checks[f["check"]] = max(checks.get(f["check"], 0), LEVELS.index(f["level"]))
+    metric("check_level", "worst level per check", [
+        (f'{{check="{_label(c)}"}}', v) for c, v in sorted(checks.items())])
+    per = rep["sources"]
+
+    def each(key: str, fn: Callable[[Any], float]) -> list[tuple[str, float]]:
+        return [(f'{{source="{_label(s["source"])}"}}', fn(s[key])) for s in per
+                if s[key] is not None]
+
+    metric("source_last_sequence", "highest sequence ingested", each("last_sequence", float))
+    metric("source_last_ingest_timestamp_seconds", "when the source was last ingested",
+           each("last_ingest_at", lambda t: timestamps.parse(t).timestamp()))
+    metric("source_missing_bundles", "sequences missing in the chain",
+           each("gaps", lambda g: sum(b - a + 1 for a, b in g)))
+    metric("source_forks", "unresolved forks", each("forks", float))
+    metric("source_quarantined_bundles", "unresolved quarantined bundles",
+           each("quarantined", float))
+    metric("source_overdue", "1 when the source is overdue", each("overdue", float))
+    for key in ("store_bytes", "archive_bytes", "disk_free_bytes", "disk_total_bytes",
+                "conversations"):
+        metric(key, key.replace("_", " "), [("", rep["store"][key])])
+    return "\n".join(lines) + "\n"
+
+
+def write_prometheus(path: Path, rep: dict[str, Any]) -> None:
+    atomic.write_bytes(path, prometheus(rep).encode("utf-8"))
