@@ -128,3 +128,12 @@ def test_accented_text_without_adjacent_accents_is_kept(words: list[str]) -> Non
     adjacent = any(ord(a) > 0x7F and ord(b) > 0x7F for a, b in zip(text, text[1:]))
     if not adjacent:
         assert repair(text) == text
+
+
+def test_folder_walk_ignores_other_export_json(tmp_path: Path) -> None:
+    dump(tmp_path / "inbox" / "ana_1", {"participants": [], "thread_path": "inbox/ana_1",
+                                         "messages": [{"sender_name": "Ana",
+                                                       "timestamp_ms": 1, "content": "x"}]})
+    dump(tmp_path, {"autofill": []}, "autofill_information.json")
+    convs, _ = read_all(tmp_path, "messenger")
+    assert [c["conversation_id"] for c in convs] == ["inbox/ana_1"]

@@ -117,3 +117,13 @@ def test_local_date_only_uses_the_source_time_zone(tmp_path: Path) -> None:
     convs, _ = read_all(dump(tmp_path, chat([entry])), "telegram", timezone="Europe/Berlin")
     assert (messages(convs)[0]["at"], messages(convs)[0]["at_offset"]) == (
         "2024-07-01T08:00:00Z", "+02:00")
+
+
+def test_folder_of_exports_reads_result_files(tmp_path: Path) -> None:
+    for n in (1, 2):
+        folder = tmp_path / f"ChatExport_{n}"
+        folder.mkdir()
+        (folder / "result.json").write_text(json.dumps(chat([msg(1)], id=n)), "utf-8")
+        (folder / "other.json").write_text("{}", "utf-8")
+    convs, _ = read_all(tmp_path, "telegram")
+    assert [c["conversation_id"] for c in convs] == ["1", "2"]

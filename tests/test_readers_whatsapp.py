@@ -163,6 +163,15 @@ def test_ios_zip_export(tmp_path: Path) -> None:
     assert att["sha256"] == hashlib.sha256(b"photo").hexdigest()
 
 
+def test_deleted_placeholder(tmp_path: Path) -> None:
+    chat = ("25/03/2024, 10:01 - Ana: This message was deleted\n"
+            "25/03/2024, 10:02 - Ben: \u200eYou deleted this message.\n")
+    convs, _ = read_all(write(tmp_path, chat), "whatsapp")
+    assert [(m["text"], m.get("deleted")) for m in messages(convs)] == [("", True),
+                                                                      ("", True)]
+    assert messages(convs)[0]["extra"]["placeholder"] == "This message was deleted"
+
+
 def test_timezone_offset_kept(tmp_path: Path) -> None:
     chat = "25/07/2024, 10:01 - Ana: summer\n25/01/2024, 10:01 - Ana: winter\n"
     convs, _ = read_all(write(tmp_path, chat), "whatsapp", timezone="Europe/London")
@@ -224,7 +233,8 @@ def test_any_chat_in_any_style_reads_back(tmp_path: Path, chat: list, anchor: in
         lines.append(f"{head}{name}: {text}")
         for cont in text.split("\n")[1:]:
             assume(not whatsapp._HEADER.match(cont.lstrip(whatsapp.MARKS)))
-        assume(not whatsapp._MEDIA.match(text) and not whatsapp._EDITED.search(text))
+        assume(not whatsapp._MEDIA.match(text) and not whatsapp._EDITED.search(text)
+               and not whatsapp._DELETED.match(text.strip(whatsapp.MARKS)))
     path = tmp_path / "prop.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

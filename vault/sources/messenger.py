@@ -45,10 +45,11 @@ _MAPPED = {"sender_name", "timestamp_ms", "content", "is_unsent", *_MEDIA_KEYS, 
 
 
 def wants(path: Path) -> bool:
+    """In a folder: thread files only (the export's other JSON files are not chats)."""
     match = _PART.match(path.name)
-    if match:
-        return match[1] == "1" or not (path.parent / "message_1.json").exists()
-    return path.suffix.lower() == ".json"
+    if match is None:
+        return False
+    return match[1] == "1" or not (path.parent / "message_1.json").exists()
 
 
 def repair(text: str) -> str:

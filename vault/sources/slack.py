@@ -45,7 +45,7 @@ from typing import Any, Iterable, Iterator
 import orjson
 
 from vault import records, timestamps
-from vault.errors import UnreadableExport
+from vault.errors import Oversize, UnreadableExport
 from vault.sources import (MAX_EXPORT_FILE_BYTES, MAX_JSON_BYTES, ReadOptions, as_object,
                            epoch_text, parse_json, stable_id)
 
@@ -116,8 +116,8 @@ class _Tree:
             raise UnreadableExport(f"larger than {MAX_JSON_BYTES} bytes", path=where)
         self.total += len(data)
         if self.total > MAX_EXPORT_FILE_BYTES:
-            raise UnreadableExport(f"export holds more than {MAX_EXPORT_FILE_BYTES} bytes "
-                                   "of JSON", path=self.path)
+            raise Oversize(f"export holds more than {MAX_EXPORT_FILE_BYTES} bytes of JSON",
+                           path=self.path)
         return parse_json(data, where)
 
 
@@ -346,9 +346,10 @@ def write(conversations: Iterable[dict[str, Any]], out_dir: Path) -> list[Path]:
     channels: dict[str, dict[str, Any]] = {}
     meta: dict[str, Any] = {}
     for conv in conversations:
-        base = re.sub(r"[^A-Za-z0-9._-]+", "-", str(conv.get("channel") or
-                                                    conv["conversation_id"]))[:80]
-        base = base.strip(".-") or "conversation"
+        # Slack's own channel-name alphabet: no dots, so never a root file's name
+        base = re.sub(r"[^A-Za-z0-9_-]+", "-", str(conv.get("channel") or
+                                                   conv["conversation_id"]))[:80]
+        base = base.strip("-") or "conversation"
         day = conv["started_at"][:10]
         folder, k = base, 1
         while f"{folder}/{day}.json" in meta:

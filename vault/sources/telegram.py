@@ -45,7 +45,8 @@ _MAPPED = {"id", "type", "date", "date_unixtime", "from", "from_id", "text", "ed
 
 
 def wants(path: Path) -> bool:
-    return path.suffix.lower() == ".json"
+    """In a folder: Telegram Desktop names every export ``result.json``."""
+    return path.name.lower().startswith("result") and path.suffix.lower() == ".json"
 
 
 def _text(value: Any) -> str | None:

@@ -24,8 +24,10 @@ system events (``from: null``); the group name is never a participant.
 ``<Media omitted>``, ``image omitted``, ``<attached: file>`` and
 ``file (file attached)`` become attachments (``omitted: true`` unless the
 file is in the same folder or zip, then hashed); the message text is then
-"". A trailing ``<This message was edited>`` mark sets ``edited: true`` and
-is not part of the text. Marks are stripped from names, never from text.
+"" (or the caption). "This message was deleted" (and its Spanish and German
+forms) sets ``deleted: true`` with text "". A trailing ``<This message was
+edited>`` mark sets ``edited: true`` and is not part of the text. Marks are
+stripped from names, never from text; placeholders stay in ``extra``.
 
 Ids. The format has none. The conversation id is derived from the source
 and the chat's name (from the file name "WhatsApp Chat with X", or the
@@ -35,9 +37,9 @@ the local time, author and text, so they survive the export's own
 truncation of old messages.
 
 Cannot map: who is the business side (every person is ``customer``),
-delivery state, reply-to and deletions (the text export does not carry
-them), and a system line whose text itself contains ": " (read as a
-message from the words before it).
+delivery state and reply-to (the text export does not carry them), edit
+and deletion times, and a system line whose text itself contains ": "
+(read as a message from the words before it).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ _MEDIA = re.compile(
     r"|(?:image|video|audio|sticker|GIF|document|Contact card) omitted"
     r"|<attached: (?P<att>[^>\n]+)>|(?P<fa>[^\n]+) \(file attached\))(?:\n(?P<cap>.*))?$",
     re.DOTALL)
+_DELETED = re.compile(r"^(?:This message was deleted|You deleted this message"
+                      r"|Se eliminó este mensaje|Eliminaste este mensaje"
+                      r"|Diese Nachricht wurde gelöscht|Du hast diese Nachricht gelöscht)\.?$")
 _EDITED = re.compile(r" ?[\u200e\u200f]?<This message was edited>$")
 _CHAT_FILE = re.compile(r"^WhatsApp Chat (?:with |- )(?P<name>.+?)(?:\.txt|\.zip)?$")
 _PHONE_NAME = re.compile(r"^\+[\d\s().-]{6,}$")
@@ -305,4 +310,7 @@ def _message(entry: _Entry, order: str, chat_name: str | None, find: Finder,
         fields["attachments"] = [_attachment(media, find)]
         text = media["cap"] or ""
         fields["content_type"] = "media" if not text else None
+    elif _DELETED.match(text.strip(MARKS)):
+        fields.update(deleted=True, extra={"placeholder": text})
+        text = ""
     return records.message(stable_id(local, name, body), at, name, text, **fields)
