@@ -69,3 +69,12 @@ def test_nothing_readable_is_refused(tmp_path: Path, content: str) -> None:
     path.write_text(content, encoding="utf-8")
     with pytest.raises(UnreadableExport, match="ticket.json"):
         read_all(path, "freshdesk")
+
+
+def test_source_code_gives_the_channel(tmp_path: Path) -> None:
+    ticket = {"id": 8, "subject": "Mail", "source": 1, "requester_id": 1,
+              "created_at": "2024-03-01T10:00:00Z", "description_text": "hello"}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"ticket": ticket, "conversations": []}), encoding="utf-8")
+    convs, _ = read_all(path, "freshdesk")
+    assert convs[0]["channel"] == "email" and convs[0]["extra"]["source"] == 1

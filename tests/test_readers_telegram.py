@@ -90,6 +90,7 @@ def test_media_edits_replies_and_roles(tmp_path: Path) -> None:
     assert third["edited_at"] == "2024-03-01T10:05:00Z" and third["reply_to"] == "1"
     roles = {p["name"]: p["role"] for p in convs[0]["participants"]}
     assert roles == {"Ana Example": "customer", "Agent": "agent"}
+    assert [m["direction"] for m in messages(convs)] == ["inbound", "inbound", "outbound"]
 
 
 def test_full_export_owner_is_agent_and_service_actor_kept(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ entry is a message. ``incoming`` entries are ``inbound``, others
 or mobile, ``requester_id``), other authors (``user_id``) and the responder
 are ``agent``; an entry with no author (an automated greeting) has
 ``from: null``. Status codes become names (2 open, 3 pending, 4 resolved,
-5 closed; the code stays in ``extra``), ``subject`` is the title, ``tags``
-are kept, attachments keep name, type and size.
+5 closed; the code stays in ``extra``), known ``source`` codes give the
+``channel`` (1 email, 2 portal, 3 phone, 7 chat...; the code stays in
+``extra``), ``subject`` is the title, ``tags`` are kept, attachments keep
+name, type and size.
 
 HTML: Freshdesk gives both ``body`` (HTML) and ``body_text``. ``text`` is
 ``body_text`` exactly as given (a plain rendering of ``body`` when absent);
@@ -37,6 +39,8 @@ DESCRIPTION = "Freshdesk ticket JSON with conversations (notes, requester, attac
 
 MAX_TICKETS = 1_000_000
 STATUS = {2: "open", 3: "pending", 4: "resolved", 5: "closed"}
+CHANNELS = {1: "email", 2: "portal", 3: "phone", 7: "chat", 9: "feedback_widget",
+            10: "outbound_email"}
 _TICKET_MAPPED = {"id", "subject", "description", "description_text", "status",
                   "requester_id", "responder_id", "tags", "created_at", "updated_at",
                   "attachments", "requester", "conversations"}
@@ -176,6 +180,7 @@ class _Ticket:
             status=STATUS.get(status) if isinstance(status, int) and status in STATUS else (
                 str(status) if status is not None else None),
             title=t.get("subject") or None, tags=tags,
+            channel=CHANNELS.get(t["source"]) if isinstance(t.get("source"), int) else None,
             customer_id=self.requester if t.get("requester_id") is not None else None,
             extra=extra)
 

@@ -21,8 +21,8 @@ file sits next to the JSON.
 Roles: the exporting account (``personal_information``) is ``agent``; in a
 personal chat the peer (``from_id == "user" + chat id``, or the sender
 named as the chat) is ``customer`` (``bot`` in a bot chat) and the other
-side ``agent``; when the peer cannot be told, and in groups, everyone is
-``customer``. Cannot map: delivery state, reactions beyond ``extra``.
+side ``agent`` (and their messages ``inbound``/``outbound``); when the peer
+cannot be told, and in groups, everyone is ``customer``. Cannot map: delivery state, reactions beyond ``extra``.
 """
 
 from __future__ import annotations
@@ -141,8 +141,11 @@ class _Chat:
             elif key == peer and kind == "bot_chat":
                 person["role"] = "bot"
         for msg in messages:
-            if msg["from"] is not None and self.people[msg["from"]]["role"] == "bot":
+            role = self.people[msg["from"]]["role"] if msg["from"] is not None else None
+            if role == "bot":
                 msg["bot"] = True
+            if peer is not None and role is not None:
+                msg["direction"] = "outbound" if role == "agent" else "inbound"
 
     def message(self, n: int, entry: dict[str, Any]) -> dict[str, Any] | None:
         where = f"chat {self.chat.get('id', '?')}: messages[{n}]"
