@@ -22,7 +22,9 @@ Roles: the exporting account (``personal_information``) is ``agent``; in a
 personal chat the peer (``from_id == "user" + chat id``, or the sender
 named as the chat) is ``customer`` (``bot`` in a bot chat) and the other
 side ``agent`` (and their messages ``inbound``/``outbound``); when the peer
-cannot be told, and in groups, everyone is ``customer``. Cannot map: delivery state, reactions beyond ``extra``.
+cannot be told, and in groups, everyone is ``customer``.
+
+Cannot map: delivery state, reactions beyond ``extra``.
 """
 
 from __future__ import annotations
