@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 from vault import atomic, media
-from vault.errors import ChatvaultError, MediaError, MediaFull, MediaIOError
+from vault.errors import ChatvaultError, MediaError, MediaFull, MediaIOError, MediaMissing
 from vault.exportstate import BundleRow, ExportState
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,10 @@ def _write_one(state: ExportState, row: BundleRow, outbox: Path, folder: Path,
         raise MediaFull(f"{exc.detail} while writing {row.file_name}: {row.size} bytes "
                         f"needed, {free} free; nothing half-written was left",
                         path=folder) from exc
+    except MediaMissing as exc:
+        raise MediaMissing(f"gone while writing {row.file_name} ({exc.detail}); was the "
+                           "media removed? The bundle stays in the local outbox for the "
+                           "next run", path=folder) from exc
     state.mark_written(row.sha256)
     fault("media-recorded")
     log.info("wrote %s to media (%d bytes, read back and verified)", row.file_name, row.size)

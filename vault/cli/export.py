@@ -104,9 +104,23 @@ def _summary(report: "RunReport") -> list[str]:
     return lines
 
 
+def _errors(report: "RunReport") -> list[str]:
+    """The failures alone, for stderr when stdout carries JSON."""
+    lines = [f"{s.name}: {e}" for s in report.sources for e in s.errors]
+    if report.receipts is not None:
+        lines += [f"receipt {o.file} {o.result}: {o.reason}" for o in report.receipts.outcomes
+                  if o.result in ("refused", "quarantined")]
+        lines += [str(report.receipts.error)] if report.receipts.error else []
+    if report.media is not None and report.media.error:
+        lines.append(str(report.media.error))
+    return lines
+
+
 def _finish(report: "RunReport", as_json: bool) -> None:
     if as_json:
         emit_json(report.describe())
+        for line in _errors(report):
+            say(f"chatvault: {line}")
     else:
         for line in _summary(report):
             say(line)
