@@ -37,7 +37,8 @@ def conv(cid: str, texts: list[str], day: int = 14) -> dict[str, Any]:
 
 def noise(rng: random.Random, size: int) -> str:
     """Text that zstd cannot shrink much: the worst case for the size budget."""
-    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyzÄÖü€0123456789 ") for _ in range(size))
+    alphabet = "abcdefghijklmnopqrstuvwxyzÄÖü€0123456789 "
+    return "".join(rng.choice(alphabet) for _ in range(size))
 
 
 def write_jsonl(path: Path, convs: list[dict[str, Any]]) -> Path:

@@ -284,3 +284,29 @@ def test_a_second_concurrent_command_is_refused(tmp_path: Path, cli) -> None:
     assert res.code == 1
     assert "another export command is running" in res.err
     assert bundle_files(site.outbox) == []
+
+
+def test_many_conversations_across_batches(tmp_path: Path, cli) -> None:
+    """More conversations than one batch of the scan: nothing missed, nothing doubled."""
+    convs = [conv(f"c{i:05d}", [f"message {i}"]) for i in range(5000)]
+    site = make_site(tmp_path, convs=convs[:2500])
+    other = write_jsonl(tmp_path / "exports" / "more" / "part2.jsonl", convs[2500:])
+    site.exporter.config.write_text(site.exporter.config.read_text().replace(
+        str(site.source), str(other.parent.parent)))
+    site.source.rename(other.parent / "part1.jsonl")
+
+    code, out = run_json(cli, site)
+    assert code == 0 and out["totals"]["conversations"] == 5000
+    held = vault_view(site)
+    assert len(held) == 5000
+
+    for i in (7, 2301, 2600, 4999):
+        convs[i]["messages"].append({"id": "late", "at": "2024-03-15T10:00:00Z",
+                                     "from": "a", "text": "follow-up"})
+    write_jsonl(other.parent / "part1.jsonl", convs[:2500])
+    write_jsonl(other, convs[2500:])
+    code, out = run_json(cli, site)
+    assert code == 0 and out["totals"]["conversations"] == 4
+    _, rows = open_bundle(site.vaults[0], site.stick_outbox / "web-00000002.cvb")
+    assert sorted(r["conversation_id"] for r in rows) == ["c00007", "c02301", "c02600",
+                                                          "c04999"]

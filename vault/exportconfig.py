@@ -151,10 +151,11 @@ class _Checker:
         out = []
         for i, item in enumerate(items):
             if not isinstance(item, dict):
-                self.fail(table, i, None, "expected a table ([[%s]])" % table)
+                self.fail(table, i, None, f"expected a table ([[{table}]])")
                 continue
+            expected = ", ".join(sorted(allowed))
             for key in sorted(set(item) - allowed):
-                self.fail(table, i, key, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+                self.fail(table, i, key, f"unknown key; expected one of {expected}")
             out.append((i, item))
         return out
 
@@ -220,9 +221,8 @@ class _Checker:
                 except timestamps.TimestampError as exc:
                     self.fail("sources", i, "timezone", str(exc))
                     ok = False
-            region = self._region(i, region)
-            if region is False:
-                ok = False
+            region_ok, region = self._region(i, region)
+            ok = ok and region_ok
             if not ok:
                 continue
             assert name and fmt and path_text
@@ -244,18 +244,15 @@ class _Checker:
             return False
         return True
 
-    def _region(self, i: int, region: str | None) -> str | None | bool:
-        if region is None:
-            return None
+    def _region(self, i: int, region: str | None) -> tuple[bool, str | None]:
+        """(valid, the ISO code) of a configured phone region ("UK" becomes "GB")."""
+        from vault import identifiers
+
         try:
-            from vault import identifiers
-        except ImportError:  # the module is optional until it lands
-            return region.strip().upper()
-        try:
-            return identifiers.region(region)
+            return True, identifiers.region(region)
         except ValueError as exc:
             self.fail("sources", i, "phone_region", str(exc))
-            return False
+            return False, None
 
     def number(self, dotted: str, low: int, high: int) -> int:
         try:

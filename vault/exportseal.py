@@ -211,6 +211,26 @@ def _options(src: Source) -> sources.ReadOptions:
                                phone_region=src.phone_region)
 
 
+def _changed(state: ExportState, src: Source,
+             files: list[Path]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Second pass: the occurrences the scan chose, re-read in order, in flat memory."""
+    wanted = state.scan_changed(src.name)
+    nxt = next(wanted, None)
+    while nxt is not None:
+        index = nxt[0]
+        # errors were reported by the first pass; a file that changed since is
+        # caught up with by the next run
+        for pos, conv in enumerate(_read(files[index], src, _options(src),
+                                         SourceReport(src.name))):
+            if nxt is None or nxt[0] != index:
+                break
+            if pos == nxt[1]:
+                nxt = next(wanted, None)
+                yield files[index], conv
+        while nxt is not None and nxt[0] == index:
+            nxt = next(wanted, None)
+
+
 def export_source(ctx: Context, src: Source) -> SourceReport:
     """Seal what is new or changed in one source; failures end up in the report."""
     report = SourceReport(src.name)
@@ -238,23 +258,18 @@ def export_source(ctx: Context, src: Source) -> SourceReport:
         report.problem(str(p))
     report.seen = state.scan_count()
 
-    changed = state.scan_changed(src.name)
     sealer = _Sealer(ctx, src, report)
-    ctx.progress.begin(f"sealing {src.name}", sum(len(v) for v in changed.values()))
+    ctx.progress.begin(f"sealing {src.name}", None)
     try:
-        for index in sorted(changed):
-            wanted, quiet = changed[index], _options(src)
-            for pos, conv in enumerate(_read(files[index], src, quiet, SourceReport(src.name))):
-                if pos not in wanted:
-                    continue
-                found = _canonical(conv, f"{files[index]}: conversation {pos + 1}", report)
-                if found is None:
-                    continue
+        for item, conv in _changed(state, src, files):
+            found = _canonical(conv, str(item), report)
+            if found is not None:
                 digest = records.content_hash(found[0])
                 cid = conv["conversation_id"]
+                # the file may have changed since the first pass: compare again
                 if state.exported_hash(src.name, cid) != digest:
                     sealer.add(cid, found[0], found[1], digest)
-                ctx.progress.advance(1)
+            ctx.progress.advance(1)
         sealer.close()
     except Exception as exc:  # noqa: BLE001 - reported; the other sources go on
         sealer.abort()

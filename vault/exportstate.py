@@ -180,6 +180,7 @@ class ExportState:
         self.db.execute("CREATE TEMP TABLE scan (conversation_id TEXT PRIMARY KEY, "
                         "content_hash TEXT NOT NULL, file INTEGER NOT NULL, "
                         "position INTEGER NOT NULL)")
+        self.db.execute("CREATE INDEX temp.scan_order ON scan (file, position)")
         self._held: list[tuple[str, str]] = []
         self._seen: list[tuple[str, str, int, int]] = []
 
@@ -255,17 +256,25 @@ class ExportState:
                                self._seen)
             self._seen.clear()
 
-    def scan_changed(self, source: str) -> dict[int, set[int]]:
-        """{file index: positions} of current versions that differ from what was sealed."""
+    def scan_changed(self, source: str) -> Iterator[tuple[int, int]]:
+        """(file index, position) of current versions that differ from what was sealed.
+
+        In reading order, fetched a batch at a time with no statement left
+        open, so bundles can be committed while the caller walks the result.
+        """
         self._flush_seen()
-        out: dict[int, set[int]] = {}
-        rows = self.db.execute(
-            "SELECT s.file, s.position FROM temp.scan s LEFT JOIN conversations c ON "
-            "c.source = ? AND c.conversation_id = s.conversation_id "
-            "WHERE c.content_hash IS NULL OR c.content_hash != s.content_hash", (source,))
-        for file, position in rows:
-            out.setdefault(file, set()).add(position)
-        return out
+        last = (-1, -1)
+        while True:
+            rows = self.db.execute(
+                "SELECT s.file, s.position FROM temp.scan s LEFT JOIN conversations c ON "
+                "c.source = ? AND c.conversation_id = s.conversation_id "
+                "WHERE (s.file, s.position) > (?, ?) AND "
+                "(c.content_hash IS NULL OR c.content_hash != s.content_hash) "
+                "ORDER BY s.file, s.position LIMIT ?", (source, *last, _BATCH)).fetchall()
+            if not rows:
+                return
+            yield from ((int(f), int(p)) for f, p in rows)
+            last = rows[-1]
 
     def scan_count(self) -> int:
         self._flush_seen()
