@@ -243,3 +243,46 @@ def test_signed_document_of_another_kind_is_not_a_receipt(tmp_path: Path, cli) -
     assert code == 3 and _only(out)["error"] == "bad_document"
     with site.state() as state:
         assert state.acks() == []
+
+
+def test_damaged_copy_quarantined_by_the_vault_then_rewritten(tmp_path: Path, cli) -> None:
+    """End to end with the real vault: a stick that damaged the bundle, and the cure."""
+    from vault import ingest
+
+    site = _sealed(cli, tmp_path)
+    on_stick = site.stick_outbox / "web-00000001.cvb"
+    data = bytearray(on_stick.read_bytes())
+    data[len(data) // 2] ^= 0x20
+    on_stick.write_bytes(bytes(data))
+    [outcome] = ingest.ingest_media(site.vaults[0].path, site.stick)
+    assert outcome.status == "quarantined"
+
+    res = cli("export", "run", *site.args(), "--json")
+    assert res.code == 3
+    [o] = res.json()["receipts"]["receipts"]
+    assert o["result"] == "quarantined" and o["bundle"] == "web-00000001.cvb"
+    assert "the copy the vault read is damaged" in o["reason"]
+    code, status = _status(cli, site)
+    assert code == 2 and "rewrite it to a stick" in status["quarantined"][0]["reason"]
+
+    assert cli("export", "rewrite", *site.args()).code == 0
+    [outcome] = ingest.ingest_media(site.vaults[0].path, site.stick)
+    assert outcome.status == "ingested"
+    res = cli("export", "run", *site.args(), "--json")
+    assert res.code == 0 and res.json()["receipts"]["completed"] == ["web-00000001.cvb"]
+    assert _status(cli, site)[0] == 0
+
+
+def test_recipient_removed_from_config_no_longer_holds_bundles_back(tmp_path: Path,
+                                                                    cli) -> None:
+    site = _sealed(cli, tmp_path, vaults=2)
+    cfg = site.exporter.config
+    retired = f'\n[[recipients]]\npublic_key = "{site.vaults[1].public_key}"\n'
+    assert retired in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace(retired, "\n"))
+    give_receipt(site, site.vaults[0], "web-00000001.cvb")
+
+    code, out = _receipts(cli, site)
+
+    assert code == 0 and out["receipts"]["completed"] == ["web-00000001.cvb"]
+    assert bundle_files(site.outbox) == []

@@ -310,3 +310,43 @@ def test_many_conversations_across_batches(tmp_path: Path, cli) -> None:
     _, rows = open_bundle(site.vaults[0], site.stick_outbox / "web-00000002.cvb")
     assert sorted(r["conversation_id"] for r in rows) == ["c00007", "c02301", "c02600",
                                                           "c04999"]
+
+
+def _on_a_terminal(args: list) -> tuple[int, bytes]:
+    """Run chatvault with stderr on a pseudo-terminal; (exit code, what the terminal got)."""
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "vault", *map(str, args)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120"})
+    os.close(slave)
+    seen = b""
+    while select.select([master], [], [], 60)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return proc.wait(timeout=60), seen
+
+
+def test_progress_bars_on_a_terminal_only(tmp_path: Path) -> None:
+    rng = random.Random(4)
+    site = make_site(tmp_path, convs=[conv(f"c{i}", [noise(rng, 4000)]) for i in range(50)])
+    code, seen = _on_a_terminal(["export", "run", *site.args(), "--quiet"])
+    assert code == 0 and b"\x1b[" not in seen and b"total: 50 conversations" in seen
+
+    write_jsonl(site.source, [conv("new", ["x"])])
+    code, seen = _on_a_terminal(["export", "run", *site.args()])
+    assert code == 0
+    assert b"\x1b[" in seen and b"sealing web" in seen  # rich drew its bars
+    assert b"total: 1 conversations" in seen

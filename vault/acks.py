@@ -133,16 +133,23 @@ def judge(path: Path, state: ExportState, cfg: ExporterConfig, trust: Any,
             f"signed by vault {receipt.vault}, which is not one of the [[recipients]] in "
             "the config"), **known)
     row = state.bundle_by_sha(receipt.bundle_sha256)
+    reason = receipt.body.get("reason")
+    reason = reason if isinstance(reason, str) else None
     if row is None:
-        return _refused(path, UnknownBundle(f"names a bundle this exporter never wrote "
-                                            f"(sha256 {receipt.bundle_sha256[:16]}…)"), **known)
+        row = state.bundle_by_name(str(receipt.body["bundle_file"]))
+        if row is None or receipt.status != "quarantined":
+            what = "with another content than" if row else "this exporter never wrote:"
+            return _refused(path, UnknownBundle(
+                f"names a bundle {what} {receipt.body['bundle_file']} (sha256 "
+                f"{receipt.bundle_sha256[:16]}…)"), **known)
+        # The vault read a damaged copy of one of ours: that is a quarantine of it.
+        reason = (f"the copy the vault read is damaged (sha256 {receipt.bundle_sha256[:16]}…, "
+                  f"sealed {row.sha256[:16]}…); rewrite it to a stick: {reason}")
     if receipt.vault not in row.recipients:
         return _refused(path, NotARecipientVault(f"vault {receipt.vault} was not a recipient "
                                                  f"of {row.file_name}"),
                         bundle=row.file_name, **known)
 
-    reason = receipt.body.get("reason")
-    reason = reason if isinstance(reason, str) else None
     at = receipt.body.get("at")
     changed = state.record_ack(row.sha256, receipt.vault, receipt.status, reason,
                                at if isinstance(at, str) else "1970-01-01T00:00:00Z")
@@ -193,8 +200,10 @@ def tidy_media(state: ExportState, media_path: Path, sources: set[str]) -> list[
             body = signed.load(path)["body"]
         except ChatvaultError:
             continue
-        sha = body.get("bundle_sha256")
+        sha, name = body.get("bundle_sha256"), body.get("bundle_file")
         row = state.bundle_by_sha(sha) if isinstance(sha, str) else None
+        if row is None and isinstance(name, str):
+            row = state.bundle_by_name(name)  # a receipt about a damaged copy of it
         if row is not None and row.acknowledged_at:
             doomed.append(path)
     return exportmedia.remove(doomed)

@@ -122,6 +122,7 @@ def _session(home_path: Path, command: str, report: RunReport
     cfg = exportconfig.load(home.path)
     with exportstate.locked(home.path), ExportState.open(home.path) as state:
         run_id = state.start_run(command)
+        home.sub("outbox").mkdir(mode=0o700, exist_ok=True)
         try:
             report.recovered = recover(state, home.sub("outbox"))
             yield home, cfg, state
