@@ -22,31 +22,75 @@ string. A query with nothing to search for is an error, not "no results".
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from vault import identifiers
 from vault.errors import UsageError
 
-_NON_ASCII_RUN = re.compile(r"([\x00-\x7f]?[^\x00-\x7f]+)")
+# CJK ideographs, kana and hangul syllables; the first pattern is BMP-only
+# so the regex engine tests it with a bitmap.
 _CJK = re.compile("([\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-                  "\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f])")
+                  "\uac00-\ud7af\uf900-\ufaff])")
+_CJK_FAR = re.compile("([\U00020000-\U0003134f])")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _char_class(codes: list[int]) -> str:
+    """A regex character class body for a sorted list of code points, as ranges."""
+    out, start, prev = [], -2, -2
+    for c in codes + [-2]:
+        if c == prev + 1:
+            prev = c
+            continue
+        if start >= 0:
+            width = 4 if prev < 0x10000 else 8
+            esc = "\\u" if width == 4 else "\\U"
+            out.append(f"{esc}{start:0{width}x}" + (f"-{esc}{prev:0{width}x}"
+                                                     if prev != start else ""))
+        start = prev = c
+    return "".join(out)
+
+
+@functools.cache
+def _accents() -> tuple[re.Pattern[str], frozenset[str]]:
+    """(marks after a Latin, Greek or Cyrillic base; any supplementary-plane mark).
+
+    Built once from the Unicode database so that removing accents is one
+    regex substitution in C instead of a Python loop over every character.
+    The first pattern only holds Basic Multilingual Plane characters, which
+    the regex engine tests with a bitmap; the rare texts holding a combining
+    mark beyond it take the reference loop instead.
+    """
+    marks = [c for c in range(0x110000) if unicodedata.combining(chr(c))]
+    mark_set = set(marks)
+    blocks = getattr(identifiers, "_ACCENTED_BLOCKS")
+    bases = [c for lo, hi in blocks for c in range(lo, hi + 1) if c not in mark_set]
+    bmp_marks = [c for c in marks if c < 0x10000]
+    far_marks = [c for c in marks if c >= 0x10000]
+    strip = re.compile(f"(?<=[{_char_class(bases)}])[{_char_class(bmp_marks)}]+")
+    return strip, frozenset(chr(c) for c in far_marks)
 
 
 def fold(text: str) -> str:
-    """:func:`vault.identifiers.fold_text`, fast for the ASCII parts of a text.
+    """:func:`vault.identifiers.fold_text`, computed with C-speed steps.
 
-    ASCII folds to its lower case; only runs of other characters (with the
-    ASCII letter before them, which a combining mark may belong to) go
-    through the full Unicode folding. The result is the same string.
+    ASCII folds to its lower case. Anything else: NFKC, case fold, NFD,
+    accents off Latin, Greek and Cyrillic letters, NFC, as the identifiers
+    module defines it; the result is the same string (a property test holds
+    the two equal).
     """
     if text.isascii():
         return text.lower()
-    parts = _NON_ASCII_RUN.split(text)
-    return "".join(identifiers.fold_text(p) if i % 2 else p.lower()
-                   for i, p in enumerate(parts))
+    decomposed = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text).casefold())
+    strip, far = _accents()
+    if not far.isdisjoint(_ASTRAL.findall(decomposed)):
+        return identifiers.fold_text(text)
+    return unicodedata.normalize("NFC", strip.sub("", decomposed))
 
 
 def index_text(text: str) -> str:
@@ -60,7 +104,8 @@ def index_text(text: str) -> str:
     folded = fold(text)
     if folded.isascii():
         return folded
-    return _CJK.sub(r" \1 ", folded)
+    spaced = _CJK.sub(r" \1 ", folded)
+    return _CJK_FAR.sub(r" \1 ", spaced) if _ASTRAL.search(spaced) else spaced
 
 
 MAX_QUERY_CHARS = 1000

@@ -15,6 +15,7 @@ kept as ``phone_unparsed`` digits, never guessed), names as
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sqlite3
@@ -36,7 +37,9 @@ Identifier = tuple[str, str, "str | None"]  # kind, value, participant id
 Mention = tuple[str, str]  # kind, value
 TombstoneCheck = Callable[[dict[str, Any], list[Identifier], list[list[Mention]]], bool]
 
-_DIGITS = re.compile(r"\d")
+#: six digits in a row, allowing the separators people write numbers with
+_PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){5}")
+_NOTHING: list[Mention] = []
 
 
 def _text(value: Any) -> str | None:
@@ -154,7 +157,7 @@ class Loader:
             self.counts.unchanged += 1
             return "unchanged"
 
-        people, mentions, msgs = self._rows(conv)
+        people, texts, mentions = self._rows(conv)
         if self.tombstone is not None and self.tombstone(conv, people, mentions):
             self.counts.tombstoned += 1
             return "tombstoned"
@@ -168,30 +171,34 @@ class Loader:
 
             delete_conversation(self.conn, conv_id)
             status = "updated"
-        self._queue(conv_id, first, conv, data, sha, last_at, people, mentions, msgs)
+        self._queue(conv_id, first, conv, data, sha, last_at, people, texts, mentions)
         setattr(self.counts, status, getattr(self.counts, status) + 1)
         self._batch.keys.add(cid)
         if self._pending >= BATCH_MESSAGES:
             self.flush()
         return status
 
-    def _rows(self, conv: dict[str, Any]) -> tuple[list[Identifier], list[list[Mention]],
-                                                   list[dict[str, Any]]]:
-        """(participant identifiers, mentions per message, messages) of ``conv``."""
+    def _rows(self, conv: dict[str, Any]) -> tuple[list[Identifier], list[str],
+                                                   list[list[Mention]]]:
+        """(participant identifiers, text of each message, mentions in each message)."""
         people: list[Identifier] = []
         for p in conv["participants"]:
             pid = p["id"]
             people += [(k, v, pid) for k, v in participant_identifiers(p, self.region)]
         if isinstance(conv.get("customer_id"), str) and conv["customer_id"]:
             people.append(("customer_id", conv["customer_id"], None))
-        msgs = conv["messages"]
-        mentions = [text_mentions(_message_text(m), self.region) for m in msgs]
-        return list(dict.fromkeys(people)), mentions, msgs
+        # The hot loop of ingest: one pass per message, cheap tests first.
+        texts = [_message_text(m) if m.get("attachments") else m["text"]
+                 for m in conv["messages"]]
+        hint, region = _PHONE_HINT.search, self.region
+        mentions = [text_mentions(t, region) if "@" in t or hint(t) else _NOTHING
+                    for t in texts]
+        return list(dict.fromkeys(people)), texts, mentions
 
     def _queue(self, conv_id: int, first: str, conv: dict[str, Any], data: bytes, sha: str,
-               last_at: str | None, people: list[Identifier],
-               mentions: list[list[Mention]], msgs: list[dict[str, Any]]) -> None:
-        b = self._batch
+               last_at: str | None, people: list[Identifier], texts: list[str],
+               mentions: list[list[Mention]]) -> None:
+        b, msgs = self._batch, conv["messages"]
         last = _latest(conv.get("started_at"), conv.get("ended_at"), conv.get("updated_at"),
                        last_at)
         b.conversations.append((
@@ -206,21 +213,26 @@ class Loader:
                                    identifiers.normalise_email(p.get("email")),
                                    _phone(p.get("phone"), self.region), p.get("customer_id")))
         b.identifiers += [(conv_id, k, v, pid) for k, v, pid in people]
-        for pos, (m, found) in enumerate(zip(msgs, mentions)):
-            mid = self._next_msg
-            self._next_msg += 1
-            text = m["text"]
-            b.messages.append((mid, conv_id, pos, m["id"], m["at"], m.get("from"), text,
-                               m.get("direction"), m.get("visibility"),
-                               _text(m.get("content_type"))))
-            body = _message_text(m)
-            phones = " ".join(v[1:] for k, v in found if k == "phone")
-            b.fts.append((mid, index_text(body), phones))
-            b.mentions += [(conv_id, mid, k, v) for k, v in found]
-            for a in m.get("attachments") or ():
-                if isinstance(a.get("sha256"), str):
-                    b.refs.append((conv_id, mid, a["sha256"], _text(a.get("name")),
-                                   _text(a.get("type")), a.get("size")))
+        base = self._next_msg
+        self._next_msg += len(msgs)
+        add_message, add_fts = b.messages.append, b.fts.append
+        for pos, m in enumerate(msgs):
+            mid = base + pos
+            kind = m.get("content_type")
+            add_message((mid, conv_id, pos, m["id"], m["at"], m["from"], m["text"],
+                         m.get("direction"), m.get("visibility"),
+                         kind if kind is None or isinstance(kind, str) else _text(kind)))
+            found = mentions[pos]
+            if found:
+                add_fts((mid, index_text(texts[pos]),
+                         " ".join(v[1:] for k, v in found if k == "phone")))
+                b.mentions += [(conv_id, mid, k, v) for k, v in found]
+            else:
+                add_fts((mid, index_text(texts[pos]), ""))
+            if m.get("attachments"):
+                b.refs += [(conv_id, mid, a["sha256"], _text(a.get("name")),
+                            _text(a.get("type")), a.get("size"))
+                           for a in m["attachments"] if isinstance(a.get("sha256"), str)]
         self._pending += len(msgs) + 1
         self.counts.messages += len(msgs)
 
@@ -273,8 +285,18 @@ def _message_text(m: dict[str, Any]) -> str:
     return "\n".join([m["text"], *extra]) if extra else m["text"]
 
 
+@functools.lru_cache(maxsize=65536)
+def _normal_phone(text: str, region: str | None) -> str | None:
+    return identifiers.normalise_phone(text, region)
+
+
+@functools.lru_cache(maxsize=65536)
+def _name_key(text: str) -> str:
+    return identifiers.name_key(text)
+
+
 def _phone(text: Any, region: str | None) -> str | None:
-    return identifiers.normalise_phone(text, region) if isinstance(text, str) else None
+    return _normal_phone(text, region) if isinstance(text, str) else None
 
 
 def participant_identifiers(p: dict[str, Any], region: str | None) -> list[tuple[str, str]]:
@@ -285,7 +307,7 @@ def participant_identifiers(p: dict[str, Any], region: str | None) -> list[tuple
         out.append(("email", email))
     phone = p.get("phone")
     if isinstance(phone, str) and phone.strip():
-        e164 = identifiers.normalise_phone(phone, region)
+        e164 = _normal_phone(phone, region)
         if e164:
             out.append(("phone", e164))
         else:
@@ -299,7 +321,7 @@ def participant_identifiers(p: dict[str, Any], region: str | None) -> list[tuple
         out += [("platform_id", f"{k}:{v}") for k, v in sorted(ids.items())
                 if isinstance(v, (str, int)) and not isinstance(v, bool) and str(v)]
     if isinstance(p.get("name"), str):
-        key = identifiers.name_key(p["name"])
+        key = _name_key(p["name"])
         if key:
             out.append(("name", key))
     return out
@@ -307,11 +329,12 @@ def participant_identifiers(p: dict[str, Any], region: str | None) -> list[tuple
 
 def text_mentions(text: str, region: str | None) -> list[tuple[str, str]]:
     """(kind, value) of e-mail addresses and phone numbers written in ``text``."""
-    found: list[tuple[str, str]] = []
+    found: list[Mention] = []
     if "@" in text:
         found += [("email", e) for e in identifiers.find_emails(text)]
-    # Fewer than three digits cannot be a phone number: skip the (slow) matcher.
-    if len(_DIGITS.findall(text, 0, 4096)) >= 3 or len(text) > 4096:
+    # The matcher is slow; text without six digits in a phone-like run is not
+    # given to it (shorter numbers are order numbers, prices, times).
+    if _PHONE_HINT.search(text):
         phones, unparsed = identifiers.find_phones(text, region)
         found += [("phone", p) for p in phones]
         found += [("phone_unparsed", d) for d in unparsed]
