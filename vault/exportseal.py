@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from vault import bundle, records, sources
+from vault import bundle, canonical, records, sources
 from vault.bundle import layout
 from vault.errors import (ChatvaultError, EXIT_OTHER, EXIT_REJECTED, UnreadableExport,
                           most_severe)
@@ -248,10 +248,14 @@ def export_source(ctx: Context, src: Source) -> SourceReport:
     ctx.progress.begin(f"reading {src.name}", report.bytes_in)
     for index, item in enumerate(files):
         for pos, conv in enumerate(_read(item, src, options, report)):
-            found = _canonical(conv, f"{item}: conversation {pos + 1}", report)
-            if found is not None:
-                state.scan_note(conv["conversation_id"], records.content_hash(found[0]),
-                                index, pos)
+            # sources.read validated it: the first pass only needs the hash
+            try:
+                data = canonical.dumps(conv)
+            except canonical.CanonicalError as exc:
+                report.problem(f"{item}: conversation {pos + 1}: cannot be written "
+                               f"canonically ({exc})")
+                continue
+            state.scan_note(conv["conversation_id"], records.content_hash(data), index, pos)
         ctx.progress.advance(_size(item))
     ctx.progress.end()
     for p in options.problems:
