@@ -1,0 +1,208 @@
+"""``vault status``: each check, the exit codes, JSON, Prometheus, pluggable checks."""
+
+from __future__ import annotations
+
+import sys
+import types
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Pair
+from vault import ingest, store, timestamps, vaultstatus
+from vault_kit import Chain, conv, outbox, stick
+
+
+def _ingest(pair: Pair, tmp_path: Path, plan: list[dict[str, Any]]) -> Path:
+    media_root = stick(tmp_path / "stick")
+    ch = Chain(pair, outbox(media_root))
+    for i, kw in enumerate(plan):
+        ch.seal([conv(f"c{i}", ["hello"])], **kw)
+    ingest.ingest_media(pair.vault_path, media_root)
+    return media_root
+
+
+def _levels(rep: dict[str, Any]) -> dict[str, str]:
+    return {f["check"]: f["level"] for f in rep["findings"]}
+
+
+def test_fresh_vault_is_ok(pair: Pair, cli: Any) -> None:
+    res = cli("vault", "status", "--home", pair.vault_path)
+    assert res.code == 0, res.out + res.err
+    assert res.out.startswith("vault status: OK")
+
+
+def test_gap_warns_until_filled(pair: Pair, tmp_path: Path, cli: Any) -> None:
+    media_root = stick(tmp_path / "stick")
+    ch = Chain(pair, outbox(media_root))
+    ch.seal([conv("c1", ["one"])])
+    two = ch.seal([conv("c2", ["two"])], name="held-back")
+    ch.seal([conv("c3", ["three"])])
+    ingest.ingest_media(pair.vault_path, media_root)
+
+    res = cli("vault", "status", "--home", pair.vault_path, "--json")
+
+    assert res.code == 1
+    rep = res.json()
+    assert rep["status"] == "WARNING" and _levels(rep) == {"gaps": "WARNING"}
+    [web] = rep["sources"]
+    assert (web["last_sequence"], web["gaps"]) == (3, [[2, 2]])
+
+    two.path.rename(outbox(media_root) / "web-00000002.cvb")
+    ingest.ingest_media(pair.vault_path, media_root)
+    assert vaultstatus.report(pair.vault_path)["status"] == "OK"
+
+
+def test_fork_is_critical(pair: Pair, tmp_path: Path, cli: Any) -> None:
+    _ingest(pair, tmp_path, [{}, {"sequence": 1, "prev": None, "name": "web-00000001z.cvb"}])
+
+    res = cli("vault", "status", "--home", pair.vault_path)
+
+    assert res.code == 2
+    assert "CRITICAL: web-00000001z.cvb: FORK refused" in res.out
+    rep = vaultstatus.report(pair.vault_path)
+    assert rep["sources"][0]["forks"] == 1
+
+
+def test_quarantined_bundle_warns_until_a_good_copy_arrives(pair: Pair,
+                                                            tmp_path: Path) -> None:
+    media_root = stick(tmp_path / "stick")
+    good = Chain(pair, tmp_path / "good").seal([conv("c1", ["x"])])
+    bad = outbox(media_root) / good.path.name
+    data = bytearray(good.path.read_bytes())
+    data[-10] ^= 1
+    bad.write_bytes(bytes(data))
+    ingest.ingest_media(pair.vault_path, media_root)
+    assert _levels(vaultstatus.report(pair.vault_path)) == {"quarantine": "WARNING"}
+
+    bad.write_bytes(good.path.read_bytes())
+    ingest.ingest_media(pair.vault_path, media_root)
+
+    assert vaultstatus.report(pair.vault_path)["findings"] == []
+
+
+def test_overdue_and_never_seen_sources(pair: Pair, tmp_path: Path) -> None:
+    cfg = pair.vault.config
+    cfg.write_text(cfg.read_text() + '\n[sources."web"]\nexpected_every_hours = 26\n'
+                   '\n[sources."whatsapp-support"]\nexpected_every_hours = 26\n')
+    _ingest(pair, tmp_path, [{}])
+    now = datetime.now(timestamps.UTC)
+
+    soon = vaultstatus.report(pair.vault_path, now=now + timedelta(hours=2))
+    late = vaultstatus.report(pair.vault_path, now=now + timedelta(hours=30))
+
+    assert [f["message"] for f in soon["findings"]] == [
+        "source whatsapp-support is overdue: never received, expected every 26 h"]
+    assert {s["source"]: s["overdue"] for s in late["sources"]} == \
+        {"web": True, "whatsapp-support": True}
+    assert late["exit_code"] == 1
+
+
+def test_bundle_signed_ahead_of_the_vault_clock(pair: Pair, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    real = timestamps.now_utc
+    _ingest(pair, tmp_path / "a", [{}])
+    media_root = stick(tmp_path / "b")
+    Chain(pair, outbox(media_root), last={"web": _last(pair)}).seal([conv("c9", ["x"])])
+    # The vault's clock runs two days behind while the next bundle is ingested.
+    monkeypatch.setattr(timestamps, "now_utc", lambda: timestamps.format_utc(
+        datetime.now(timestamps.UTC) - timedelta(days=2)))
+    ingest.ingest_media(pair.vault_path, media_root)
+    monkeypatch.setattr(timestamps, "now_utc", real)
+
+    rep = vaultstatus.report(pair.vault_path,
+                             now=datetime.now(timestamps.UTC) - timedelta(days=2))
+
+    clock = [f for f in rep["findings"] if f["check"] == "clock"]
+    assert any("ahead of the vault's clock" in f["message"] for f in clock), rep["findings"]
+    assert any("behind its own last ingest" in f["message"] for f in clock)
+
+
+def _last(pair: Pair) -> tuple[int, str]:
+    with store.open_store(pair.vault_path / store.FILE_NAME) as conn:
+        return conn.execute("SELECT sequence, sha256 FROM bundles ORDER BY sequence DESC"
+                            ).fetchone()
+
+
+def test_vault_clock_set_back_is_reported(pair: Pair, tmp_path: Path) -> None:
+    _ingest(pair, tmp_path, [{}])
+    rep = vaultstatus.report(pair.vault_path,
+                             now=datetime.now(timestamps.UTC) - timedelta(days=3))
+    assert [f["check"] for f in rep["findings"]] == ["clock"]
+
+
+def test_low_disk_by_configured_thresholds(pair: Pair) -> None:
+    cfg = pair.vault.config
+    text = cfg.read_text()
+    cfg.write_text(text.replace("disk_free_warning_percent = 10",
+                                "disk_free_warning_percent = 100"))
+    assert _levels(vaultstatus.report(pair.vault_path)) == {"disk": "WARNING"}
+    cfg.write_text(text.replace("disk_free_warning_percent = 10",
+                                "disk_free_warning_percent = 100")
+                   .replace("disk_free_critical_percent = 3",
+                            "disk_free_critical_percent = 100"))
+    assert vaultstatus.report(pair.vault_path)["exit_code"] == 2
+
+
+def test_tampered_audit_log_is_critical(pair: Pair, tmp_path: Path) -> None:
+    _ingest(pair, tmp_path, [{}])
+    with store.open_store(pair.vault_path / store.FILE_NAME) as conn:
+        conn.execute("UPDATE audit_log SET operator = 'someone else'")
+    rep = vaultstatus.report(pair.vault_path)
+    assert _levels(rep) == {"audit": "CRITICAL"} and rep["exit_code"] == 2
+
+
+def test_bundles_left_in_staging_warn(pair: Pair, tmp_path: Path) -> None:
+    from vault import staging
+
+    media_root = stick(tmp_path / "stick")
+    Chain(pair, outbox(media_root)).seal([conv("c1", ["x"])])
+    staging.stage_from_media(pair.vault_path, media_root)
+    assert _levels(vaultstatus.report(pair.vault_path)) == {"staging": "WARNING"}
+
+
+def test_prometheus_textfile(pair: Pair, tmp_path: Path, cli: Any) -> None:
+    _ingest(pair, tmp_path, [{}, {"sequence": 3, "prev": "ab" * 32}])
+    prom = tmp_path / "chatvault.prom"
+
+    res = cli("vault", "status", "--home", pair.vault_path, "--prometheus", prom)
+
+    assert res.code == 1
+    lines = prom.read_text().splitlines()
+    samples = dict(line.rsplit(" ", 1) for line in lines if not line.startswith("#"))
+    assert samples["chatvault_vault_status"] == "1"
+    assert samples['chatvault_vault_source_last_sequence{source="web"}'] == "3"
+    assert samples['chatvault_vault_source_missing_bundles{source="web"}'] == "1"
+    assert samples['chatvault_vault_check_level{check="gaps"}'] == "1"
+    assert float(samples["chatvault_vault_disk_free_bytes"]) > 0
+    assert samples["chatvault_vault_conversations"] == "2"
+    assert all(line.startswith(("# HELP chatvault_", "# TYPE chatvault_", "chatvault_"))
+               for line in lines)
+
+
+def test_other_modules_add_checks(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    mod = types.ModuleType("vault_test_dsar_checks")
+
+    def dsar_due(ctx: vaultstatus.Context) -> list[vaultstatus.Finding]:
+        return [vaultstatus.Finding(vaultstatus.WARNING, "dsar", "DSAR 17 due in 3 days",
+                                    {"case": 17})]
+
+    mod.STATUS_CHECKS = [dsar_due]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vault_test_dsar_checks", mod)
+    monkeypatch.setattr(vaultstatus, "CHECK_MODULES",
+                        vaultstatus.CHECK_MODULES + ("vault_test_dsar_checks",))
+
+    rep = vaultstatus.report(pair.vault_path)
+
+    assert rep["findings"] == [{"level": "WARNING", "check": "dsar",
+                                "message": "DSAR 17 due in 3 days", "data": {"case": 17}}]
+
+
+def test_bad_config_names_key_and_line(pair: Pair, cli: Any) -> None:
+    cfg = pair.vault.config
+    cfg.write_text(cfg.read_text() + '\n[sources."web"]\nexpected_every_hour = 5\n')
+    res = cli("vault", "status", "--home", pair.vault_path)
+    assert res.code == 2
+    assert "expected_every_hour" in res.err and "config.toml:" in res.err
