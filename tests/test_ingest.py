@@ -14,7 +14,7 @@ import pytest
 
 import export_kit
 from conftest import CORPUS, Pair, make_pair
-from vault import canonical, identifiers, ingest, keys, receipts, records, sources, staging
+from vault import canonical, chain, identifiers, ingest, receipts, records, sources, staging
 from vault import store, tombstones
 from vault_kit import Chain, consistent, conv, count, open_store, outbox, stick
 
@@ -301,7 +301,7 @@ def test_gap_replay_fork_untrusted_corrupted_on_one_stick(pair: Pair, tmp_path: 
         assert {r[0] for r in conn.execute("SELECT conversation_id FROM conversations")} == \
             {"c1", "c3", "z1"}
         assert count(conn, "quarantine") == 3
-        assert ingest.gaps(conn) == {"web": [(2, 2)]}
+        assert chain.gaps(conn) == {"web": [(2, 2)]}
 
     # The same stick again: good ones are replays, bad ones stay quarantined once.
     again = {o.bundle_file: o.status for o in ingest.ingest_media(pair.vault_path, media_root)}
@@ -314,7 +314,7 @@ def test_gap_replay_fork_untrusted_corrupted_on_one_stick(pair: Pair, tmp_path: 
     assert third["web-00000002.cvb"].reason is None
     with open_store(pair) as conn:
         assert count(conn, "quarantine") == 3
-        assert ingest.gaps(conn) == {}
+        assert chain.gaps(conn) == {}
         consistent(conn)
 
 

@@ -8,19 +8,9 @@ For each staged bundle (:mod:`vault.staging`), in this order:
    before anything is decrypted, then the header's meta (kind ``export``,
    a source name usable as a folder name, sequence, predecessor hash);
 3. with the store's write lock held (one transaction per bundle), the
-   **chain** is checked against what the vault holds for the source:
-
-   * same sequence, same hash: duplicate (a replay), skipped;
-   * same sequence, another hash: a **fork**, refused (exit 4);
-   * a predecessor or successor held here that does not chain to this
-     bundle (``prev_hash`` differs from the #n-1 we hold, or #n+1 names
-     another predecessor), or a #1 that names a predecessor, or a #n>1 that
-     names none: the exporter's history was rolled back or forked, refused
-     the same way. Refusing is safe: the bundle stays in quarantine and
-     nothing that was ingested changes;
-   * a missing predecessor: a **gap**, ingested anyway and noted in the
-     receipt; ``vault status`` reports it until it is filled;
-
+   **chain** is checked against what the vault holds for the source
+   (:mod:`vault.chain`): a replay is a duplicate, a fork or a rolled-back
+   history is refused (exit 4), a gap is ingested and noted;
 4. payload decrypted and decompressed within the declared bounds, every
    record validated (one invalid record refuses the whole bundle), records
    covered by a tombstone left out, the rest upserted (:mod:`vault.upsert`);
@@ -38,7 +28,9 @@ bundles carry on. Logs name bundles, codes and counts, never record content.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -47,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import atomic, audit, canonical, receipts, records, staging, store, timestamps
-from vault import tombstones, vaultconfig
+from vault import atomic, audit, canonical, chain, receipts, records, staging, store
+from vault import timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record, file_name
 from vault.errors import (ChatvaultError, CorruptPayload, EXIT_OK, ForkDetected, InvalidRecord,
                           MalformedHeader, MediaError)
@@ -184,13 +176,8 @@ def write_receipts(media_root: Path, outcomes: list[Outcome], *,
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while part := fh.read(1024 * 1024):
-            digest.update(part)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # -- one bundle -----------------------------------------------------------------------
@@ -198,7 +185,7 @@ def _sha256(path: Path) -> str:
 def _one(run: _Run, item: staging.Staged) -> Outcome:
     meta: dict[str, Any] | None = None
     try:
-        known = _bundle_row(run.conn, "sha256 = ?", (item.sha256,))
+        known = chain.bundle_row(run.conn, "sha256 = ?", (item.sha256,))
         if known is not None:
             return _duplicate(item, known)
         try:
@@ -238,12 +225,6 @@ def _checked_meta(meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
     return meta
 
 
-def _bundle_row(conn: Any, where: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
-    cur = conn.execute(f"SELECT * FROM bundles WHERE {where}", params)
-    row = cur.fetchone()
-    return dict(zip([d[0] for d in cur.description], row)) if row else None
-
-
 def _duplicate(item: staging.Staged, row: dict[str, Any]) -> Outcome:
     meta = {"source": row["source"], "sequence": row["sequence"],
             "bundle_id": row["bundle_id"]}
@@ -254,62 +235,12 @@ def _duplicate(item: staging.Staged, row: dict[str, Any]) -> Outcome:
                    f"already ingested as {row['source']} #{row['sequence']}", meta, counts)
 
 
-def _chain(conn: Any, meta: dict[str, Any], sha: str) -> dict[str, Any] | None:
-    """The bundle row this one duplicates, or None; raises ForkDetected."""
-    src, seq, prev = meta["source"], meta["sequence"], meta.get("prev_hash")
-    here = f"{src} #{seq}"
-    same = _bundle_row(conn, "source = ? AND sequence = ?", (src, seq))
-    if same is not None:
-        if same["sha256"] == sha:
-            return same
-        raise ForkDetected(f"fork: {here} was already ingested with sha256 "
-                           f"{same['sha256'][:16]}…, this bundle is {sha[:16]}…")
-    if seq == 1 and prev is not None:
-        raise ForkDetected(f"{here} names a predecessor; a chain starts without one")
-    if seq > 1 and prev is None:
-        raise ForkDetected(f"{here} names no predecessor: the exporter's chain was restarted")
-    before = _bundle_row(conn, "source = ? AND sequence = ?", (src, seq - 1))
-    if before is not None and before["sha256"] != prev:
-        raise ForkDetected(f"rollback or fork: {here} follows {str(prev)[:16]}…, but the "
-                           f"#{seq - 1} held here is {before['sha256'][:16]}…")
-    after = _bundle_row(conn, "source = ? AND sequence = ?", (src, seq + 1))
-    if after is not None and after["prev_hash"] != sha:
-        raise ForkDetected(f"rollback or fork: the #{seq + 1} held here follows "
-                           f"{str(after['prev_hash'])[:16]}…, not this {here}")
-    return None
-
-
-def gaps(conn: Any, source: str | None = None) -> dict[str, list[tuple[int, int]]]:
-    """Missing sequence ranges (first, last) per source, from 1 to the highest held."""
-    sql = "SELECT source, sequence FROM bundles"
-    params: tuple[Any, ...] = ()
-    if source is not None:
-        sql, params = sql + " WHERE source = ?", (source,)
-    out: dict[str, list[tuple[int, int]]] = {}
-    last: dict[str, int] = {}
-    for src, seq in conn.execute(sql + " ORDER BY source, sequence", params):
-        expected = last.get(src, 0) + 1
-        if seq > expected:
-            out.setdefault(src, []).append((expected, seq - 1))
-        last[src] = seq
-    return out
-
-
-def _gap_note(conn: Any, meta: dict[str, Any]) -> str | None:
-    missing = [g for g in gaps(conn, meta["source"]).get(meta["source"], [])
-               if g[0] < meta["sequence"]]
-    if not missing:
-        return None
-    ranges = ", ".join(f"#{a}" if a == b else f"#{a}-{b}" for a, b in missing)
-    return f"chain gap: {meta['source']} {ranges} not received yet; ingested anyway"
-
-
 def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
           entry: Any) -> Outcome:
     conn, now = run.conn, timestamps.now_utc()
     src, seq = meta["source"], meta["sequence"]
     with store.transaction(conn):
-        same = _chain(conn, meta, item.sha256)
+        same = chain.check(conn, meta, item.sha256)
         if same is not None:
             return _duplicate(item, same)
         conn.execute("INSERT OR IGNORE INTO sources (name, first_seen_at) VALUES (?, ?)",
@@ -336,7 +267,7 @@ def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
         _fault("loaded")
         archive = _archive(run.home.path, item, meta)
         _fault("archived")
-        note = _gap_note(conn, meta)
+        note = chain.gap_note(conn, meta)
         counts = loader.counts.as_dict()
         conn.execute("UPDATE bundles SET archive_path = ?, counts = ?, note = ?, "
                      "ingested_at = ? WHERE id = ?",
@@ -442,7 +373,7 @@ def _quarantine(run: _Run, item: staging.Staged, exc: ChatvaultError,
              meta.get("sequence"), meta.get("signer"), meta.get("created_at"),
              str(kept.relative_to(run.home.path)), run.media_label, run.media_serial, now,
              now))
-        if exc.code != ForkDetected.code and _bundle_row(run.conn, "file = ?",
+        if exc.code != ForkDetected.code and chain.bundle_row(run.conn, "file = ?",
                                                          (item.bundle_file,)):
             run.conn.execute("UPDATE quarantine SET resolved_at = ?, resolution = ? "
                              "WHERE sha256 = ?", (now, "a good copy is already ingested",
@@ -473,18 +404,10 @@ def _finish(run: _Run, item: staging.Staged, outcome: Outcome) -> None:
     _fault("finished")
 
 
-class _NoBar:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _progress_bar(enabled: bool) -> Any:
     """A rich progress bar on stderr, one line per bundle (conversations read)."""
     if not enabled:
-        return _NoBar()
+        return contextlib.nullcontext()
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

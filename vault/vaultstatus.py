@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import atomic, audit, ingest, staging, store, timestamps, vaultconfig
+from vault import atomic, audit, chain, staging, store, timestamps, vaultconfig
 
 OK, WARNING, CRITICAL = 0, 1, 2
 LEVELS = ("OK", "WARNING", "CRITICAL")
@@ -66,7 +66,7 @@ def _ago(then: datetime, now: datetime) -> str:
 
 def sources(ctx: Context) -> list[dict[str, Any]]:
     """Last sequence, last ingest, gaps, forks and quarantine per source."""
-    missing = ingest.gaps(ctx.conn)
+    missing = chain.gaps(ctx.conn)
     rows = ctx.conn.execute(
         "SELECT s.name, max(b.sequence), max(b.ingested_at), "
         "(SELECT created_at FROM bundles x WHERE x.source = s.name "
@@ -99,7 +99,7 @@ def sources(ctx: Context) -> list[dict[str, Any]]:
 
 def check_chain(ctx: Context) -> list[Finding]:
     out = []
-    for src, ranges in sorted(ingest.gaps(ctx.conn).items()):
+    for src, ranges in sorted(chain.gaps(ctx.conn).items()):
         text = ", ".join(f"#{a}" if a == b else f"#{a}-{b}" for a, b in ranges)
         out.append(Finding(WARNING, "gaps", f"source {src}: bundles {text} missing "
                                             "(chain gap; bring the media that holds them)",
@@ -143,10 +143,10 @@ def check_clock(ctx: Context) -> list[Finding]:
     behind = timedelta(days=ctx.cfg.clock_behind_days)
     last_ingest = _ts(ctx.conn.execute("SELECT max(ingested_at) FROM bundles").fetchone()[0])
     if last_ingest and ctx.now < last_ingest - timedelta(hours=1):
-        out.append(Finding(WARNING, "clock", f"the vault's clock ({timestamps.format_utc(ctx.now)})"
-                           f" is behind its own last ingest ({timestamps.format_utc(last_ingest)})"
-                           ": was it set back? Due dates and retention depend on it",
-                           {"last_ingest_at": timestamps.format_utc(last_ingest)}))
+        then = timestamps.format_utc(last_ingest)
+        out.append(Finding(WARNING, "clock", f"the vault's clock ({timestamps.format_utc(ctx.now)}"
+                           f") is behind its own last ingest ({then}): was it set back? Due "
+                           "dates and retention depend on it", {"last_ingest_at": then}))
     for src, seq, created, received in ctx.conn.execute(
             "SELECT source, sequence, created_at, received_at FROM bundles b WHERE sequence = "
             "(SELECT max(sequence) FROM bundles x WHERE x.source = b.source)"):

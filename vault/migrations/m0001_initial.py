@@ -51,7 +51,7 @@ def _table(db: sqlite_utils.Database, name: str, columns: dict[str, Any], *,
 
 def _index(db: sqlite_utils.Database, table: str, columns: list[str],
            unique: bool = False) -> None:
-    db[table].create_index(columns, unique=unique)
+    db.table(table).create_index(columns, unique=unique)
 
 
 def apply(db: sqlite_utils.Database) -> None:
