@@ -12,6 +12,7 @@ import json
 import os
 import random
 import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,12 +112,10 @@ def add_source(site: Site, name: str, path: Path, fmt: str = "jsonl") -> None:
 
 def open_bundle(vault: Home, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(verified header meta, records) of a bundle, opened with a vault's key."""
-    out = path.parent / f"opened-{path.name}.jsonl"
-    if not os.access(path.parent, os.W_OK):
-        out = Path(os.environ.get("TMPDIR", "/tmp")) / f"opened-{os.getpid()}-{path.name}"
-    verified, _ = bundle.open_to_jsonl(path, vault.identity(), vault.trust(), out)
-    rows = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
-    out.unlink()
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "opened.jsonl"
+        verified, _ = bundle.open_to_jsonl(path, vault.identity(), vault.trust(), out)
+        rows = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
     return verified.meta, rows
 
 

@@ -202,7 +202,8 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
                                 f"{media.MARGIN} bytes of room), {free} bytes free; nothing "
                                 "was written: use a larger stick or free some space",
                                 path=folder)
-        progress.begin("writing to media", needed)
+        if todo:
+            progress.begin("writing to media", needed)
         for row in todo:
             _write_one(state, row, outbox, folder, fault, progress)
             report.written.append({"file": row.file_name, "size": row.size,
