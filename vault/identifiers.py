@@ -207,6 +207,51 @@ def find_phones(text: str, region_name: str | None = None) -> tuple[list[str], l
     return found, unparsed
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where an identifier is written in a text: ``text[start:end]``, its kind and value."""
+
+    start: int
+    end: int
+    kind: str  # email | phone | phone_unparsed
+    value: str
+
+
+def spans(text: str, region_name: str | None = None) -> list[Span]:
+    """Every e-mail address and phone number written in ``text``, with its place.
+
+    The same matching as :func:`find_emails` and :func:`find_phones` (so a
+    value found there is found here), for code that must rewrite the text:
+    erasure and DSAR redaction. Sorted by position; spans never overlap.
+    """
+    code = region(region_name)
+    text = text[:MAX_TEXT_CHARS]
+    out: list[Span] = []
+    for match in _EMAIL_IN_TEXT.finditer(text):
+        email = normalise_email(match.group(0))
+        if email:
+            out.append(Span(match.start(), match.end(), "email", email))
+    taken = [(s.start, s.end) for s in out]
+    matcher = phonenumbers.PhoneNumberMatcher(text, code or "ZZ",
+                                              leniency=phonenumbers.Leniency.POSSIBLE)
+    for m in matcher:
+        if not _possible(m.number) or _DATE_LIKE.match(m.raw_string):
+            continue
+        if any(s < m.end and m.start < e for s, e in taken):
+            continue
+        out.append(Span(m.start, m.end, "phone", _e164(m.number)))
+        taken.append((m.start, m.end))
+    if code is None:
+        for cand in _PHONE_LIKE.finditer(text):
+            if any(s < cand.end() and cand.start() < e for s, e in taken):
+                continue
+            written = cand.group(0).strip()
+            digits = re.sub(r"\D", "", written)
+            if _MIN_DIGITS <= len(digits) <= _MAX_DIGITS and not _DATE_LIKE.match(written):
+                out.append(Span(cand.start(), cand.end(), "phone_unparsed", digits))
+    return sorted(out, key=lambda s: s.start)
+
+
 # -- everything in a conversation -----------------------------------------------------
 
 @dataclass
