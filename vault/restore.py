@@ -1,0 +1,368 @@
+"""Restore bundles: the vault seals conversations for the online side, which opens them.
+
+**create** (on the vault). A :class:`Selection` (a source and time window,
+conversation ids, or a subject's e-mail addresses) picks conversations from
+the store; those covered by a tombstone (:mod:`vault.tombstones`, the filter
+ingest applies) or restricted (Art. 18) are left out and counted. The
+records go out exactly as stored (``conversations.record``, the canonical
+bytes the exporter sealed) with their attachments as blobs, in the sealed
+bundle format (kind ``restore``), signed by the vault and sealed to the
+``--to`` keys, which need not be in the trust store.
+
+A restore is a **set** of parts: each part holds one source, so its header
+can say which reader format wrote it (``context.format``); parts are
+planned before anything is written so that each stays under ``max_bytes``
+(the same budget as the exporter's bundles: :func:`exportseal.plaintext_budget`)
+and each knows ``part`` and ``parts``. Parts are chained like export
+bundles (``sequence`` = part, ``prev_hash`` = the previous part's hash), so
+the opener can tell a complete set from a partial one. Each part is sealed
+in the vault's own staging folder, copied atomically to the destination
+(``--out DIR`` or ``<media>/chatvault/answers/``), and read back from the
+device (the page cache dropped first) and hashed before it counts.
+
+Opening, on the online side, is :mod:`vault.restoreopen`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from vault import atomic, audit, bundle, identifiers, media, records, store
+from vault import timestamps, tombstones
+from vault.bundle import BundleWriter
+from vault.config import FAT32_MAX
+from vault.errors import InputRejected, InvalidRecord, MediaIOError, UsageError
+from vault.exportseal import plaintext_budget
+from vault.keys import Identity, PublicIdentity
+
+log = logging.getLogger(__name__)
+
+KIND = "restore"
+DEFAULT_MAX_BYTES = 1024**3
+MIN_MAX_BYTES = 256 * 1024
+_END_FRAME = 17
+_READ = 1024 * 1024
+
+
+# -- what to restore ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Selection:
+    """Which conversations: a source (and window), ids, subjects, or exact keys."""
+
+    source: str | None = None
+    since: str | None = None
+    until: str | None = None
+    conversations: tuple[str, ...] = ()
+    subject_emails: tuple[str, ...] = ()
+    keys: tuple[tuple[str, str], ...] = ()  # (source, conversation_id): drills
+
+    def check(self) -> "Selection":
+        modes = [bool(self.conversations), bool(self.subject_emails), bool(self.keys)]
+        if sum(modes) > 1:
+            raise UsageError("give conversations or subjects, not both")
+        if not any(modes) and self.source is None:
+            raise UsageError("say what to restore: --source, --conversation or "
+                             "--subject-email")
+        for when in (self.since, self.until):
+            if when is not None:
+                parse_day(when)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        """For headers and the audit log: counts, never identifiers."""
+        return {"source": self.source, "since": self.since, "until": self.until,
+                "conversations": len(self.conversations) + len(self.keys),
+                "subjects": len(self.subject_emails)}
+
+
+def parse_day(text: str, end: bool = False) -> datetime:
+    """``YYYY-MM-DD`` (a whole day) or an RFC 3339 time; UsageError otherwise."""
+    try:
+        if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+            day = datetime.fromisoformat(text).replace(tzinfo=timestamps.UTC)
+            return day + timedelta(days=1) if end else day
+        return timestamps.parse(text)
+    except (ValueError, timestamps.TimestampError):
+        raise UsageError(f"not a date (YYYY-MM-DD) or RFC 3339 time: {text!r}") from None
+
+
+@dataclass
+class _Row:
+    id: int
+    source: str
+    conversation_id: str
+    size: int
+    blobs: dict[str, int] = field(default_factory=dict)
+
+
+def _candidates(conn: Any, sel: Selection) -> list[_Row]:
+    base = ("SELECT id, source, conversation_id, length(CAST(record AS BLOB)), started_at, "
+            "coalesce(last_at, started_at) FROM conversations")
+    where, params = [], []  # type: tuple[list[str], list[Any]]
+    if sel.source is not None:
+        where.append("source = ?")
+        params.append(sel.source)
+    if sel.subject_emails:
+        emails = [e for e in (identifiers.normalise_email(x) for x in sel.subject_emails) if e]
+        if not emails:
+            raise UsageError("--subject-email: not an e-mail address")
+        marks = ", ".join("?" * len(emails))
+        where.append(f"id IN (SELECT conversation FROM identifiers WHERE kind = 'email' "
+                     f"AND value IN ({marks}) UNION SELECT conversation FROM mentions "
+                     f"WHERE kind = 'email' AND value IN ({marks}))")
+        params += emails * 2
+    sql = base + (" WHERE " + " AND ".join(where) if where else "")
+    wanted_ids = set(sel.conversations)
+    wanted_keys = set(sel.keys)
+    since = parse_day(sel.since) if sel.since else None
+    until = parse_day(sel.until, end=True) if sel.until else None
+    out = []
+    for cid, src, conv_id, size, started, last in conn.execute(
+            sql + " ORDER BY source, conversation_id", params):
+        if wanted_ids and conv_id not in wanted_ids:
+            continue
+        if wanted_keys and (src, conv_id) not in wanted_keys:
+            continue
+        if since and timestamps.parse(last) < since:
+            continue
+        if until and timestamps.parse(started) >= until:
+            continue
+        out.append(_Row(cid, src, conv_id, int(size)))
+    return out
+
+
+Exclusion = Callable[[Any, _Row], bool]
+
+
+def exclusions(home: Path, conn: Any) -> list[tuple[str, Exclusion]]:
+    """(reason, test) for what must never leave the vault in a restore."""
+    key = tombstones.load_key(home, conn)
+    filters: dict[str, tombstones.Filter] = {}
+
+    def tombstoned(c: Any, row: _Row) -> bool:
+        flt = filters.setdefault(row.source, tombstones.Filter(c, key, row.source))
+        if not flt:
+            return False
+        people = c.execute("SELECT kind, value, participant_id FROM identifiers "
+                           "WHERE conversation = ?", (row.id,)).fetchall()
+        said = [[tuple(r) for r in c.execute("SELECT kind, value FROM mentions "
+                                             "WHERE conversation = ?", (row.id,))]]
+        return flt({"conversation_id": row.conversation_id}, people, said)
+
+    found: list[tuple[str, Exclusion]] = [("tombstoned", tombstoned)]
+    # Art. 18 restriction: added here once vault.restriction lands.
+    return found
+
+
+# -- planning parts under the size limit ------------------------------------------------------
+
+def _attach_blobs(conn: Any, rows: list[_Row]) -> None:
+    for row in rows:
+        row.blobs = dict(conn.execute(
+            "SELECT DISTINCT r.sha256, a.size FROM attachment_refs r JOIN attachments a "
+            "ON a.sha256 = r.sha256 WHERE r.conversation = ?", (row.id,)).fetchall())
+
+
+def plan(rows: list[_Row], budget: int) -> list[list[_Row]]:
+    """Rows grouped into parts: one source per part, each within ``budget`` plaintext."""
+    parts: list[list[_Row]] = []
+    current: list[_Row] = []
+    used, blobs, source = 0, set(), None  # type: int, set[str], str | None
+    for row in rows:
+        cost = 5 + row.size + sum(41 + n for sha, n in row.blobs.items())
+        if cost > budget:
+            raise UsageError(f"conversation {row.conversation_id!r} of {row.source} needs "
+                             f"{cost} bytes, more than --max-bytes allows; raise --max-bytes")
+        extra = 5 + row.size + sum(41 + n for sha, n in row.blobs.items() if sha not in blobs)
+        if current and (row.source != source or used + extra > budget):
+            parts.append(current)
+            current, used, blobs = [], 0, set()
+            extra = cost
+        current.append(row)
+        used += extra
+        blobs.update(row.blobs)
+        source = row.source
+    if current:
+        parts.append(current)
+    return parts
+
+
+# -- creating ------------------------------------------------------------------------------
+
+@dataclass
+class Created:
+    restore_id: str
+    parts: list[dict[str, Any]]
+    conversations: int
+    excluded: dict[str, int]
+    blobs: int
+    recipients: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Chunks(io.RawIOBase):
+    """A stored attachment as a readable stream (its zstd chunks, decompressed)."""
+
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self._parts, self._pending = parts, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            self._pending = next(self._parts, b"")
+            if not self._pending:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def source_context(home: Path, conn: Any, source: str) -> dict[str, Any]:
+    """Format, time zone and phone region of a source, from its newest archived header."""
+    row = conn.execute("SELECT archive_path FROM bundles WHERE source = ? AND archive_path "
+                       "IS NOT NULL ORDER BY sequence DESC LIMIT 1", (source,)).fetchone()
+    if row is None or not (Path(home) / row[0]).is_file():
+        return _with_format(conn, source, {})
+    try:
+        ctx = bundle.inspect(Path(home) / row[0])["meta"].get("context") or {}
+    except (OSError, InputRejected):
+        return _with_format(conn, source, {})
+    kept = {k: ctx[k] for k in ("format", "timezone", "phone_region")
+            if isinstance(ctx.get(k), str)}
+    return _with_format(conn, source, kept)
+
+
+def _with_format(conn: Any, source: str, ctx: dict[str, Any]) -> dict[str, Any]:
+    """``ctx`` with a ``format``: the archived one, else the one platform all records name."""
+    if "format" in ctx:
+        return ctx
+    found = [r[0] for r in conn.execute("SELECT DISTINCT platform FROM conversations "
+                                        "WHERE source = ?", (source,))]
+    return {**ctx, "format": found[0]} if len(found) == 1 and found[0] else ctx
+
+
+def create(home: Path, identity: Identity, recipients: Sequence[PublicIdentity],
+           selection: Selection, target: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+           purpose: str | None = None, on_media: bool = False) -> Created:
+    """Select, seal, place and read back a restore set; recorded in the audit log."""
+    selection.check()
+    if not MIN_MAX_BYTES <= max_bytes <= FAT32_MAX:
+        raise UsageError(f"--max-bytes must be between {MIN_MAX_BYTES} and {FAT32_MAX}")
+    if not recipients:
+        raise UsageError("give at least one --to public key file")
+    home = Path(home)
+    conn = store.open_store(home / store.FILE_NAME)
+    try:
+        rows = _candidates(conn, selection)
+        tests = exclusions(home, conn)
+        excluded = {reason: 0 for reason, _ in tests}
+        kept = []
+        for row in rows:
+            reason = next((r for r, test in tests if test(conn, row)), None)
+            if reason is None:
+                kept.append(row)
+            else:
+                excluded[reason] += 1
+        _attach_blobs(conn, kept)
+        budget = plaintext_budget(max_bytes, len(recipients)) - _END_FRAME
+        parts = plan(kept, budget)
+        restore_id = uuid.uuid4().hex
+        scratch = home / "staging" / f".restore-{restore_id[:16]}{atomic.TMP_MARK}x"
+        scratch.mkdir(parents=True, mode=0o700)
+        try:
+            done = _seal_all(home, conn, identity, recipients, selection, parts, restore_id,
+                             scratch, target, on_media)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        made = Created(restore_id, done, len(kept), excluded,
+                       sum(p["blobs"] for p in done), [r.fingerprint for r in recipients])
+        audit.append(conn, "restore.create", target=f"restore:{restore_id}", purpose=purpose,
+                     detail={"selection": selection.describe(), "parts": len(done),
+                             "conversations": made.conversations, "excluded": excluded,
+                             "blobs": made.blobs, "recipients": made.recipients,
+                             "destination": "media" if on_media else "folder"})
+    finally:
+        conn.close()
+    log.info("restore %s: %d conversations in %d part(s), %s left out", restore_id[:16],
+             made.conversations, len(done), excluded)
+    return made
+
+
+def _seal_all(home: Path, conn: Any, identity: Identity, recipients: Sequence[PublicIdentity],
+              selection: Selection, parts: list[list[_Row]], restore_id: str, scratch: Path,
+              target: Path, on_media: bool) -> list[dict[str, Any]]:
+    contexts: dict[str, dict[str, Any]] = {}
+    done: list[dict[str, Any]] = []
+    prev = None
+    for n, rows in enumerate(parts, 1):
+        src = rows[0].source
+        ctx = contexts.setdefault(src, source_context(home, conn, src))
+        name = f"restore-{restore_id[:16]}-{n:04d}.cvb"
+        writer = BundleWriter(scratch / name, identity, recipients, kind=KIND, source=src,
+                              sequence=n, prev_hash=prev, context={
+                                  **ctx, "restore_id": restore_id, "part": n,
+                                  "parts": len(parts), "selection": selection.describe()})
+        blobs = 0
+        try:
+            for row in rows:
+                (data,) = conn.execute("SELECT record FROM conversations WHERE id = ?",
+                                       (row.id,)).fetchone()
+                raw = data.encode("utf-8")
+                line, summary = records.canonical_line(raw, f"{src} record {row.id}")
+                if line != raw:
+                    raise InvalidRecord(f"stored record {row.id} of {src} is not canonical "
+                                        "(the store was altered?)")
+                writer.add_record(line, summary)
+                for sha, size in row.blobs.items():
+                    content = io.BufferedReader(_Chunks(store.read_attachment(conn, sha)))
+                    blobs += writer.add_blob(sha, content, size)
+        except BaseException:
+            writer.abort()
+            raise
+        sealed = writer.finish()
+        path = place(sealed.path, target, sealed.sha256)
+        prev = sealed.sha256
+        done.append({"file": name, "path": str(path), "sha256": sealed.sha256,
+                     "size": sealed.size, "source": src, "part": n,
+                     "conversations": len(rows), "blobs": blobs})
+    return done
+
+
+def place(sealed: Path, folder: Path, sha256: str) -> Path:
+    """Copy a sealed file into ``folder`` atomically, then read it back from the device."""
+    import hashlib
+
+    size = sealed.stat().st_size
+    media.ensure_space(folder, size)
+    target = folder / sealed.name
+    with atomic.AtomicFile(target, 0o600) as out, open(sealed, "rb") as src:
+        shutil.copyfileobj(src, out, _READ)
+    digest = hashlib.sha256()
+    try:
+        with open(target, "rb") as fh:
+            # ask the kernel to forget the cached pages, so the bytes come from the device
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            while part := fh.read(_READ):
+                digest.update(part)
+    except OSError as exc:
+        raise atomic.media_error(exc, target) from exc
+    if digest.hexdigest() != sha256:
+        target.unlink(missing_ok=True)
+        raise MediaIOError("read back differs from what was written: the media is failing",
+                           path=target)
+    return target
