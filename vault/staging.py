@@ -152,12 +152,16 @@ def _open_source(path: Path, limit: int) -> tuple[int, int]:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise atomic.media_error(exc, path) from exc
-    st = os.fstat(fd)
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        _close_source(fd)
+        raise atomic.media_error(exc, path) from exc
     if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
+        _close_source(fd)
         raise InputRejected("not a regular file", path=path)
     if st.st_size > limit:
-        os.close(fd)
+        _close_source(fd)
         raise InputRejected(f"{st.st_size} bytes: larger than any acceptable bundle", path=path)
     return fd, st.st_size
 
@@ -188,11 +192,22 @@ def _stage_one(src: Path, target: Path, known: list[Staged], limit: int) -> Stag
                 if s.sha256 == sha:
                     log.debug("%s already staged", name)
                     return s
-            os.lseek(fd, 0, os.SEEK_SET)
+            try:
+                os.lseek(fd, 0, os.SEEK_SET)
+            except OSError as exc:
+                raise atomic.media_error(exc, src) from exc
         media.ensure_space(target, size)
         return _copy(fd, size, src, target)
     finally:
+        _close_source(fd)
+
+
+def _close_source(fd: int) -> None:
+    """Close a file on the media; a stick that is gone fails even that (ENOTCONN)."""
+    try:
         os.close(fd)
+    except OSError:
+        pass
 
 
 def _copy(fd: int, size: int, src: Path, target: Path) -> Staged:
