@@ -446,10 +446,15 @@ def test_tombstoned_identifiers_never_come_back(pair: Pair, tmp_path: Path) -> N
 
     [out] = ingest.ingest_media(pair.vault_path, media_root)
 
-    assert out.counts["tombstoned"] == 3 and out.counts["new"] == 1
+    # c2 only mentions the erased number: kept, with the number redacted (vault.tombstones)
+    assert out.counts["tombstoned"] == 2 and out.counts["new"] == 2
+    assert out.counts["redacted"] == 1
     with open_store(pair) as conn:
-        assert [r[0] for r in conn.execute("SELECT conversation_id FROM conversations")] == \
-            ["c3"]
+        assert [r[0] for r in conn.execute("SELECT conversation_id FROM conversations "
+                                           "ORDER BY conversation_id")] == ["c2", "c3"]
+        texts = [t for (t,) in conn.execute("SELECT text FROM messages")]
+        assert "my number is [erased phone]" in texts
+        assert conn.execute("SELECT count(*) FROM mentions").fetchone()[0] == 0
         stored = conn.execute("SELECT hash FROM tombstones").fetchall()
         assert all("erased" not in h for (h,) in stored)
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vault import atomic, audit, canonical, chain, receipts, records, staging, store
-from vault import timestamps, tombstones, vaultconfig
+from vault import statehook, timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record, file_name
 from vault.errors import (ChatvaultError, CorruptPayload, EXIT_OK, ForkDetected, InvalidRecord,
                           MalformedHeader, MediaError)
@@ -117,6 +117,8 @@ def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str 
                 outcomes.append(outcome)
     finally:
         run.conn.close()
+    # the held bundles (and, on first use, the identifier key) are part of the state file
+    statehook.changed(h.path, "ingest")
     return outcomes
 
 
@@ -259,10 +261,10 @@ def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
              canonical.dumps(meta["counts"]).decode(), run.media_label, run.media_serial,
              now, now))
         key = tombstones.load_key(run.home.path, conn)
+        region = run.cfg.region_for(meta.get("context", {}).get("phone_region"))
         loader = Loader(conn, source=src, bundle=int(cur.lastrowid or 0), sequence=seq,
-                        region=run.cfg.region_for(meta.get("context", {}).get("phone_region")),
-                        retention_days=run.cfg.retention_for(src), now=now,
-                        tombstone=tombstones.Filter(conn, key, src) or None)
+                        region=region, retention_days=run.cfg.retention_for(src), now=now,
+                        tombstone=tombstones.Filter(conn, key, src, region) or None)
         _items(run, b, loader, item.bundle_file, meta)
         _fault("loaded")
         archive = _archive(run.home.path, item, meta)

@@ -1,12 +1,29 @@
-"""Tombstones: keyed hashes of erased identifiers, and the filter ingest applies.
+"""Tombstones: keyed hashes of erased identifiers, and the one filter that applies them.
 
 When a subject's data is erased, a tombstone records a keyed hash of each
 identifier (never the identifier itself) so that an old bundle, a rebuild or
-a restore cannot bring the data back: at ingest, a conversation is left out
-when any identifier it carries matches a tombstone, whether in a
-participant (e-mail, phone, customer id, platform id, name) or written in
-its messages (e-mail, phone), or when the conversation itself is tombstoned
-(kind ``conversation``, value ``<source>/<conversation_id>``).
+a restore cannot bring the data back. :class:`Filter` is the only place that
+decides what a tombstone does to a conversation; ingest, rebuild, restore
+and erasure itself all call it:
+
+* **left out** when the conversation is tombstoned as a whole (kind
+  ``conversation``, value ``<source>/<conversation_id>``), when its
+  ``customer_id`` is, or when a tombstoned identifier (e-mail, phone,
+  customer id, platform id) belongs to a participant whose role is
+  ``customer``: the subject was the customer here;
+* **kept, redacted** when a tombstoned identifier is only written in its
+  messages (e-mail, phone, or a phone's digits written without a country
+  code) or belongs to a participant who is not the customer (an agent): the
+  identifier is replaced by ``[erased e-mail]`` / ``[erased phone]``, that
+  participant's contact fields are removed and its name becomes
+  ``[erased]``, and attachments that participant sent are dropped;
+* **kept as is** otherwise.
+
+Attachments erased with a subject are tombstoned too (kind ``attachment``,
+value the content's SHA-256), so a replayed bundle does not store them again.
+The same logic serves Art. 18 restrictions (:mod:`vault.restriction`), with
+its own hashes: a restricted subject's conversations are hidden from output,
+mentions of them redacted.
 
 The key. ``H/keys/identifiers.key`` holds 32 random bytes (hex, 0600),
 made on first use. Keys for each purpose are derived from it by HMAC with
@@ -23,24 +40,33 @@ case-folded, a phone number in E.164.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from vault import identifiers, timestamps
-from vault.errors import BadKeyFile, UsageError
+from vault.errors import BadKeyFile, ChatvaultError, UsageError
 
 KEY_FILE = "identifiers.key"
 KINDS = ("email", "phone", "phone_unparsed", "customer_id", "platform_id", "name",
-         "conversation")
+         "conversation", "attachment")
 _CHECK_SETTING = "identifier_key_check"
 PURPOSE_TOMBSTONE = "chatvault/tombstone/v1"
 PURPOSE_AUDIT = "chatvault/audit-target/v1"
+PURPOSE_HOLD = "chatvault/hold/v1"
+PURPOSE_RESTRICTION = "chatvault/restriction/v1"
 _PURPOSE_CHECK = "chatvault/key-check/v1"
+
+#: participant identifiers that make a customer "the subject" (names never do)
+DECISIVE = ("email", "phone", "phone_unparsed", "customer_id", "platform_id")
+_MARKS = {"email": "[{} e-mail]", "phone": "[{} phone]", "phone_unparsed": "[{} phone]"}
 
 
 class IdentifierKey:
@@ -123,6 +149,28 @@ def normalise(kind: str, value: str, region: str | None = None) -> str:
     return out
 
 
+def phone_digit_forms(e164: str) -> list[str]:
+    """Digit strings a number may be stored under when written without ``+``.
+
+    With no region configured, a number written without a country code is
+    kept as ``phone_unparsed`` digits: all of them (``447700900123``,
+    ``7700900123``, ``07700900123``) are tombstoned with the number.
+    """
+    import phonenumbers
+
+    out = [e164.lstrip("+")]
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return out
+    national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    for digits in (phonenumbers.national_significant_number(number),
+                   re.sub(r"\D", "", national)):
+        if digits and digits not in out:
+            out.append(digits)
+    return out
+
+
 def conversation_value(source: str, conversation_id: str) -> str:
     return f"{source}/{conversation_id}"
 
@@ -136,31 +184,169 @@ def add(conn: sqlite3.Connection, key: IdentifierKey, kind: str, value: str,
     return cur.rowcount == 1
 
 
-class Filter:
-    """The ingest-time check: is this conversation covered by a tombstone?
+# -- the filter --------------------------------------------------------------------------
 
-    Loads the (kind, hash) pairs once per bundle; with no tombstones at all
-    it costs nothing per conversation.
+@dataclass
+class Decision:
+    """What a filter does to one conversation: ``keep``, ``redact`` or ``drop``."""
+
+    action: str
+    conversation: dict[str, Any] | None = None
+    redactions: list[dict[str, Any]] = field(default_factory=list)
+    attachments_dropped: list[str] = field(default_factory=list)
+
+
+class Filter:
+    """Tombstones (or, with ``purpose``/``hashes``, restrictions) applied to records.
+
+    Loads the (kind, hash) pairs once; with none at all it costs nothing per
+    conversation. ``region`` is the phone region the records are read with
+    (numbers written without ``+``).
     """
 
-    def __init__(self, conn: sqlite3.Connection, key: IdentifierKey, source: str) -> None:
-        self.key = key
-        self.source = source
-        self.hashes = {(k, h) for k, h in conn.execute("SELECT kind, hash FROM tombstones")}
+    label = "erased"
+
+    def __init__(self, conn: sqlite3.Connection | None, key: IdentifierKey, source: str,
+                 region: str | None = None, *, purpose: str = PURPOSE_TOMBSTONE,
+                 hashes: Iterable[tuple[str, str]] | None = None) -> None:
+        self.key, self.source, self.region, self.purpose = key, source, region, purpose
+        if hashes is None:
+            assert conn is not None
+            hashes = conn.execute("SELECT kind, hash FROM tombstones")
+        self.hashes = {(k, h) for k, h in hashes}
 
     def __bool__(self) -> bool:
         return bool(self.hashes)
 
     def covers(self, kind: str, value: str) -> bool:
-        return (kind, self.key.hash(PURPOSE_TOMBSTONE, kind, value)) in self.hashes
+        return (kind, self.key.hash(self.purpose, kind, value)) in self.hashes
 
+    def blob_erased(self, sha256: str) -> bool:
+        """Attachment content erased with a subject: not to be stored again."""
+        return bool(self.hashes) and self.covers("attachment", sha256)
+
+    # The hook :class:`vault.upsert.Loader` calls: True to leave the conversation
+    # out, a redacted copy to store instead, False to store it as it is.
     def __call__(self, conv: dict[str, Any], people: list[tuple[str, str, Any]],
-                 mentions: list[list[tuple[str, str]]]) -> bool:
+                 mentions: list[list[tuple[str, str]]]) -> bool | dict[str, Any]:
         if not self.hashes:
             return False
-        if self.covers("conversation", conversation_value(self.source,
-                                                           conv["conversation_id"])):
+        touched = any(self.covers(k, v) for k, v, _ in people if k != "name") or any(
+            self.covers(k, v) for found in mentions for k, v in found)
+        if not touched and not self.covers("conversation", conversation_value(
+                self.source, conv["conversation_id"])):
+            return False
+        decision = self.decide(conv)
+        if decision.action == "drop":
             return True
-        seen = {(k, v) for k, v, _ in people}
-        seen.update(pair for found in mentions for pair in found)
-        return any(self.covers(k, v) for k, v in seen)
+        return decision.conversation if decision.action == "redact" else False
+
+    def apply(self, conv: dict[str, Any]) -> dict[str, Any] | None:
+        """The conversation as it may be stored or shown: None when left out."""
+        decision = self.decide(conv)
+        return None if decision.action == "drop" else decision.conversation
+
+    def decide(self, conv: dict[str, Any]) -> Decision:
+        """The full decision for one conversation (see the module docstring)."""
+        if not self.hashes:
+            return Decision("keep", conv)
+        if self.covers("conversation", conversation_value(self.source,
+                                                          conv["conversation_id"])):
+            return Decision("drop")
+        cid = conv.get("customer_id")
+        if isinstance(cid, str) and cid and self.covers("customer_id", cid):
+            return Decision("drop")
+        from vault.upsert import participant_identifiers
+
+        marked: set[str] = set()
+        for p in conv["participants"]:
+            found = [(k, v) for k, v in participant_identifiers(p, self.region)
+                     if k in DECISIVE]
+            if any(self.covers(k, v) for k, v in found):
+                if p["role"] == "customer":
+                    return Decision("drop")
+                marked.add(p["id"])
+        return self._redact(conv, marked)
+
+    def _redact(self, conv: dict[str, Any], marked: set[str]) -> Decision:
+        out = Decision("keep", conv)
+        new: dict[str, Any] | None = None
+        for i, m in enumerate(conv["messages"]):
+            text, n = self.redact_text(m["text"])
+            alts = [self.redact_text(a["text"]) if isinstance(a.get("text"), str) else None
+                    for a in m.get("attachments") or ()]
+            sent = m.get("from") in marked and bool(m.get("attachments"))
+            if not n and not sent and not any(a and a[1] for a in alts):
+                continue
+            if new is None:
+                new = copy.deepcopy(conv)
+            msg = new["messages"][i]
+            msg["text"] = text
+            for a, alt in zip(msg.get("attachments") or (), alts):
+                if alt is not None:
+                    a["text"] = alt[0]
+            if sent:
+                out.attachments_dropped += [a["sha256"] for a in msg["attachments"]
+                                            if isinstance(a.get("sha256"), str)]
+                msg.pop("attachments")
+            out.redactions.append({"message_id": m["id"], "count": n + sum(
+                a[1] for a in alts if a)})
+        if marked and new is None:
+            new = copy.deepcopy(conv)
+        return out if new is None else self._redact_people(new, marked, out)
+
+    def _redact_people(self, new: dict[str, Any], marked: set[str],
+                       out: Decision) -> Decision:
+        for p in new["participants"]:
+            if p["id"] in marked:
+                for key in ("email", "phone", "customer_id", "platform_ids"):
+                    p.pop(key, None)
+                p["name"] = f"[{self.label}]"
+                out.redactions.append({"participant": p["id"]})
+        out.action, out.conversation = "redact", new
+        return out
+
+    def redact_text(self, text: str) -> tuple[str, int]:
+        """``text`` with every covered e-mail address and phone number replaced."""
+        if not text or ("@" not in text and not _PHONE_HINT.search(text)):
+            return text, 0
+        parts, last, n = [], 0, 0
+        for span in identifiers.spans(text, self.region):
+            if self.covers(span.kind, span.value):
+                parts += [text[last:span.start], _MARKS[span.kind].format(self.label)]
+                last, n = span.end, n + 1
+        if not n:
+            return text, 0
+        parts.append(text[last:])
+        return "".join(parts), n
+
+
+#: as in vault.upsert: text without six digits in a phone-like run holds no number
+_PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){5}")
+
+
+def region_of_bundle(conn: sqlite3.Connection, home: Path, bundle_row: int,
+                     default: str | None, cache: dict[int, str | None] | None = None
+                     ) -> str | None:
+    """The phone region a stored conversation was read with (its bundle's, else default).
+
+    The bundle's header (read without any key) carries the exporter's
+    region; a missing archive falls back to the vault's default.
+    """
+    if cache is not None and bundle_row in cache:
+        return cache[bundle_row]
+    from vault import bundle
+
+    found = default
+    row = conn.execute("SELECT archive_path FROM bundles WHERE id = ?", (bundle_row,)).fetchone()
+    if row and row[0] and (Path(home) / row[0]).is_file():
+        try:
+            context = bundle.inspect(Path(home) / row[0])["meta"].get("context") or {}
+            given = context.get("phone_region")
+            if isinstance(given, str) and given.strip():
+                found = identifiers.region(given)
+        except (ChatvaultError, ValueError, OSError):
+            found = default  # an unreadable header: the vault's default region
+    if cache is not None:
+        cache[bundle_row] = found
+    return found

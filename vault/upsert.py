@@ -35,7 +35,9 @@ BATCH_MESSAGES = 5000
 
 Identifier = tuple[str, str, "str | None"]  # kind, value, participant id
 Mention = tuple[str, str]  # kind, value
-TombstoneCheck = Callable[[dict[str, Any], list[Identifier], list[list[Mention]]], bool]
+#: True: leave the conversation out; a dict: store this (redacted) copy instead
+TombstoneCheck = Callable[[dict[str, Any], list[Identifier], list[list[Mention]]],
+                          "bool | dict[str, Any]"]
 
 #: six digits in a row, allowing the separators people write numbers with
 _PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){5}")
@@ -64,6 +66,8 @@ class LoadCounts:
     unchanged: int = 0
     older: int = 0
     tombstoned: int = 0
+    redacted: int = 0
+    tombstoned_blobs: int = 0
     messages: int = 0
     blobs_new: int = 0
     blobs_known: int = 0
@@ -115,8 +119,9 @@ class Loader:
     identifiers, mentions and index rows of the stored one.
 
     ``tombstone`` is called with the conversation and its identifiers and
-    returns True when the conversation must be left out (see
-    :mod:`vault.tombstones`).
+    returns True when the conversation must be left out, or a redacted copy
+    to store instead (see :mod:`vault.tombstones`); attachment content it
+    reports erased (``blob_erased``) is not stored.
     """
 
     def __init__(self, conn: sqlite3.Connection, *, source: str, bundle: int, sequence: int,
@@ -158,9 +163,21 @@ class Loader:
             return "unchanged"
 
         people, texts, mentions = self._rows(conv)
-        if self.tombstone is not None and self.tombstone(conv, people, mentions):
+        verdict = self.tombstone(conv, people, mentions) if self.tombstone else False
+        if verdict is True:
             self.counts.tombstoned += 1
             return "tombstoned"
+        if isinstance(verdict, dict):
+            # Erased identifiers redacted (vault.tombstones): store that copy.
+            conv, data = verdict, canonical.dumps(verdict)
+            sha = hashlib.sha256(data).hexdigest()
+            self.counts.redacted += 1
+            if row is not None and row[1] == sha:
+                self.conn.execute("UPDATE conversations SET bundle = ?, bundle_sequence = ? "
+                                  "WHERE id = ?", (self.bundle, self.sequence, row[0]))
+                self.counts.unchanged += 1
+                return "unchanged"
+            people, texts, mentions = self._rows(conv)
         if row is None:
             conv_id, first = self._next_conv, self.now
             self._next_conv += 1
@@ -254,7 +271,11 @@ class Loader:
         self._pending = 0
 
     def add_blob(self, sha256: str, size: int, content: Any) -> bool:
-        """Store attachment content once; False when it was already stored."""
+        """Store attachment content once; False when it was already stored (or erased)."""
+        erased = getattr(self.tombstone, "blob_erased", None)
+        if erased is not None and erased(sha256):
+            self.counts.tombstoned_blobs += 1
+            return False
         if self.conn.execute("SELECT 1 FROM attachments WHERE sha256 = ?",
                              (sha256,)).fetchone():
             self.counts.blobs_known += 1
