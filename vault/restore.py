@@ -34,10 +34,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from vault import atomic, audit, bundle, identifiers, media, records, store
-from vault import timestamps, tombstones
+from vault import canonical, timestamps, tombstones, vaultconfig
 from vault.bundle import BundleWriter
 from vault.config import FAT32_MAX
 from vault.errors import InputRejected, InvalidRecord, MediaIOError, UsageError
@@ -102,12 +102,14 @@ class _Row:
     source: str
     conversation_id: str
     size: int
+    bundle: int
     blobs: dict[str, int] = field(default_factory=dict)
+    data: bytes | None = None  # a redacted copy to send instead of the stored record
 
 
 def _candidates(conn: Any, sel: Selection) -> list[_Row]:
-    base = ("SELECT id, source, conversation_id, length(CAST(record AS BLOB)), started_at, "
-            "coalesce(last_at, started_at) FROM conversations")
+    base = ("SELECT id, source, conversation_id, length(CAST(record AS BLOB)), bundle, "
+            "started_at, coalesce(last_at, started_at) FROM conversations")
     where, params = [], []  # type: tuple[list[str], list[Any]]
     if sel.source is not None:
         where.append("source = ?")
@@ -127,7 +129,7 @@ def _candidates(conn: Any, sel: Selection) -> list[_Row]:
     since = parse_day(sel.since) if sel.since else None
     until = parse_day(sel.until, end=True) if sel.until else None
     out = []
-    for cid, src, conv_id, size, started, last in conn.execute(
+    for cid, src, conv_id, size, bundle_row, started, last in conn.execute(
             sql + " ORDER BY source, conversation_id", params):
         if wanted_ids and conv_id not in wanted_ids:
             continue
@@ -137,31 +139,53 @@ def _candidates(conn: Any, sel: Selection) -> list[_Row]:
             continue
         if until and timestamps.parse(started) >= until:
             continue
-        out.append(_Row(cid, src, conv_id, int(size)))
+        out.append(_Row(cid, src, conv_id, int(size), bundle_row))
     return out
 
 
-Exclusion = Callable[[Any, _Row], bool]
+class Screen:
+    """Tombstones (and Art. 18 restrictions) applied to each record, as ingest applies them.
 
+    ``check`` returns ``"keep"``, ``"tombstoned"`` (the conversation is left
+    out) or ``"redacted"`` (a subject only mentioned: the redacted copy the
+    filter makes goes out instead, kept in ``row.data``).
+    """
 
-def exclusions(home: Path, conn: Any) -> list[tuple[str, Exclusion]]:
-    """(reason, test) for what must never leave the vault in a restore."""
-    key = tombstones.load_key(home, conn)
-    filters: dict[str, tombstones.Filter] = {}
+    def __init__(self, home: Path, conn: Any) -> None:
+        self.home = Path(home)
+        self.key = tombstones.load_key(home, conn)
+        self.region = vaultconfig.load(home).phone_region
+        self.active = conn.execute("SELECT 1 FROM tombstones LIMIT 1").fetchone() is not None
+        self._filters: dict[tuple[str, str | None], tombstones.Filter] = {}
+        self._regions: dict[int, str | None] = {}
 
-    def tombstoned(c: Any, row: _Row) -> bool:
-        flt = filters.setdefault(row.source, tombstones.Filter(c, key, row.source))
-        if not flt:
-            return False
-        people = c.execute("SELECT kind, value, participant_id FROM identifiers "
-                           "WHERE conversation = ?", (row.id,)).fetchall()
-        said = [[tuple(r) for r in c.execute("SELECT kind, value FROM mentions "
-                                             "WHERE conversation = ?", (row.id,))]]
-        return flt({"conversation_id": row.conversation_id}, people, said)
+    def filters(self, conn: Any, row: _Row) -> list[tuple[str, Any]]:
+        region = tombstones.region_of_bundle(conn, self.home, row.bundle, self.region,
+                                             self._regions)
+        flt = self._filters.get((row.source, region))
+        if flt is None:
+            flt = tombstones.Filter(conn, self.key, row.source, region)
+            self._filters[(row.source, region)] = flt
+        # Art. 18 restriction: its filter joins this list once vault.restriction lands.
+        return [("tombstoned", flt)]
 
-    found: list[tuple[str, Exclusion]] = [("tombstoned", tombstoned)]
-    # Art. 18 restriction: added here once vault.restriction lands.
-    return found
+    def check(self, conn: Any, row: _Row) -> str:
+        if not self.active:
+            return "keep"
+        (text,) = conn.execute("SELECT record FROM conversations WHERE id = ?",
+                               (row.id,)).fetchone()
+        conv = canonical.loads(text)
+        result = "keep"
+        for reason, flt in self.filters(conn, row):
+            shown = flt.apply(conv)
+            if shown is None:
+                return reason
+            if shown is not conv:
+                conv, result = shown, "redacted"
+        if result == "redacted":
+            row.data, _ = records.canonical_record(conv, f"{row.source} record {row.id}")
+            row.size = len(row.data)
+        return result
 
 
 # -- planning parts under the size limit ------------------------------------------------------
@@ -205,6 +229,7 @@ class Created:
     parts: list[dict[str, Any]]
     conversations: int
     excluded: dict[str, int]
+    redacted: int
     blobs: int
     recipients: list[str]
 
@@ -269,15 +294,16 @@ def create(home: Path, identity: Identity, recipients: Sequence[PublicIdentity],
     conn = store.open_store(home / store.FILE_NAME)
     try:
         rows = _candidates(conn, selection)
-        tests = exclusions(home, conn)
-        excluded = {reason: 0 for reason, _ in tests}
-        kept = []
+        screen = Screen(home, conn)
+        excluded = {"tombstoned": 0, "restricted": 0}
+        kept, redacted = [], 0
         for row in rows:
-            reason = next((r for r, test in tests if test(conn, row)), None)
-            if reason is None:
-                kept.append(row)
-            else:
-                excluded[reason] += 1
+            verdict = screen.check(conn, row)
+            if verdict in excluded:
+                excluded[verdict] += 1
+                continue
+            redacted += verdict == "redacted"
+            kept.append(row)
         _attach_blobs(conn, kept)
         budget = plaintext_budget(max_bytes, len(recipients)) - _END_FRAME
         parts = plan(kept, budget)
@@ -289,11 +315,12 @@ def create(home: Path, identity: Identity, recipients: Sequence[PublicIdentity],
                              scratch, target, on_media)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        made = Created(restore_id, done, len(kept), excluded,
+        made = Created(restore_id, done, len(kept), excluded, redacted,
                        sum(p["blobs"] for p in done), [r.fingerprint for r in recipients])
         audit.append(conn, "restore.create", target=f"restore:{restore_id}", purpose=purpose,
                      detail={"selection": selection.describe(), "parts": len(done),
                              "conversations": made.conversations, "excluded": excluded,
+                             "redacted": redacted,
                              "blobs": made.blobs, "recipients": made.recipients,
                              "destination": "media" if on_media else "folder"})
     finally:
@@ -320,9 +347,8 @@ def _seal_all(home: Path, conn: Any, identity: Identity, recipients: Sequence[Pu
         blobs = 0
         try:
             for row in rows:
-                (data,) = conn.execute("SELECT record FROM conversations WHERE id = ?",
-                                       (row.id,)).fetchone()
-                raw = data.encode("utf-8")
+                raw = row.data or conn.execute("SELECT record FROM conversations WHERE "
+                                               "id = ?", (row.id,)).fetchone()[0].encode()
                 line, summary = records.canonical_line(raw, f"{src} record {row.id}")
                 if line != raw:
                     raise InvalidRecord(f"stored record {row.id} of {src} is not canonical "
