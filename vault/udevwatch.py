@@ -1,0 +1,251 @@
+"""Which block devices the vault takes, and the udev events that bring them.
+
+udev (through :mod:`pyudev`) announces every block device; the daemon takes
+one only when all of these hold:
+
+* it is a block device (``SUBSYSTEM=block``, a disk or a partition) that
+  carries a file system (``ID_FS_USAGE=filesystem``): not a partition
+  table, not swap, not an encrypted container;
+* it passes the configured match (``[daemon] device_match``):
+
+  ``usb``                   ``ID_BUS=usb`` (the default: USB sticks and disks)
+  ``any``                   any such device, loop devices included (tests,
+                            appliances with SD card readers)
+  ``PROP=value[,P2=v2]``    every listed udev property matches; values are
+                            shell-style patterns (``ID_FS_LABEL=CV*``)
+
+* it is not mounted already (the vault's own disks are, so ``any`` never
+  touches them).
+
+Event bookkeeping lives in :class:`DeviceQueue`: a device is handled once
+per insertion. An insertion is named by the device node and the kernel's
+disk sequence number (``DISKSEQ``, new for every medium a loop device or a
+card reader gets), or the file system UUID where the kernel has no
+``DISKSEQ``. The ``change`` events udev sends again when a writer closes
+the device (our own read-write mount does) are therefore ignored, and a
+stick pulled and inserted again is handled again.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import queue
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+log = logging.getLogger(__name__)
+
+_PROP_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_UDEV_CONTROL = Path("/run/udev/control")
+
+
+@dataclass(frozen=True)
+class DeviceMatch:
+    """The parsed ``device_match`` setting; :meth:`accepts` a udev property dict."""
+
+    text: str
+    props: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> "DeviceMatch":
+        """``usb``, ``any`` or ``PROP=pattern[,PROP=pattern]``; ValueError otherwise."""
+        text = text.strip()
+        if text == "usb":
+            return cls(text, (("ID_BUS", "usb"),))
+        if text == "any":
+            return cls(text)
+        props = []
+        for part in text.split(","):
+            name, sep, pattern = part.strip().partition("=")
+            if not sep or not _PROP_NAME.match(name) or not pattern:
+                raise ValueError(f'expected "usb", "any" or "PROPERTY=value[,PROPERTY=value]"'
+                                 f", got {text!r}")
+            props.append((name, pattern))
+        return cls(text, tuple(props))
+
+    def accepts(self, props: Mapping[str, str]) -> bool:
+        """True when ``props`` describe a file system this match takes."""
+        if not carries_filesystem(props):
+            return False
+        return all(fnmatch.fnmatchcase(props.get(name, ""), pattern)
+                   for name, pattern in self.props)
+
+
+def carries_filesystem(props: Mapping[str, str]) -> bool:
+    return (props.get("SUBSYSTEM") == "block"
+            and props.get("DEVTYPE") in ("disk", "partition")
+            and props.get("ID_FS_USAGE") == "filesystem"
+            and bool(props.get("DEVNAME")))
+
+
+@dataclass(frozen=True)
+class Device:
+    """A block device as udev described it (only what the daemon needs)."""
+
+    devnode: str
+    fs_type: str
+    label: str | None
+    serial: str | None
+    uuid: str | None
+    devnum: tuple[int, int] | None
+    insertion: str
+    props: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, str]) -> "Device":
+        devnum = None
+        if props.get("MAJOR", "").isdigit() and props.get("MINOR", "").isdigit():
+            devnum = (int(props["MAJOR"]), int(props["MINOR"]))
+        uuid = props.get("ID_FS_UUID") or None
+        seq = props.get("DISKSEQ")
+        return cls(devnode=props["DEVNAME"], fs_type=props.get("ID_FS_TYPE", ""),
+                   label=props.get("ID_FS_LABEL") or None,
+                   serial=props.get("ID_SERIAL_SHORT") or props.get("ID_SERIAL") or None,
+                   uuid=uuid, devnum=devnum,
+                   insertion=f"seq:{seq}" if seq else f"uuid:{uuid or '-'}",
+                   props=dict(props))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Names one insertion of one medium (see the module docstring)."""
+        return (self.devnode, self.insertion)
+
+    @property
+    def name(self) -> str:
+        """What an operator recognises: the label, else the serial, else the node."""
+        return self.label or self.serial or self.uuid or os.path.basename(self.devnode)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.devnode}, {self.fs_type or 'unknown'})"
+
+
+def mounted_devnums(mountinfo: Path = Path("/proc/self/mountinfo")) -> set[tuple[int, int]]:
+    """``major:minor`` of every block device mounted in this mount namespace."""
+    found = set()
+    try:
+        text = mountinfo.read_text()
+    except OSError:
+        return found
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and ":" in fields[2]:
+            major, _, minor = fields[2].partition(":")
+            if major.isdigit() and minor.isdigit():
+                found.add((int(major), int(minor)))
+    return found
+
+
+class DeviceQueue:
+    """Devices waiting to be handled, one insertion once, in arrival order.
+
+    Fed from the udev thread with :meth:`offer`; the daemon's loop takes
+    devices with :meth:`take`. Thread-safe.
+    """
+
+    def __init__(self, match: DeviceMatch,
+                 is_mounted: Callable[[tuple[int, int]], bool] | None = None) -> None:
+        self.match = match
+        self._is_mounted = is_mounted or (lambda devnum: devnum in mounted_devnums())
+        self._lock = threading.Lock()
+        self._waiting: "queue.Queue[Device]" = queue.Queue()
+        self._seen: set[tuple[str, str]] = set()
+
+    def offer(self, action: str, props: Mapping[str, str]) -> bool:
+        """Take note of one udev event; True when a device was queued."""
+        devnode = props.get("DEVNAME")
+        if not devnode:
+            return False
+        if action == "remove" or not carries_filesystem(props):
+            self._forget(devnode)
+            return False
+        if action not in ("add", "change") or not self.match.accepts(props):
+            return False
+        device = Device.from_properties(props)
+        with self._lock:
+            if device.key in self._seen:
+                return False
+            if device.devnum is not None and self._is_mounted(device.devnum):
+                log.info("%s is mounted already; leaving it alone", device.describe())
+                self._seen.add(device.key)
+                return False
+            self._seen.add(device.key)
+        log.info("noticed %s", device.describe())
+        self._waiting.put(device)
+        return True
+
+    def _forget(self, devnode: str) -> None:
+        with self._lock:
+            gone = {key for key in self._seen if key[0] == devnode}
+            self._seen -= gone
+        if gone:
+            log.debug("%s removed", devnode)
+
+    def take(self, timeout: float) -> Device | None:
+        try:
+            return self._waiting.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def waiting(self) -> int:
+        return self._waiting.qsize()
+
+
+class Watcher:
+    """Listens to udev's block events on a thread and feeds a :class:`DeviceQueue`.
+
+    The monitor starts listening before the devices already attached are
+    listed (coldplug), so that nothing attached in between is missed; the
+    queue drops the duplicates this may give.
+    """
+
+    def __init__(self, devices: DeviceQueue) -> None:
+        import pyudev
+
+        self.devices = devices
+        self._context = pyudev.Context()
+        self._monitor = pyudev.Monitor.from_netlink(self._context, source="udev")
+        self._monitor.filter_by("block")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="udev", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> int:
+        """Start listening, then queue matching devices already present; returns their count."""
+        if not _UDEV_CONTROL.exists():
+            log.warning("systemd-udevd does not seem to run (%s missing): inserted media "
+                        "will not be noticed until it does", _UDEV_CONTROL)
+        self._monitor.start()
+        self._thread.start()
+        found = 0
+        for dev in self._context.list_devices(subsystem="block"):
+            found += self.devices.offer("add", _props(dev))
+        return found
+
+    def _listen(self) -> None:
+        try:
+            while not self._stop.is_set():
+                dev = self._monitor.poll(timeout=0.5)
+                if dev is not None:
+                    self.devices.offer(dev.action or "change", _props(dev))
+        except BaseException as exc:  # noqa: BLE001 - reported by alive()
+            self.error = exc
+            log.error("udev monitor stopped: %s", exc)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+def _props(dev: Any) -> dict[str, str]:
+    props = {str(k): str(v) for k, v in dev.properties.items()}
+    props.setdefault("SUBSYSTEM", dev.subsystem or "")
+    return props
