@@ -580,3 +580,15 @@ def test_delete_ingested_removes_only_receipted_bundles(pair: Pair, tmp_path: Pa
     assert [o.status for o in outs] == ["ingested", "quarantined"]
     assert sorted(p.name for p in outbox(media_root).iterdir()) == ["web-00000002.cvb"]
     assert len(receipts.on_media(media_root)) == 2
+
+
+def test_progress_bar_does_not_change_the_outcome(pair: Pair, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    media_root = stick(tmp_path / "stick")
+    Chain(pair, outbox(media_root)).seal([conv(f"c{i}", ["x"]) for i in range(450)])
+
+    [out] = ingest.ingest_media(pair.vault_path, media_root, progress=True)
+
+    assert out.status == "ingested" and out.counts["new"] == 450
+    captured = capsys.readouterr()
+    assert captured.out == "" and "450/450" in captured.err

@@ -15,6 +15,12 @@ from vault import ingest, store, timestamps, vaultstatus
 from vault_kit import Chain, conv, outbox, stick
 
 
+@pytest.fixture(autouse=True)
+def _own_checks_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about this module's checks; others (drills, DSARs) test theirs."""
+    monkeypatch.setattr(vaultstatus, "CHECK_MODULES", ("vault.vaultstatus",))
+
+
 def _ingest(pair: Pair, tmp_path: Path, plan: list[dict[str, Any]]) -> Path:
     media_root = stick(tmp_path / "stick")
     ch = Chain(pair, outbox(media_root))

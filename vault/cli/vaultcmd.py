@@ -138,5 +138,13 @@ def daemon_cmd(
     """Watch for removable media (udev), ingest, write receipts, say when safe to remove."""
     import importlib
 
-    daemon = importlib.import_module("vault.daemon")  # written alongside; imported late
+    from vault.errors import UsageError
+
+    try:
+        daemon = importlib.import_module("vault.daemon")  # heavy (pyudev): imported late
+    except ModuleNotFoundError as exc:
+        if exc.name != "vault.daemon":
+            raise
+        raise UsageError("this chatvault has no media daemon (vault/daemon.py is missing)") \
+            from None
     daemon.run(resolve_home(home), device_match=device_match)
