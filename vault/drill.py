@@ -214,8 +214,9 @@ def _compare_store(home: Path, conn: Any, held: list[_Held],
     for item in held:
         where = {"source": item.bundle["source"], "sequence": item.bundle["sequence"],
                  "record": item.position}
-        row = conn.execute("SELECT content_sha256, bundle_sequence FROM conversations "
-                           "WHERE source = ? AND conversation_id = ?", item.key).fetchone()
+        row = conn.execute("SELECT content_sha256, bundle_sequence, record FROM "
+                           "conversations WHERE source = ? AND conversation_id = ?",
+                           item.key).fetchone()
         if row is None:
             if item.erased:
                 c["erased"] += 1
@@ -225,6 +226,9 @@ def _compare_store(home: Path, conn: Any, held: list[_Held],
                 tally.bad("missing_from_store", **where)
             continue
         present[item.key] = row[0]
+        if records.content_hash(row[2].encode("utf-8")) != row[0]:
+            tally.bad("store_record_damaged", **where)
+            continue
         if item.archived is None or row[1] > item.bundle["sequence"]:
             c["superseded"] += item.archived is not None
             continue
