@@ -126,7 +126,7 @@ class Device:
 
 def mounted_devnums(mountinfo: Path = Path("/proc/self/mountinfo")) -> set[tuple[int, int]]:
     """``major:minor`` of every block device mounted in this mount namespace."""
-    found = set()
+    found: set[tuple[int, int]] = set()
     try:
         text = mountinfo.read_text()
     except OSError:
