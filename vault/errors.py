@@ -70,6 +70,12 @@ class ConfigError(ChatvaultError):
     code = "config"
 
 
+class QueryFailed(ChatvaultError):
+    """A search that could not be answered: never to be shown as "no results"."""
+
+    code = "query_failed"
+
+
 # -- input rejected (exit 3) ------------------------------------------------
 
 class InputRejected(ChatvaultError):
@@ -131,6 +137,12 @@ class BadKeyFile(InputRejected):
 
 class BadPassphrase(InputRejected):
     code = "bad_passphrase"
+
+
+class AuditChainBroken(InputRejected):
+    """``audit verify``: an entry of the hash chain was changed, removed or reordered."""
+
+    code = "audit_broken"
 
 
 class BadDocument(InputRejected):

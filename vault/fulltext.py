@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vault import identifiers
-from vault.errors import UsageError
+from vault.errors import QueryFailed, UsageError
 
 # CJK ideographs, kana and hangul syllables; the first pattern is BMP-only
 # so the regex engine tests it with a bitmap.
@@ -111,6 +111,7 @@ def index_text(text: str) -> str:
 MAX_QUERY_CHARS = 1000
 MAX_QUERY_TERMS = 32
 _TERMS = re.compile(r'"([^"]*)"|(\S+)')
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _PHONE_QUERY = re.compile(r"^\+?[\d\s().\-/]{6,40}$")
 
 
@@ -138,7 +139,8 @@ def match_expression(query: str, region: str | None = None) -> str:
     if len(query) > MAX_QUERY_CHARS:
         raise UsageError(f"search query longer than {MAX_QUERY_CHARS} characters")
     phrases: list[str] = []
-    for quoted, word in _TERMS.findall(query):
+    # Control characters are never part of a word (and NUL would end FTS5's string).
+    for quoted, word in _TERMS.findall(_CONTROL.sub(" ", query)):
         folded = index_text(quoted or word)
         if any(ch.isalnum() for ch in folded):
             phrases.append('"' + folded.replace('"', '""') + '"')
@@ -173,6 +175,60 @@ def search(conn: sqlite3.Connection, query: str, source: str | None = None,
     try:
         return [Hit(*row) for row in conn.execute(sql, params)]
     except sqlite3.OperationalError as exc:
-        raise UsageError(f"search query could not be run ({exc})") from None
+        # Every word reaches MATCH quoted, so this is the store, not the query:
+        # say so, never answer "no results".
+        raise QueryFailed(f"the search could not be answered ({exc}); nothing can be "
+                          "concluded from it: check the store ('chatvault vault status')"
+                          ) from None
+
+
+_WORD = re.compile(r"\w+")
+
+
+def snippet(text: str, query: str, width: int = 160) -> str:
+    """A window of the original ``text`` around the first word the query names."""
+    words = set(index_text(query).split())
+    start = 0
+    for m in _WORD.finditer(text):
+        if words.intersection(index_text(m.group()).split()):
+            start = m.start()
+            break
+    left = max(0, start - width // 3)
+    right = min(len(text), left + width)
+    body = " ".join(text[left:right].split())
+    return ("…" if left else "") + body + ("…" if right < len(text) else "")
+
+
+@dataclass
+class ConversationHit:
+    """A conversation that matched, its best rank and its matching messages."""
+
+    source: str
+    conversation_id: str
+    rank: float
+    messages: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"conversation_id": self.conversation_id, "source": self.source,
+                "rank": self.rank, "messages": self.messages}
+
+
+def search_conversations(conn: sqlite3.Connection, query: str, source: str | None = None,
+                         limit: int = 50, region: str | None = None
+                         ) -> list[ConversationHit]:
+    """Matching conversations, best first, each with its messages' snippets."""
+    hits = search(conn, query, source, min(10000, limit * 20), region)
+    out: dict[tuple[str, str], ConversationHit] = {}
+    for h in hits:
+        item = out.get((h.source, h.conversation_id))
+        if item is None:
+            if len(out) >= limit:
+                continue
+            item = out[(h.source, h.conversation_id)] = ConversationHit(
+                h.source, h.conversation_id, h.rank, [])
+        if len(item.messages) < 5:
+            item.messages.append({"message_id": h.message_id, "at": h.at,
+                                  "snippet": snippet(h.text, query)})
+    return list(out.values())
 
 

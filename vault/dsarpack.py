@@ -1,0 +1,283 @@
+"""Building a DSAR package: the subject's conversations, redacted for others, as files.
+
+:func:`build` writes the package described in :mod:`vault.dsar` into a
+folder; :func:`seal` puts that folder into a sealed bundle (kind ``dsar``,
+signed by the vault, sealed to the given public key: the manifest is the one
+record, every file a blob) and :func:`unseal` turns such a bundle back into
+the folder, checking every file against the manifest.
+
+Redaction works on the canonical record of each conversation:
+
+* participants: the subject's own fields are kept; another customer
+  becomes ``[other customer]`` with no contact fields; an agent keeps the
+  name unless ``[dsar] redact_agent_names`` (then ``Agent 1``, ``Agent 2``);
+  contact fields of anyone but the subject are dropped;
+* text: every e-mail address and phone number that is not the subject's is
+  replaced (``[e-mail redacted]``, ``[phone redacted]``), and so is every
+  other customer's (and, with the switch, agent's) name as written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from vault import canonical, identifiers, store, timestamps, tombstones
+from vault.errors import BadDocument
+from vault.subjects import Subject, VaultHandle
+
+_MARK = {"email": "[e-mail redacted]", "phone": "[phone redacted]",
+         "phone_unparsed": "[phone redacted]"}
+_CONTACT = ("email", "phone", "customer_id", "platform_ids", "session")
+
+
+def schema_text() -> str:
+    return resources.files("vault").joinpath("schemas/dsar-package.schema.json").read_text(
+        "utf-8")
+
+
+class _Redactor:
+    """Redacts one conversation for the subject; records what it did, never the values."""
+
+    def __init__(self, subject_values: set[str], region: str | None, agent_names: bool,
+                 log: list[dict[str, Any]]) -> None:
+        self.mine, self.region, self.agent_names, self.log = subject_values, region, \
+            agent_names, log
+
+    def participants(self, conv: dict[str, Any], cid: str) -> tuple[list[dict[str, Any]],
+                                                                     set[str],
+                                                                     list[tuple[str, str]]]:
+        from vault.upsert import participant_identifiers
+
+        people, subject_ids, names = [], set(), []
+        agents = 0
+        for p in conv["participants"]:
+            found = {v for _, v in participant_identifiers(p, self.region)}
+            q = {k: p[k] for k in ("id", "role", "name", "email", "phone", "customer_id")
+                 if k in p}
+            if found & self.mine:
+                subject_ids.add(p["id"])
+            elif p["role"] == "customer":
+                if isinstance(p.get("name"), str) and p["name"].strip():
+                    names.append((p["name"], "[other customer]"))
+                q = {"id": p["id"], "role": "customer", "name": "[other customer]"}
+                self.log.append({"conversation_id": cid, "participant_id": p["id"],
+                                 "kind": "other_customer", "replacement": "[other customer]"})
+            else:
+                if p["role"] == "agent" and self.agent_names:
+                    agents += 1
+                    alias = f"Agent {agents}"
+                    if isinstance(p.get("name"), str) and p["name"].strip():
+                        names.append((p["name"], alias))
+                    q["name"] = alias
+                    self.log.append({"conversation_id": cid, "participant_id": p["id"],
+                                     "kind": "agent_name", "replacement": alias})
+                for key in _CONTACT:
+                    if q.pop(key, None) is not None:
+                        self.log.append({"conversation_id": cid, "participant_id": p["id"],
+                                         "kind": key, "replacement": None})
+            people.append(q)
+        return people, subject_ids, names
+
+    def text(self, text: str, names: list[tuple[str, str]], cid: str, mid: str) -> str:
+        parts, last = [], 0
+        for span in identifiers.spans(text, self.region):
+            if span.value in self.mine:
+                continue
+            parts += [text[last:span.start], _MARK[span.kind]]
+            last = span.end
+            self.log.append({"conversation_id": cid, "message_id": mid, "kind": span.kind,
+                             "replacement": _MARK[span.kind]})
+        out = "".join(parts) + text[last:]
+        for name, alias in names:
+            pattern = re.compile(re.escape(name.strip()), re.IGNORECASE)
+            out, n = pattern.subn(alias, out)
+            if n:
+                self.log.append({"conversation_id": cid, "message_id": mid,
+                                 "kind": "name", "replacement": alias, "count": n})
+        return out
+
+    def mentions_subject(self, text: str) -> bool:
+        return any(s.value in self.mine for s in identifiers.spans(text, self.region))
+
+
+def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str, Any]:
+    """Write the package for ``case`` into ``folder``; returns counts and review list."""
+    from vault import dsar, dsarhtml, restriction, subjects
+
+    folder.mkdir(parents=True, exist_ok=True)
+    matches = subjects.find(v.conn, subject)
+    exact = [m for m in matches if m.exact]
+    review = [m for m in matches if not m.exact]
+    hidden = restriction.hidden(v.conn, v.key, [m.conv for m in exact])
+    mine = {val for _, val in subject.exact()} | set(subject.unparsed_forms())
+    redactions: list[dict[str, Any]] = []
+    agent_names = bool((v.cfg.raw.get("dsar") or {}).get("redact_agent_names", False))
+    regions: dict[int, str | None] = {}
+    convs: list[dict[str, Any]] = []
+    blobs: dict[str, str] = {}
+
+    def stored(sha: str) -> bool:
+        return v.conn.execute("SELECT 1 FROM attachments WHERE sha256 = ?",
+                              (sha,)).fetchone() is not None
+
+    for m in exact:
+        text, bundle = v.conn.execute("SELECT record, bundle FROM conversations WHERE id = ?",
+                                      (m.conv,)).fetchone()
+        record = canonical.loads(text)
+        region = tombstones.region_of_bundle(v.conn, v.home, bundle, v.region, regions)
+        r = _Redactor(mine, region, agent_names, redactions)
+        convs.append(_conversation(r, m, record, blobs, stored))
+    (folder / "attachments").mkdir(exist_ok=True)
+    for sha, fname in sorted(blobs.items()):
+        with open(folder / "attachments" / fname, "wb") as fh:
+            for part in store.read_attachment(v.conn, sha):
+                fh.write(part)
+    package = {"schema": dsar.SCHEMA_ID, "generated_at": timestamps.now_utc(),
+               "case": {"case_id": case.id, "received": case.received, "due": case.due,
+                        "extended_due": case.extended_due},
+               "subject": {"emails": subject.emails, "phones": subject.phones},
+               "processing": _processing(v, sorted({c["source"] for c in convs})),
+               "conversations": convs}
+    _write(folder / "data.json", json.dumps(package, ensure_ascii=False, indent=1))
+    (folder / "schema").mkdir(exist_ok=True)
+    _write(folder / "schema" / "dsar-package.schema.json", schema_text())
+    (folder / "conversations").mkdir(exist_ok=True)
+    for n, c in enumerate(convs, 1):
+        c_file = folder / "conversations" / f"{n:04d}.html"
+        _write(c_file, dsarhtml.conversation_page(package, c, n))
+    _write(folder / "index.html", dsarhtml.index_page(package))
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+    manifest = {"schema": dsar.SCHEMA_ID + "/manifest", "case_id": case.id,
+                "generated_at": package["generated_at"],
+                "files": [{"path": p.relative_to(folder).as_posix(),
+                           "sha256": dsar.sha256_file(p), "size": p.stat().st_size}
+                          for p in files],
+                "redactions": redactions, "restricted_conversations": len(hidden)}
+    _write(folder / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
+    return {"case_id": case.id, "conversations": len(convs), "files": len(files) + 1,
+            "attachments": len(blobs), "redactions": len(redactions),
+            "needs_review": [{"source": m.source, "conversation_id": m.conversation_id,
+                              "reasons": m.reasons} for m in review]}
+
+
+def _conversation(r: _Redactor, m: Any, record: dict[str, Any], blobs: dict[str, str],
+                  stored: Callable[[str], bool]) -> dict[str, Any]:
+    """The package form of one conversation (redacted; mention-only: those messages)."""
+    from vault import dsar
+
+    cid = record["conversation_id"]
+    people, subject_ids, names = r.participants(record, cid)
+    messages = []
+    for msg in record["messages"]:
+        texts = [msg["text"]] + [a["text"] for a in msg.get("attachments") or ()
+                                 if isinstance(a.get("text"), str)]
+        if not subject_ids and not any(r.mentions_subject(t) for t in texts):
+            continue
+        out = {"id": msg["id"], "at": msg["at"], "from": msg.get("from"),
+               "text": r.text(msg["text"], names, cid, msg["id"])}
+        for key in ("visibility", "direction", "system"):
+            if key in msg:
+                out[key] = msg[key]
+        files = []
+        for a in msg.get("attachments") or ():
+            item = {k: a[k] for k in ("name", "type", "size", "sha256") if k in a}
+            if isinstance(a.get("text"), str):
+                item["text"] = r.text(a["text"], names, cid, msg["id"])
+            sha = a.get("sha256")
+            if subject_ids and isinstance(sha, str) and stored(sha):
+                blobs[sha] = sha + dsar.safe_extension(a.get("name"))
+                item["file"] = "attachments/" + blobs[sha]
+            files.append(item)
+        if files:
+            out["attachments"] = files
+        messages.append(out)
+    keep = ("platform", "channel", "title", "status", "started_at", "ended_at")
+    return {"source": m.source, "conversation_id": cid,
+            **{k: record[k] for k in keep if isinstance(record.get(k), str)},
+            "subject_role": "customer" if m.customer else (
+                "participant" if subject_ids else "mentioned"),
+            "match_reasons": m.reasons, "participants": people, "messages": messages}
+
+
+def _processing(v: VaultHandle, sources: list[str]) -> dict[str, Any]:
+    from vault import dsar
+
+    info: dict[str, Any] = {k: None for k in dsar.REGISTER_KEYS}
+    info.update(dsar.register(v))
+    info["retention_by_source"] = {s: (f"{v.cfg.retention_for(s)} days after the last "
+                                       "message" if v.cfg.retention_for(s) else
+                                       "no fixed period configured") for s in sources}
+    return info
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+# -- sealed packages -----------------------------------------------------------------------
+
+def seal(v: VaultHandle, case_id: str, folder: Path, out: Path, pubfile: Path) -> Path:
+    """The package folder as one sealed bundle ``out/<case_id>.cvb`` for ``pubfile``."""
+    from vault import keys, records
+    from vault.bundle import BundleWriter
+    from vault.home import Home
+
+    recipient = keys.load_public(Path(pubfile))
+    manifest = (folder / "manifest.json").read_bytes()
+    files = json.loads(manifest)["files"] + [
+        {"path": "manifest.json", "sha256": _sha(folder / "manifest.json"),
+         "size": len(manifest)}]
+    record = canonical.dumps({"kind": "dsar-package", "case_id": case_id, "files": files})
+    target = out / f"{case_id}.cvb"
+    w = BundleWriter(target, Home(v.home).identity(), [recipient], kind="dsar",
+                     source="dsar", sequence=1, context={"case_id": case_id})
+    try:
+        w.add_record(record, records.Summary(case_id, 0, 0, len(files), None, None))
+        for f in files:
+            with open(folder / f["path"], "rb") as fh:
+                w.add_blob(f["sha256"], fh, f["size"])
+        w.finish()
+    except BaseException:
+        w.abort()
+        raise
+    return target
+
+
+def unseal(path: Path, identity: Any, trust: Any, out: Path) -> Path:
+    """Open a sealed package (signed by a trusted vault) into ``out/<case_id>/``."""
+    from vault.bundle import Bundle, Record
+
+    blobs: dict[str, bytes] = {}
+    index: dict[str, Any] | None = None
+    with Bundle(path) as b:
+        b.check_signer(trust, "vault")
+        b.verify_signature()
+        for item in b.items(identity):
+            if isinstance(item, Record):
+                index = canonical.loads(item.data)
+            else:
+                blobs[item.sha256] = item.content.read()
+    if index is None or index.get("kind") != "dsar-package":
+        raise BadDocument("not a DSAR package bundle", path=path)
+    target = Path(out) / str(index["case_id"])
+    for f in index["files"]:
+        rel = Path(f["path"])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise BadDocument(f"unsafe path in package: {f['path']!r}", path=path)
+        data = blobs.get(f["sha256"])
+        if data is None:
+            raise BadDocument(f"{f['path']} missing from the bundle", path=path)
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_bytes(data)
+    return target
+
+
+def _sha(path: Path) -> str:
+    from vault import dsar
+
+    return dsar.sha256_file(path)
+

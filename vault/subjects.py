@@ -1,0 +1,308 @@
+"""Subject search: every conversation a person took part in or is mentioned in, and why.
+
+A :class:`Subject` is what a DPO knows about a person: e-mail addresses,
+phone numbers, names, platform user ids (``platform:id``), customer ids.
+Each is normalised exactly as ingest normalised what it stored
+(:mod:`vault.identifiers`: e-mail case-folded, phone in E.164 from any
+written form with the vault's region, "UK" taken as "GB"), then looked up in
+the store's indexes, never by reading messages:
+
+* ``identifiers (kind, value)``: the person is a participant;
+* ``mentions (kind, value)``: the identifier is written in a message.
+
+Every :class:`Match` carries its reasons ("participant e-mail (customer)",
+"phone mentioned in message 3"). Two kinds of match are never merged
+silently with exact ones and are marked **needs review**: a name alone,
+and a phone number whose digits were stored without a country code (no
+region was configured when it was ingested, so it was never guessed).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Iterator
+
+from vault import identifiers, timestamps
+from vault.errors import UsageError
+
+#: how the CLI names each identifier kind in reasons
+_NOUN = {"email": "e-mail", "phone": "phone", "phone_unparsed": "phone digits",
+         "customer_id": "customer id", "platform_id": "platform id", "name": "name"}
+_CHUNK = 500
+
+
+@dataclass
+class Subject:
+    """The normalised identifiers of one person (see :meth:`parse`)."""
+
+    emails: list[str] = field(default_factory=list)
+    phones: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    platform_ids: list[str] = field(default_factory=list)
+    customer_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, *, emails: Iterable[str] = (), phones: Iterable[str] = (),
+              names: Iterable[str] = (), ids: Iterable[str] = (),
+              customer_ids: Iterable[str] = (), region: str | None = None) -> "Subject":
+        """Normalise what a person typed; UsageError names what cannot be used.
+
+        The message never repeats the value (it may be personal data that
+        would end up in a shell log or a ticket); it says which option.
+        """
+        out = cls()
+        for n, text in enumerate(emails, 1):
+            email = identifiers.normalise_email(text)
+            if email is None:
+                raise UsageError(f"--email number {n} is not an e-mail address")
+            _add(out.emails, email)
+        for n, text in enumerate(phones, 1):
+            phone = identifiers.normalise_phone(text, region)
+            if phone is None:
+                hint = "" if region else " (no phone region is configured: write it with +)"
+                raise UsageError(f"--phone number {n} is not a possible phone number{hint}")
+            _add(out.phones, phone)
+        for n, text in enumerate(names, 1):
+            key = identifiers.name_key(text)
+            if not key:
+                raise UsageError(f"--name number {n} is empty")
+            _add(out.names, key)
+        for n, text in enumerate(ids, 1):
+            platform, _, value = text.strip().partition(":")
+            if not platform or not value:
+                raise UsageError(f"--id number {n}: expected PLATFORM:ID, e.g. slack:U024BE7LH")
+            _add(out.platform_ids, f"{platform}:{value}")
+        for text in customer_ids:
+            if text.strip():
+                _add(out.customer_ids, text.strip())
+        if out.empty():
+            raise UsageError("give at least one identifier: --email, --phone, --name, --id "
+                             "or --customer-id")
+        return out
+
+    def empty(self) -> bool:
+        return not (self.emails or self.phones or self.names or self.platform_ids
+                    or self.customer_ids)
+
+    def exact(self) -> list[tuple[str, str]]:
+        """(kind, value) of the identifiers that identify the person exactly."""
+        return ([("email", e) for e in self.emails] + [("phone", p) for p in self.phones]
+                + [("platform_id", i) for i in self.platform_ids]
+                + [("customer_id", c) for c in self.customer_ids])
+
+    def unparsed_forms(self) -> list[str]:
+        """Digit strings this person's numbers would be stored as, without a region."""
+        from vault.tombstones import phone_digit_forms
+
+        out: list[str] = []
+        for phone in self.phones:
+            for digits in phone_digit_forms(phone):
+                _add(out, digits)
+        return out
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return self.exact() + [("name", n) for n in self.names]
+
+
+def _add(bucket: list[str], value: str) -> None:
+    if value not in bucket:
+        bucket.append(value)
+
+
+@dataclass
+class Match:
+    """One conversation and every reason it matched."""
+
+    conv: int
+    source: str
+    conversation_id: str
+    started_at: str
+    last_at: str | None
+    exact: bool = False
+    customer: bool = False
+    digits: bool = False  # matched on a number's digits stored without a country code
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def needs_review(self) -> bool:
+        return not self.exact
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"conversation_id": self.conversation_id, "source": self.source,
+                "started_at": self.started_at, "last_at": self.last_at,
+                "match": "exact" if self.exact else "needs review",
+                "subject_is_customer": self.customer, "reasons": self.reasons}
+
+
+def day_bound(text: str | None, end: bool = False) -> str | None:
+    """A ``--since``/``--until`` value as a canonical UTC instant.
+
+    A date (``2024-03-01``) means the whole day: ``--until`` includes it.
+    """
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+            day = datetime.fromisoformat(text).replace(tzinfo=timestamps.UTC)
+            moment = day + timedelta(days=1, microseconds=-1) if end else day
+            return timestamps.format_utc(moment)
+        return timestamps.format_utc(timestamps.parse(text))
+    except ValueError:
+        raise UsageError(f"not a date: {text!r} (expected YYYY-MM-DD or an RFC 3339 time)"
+                         ) from None
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i:i + _CHUNK]
+
+
+def find(conn: sqlite3.Connection, subject: Subject, *, since: str | None = None,
+         until: str | None = None, source: str | None = None) -> list[Match]:
+    """Every conversation matching ``subject``: exact ones first, then needs-review.
+
+    ``since``/``until`` are canonical UTC instants (:func:`day_bound`); a
+    conversation matches when its time span overlaps them. Only index
+    lookups: cost grows with the number of matches, not of messages.
+    """
+    found: dict[int, list[tuple[int, str, bool, bool, bool]]] = {}
+
+    def note(conv: int, order: int, reason: str, exact: bool, customer: bool,
+             digits: bool = False) -> None:
+        found.setdefault(conv, []).append((order, reason, exact, customer, digits))
+
+    for kind, value in subject.exact():
+        for conv, role in conn.execute(
+                "SELECT i.conversation, p.role FROM identifiers i LEFT JOIN participants p "
+                "ON p.conversation = i.conversation AND p.participant_id = i.participant_id "
+                "WHERE i.kind = ? AND i.value = ?", (kind, value)):
+            who = f" ({role})" if role else ""
+            note(conv, 0, f"participant {_NOUN[kind]}{who}", True,
+                 role == "customer" or (role is None and kind == "customer_id"))
+        for conv, pos in _mentions(conn, kind, value):
+            note(conv, 1 + pos, f"{_NOUN[kind]} mentioned in message {pos + 1}", True, False)
+    for digits in subject.unparsed_forms():
+        for (conv,) in conn.execute("SELECT conversation FROM identifiers WHERE "
+                                    "kind = 'phone_unparsed' AND value = ?", (digits,)):
+            note(conv, 0, "participant phone written without a country code "
+                          "(same digits; needs review)", False, False, True)
+        for conv, pos in _mentions(conn, "phone_unparsed", digits):
+            note(conv, 1 + pos, f"phone digits without a country code in message {pos + 1} "
+                                "(needs review)", False, False, True)
+    for name in subject.names:
+        for (conv,) in conn.execute("SELECT DISTINCT conversation FROM identifiers "
+                                    "WHERE kind = 'name' AND value = ?", (name,)):
+            note(conv, 0, "participant name only (needs review)", False, False)
+    if not found:
+        return []
+    return _matches(conn, found, since, until, source)
+
+
+def _mentions(conn: sqlite3.Connection, kind: str, value: str) -> list[tuple[int, int]]:
+    return conn.execute("SELECT x.conversation, m.position FROM mentions x JOIN messages m "
+                        "ON m.id = x.message WHERE x.kind = ? AND x.value = ?",
+                        (kind, value)).fetchall()
+
+
+def _matches(conn: sqlite3.Connection,
+             found: dict[int, list[tuple[int, str, bool, bool, bool]]],
+             since: str | None, until: str | None, source: str | None) -> list[Match]:
+    out: list[Match] = []
+    for ids in _chunks(sorted(found)):
+        sql = (f"SELECT id, source, conversation_id, started_at, last_at FROM conversations "
+               f"WHERE id IN ({','.join('?' * len(ids))})")
+        params: list[Any] = list(ids)
+        if source is not None:
+            sql, params = sql + " AND source = ?", params + [source]
+        if since is not None:
+            sql, params = sql + " AND coalesce(last_at, started_at) >= ?", params + [since]
+        if until is not None:
+            sql, params = sql + " AND started_at <= ?", params + [until]
+        for conv, src, cid, started, last in conn.execute(sql, params):
+            m = Match(conv, src, cid, started, last)
+            for _, reason, exact, customer, digits in sorted(found[conv]):
+                m.exact |= exact
+                m.customer |= customer
+                m.digits |= digits
+                if reason not in m.reasons:
+                    m.reasons.append(reason)
+            out.append(m)
+    out.sort(key=lambda m: (not m.exact, m.started_at, m.source, m.conversation_id))
+    return out
+
+
+def conversation_identifiers(conn: sqlite3.Connection, convs: Iterable[int], *,
+                             mentions: bool = True
+                             ) -> dict[int, list[tuple[str, str, str | None]]]:
+    """(kind, value, participant role or None for a mention) per conversation rowid."""
+    out: dict[int, list[tuple[str, str, str | None]]] = {}
+    for ids in _chunks(sorted(set(convs))):
+        marks = ",".join("?" * len(ids))
+        for conv, kind, value, role in conn.execute(
+                f"SELECT i.conversation, i.kind, i.value, coalesce(p.role, 'customer') "
+                f"FROM identifiers i LEFT JOIN participants p ON p.conversation = "
+                f"i.conversation AND p.participant_id = i.participant_id "
+                f"WHERE i.conversation IN ({marks}) AND i.kind != 'name'", ids):
+            out.setdefault(conv, []).append((kind, value, role))
+        if mentions:
+            for conv, kind, value in conn.execute(
+                    f"SELECT DISTINCT conversation, kind, value FROM mentions "
+                    f"WHERE conversation IN ({marks})", ids):
+                out.setdefault(conv, []).append((kind, value, None))
+    return out
+
+
+@dataclass
+class VaultHandle:
+    """What every GDPR operation needs: home, config, store, identifier key."""
+
+    home: Any
+    cfg: Any
+    conn: sqlite3.Connection
+    key: Any
+
+    @property
+    def region(self) -> str | None:
+        return self.cfg.phone_region
+
+    def target(self, pairs: Iterable[tuple[str, str]]) -> str:
+        """Audit-log target for identifiers: keyed hashes, never the values."""
+        from vault.tombstones import PURPOSE_AUDIT
+
+        return ",".join(f"{k}:{self.key.hash(PURPOSE_AUDIT, k, v)[:32]}" for k, v in pairs)
+
+
+class _Open:
+    def __init__(self, home: Any) -> None:
+        self.home = home
+        self.handle: VaultHandle | None = None
+
+    def __enter__(self) -> VaultHandle:
+        from pathlib import Path
+
+        from vault import store, tombstones, vaultconfig
+        from vault.home import Home
+
+        path = Home(Path(self.home)).require().path
+        cfg = vaultconfig.load(path)
+        conn = store.open_store(path / store.FILE_NAME)
+        try:
+            key = tombstones.load_key(path, conn)
+        except BaseException:
+            conn.close()
+            raise
+        self.handle = VaultHandle(path, cfg, conn, key)
+        return self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.conn.close()
+
+
+def open_vault(home: Any) -> _Open:
+    """``with open_vault(home) as v:`` the vault's config, store and key."""
+    return _Open(home)
