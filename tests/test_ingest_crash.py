@@ -167,3 +167,26 @@ def test_real_kill_9_from_outside(pair: Pair, tmp_path: Path, moment: str) -> No
                                 "b.id = c.bundle WHERE b.sha256 = ?", (sha,)).fetchone()[0]
             assert held <= canonical.loads(counts)["conversations"]
     _finish_and_compare(pair, media_root, reference)
+
+
+def test_two_ingests_at_once_take_turns(pair: Pair, tmp_path: Path) -> None:
+    """The daemon and a person at the command line, on the same stick at the same time."""
+    media_root = stick(tmp_path / "stick")
+    _bundles(pair, media_root, [800, 800])
+    bad = outbox(media_root) / "web-00000009.cvb"
+    bad.write_bytes(b"\x89CVB\r\n\x1a\n" + b"\0" * 200)
+
+    procs = [_start(pair.vault_path, media_root) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+
+    assert [p.returncode for p in procs] == [0, 0], [r[1].decode()[-2000:] for r in results]
+    with open_store(pair) as conn:
+        consistent(conn)
+        assert count(conn, "bundles") == 3 and count(conn, "quarantine") == 1
+    on_media = {r.body["bundle_file"]: r.status for r in (
+        receipts.verify_file(p, pair.exporter.trust()) for p in receipts.on_media(media_root))}
+    assert on_media.pop("web-00000009.cvb") == "quarantined"
+    assert set(on_media.values()) <= {"ingested", "duplicate"} and len(on_media) == 3
+    kept = [p.name for p in (pair.vault_path / "receipts").iterdir()]
+    assert len([k for k in kept if ".ingested." in k]) == 3, "each bundle ingested once"
+    assert staging.pending(pair.vault_path) == []

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -42,8 +43,9 @@ from typing import Any, Callable
 from vault import atomic, audit, canonical, chain, receipts, records, staging, store
 from vault import statehook, timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record, file_name
-from vault.errors import (ChatvaultError, CorruptPayload, EXIT_OK, ForkDetected, InvalidRecord,
-                          MalformedHeader, MediaError)
+from vault.errors import (EXIT_OK, EXIT_POLICY, EXIT_REJECTED, ChatvaultError, CorruptPayload,
+                          ForkDetected, InvalidRecord, MalformedHeader, MediaError,
+                          MediaMissing)
 from vault.home import Home
 from vault.keys import Identity
 from vault.upsert import Loader
@@ -102,12 +104,40 @@ class _Run:
 
 def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str | None = None,
                   media_serial: str | None = None, progress: bool = False) -> list[Outcome]:
-    """Ingest staged bundles one by one; every outcome has a receipt."""
+    """Ingest staged bundles one by one; every outcome has a receipt.
+
+    One ingest at a time per vault (the daemon and a person at the command
+    line): a second one waits for ``H/ingest.lock`` rather than for SQLite's
+    write lock, which a large bundle can hold for longer than any timeout.
+    """
     h = Home(Path(home)).require()
     cfg = vaultconfig.load(h.path)
     run = _Run(h, None, cfg, h.identity(), h.trust(), media_label, media_serial)
-    run.conn = store.open_store(h.path / store.FILE_NAME)
     outcomes = []
+    with _ingest_lock(h.path):
+        run.conn = store.open_store(h.path / store.FILE_NAME)
+        _ingest_all(run, staged, progress, outcomes)
+    # the held bundles (and, on first use, the identifier key) are part of the state file
+    statehook.changed(h.path, "ingest")
+    return outcomes
+
+
+@contextlib.contextmanager
+def _ingest_lock(home: Path) -> Any:
+    fd = os.open(home / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another ingest is running on this vault; waiting for it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _ingest_all(run: _Run, staged: list[staging.Staged], progress: bool,
+                outcomes: list[Outcome]) -> None:
     try:
         with _progress_bar(progress) as bar:
             run.progress = bar
@@ -117,9 +147,6 @@ def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str 
                 outcomes.append(outcome)
     finally:
         run.conn.close()
-    # the held bundles (and, on first use, the identifier key) are part of the state file
-    statehook.changed(h.path, "ingest")
-    return outcomes
 
 
 def ingest_media(home: Path, media_root: Path, *, media_label: str | None = None,
@@ -190,6 +217,8 @@ def _one(run: _Run, item: staging.Staged) -> Outcome:
         known = chain.bundle_row(run.conn, "sha256 = ?", (item.sha256,))
         if known is not None:
             return _duplicate(item, known)
+        if not item.path.exists():
+            return _handled_elsewhere(run, item)
         try:
             bundle = Bundle(item.path, max_plaintext=run.cfg.max_plaintext_bytes)
         except OSError as exc:
@@ -206,6 +235,19 @@ def _one(run: _Run, item: staging.Staged) -> Outcome:
         if isinstance(exc, MediaError):
             raise  # the vault's own disk: not the bundle's fault
         return _quarantine(run, item, exc, meta)
+
+
+def _handled_elsewhere(run: _Run, item: staging.Staged) -> Outcome:
+    """A staged copy another ingest run (waited for) has already quarantined."""
+    row = run.conn.execute("SELECT code, reason, source, sequence FROM quarantine "
+                           "WHERE sha256 = ?", (item.sha256,)).fetchone()
+    if row is None:
+        raise MediaMissing("staged copy vanished before it was ingested", path=item.path)
+    code, reason, src, seq = row
+    policy = code in ("fork", "untrusted_signer", "revoked_signer", "wrong_role")
+    meta = {"source": src, "sequence": seq} if src else None
+    return Outcome(item.bundle_file, item.sha256, "quarantined", f"{code}: {reason}", meta,
+                   exit_code=EXIT_POLICY if policy else EXIT_REJECTED, code=code)
 
 
 def _checked_meta(meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
