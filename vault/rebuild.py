@@ -208,6 +208,9 @@ def _restore_rows(into: Path, state: statefile.State, tables: list[str]) -> None
     conn = store.open_store(into / store.FILE_NAME)
     try:
         with store.transaction(conn):
+            # rows of one table may point at another's (cases and their subjects): the
+            # foreign keys are checked once everything is in
+            conn.execute("PRAGMA defer_foreign_keys = ON")
             for name in tables:
                 have = [r[1] for r in conn.execute(f'PRAGMA table_info("{name}")')]
                 cols = state.columns(name)
