@@ -81,7 +81,7 @@ def trust(
 ) -> None:
     """Trust a key for a role (trusting again with another role adds it)."""
     from vault import home as homes
-    from vault import audit_hook
+    from vault import audit_hook, statehook
 
     h = homes.Home(resolve_home(home))
     store = h.trust()
@@ -89,6 +89,8 @@ def trust(
     entry = store.trust(text, role, str(pubfile))
     store.save()
     audit_hook.record(h.path, "key.trust", target=entry.fingerprint, detail={"role": role})
+    if h.kind() == "vault":
+        statehook.changed(h.path, "trust")  # the trust store travels in the state file
     if as_json:
         emit_json(entry.describe())
         return
@@ -103,13 +105,15 @@ def revoke(
 ) -> None:
     """Revoke a trusted key: everything it signs is refused from now on."""
     from vault import home as homes
-    from vault import audit_hook
+    from vault import audit_hook, statehook
 
     h = homes.Home(resolve_home(home))
     store = h.trust()
     entry = store.revoke(fingerprint)
     store.save()
     audit_hook.record(h.path, "key.revoke", target=entry.fingerprint)
+    if h.kind() == "vault":
+        statehook.changed(h.path, "trust")
     if as_json:
         emit_json(entry.describe())
         return
