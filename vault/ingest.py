@@ -22,7 +22,8 @@ For each staged bundle (:mod:`vault.staging`), in this order:
    the staged copy is removed.
 
 A refused bundle moves to ``H/quarantine/`` with a ``.reason.json`` beside
-it and a row in the ``quarantine`` table; it is never deleted. The other
+it and a row in the ``quarantine`` table (:mod:`vault.quarantine`); it is
+never deleted. The other
 bundles carry on. Logs name bundles, codes and counts, never record content.
 """
 
@@ -40,12 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import atomic, audit, canonical, chain, receipts, records, staging, store
+from vault import atomic, audit, canonical, chain, quarantine, receipts, records, staging
+from vault import store
 from vault import statehook, timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record, file_name
-from vault.errors import (EXIT_OK, EXIT_POLICY, EXIT_REJECTED, ChatvaultError, CorruptPayload,
-                          ForkDetected, InvalidRecord, MalformedHeader, MediaError,
-                          MediaMissing)
+from vault.errors import (EXIT_OK, ChatvaultError, CorruptPayload, InvalidRecord,
+                          MalformedHeader, MediaError, MediaMissing)
 from vault.home import Home
 from vault.keys import Identity
 from vault.upsert import Loader
@@ -113,7 +114,7 @@ def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str 
     h = Home(Path(home)).require()
     cfg = vaultconfig.load(h.path)
     run = _Run(h, None, cfg, h.identity(), h.trust(), media_label, media_serial)
-    outcomes = []
+    outcomes: list[Outcome] = []
     with _ingest_lock(h.path):
         run.conn = store.open_store(h.path / store.FILE_NAME)
         _ingest_all(run, staged, progress, outcomes)
@@ -239,15 +240,13 @@ def _one(run: _Run, item: staging.Staged) -> Outcome:
 
 def _handled_elsewhere(run: _Run, item: staging.Staged) -> Outcome:
     """A staged copy another ingest run (waited for) has already quarantined."""
-    row = run.conn.execute("SELECT code, reason, source, sequence FROM quarantine "
-                           "WHERE sha256 = ?", (item.sha256,)).fetchone()
+    row = quarantine.recorded(run.conn, item.sha256)
     if row is None:
         raise MediaMissing("staged copy vanished before it was ingested", path=item.path)
     code, reason, src, seq = row
-    policy = code in ("fork", "untrusted_signer", "revoked_signer", "wrong_role")
     meta = {"source": src, "sequence": seq} if src else None
     return Outcome(item.bundle_file, item.sha256, "quarantined", f"{code}: {reason}", meta,
-                   exit_code=EXIT_POLICY if policy else EXIT_REJECTED, code=code)
+                   exit_code=quarantine.exit_code_of(code), code=code)
 
 
 def _checked_meta(meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
@@ -317,9 +316,7 @@ def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
                      "ingested_at = ? WHERE id = ?",
                      (str(archive.relative_to(run.home.path)), canonical.dumps(counts).decode(),
                       note, timestamps.now_utc(), cur.lastrowid))
-        conn.execute("UPDATE quarantine SET resolved_at = ?, resolution = ? WHERE file = ? "
-                     "AND code != 'fork' AND resolved_at IS NULL",
-                     (now, f"a good copy was ingested as {src} #{seq}", item.bundle_file))
+        quarantine.resolve_by(conn, item.bundle_file, f"{src} #{seq}")
         audit.append(conn, "ingest", target=f"bundle:{src}#{seq}",
                      detail={"sha256": item.sha256, "bundle_id": meta["bundle_id"],
                              "signer": entry.fingerprint, **counts})
@@ -384,51 +381,14 @@ def _archive(home: Path, item: staging.Staged, meta: dict[str, Any]) -> Path:
 
 def _quarantine(run: _Run, item: staging.Staged, exc: ChatvaultError,
                 meta: dict[str, Any] | None) -> Outcome:
-    """Keep a refused bundle in ``H/quarantine/`` with its reason; never delete it."""
-    folder = run.home.path / "quarantine"
-    folder.mkdir(exist_ok=True, mode=0o700)
-    stem = item.bundle_file[:-4] if item.bundle_file.endswith(".cvb") else item.bundle_file
-    kept = folder / f"{stem}.{item.sha256[:12]}.cvb"
-    now = timestamps.now_utc()
-    reason = f"{exc.code}: {exc.detail}"
-    meta = meta or {}
-    info = {"bundle_file": item.bundle_file, "sha256": item.sha256, "code": exc.code,
-            "reason": exc.detail, "exit_code": exc.exit_code, "at": now,
-            "source": meta.get("source"), "sequence": meta.get("sequence"),
-            "media_label": run.media_label, "media_serial": run.media_serial}
-    try:
-        if kept.exists():
-            staging.remove(item)  # the very same bytes are already kept
-        else:
-            os.replace(item.path, kept)
-            atomic.fsync_dir(folder)
-        atomic.write_bytes(kept.with_name(kept.name + ".reason.json"),
-                           canonical.dumps(info) + b"\n", 0o600)
-    except OSError as err:
-        raise atomic.media_error(err, kept) from err
-    with store.transaction(run.conn):
-        run.conn.execute(
-            "INSERT INTO quarantine (file, sha256, code, reason, source, sequence, signer, "
-            "created_at, path, media_label, media_serial, at, last_seen_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sha256) DO UPDATE SET "
-            "code = excluded.code, reason = excluded.reason, last_seen_at = excluded.at, "
-            "resolved_at = NULL, resolution = NULL",
-            (item.bundle_file, item.sha256, exc.code, exc.detail, meta.get("source"),
-             meta.get("sequence"), meta.get("signer"), meta.get("created_at"),
-             str(kept.relative_to(run.home.path)), run.media_label, run.media_serial, now,
-             now))
-        if exc.code != ForkDetected.code and chain.bundle_row(run.conn, "file = ?",
-                                                         (item.bundle_file,)):
-            run.conn.execute("UPDATE quarantine SET resolved_at = ?, resolution = ? "
-                             "WHERE sha256 = ?", (now, "a good copy is already ingested",
-                                                  item.sha256))
-        audit.append(run.conn, "quarantine", target=f"file:{item.bundle_file}",
-                     detail={"sha256": item.sha256, "code": exc.code})
+    """Keep a refused bundle with its reason (:mod:`vault.quarantine`)."""
+    kept = quarantine.keep(run.home.path, run.conn, item, exc, meta or {},
+                           (run.media_label, run.media_serial))
     # Record-level reasons can quote ids from the data: the log gets the code only.
     shown = exc.code if isinstance(exc, InvalidRecord) else exc.detail
     log.warning("quarantined %s: %s (kept as %s)", item.bundle_file, shown, kept.name)
-    return Outcome(item.bundle_file, item.sha256, "quarantined", reason, meta or None,
-                   exit_code=exc.exit_code, code=exc.code)
+    return Outcome(item.bundle_file, item.sha256, "quarantined", f"{exc.code}: {exc.detail}",
+                   meta or None, exit_code=exc.exit_code, code=exc.code)
 
 
 def _finish(run: _Run, item: staging.Staged, outcome: Outcome) -> None:
