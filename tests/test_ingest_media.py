@@ -151,3 +151,30 @@ def test_stick_pulled_mid_copy_loses_nothing(pair: Pair, tmp_path: Path, exfat: 
     found = {receipts.verify_file(p, pair.exporter.trust()).body["bundle_file"]
              for p in receipts.on_media(exfat.mnt)}
     assert found == {"web-00000001.cvb", "web-00000002.cvb", "web-00000003.cvb"}
+
+
+def test_read_only_stick_ingests_and_says_receipts_failed(pair: Pair, tmp_path: Path,
+                                                          cli: object) -> None:
+    """Receipts cannot be written: the ingest stands, the error says so (exit 5)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CHATVAULT_REQUIRE_MEDIA_TESTS") == "1":
+            pytest.fail("media test prerequisite missing: needs root")
+        pytest.skip("needs root")
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
+    try:
+        Chain(pair, outbox(mnt)).seal([conv("c1", ["hello"])])
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+
+        res = cli("vault", "ingest", mnt, "--home", pair.vault_path, "--json")  # type: ignore
+
+        assert res.code == 5
+        doc = res.json()
+        assert [o["status"] for o in doc["outcomes"]] == ["ingested"]
+        assert doc["error"]["error"] == "media_read_only"
+        with open_store(pair) as conn:
+            assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 1
+        assert len(list((pair.vault_path / "receipts").glob("*.receipt.json"))) == 1
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

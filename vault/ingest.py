@@ -158,7 +158,8 @@ def ingest_media(home: Path, media_root: Path, *, media_label: str | None = None
     Bundles left in staging by an interrupted run are ingested too. When the
     media vanishes while staging, what was fully staged is still ingested
     (receipts kept in ``H/receipts/``) and the MediaError is raised with the
-    outcomes attached as ``.outcomes``.
+    outcomes attached as ``.outcomes``; so it is when the receipts cannot be
+    written (a read-only or full stick): the ingest itself stands.
     """
     cfg = vaultconfig.load(Path(home))
     kw: dict[str, Any] = {"media_label": media_label, "media_serial": media_serial,
@@ -171,7 +172,11 @@ def ingest_media(home: Path, media_root: Path, *, media_label: str | None = None
         exc.outcomes = ingest_staged(home, _with_pending(home, got), **kw)  # type: ignore
         raise
     outcomes = ingest_staged(home, _with_pending(home, fresh), **kw)
-    write_receipts(media_root, outcomes, delete_ingested=delete_ingested)
+    try:
+        write_receipts(media_root, outcomes, delete_ingested=delete_ingested)
+    except MediaError as exc:
+        exc.outcomes = outcomes  # type: ignore[attr-defined]
+        raise
     return outcomes
 
 
