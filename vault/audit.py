@@ -132,9 +132,39 @@ def verify(conn: sqlite3.Connection) -> Broken | None:
     return None
 
 
-def entries(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
-    """The newest entries, newest first, as dicts (for ``audit show``)."""
-    cur = conn.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT ?",
-                       (limit,))
+def check(conn: sqlite3.Connection) -> int:
+    """The number of entries when the whole chain holds; AuditChainBroken (exit 3) if not."""
+    from vault.errors import AuditChainBroken
+
+    broken = verify(conn)
+    if broken is not None:
+        raise AuditChainBroken(f"{broken}; entries from {broken.seq} on cannot be trusted "
+                               "(compare the head hash with the last receipt the online "
+                               "side holds)")
+    return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+
+
+def entries(conn: sqlite3.Connection, limit: int = 100, *, action: str | None = None,
+            since: str | None = None) -> list[dict[str, Any]]:
+    """The newest entries, newest first, as dicts (for ``audit show``).
+
+    ``action`` keeps one kind (``erase``) or a family (``erase*``); ``since``
+    is a canonical UTC time.
+    """
+    where, params = [], []
+    if action:
+        if action.endswith("*"):
+            where.append("action LIKE ?")
+            params.append(action[:-1].replace("%", "") + "%")
+        else:
+            where.append("action = ?")
+            params.append(action)
+    if since:
+        where.append("at >= ?")
+        params.append(since)
+    sql = f"SELECT {_COLUMNS} FROM audit_log"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    cur = conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit))
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur]

@@ -136,7 +136,7 @@ def open_case(v: VaultHandle, received: date, subject: Subject,
                        (case_id, received.isoformat(), due, note, now, who))
         v.conn.executemany("INSERT INTO dsar_subjects (case_id, kind, value) VALUES (?, ?, ?)",
                            [(case_id, k, val) for k, val in subject.pairs()])
-        audit.append(v.conn, "dsar-open", target=f"case:{case_id}",
+        audit.append(v.conn, "dsar.open", target=f"case:{case_id}",
                      detail={"received": received.isoformat(), "due": due,
                              "identifiers": len(subject.pairs())})
     statehook.changed(v.home, "dsar")
@@ -162,7 +162,7 @@ def extend(v: VaultHandle, case_id: str, months: int, reason: str) -> Case:
     with store.transaction(v.conn):
         v.conn.execute("UPDATE dsar_cases SET extended_due = ?, extension_reason = ? "
                        "WHERE id = ?", (new_due, reason, case_id))
-        audit.append(v.conn, "dsar-extend", target=f"case:{case_id}", purpose=reason,
+        audit.append(v.conn, "dsar.extend", target=f"case:{case_id}", purpose=reason,
                      detail={"due": new_due, "months": months})
     statehook.changed(v.home, "dsar")
     return get(v.conn, case_id)
@@ -176,7 +176,7 @@ def close(v: VaultHandle, case_id: str, note: str | None = None) -> Case:
         v.conn.execute("UPDATE dsar_cases SET status = 'closed', closed_at = ?, closed_by = ?, "
                        "close_note = ? WHERE id = ?",
                        (timestamps.now_utc(), audit.operator(), note, case_id))
-        audit.append(v.conn, "dsar-close", target=f"case:{case_id}", purpose=note)
+        audit.append(v.conn, "dsar.close", target=f"case:{case_id}", purpose=note)
     statehook.changed(v.home, "dsar")
     return get(v.conn, case_id)
 
@@ -218,7 +218,7 @@ def export(v: VaultHandle, case_id: str, out: Path, *,
     with store.transaction(v.conn):
         v.conn.execute("UPDATE dsar_cases SET exported_at = ? WHERE id = ?",
                        (timestamps.now_utc(), case_id))
-        audit.append(v.conn, "dsar-export", target=f"case:{case_id}", purpose=case_id,
+        audit.append(v.conn, "dsar.export", target=f"case:{case_id}", purpose=case_id,
                      detail={"conversations": result["conversations"],
                              "files": result["files"], "redactions": result["redactions"],
                              "sealed": seal_to is not None})

@@ -177,7 +177,7 @@ def refuse_if_held(v: VaultHandle, p: Plan, reason: str, erasure_id: str | None)
     if not p.held:
         return
     names = p.holds()
-    audit.append(v.conn, "erase-refused", target=v.target(p.pairs[:4]), purpose=reason,
+    audit.append(v.conn, "erase.refused", target=v.target(p.pairs[:4]), purpose=reason,
                  detail={"erasure": erasure_id, "holds": names,
                          "held_conversations": len(p.held)})
     if erasure_id:
@@ -203,7 +203,7 @@ def request(v: VaultHandle, subject: Subject, reason: str,
                        (eid, case_id, reason, now, who))
         v.conn.executemany("INSERT INTO erasure_subjects (erasure_id, kind, value) "
                            "VALUES (?, ?, ?)", [(eid, k, val) for k, val in subject.exact()])
-        audit.append(v.conn, "erase-request", target=v.target(subject.exact()),
+        audit.append(v.conn, "erase.request", target=v.target(subject.exact()),
                      purpose=reason, detail={"erasure": eid, "case": case_id})
     return eid
 
@@ -229,14 +229,14 @@ def approve(v: VaultHandle, erasure_id: str) -> dict[str, Any]:
     subject, info = pending_subject(v, erasure_id)
     who = audit.operator()
     if who == info["requested_by"]:
-        audit.append(v.conn, "erase-approve-refused", target=f"erasure:{erasure_id}",
+        audit.append(v.conn, "erase.approve-refused", target=f"erasure:{erasure_id}",
                      detail={"reason": "same operator"})
         raise PolicyRefused(f"erasure {erasure_id} was requested by {who}; a different "
                             "operator must approve it (four-eyes rule)")
     with store.transaction(v.conn):
         v.conn.execute("UPDATE erasures SET approved_at = ?, approved_by = ? WHERE id = ?",
                        (timestamps.now_utc(), who, erasure_id))
-        audit.append(v.conn, "erase-approve", target=f"erasure:{erasure_id}",
+        audit.append(v.conn, "erase.approve", target=f"erasure:{erasure_id}",
                      purpose=info["reason"])
     return execute(v, erasure_id, subject, info["reason"])
 

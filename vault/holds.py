@@ -93,7 +93,7 @@ def add(v: VaultHandle, name: str, reason: str, *, subject: Subject | None = Non
         cur = v.conn.execute("INSERT INTO legal_holds (name, scope, reason, created_at, "
                              "created_by) VALUES (?, ?, ?, ?, ?)",
                              (name, json.dumps(scope, sort_keys=True), reason, now, who))
-        audit.append(v.conn, "hold-add", target=f"hold:{name}", purpose=reason,
+        audit.append(v.conn, "hold.add", target=f"hold:{name}", purpose=reason,
                      detail={k: val for k, val in scope.items() if k != "subject"}
                      | {"subject_identifiers": len(scope.get("subject") or [])})
     statehook.changed(v.home, "hold")
@@ -109,7 +109,7 @@ def release(v: VaultHandle, name: str, reason: str | None = None) -> Hold:
         now, who = timestamps.now_utc(), audit.operator()
         v.conn.execute("UPDATE legal_holds SET released_at = ?, released_by = ?, "
                        "release_reason = ? WHERE id = ?", (now, who, reason, row[0]))
-        audit.append(v.conn, "hold-release", target=f"hold:{name}", purpose=reason)
+        audit.append(v.conn, "hold.release", target=f"hold:{name}", purpose=reason)
     statehook.changed(v.home, "hold")
     hold = _row(row)
     return Hold(hold.id, hold.name, hold.scope, hold.reason, hold.created_at,

@@ -89,7 +89,7 @@ def lift(v: VaultHandle, subject: Subject, reason: str) -> list[str]:
         for ref in refs:
             v.conn.execute("UPDATE restrictions SET lifted_at = ?, lifted_by = ? "
                            "WHERE ref = ? AND lifted_at IS NULL", (now, who, ref))
-        audit.append(v.conn, "restrict-lift", target=v.target(subject.exact()),
+        audit.append(v.conn, "restrict.lift", target=v.target(subject.exact()),
                      purpose=reason, detail={"refs": refs})
     statehook.changed(v.home, "restriction")
     return refs

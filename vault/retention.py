@@ -100,7 +100,7 @@ def apply(v: VaultHandle, *, dry_run: bool = False,
             v.conn.execute("INSERT INTO retention_runs (at, operator, dry_run, counts) "
                            "VALUES (?, ?, 0, ?)", (moment, audit.operator(),
                                                    canonical.dumps(report).decode()))
-            audit.append(v.conn, "retention-purge", target="retention",
+            audit.append(v.conn, "retention.purge", target="retention",
                          purpose="retention period over (Art. 5(1)(e))",
                          detail={"totals": totals,
                                  "sources": {s: p["purged"] for s, p in per.items()}})

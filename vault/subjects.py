@@ -306,3 +306,45 @@ class _Open:
 def open_vault(home: Any) -> _Open:
     """``with open_vault(home) as v:`` the vault's config, store and key."""
     return _Open(home)
+
+
+# -- what the commands run: restrictions applied, every search audited ---------------------
+
+def find_for(v: VaultHandle, subject: Subject, *, since: str | None = None,
+             until: str | None = None, source: str | None = None,
+             purpose: str | None = None) -> dict[str, Any]:
+    """``subject find``: matches minus restricted ones (counted), logged to the audit."""
+    from vault import audit, restriction
+
+    matches = find(v.conn, subject, since=since, until=until, source=source)
+    hidden = restriction.hidden(v.conn, v.key, [m.conv for m in matches])
+    shown = [m for m in matches if m.conv not in hidden]
+    audit.append(v.conn, "subject.find", target=v.target(subject.pairs()), purpose=purpose,
+                 detail={"results": len(shown), "restricted": len(hidden),
+                         "source": source, "since": since, "until": until})
+    return {"results": [m.as_dict() for m in shown],
+            "exact": sum(1 for m in shown if m.exact),
+            "needs_review": sum(1 for m in shown if not m.exact),
+            "restricted_hidden": len(hidden)}
+
+
+def search_for(v: VaultHandle, query: str, *, source: str | None = None, limit: int = 50,
+               purpose: str | None = None) -> dict[str, Any]:
+    """``search``: ranked conversations with snippets, restricted ones left out, audited.
+
+    The query text itself is not logged (it may be an e-mail address):
+    the audit target is a keyed hash of it.
+    """
+    from vault import audit, fulltext, restriction
+
+    found = fulltext.search_conversations(v.conn, query, source, limit, v.region)
+    rowids = {(s, c): i for i, s, c in v.conn.execute(
+        "SELECT id, source, conversation_id FROM conversations WHERE conversation_id IN "
+        f"({','.join('?' * len(found))})", [h.conversation_id for h in found])} if found else {}
+    hidden = restriction.hidden(v.conn, v.key, rowids.values())
+    shown = [h for h in found if rowids.get((h.source, h.conversation_id)) not in hidden]
+    audit.append(v.conn, "search", target=v.target([("query", query)]), purpose=purpose,
+                 detail={"results": len(shown), "restricted": len(found) - len(shown),
+                         "source": source})
+    return {"results": [h.as_dict() for h in shown],
+            "restricted_hidden": len(found) - len(shown)}

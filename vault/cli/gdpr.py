@@ -1,0 +1,437 @@
+"""GDPR commands on the vault: subject find, search, dsar, erase, restrict, retention,
+hold, audit.
+
+Thin: each command parses options, calls :mod:`vault.subjects`,
+:mod:`vault.dsar`, :mod:`vault.erasure`, :mod:`vault.restriction`,
+:mod:`vault.retention`, :mod:`vault.holds` or :mod:`vault.audit`, and prints.
+Everything heavy is imported inside the commands, so ``chatvault subject
+find`` starts without loading rich, phonenumbers' metadata is only touched
+when a phone number is given, and no command pays for another's imports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from vault.cli.common import HomeOpt, JsonOpt, emit_json, resolve_home, say
+
+Many = Optional[list[str]]
+EmailOpt = Annotated[Many, typer.Option("--email", help="E-mail address (repeatable)")]
+PhoneOpt = Annotated[Many, typer.Option("--phone", help="Phone number, any written form "
+                                                        "(repeatable)")]
+NameOpt = Annotated[Many, typer.Option("--name", help="Name (matches need review)")]
+IdOpt = Annotated[Many, typer.Option("--id", help="Platform user id as PLATFORM:ID")]
+CustOpt = Annotated[Many, typer.Option("--customer-id", help="The platform's customer id")]
+SinceOpt = Annotated[Optional[str], typer.Option("--since", help="YYYY-MM-DD or a time")]
+UntilOpt = Annotated[Optional[str], typer.Option("--until", help="YYYY-MM-DD (inclusive)")]
+SourceOpt = Annotated[Optional[str], typer.Option("--source", help="Source name, as the "
+                                                                   "exporter names it")]
+PurposeOpt = Annotated[Optional[str], typer.Option(
+    "--purpose", help="Why you search (a case id...): goes into the audit log")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: goes into the audit log")]
+
+subject_app = typer.Typer(no_args_is_help=True)
+dsar_app = typer.Typer(no_args_is_help=True)
+erase_app = typer.Typer(invoke_without_command=True)
+retention_app = typer.Typer(no_args_is_help=True)
+hold_app = typer.Typer(no_args_is_help=True)
+audit_app = typer.Typer(no_args_is_help=True)
+
+
+def _vault(home: Path | None) -> Any:
+    from vault.subjects import open_vault
+
+    return open_vault(resolve_home(home))
+
+
+def _subject(v: Any, email: Many, phone: Many, name: Many = None, ids: Many = None,
+             customer: Many = None) -> Any:
+    from vault.subjects import Subject
+
+    return Subject.parse(emails=email or [], phones=phone or [], names=name or [],
+                         ids=ids or [], customer_ids=customer or [], region=v.region)
+
+
+# -- subject find, search --------------------------------------------------------------
+
+@subject_app.command("find")
+def subject_find(email: EmailOpt = None, phone: PhoneOpt = None, name: NameOpt = None,
+                 ids: IdOpt = None, customer_id: CustOpt = None, since: SinceOpt = None,
+                 until: UntilOpt = None, source: SourceOpt = None,
+                 purpose: PurposeOpt = None, home: HomeOpt = None,
+                 as_json: JsonOpt = False) -> None:
+    """Every conversation a person took part in or is mentioned in, and why."""
+    from vault.subjects import day_bound, find_for
+
+    with _vault(home) as v:
+        subject = _subject(v, email, phone, name, ids, customer_id)
+        out = find_for(v, subject, since=day_bound(since), until=day_bound(until, True),
+                       source=source, purpose=purpose)
+    if as_json:
+        emit_json(out)
+        return
+    for label, exact in (("exact matches", True), ("NEEDS REVIEW (not exact)", False)):
+        rows = [r for r in out["results"] if (r["match"] == "exact") == exact]
+        if rows:
+            print(f"{label}:")
+        for r in rows:
+            print(f"  {r['source']}/{r['conversation_id']}  {r['started_at']}  "
+                  f"{'; '.join(r['reasons'])}")
+    say(f"{out['exact']} exact, {out['needs_review']} need review"
+        + (f"; {out['restricted_hidden']} hidden by an Art. 18 restriction"
+           if out["restricted_hidden"] else ""))
+
+
+def search_cmd(query: Annotated[str, typer.Argument(help="Words to find (any text)")],
+               source: SourceOpt = None,
+               limit: Annotated[int, typer.Option("--limit", help="Conversations at most")] = 50,
+               purpose: PurposeOpt = None, home: HomeOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """Full-text search over message text, ranked, with snippets."""
+    from vault.subjects import search_for
+
+    with _vault(home) as v:
+        out = search_for(v, query, source=source, limit=limit, purpose=purpose)
+    if as_json:
+        emit_json(out)
+        return
+    for r in out["results"]:
+        print(f"{r['source']}/{r['conversation_id']}")
+        for m in r["messages"]:
+            print(f"    {m['message_id']} {m['at']}: {m['snippet']}")
+    say(f"{len(out['results'])} conversation(s)"
+        + (f"; {out['restricted_hidden']} hidden by an Art. 18 restriction"
+           if out["restricted_hidden"] else ""))
+
+
+# -- dsar -----------------------------------------------------------------------------
+
+@dsar_app.command("open")
+def dsar_open(received: Annotated[str, typer.Option("--received", help="YYYY-MM-DD")],
+              email: EmailOpt = None, phone: PhoneOpt = None, name: NameOpt = None,
+              ids: IdOpt = None, customer_id: CustOpt = None,
+              note: Annotated[Optional[str], typer.Option("--note")] = None,
+              home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Open a case; due the same day one month after it was received."""
+    from vault import dsar
+
+    with _vault(home) as v:
+        case = dsar.open_case(v, dsar.parse_date(received),
+                              _subject(v, email, phone, name, ids, customer_id), note)
+    if as_json:
+        emit_json({"case_id": case.id, "due": case.due, "received": case.received})
+    else:
+        print(f"{case.id} opened: received {case.received}, due {case.due}")
+
+
+@dsar_app.command("extend")
+def dsar_extend(case_id: Annotated[str, typer.Argument()],
+                months: Annotated[int, typer.Option("--months", help="1 or 2")] = 2,
+                reason: ReasonOpt = "", home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Extend the deadline by up to two more months, with a reason (Art. 12(3))."""
+    from vault import dsar
+
+    with _vault(home) as v:
+        case = dsar.extend(v, case_id, months, reason)
+    if as_json:
+        emit_json(case.as_dict())
+    else:
+        print(f"{case.id}: now due {case.effective_due}")
+
+
+@dsar_app.command("list")
+def dsar_list(all_cases: Annotated[bool, typer.Option("--all", help="Closed ones too")] = False,
+              home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Open cases, days left, overdue ones first."""
+    from vault import dsar
+
+    with _vault(home) as v:
+        items = [c.as_dict() for c in dsar.cases(v.conn, all_cases)]
+    if as_json:
+        emit_json({"cases": items})
+        return
+    for c in items:
+        left = c.get("days_left")
+        when = ("" if left is None else f"OVERDUE by {-left} days" if left < 0
+                else f"{left} days left")
+        print(f"{c['case_id']}  received {c['received']}  due {c['effective_due']}  "
+              f"{c['status']}  {when}")
+
+
+@dsar_app.command("export")
+def dsar_export(case_id: Annotated[str, typer.Argument()],
+                out: Annotated[Path, typer.Option("--out", help="Folder for the package")],
+                seal_to: Annotated[Optional[Path], typer.Option(
+                    "--seal-to", help="Public key file: seal the package to it")] = None,
+                home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Write the case's package: JSON, HTML transcripts, attachments, manifest."""
+    from vault import dsar
+
+    out.mkdir(parents=True, exist_ok=True)
+    with _vault(home) as v:
+        result = dsar.export(v, case_id, out, seal_to=seal_to)
+    if as_json:
+        emit_json(result)
+        return
+    print(result.get("sealed") or result["path"])
+    say(f"{result['conversations']} conversation(s), {result['attachments']} attachment(s), "
+        f"{result['redactions']} redaction(s); {len(result['needs_review'])} name-only "
+        "match(es) left out for review")
+    for r in result["needs_review"]:
+        say(f"  needs review: {r['source']}/{r['conversation_id']} ({'; '.join(r['reasons'])})")
+
+
+@dsar_app.command("close")
+def dsar_close(case_id: Annotated[str, typer.Argument()],
+               note: Annotated[Optional[str], typer.Option("--note")] = None,
+               home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Close a case (answered, withdrawn...)."""
+    from vault import dsar
+
+    with _vault(home) as v:
+        case = dsar.close(v, case_id, note)
+    emit_json(case.as_dict()) if as_json else print(f"{case.id} closed")
+
+
+# -- erase ----------------------------------------------------------------------------
+
+@erase_app.callback()
+def erase_cmd(ctx: typer.Context,
+              case: Annotated[Optional[str], typer.Option("--case", help="A DSAR case")] = None,
+              email: EmailOpt = None, phone: PhoneOpt = None, ids: IdOpt = None,
+              customer_id: CustOpt = None,
+              reason: Annotated[Optional[str], typer.Option("--reason")] = None,
+              dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+              yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+              home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Erase a subject (Art. 17); 'erase approve ID' and 'erase list' too."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from vault import dsar, erasure
+    from vault.errors import UsageError
+
+    with _vault(home) as v:
+        if case:
+            subject = dsar.subject_of(v.conn, case)
+            dsar.get(v.conn, case)
+        else:
+            subject = _subject(v, email, phone, None, ids, customer_id)
+        if not subject.exact():
+            raise UsageError("nothing to erase by: give --email, --phone, --id, "
+                             "--customer-id or --case (a name alone is never enough)")
+        if not reason and not dry_run:
+            raise UsageError("--reason is required (it goes into the audit log)")
+        p = erasure.plan(v, subject)
+        _show_plan(p.as_dict(), as_json and dry_run)
+        if dry_run:
+            if p.held:
+                erasure.refuse_if_held(v, p, reason or "dry run", None)
+            return
+        if not p.items:
+            say("nothing held about this subject; tombstones are recorded all the same")
+        if not yes and not typer.confirm("erase this?", err=True):
+            say("nothing erased")
+            raise typer.Exit(1)
+        assert reason is not None
+        erasure.refuse_if_held(v, p, reason, None)
+        eid = erasure.request(v, subject, reason, case)
+        if erasure.four_eyes(v):
+            out = {"erasure_id": eid, "status": "pending"}
+            say(f"{eid} requested; a different operator must run 'chatvault erase approve "
+                f"{eid}'")
+        else:
+            out = {"erasure_id": eid, "status": "done",
+                   **erasure.execute(v, eid, subject, reason)}
+            say(f"{eid} done: {out['conversations_removed']} removed, "
+                f"{out['conversations_redacted']} redacted")
+    if as_json:
+        emit_json(out)
+
+
+def _show_plan(plan: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(plan)
+        return
+    say(f"would remove {len(plan['remove'])} conversation(s) where the subject is the "
+        f"customer, redact the subject in {len(plan['redact'])} other(s)")
+    for c in plan["remove"]:
+        say(f"  remove  {c}")
+    for c in plan["redact"]:
+        say(f"  redact  {c}")
+    if plan["held_by"]:
+        say(f"HELD by {', '.join(plan['held_by'])}: nothing will be erased")
+
+
+@erase_app.command("approve")
+def erase_approve(erasure_id: Annotated[str, typer.Argument()], home: HomeOpt = None,
+                  as_json: JsonOpt = False) -> None:
+    """Approve (and carry out) another operator's erasure request."""
+    from vault import erasure
+
+    with _vault(home) as v:
+        out = {"erasure_id": erasure_id, "status": "done", **erasure.approve(v, erasure_id)}
+    emit_json(out) if as_json else say(f"{erasure_id} approved and done")
+
+
+@erase_app.command("list")
+def erase_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Erasure requests: pending, done, refused."""
+    from vault import erasure
+
+    with _vault(home) as v:
+        items = erasure.listing(v.conn)
+    if as_json:
+        emit_json({"erasures": items})
+        return
+    for e in items:
+        print(f"{e['id']}  {e['status']:8} by {e['requested_by']} at {e['requested_at']}"
+              + (f", approved by {e['approved_by']}" if e["approved_by"] else "")
+              + (f"  {e['note']}" if e["note"] else ""))
+
+
+# -- restrict -------------------------------------------------------------------------
+
+def restrict_cmd(email: EmailOpt = None, phone: PhoneOpt = None, ids: IdOpt = None,
+                 customer_id: CustOpt = None,
+                 lift: Annotated[bool, typer.Option("--lift", help="End it")] = False,
+                 list_all: Annotated[bool, typer.Option("--list")] = False,
+                 reason: Annotated[str, typer.Option("--reason")] = "",
+                 home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Restrict processing (Art. 18): hide a subject from search and exports."""
+    from vault import restriction
+
+    with _vault(home) as v:
+        if list_all:
+            items = [r.as_dict() for r in restriction.listing(v.conn)]
+            emit_json({"restrictions": items}) if as_json else [
+                print(f"{r['ref']}  since {r['created_at']} by {r['created_by']}: "
+                      f"{r['reason']}") for r in items]
+            return
+        subject = _subject(v, email, phone, None, ids, customer_id)
+        if lift:
+            refs = restriction.lift(v, subject, reason)
+            emit_json({"lifted": refs}) if as_json else say(f"lifted {', '.join(refs)}")
+        else:
+            r = restriction.add(v, subject, reason)
+            emit_json(r.as_dict()) if as_json else say(f"{r.ref}: processing restricted")
+
+
+# -- retention, holds -----------------------------------------------------------------
+
+@retention_app.command("apply")
+def retention_apply(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+                    home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Purge conversations past their source's retention period (held ones stay)."""
+    from vault import retention
+
+    with _vault(home) as v:
+        rep = retention.apply(v, dry_run=dry_run)
+    if as_json:
+        emit_json(rep)
+        return
+    verb = "would purge" if dry_run else "purged"
+    for src, c in sorted(rep["sources"].items()):
+        print(f"{src}: {verb} {c['purged']} conversation(s), {c['messages']} message(s)"
+              + (f"; {c['held']} held ({', '.join(c['holds'])})" if c["held"] else ""))
+    t = rep["totals"]
+    say(f"{verb} {t['purged']} conversation(s); {t['held']} kept by legal holds")
+
+
+@hold_app.command("add")
+def hold_add(name: Annotated[str, typer.Argument()], reason: ReasonOpt,
+             email: EmailOpt = None, phone: PhoneOpt = None, ids: IdOpt = None,
+             customer_id: CustOpt = None, source: SourceOpt = None,
+             conversation: Annotated[Optional[str], typer.Option(
+                 "--conversation", help="A conversation id (or SOURCE/ID)")] = None,
+             since: SinceOpt = None, until: UntilOpt = None, home: HomeOpt = None,
+             as_json: JsonOpt = False) -> None:
+    """Place a legal hold: erasure refuses and retention skips what it covers."""
+    from vault import holds
+    from vault.subjects import day_bound
+
+    with _vault(home) as v:
+        subject = (_subject(v, email, phone, None, ids, customer_id)
+                   if email or phone or ids or customer_id else None)
+        h = holds.add(v, name, reason, subject=subject, source=source,
+                      conversation=conversation, since=day_bound(since),
+                      until=day_bound(until, True))
+    emit_json(h.as_dict()) if as_json else say(f"hold {h.name} placed: {h.describe()}")
+
+
+@hold_app.command("list")
+def hold_list(all_holds: Annotated[bool, typer.Option("--all", help="Released too")] = False,
+              home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Active legal holds."""
+    from vault import holds
+
+    with _vault(home) as v:
+        items = [h.as_dict() for h in holds.listing(v.conn, all_holds)]
+    if as_json:
+        emit_json({"holds": items})
+        return
+    for h in items:
+        print(f"{h['name']}  {h['describe']}  since {h['created_at']} by {h['created_by']}: "
+              f"{h['reason']}" + (f"  (released {h['released_at']})" if h["released_at"]
+                                  else ""))
+
+
+@hold_app.command("release")
+def hold_release(name: Annotated[str, typer.Argument()],
+                 reason: Annotated[Optional[str], typer.Option("--reason")] = None,
+                 home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """End a legal hold (kept on record)."""
+    from vault import holds
+
+    with _vault(home) as v:
+        h = holds.release(v, name, reason)
+    emit_json(h.as_dict()) if as_json else say(f"hold {h.name} released")
+
+
+# -- audit ----------------------------------------------------------------------------
+
+@audit_app.command("show")
+def audit_show(limit: Annotated[int, typer.Option("--limit")] = 50,
+               action: Annotated[Optional[str], typer.Option(
+                   "--action", help="One action (erase) or a family (erase*)")] = None,
+               since: SinceOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """The newest audit-log entries (identifiers appear only as keyed hashes)."""
+    from vault import audit
+    from vault.subjects import day_bound
+
+    with _vault(home) as v:
+        items = audit.entries(v.conn, limit, action=action, since=day_bound(since))
+        head = audit.head(v.conn)
+    if as_json:
+        emit_json({"entries": items, "head": head})
+        return
+    for e in items:
+        print(f"{e['seq']:6} {e['at']} {e['operator']:12} {e['action']:20} "
+              f"{e['target'] or '-'}" + (f"  purpose: {e['purpose']}" if e["purpose"] else ""))
+
+
+@audit_app.command("verify")
+def audit_verify(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the whole hash chain; exit 3 naming the first broken entry."""
+    from vault import audit
+
+    with _vault(home) as v:
+        n = audit.check(v.conn)
+        head = audit.head(v.conn)
+    if as_json:
+        emit_json({"ok": True, "entries": n, "head": head})
+    else:
+        print(f"audit log intact: {n} entries, head {head}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(subject_app, name="subject", help="Find everything about a person.")
+    app.command("search")(search_cmd)
+    app.add_typer(dsar_app, name="dsar", help="Access requests: cases and packages.")
+    app.add_typer(erase_app, name="erase", help="Erasure (Art. 17) that stays erased.")
+    app.command("restrict")(restrict_cmd)
+    app.add_typer(retention_app, name="retention", help="Retention periods and purges.")
+    app.add_typer(hold_app, name="hold", help="Legal holds.")
+    app.add_typer(audit_app, name="audit", help="The hash-chained audit log.")
