@@ -210,3 +210,15 @@ def test_drill_without_archive_is_a_usage_error(pair: Pair, cli: Any) -> None:
     assert res.code == 2 and "no archived bundles" in res.err
     res = cli("drill", "list", "--home", pair.vault_path)
     assert res.code == 0 and "no drill" in res.err
+
+
+def test_restricted_subject_is_expected_absent_and_redacted(filled: Pair, cli: Any) -> None:
+    from vault import restriction
+    from vault.subjects import Subject, open_vault
+
+    with open_vault(filled.vault_path) as v:
+        restriction.add(v, Subject.parse(emails=["c3@example.org"]), "contested")
+    code, report = run_drill(cli, filled, "--all")
+    assert code == 0, report["body"]["mismatches"]
+    assert report["body"]["counts"]["restricted"] == 1
+    assert report["body"]["counts"]["restored"] == 4

@@ -340,3 +340,31 @@ def test_online_side_without_any_vault_home(pair: Pair, tmp_path: Path, cli: Any
                tmp_path / "o")
     assert res.code == 0, res.err
     assert (tmp_path / "o" / "web.jsonl").is_file()
+
+
+def test_restricted_subject_is_left_out_and_mentions_redacted(pair: Pair, tmp_path: Path,
+                                                              cli: Any) -> None:
+    """Art. 18: the restricted customer's conversation stays home; a mention is redacted."""
+    from vault import ingest, restriction
+    from vault.subjects import Subject, open_vault
+
+    media_root = stick(tmp_path / "stick")
+    Chain(pair, outbox(media_root)).seal([
+        conv("c1", ["hello"], email="restricted@example.org", phone=None),
+        conv("c2", ["please mail restricted@example.org"], email="x@example.org", phone=None),
+        conv("c3", ["unrelated"], email="y@example.org", phone=None)])
+    ingest.ingest_media(pair.vault_path, media_root)
+    with open_vault(pair.vault_path) as v:
+        restriction.add(v, Subject.parse(emails=["restricted@example.org"]), "contested")
+
+    made = create(cli, pair.vault_path, pair.exporter.public_key, tmp_path / "r",
+                  "--source", "web")
+    assert made["excluded"] == {"tombstoned": 0, "restricted": 1} and made["redacted"] == 1
+    assert cli("restore", "open", *parts(made), "--home", pair.exporter_path, "--out",
+               tmp_path / "o").code == 0
+    text = (tmp_path / "o" / "web.jsonl").read_text()
+    back = {json.loads(x)["conversation_id"]: x for x in text.splitlines()}
+    assert sorted(back) == ["c2", "c3"]
+    assert "restricted@example.org" not in text and "[restricted" in back["c2"]
+    with store.open_store(pair.vault_path / store.FILE_NAME) as conn:  # nothing changed home
+        assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 3

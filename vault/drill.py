@@ -280,8 +280,8 @@ def _compare_restore(conn: Any, present: dict[tuple[str, str], str], made: Any, 
     left_out = sum(made.excluded.values())
     for key, sha in sorted(present.items()):
         got = back.get(key)
-        if got is None:
-            continue
+        if got is None or key in made.redacted_keys:
+            continue  # left out, or redacted on the way out (a restricted subject)
         c["compared"] += 1
         if got == sha:
             c["matched"] += 1

@@ -13,7 +13,9 @@ new home:
    after step 3;
 3. re-ingests every archived bundle through the real ingest path
    (:func:`vault.ingest.ingest_staged`), source by source in sequence order,
-   so tombstones and retention apply exactly as they did live;
+   so tombstones apply exactly as they did live, then runs retention
+   (:func:`vault.retention.apply`): what expired is purged again, unless a
+   restored legal hold keeps it;
 4. compares what was ingested with the bundles the state file says the
    vault held: a bundle the archive lacks is reported as missing;
 5. records the rebuild in the new audit log, naming the old log's head, and
@@ -36,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from vault import atomic, audit, canonical, ingest, keys, media, staging, statefile, store
-from vault import tombstones
+from vault import retention, tombstones
 from vault import home as homes
 from vault.errors import BadKeyFile, HomeExists, UnsupportedVersion, UsageError
+from vault.subjects import open_vault
 from vault.trust import Entry, TrustStore
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ class Rebuilt:
     quarantined: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     tombstoned: int = 0
+    purged: int = 0
     digest: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,6 +124,8 @@ def rebuild(into: Path, *, home: Path | None = None, archive: Path | None = None
     report = Rebuilt(into, int(state.meta["sequence"]))
     _ingest_archive(into, archive, report)
     _restore_rows(into, state, late)
+    with open_vault(into) as v:
+        report.purged = retention.apply(v)["totals"]["purged"]
     got = _ingested_hashes(into)
     report.missing = sorted(f"{s} #{n}" for s, n, sha, _ in state.bundles if sha not in got)
     conn = store.open_store(into / store.FILE_NAME)

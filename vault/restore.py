@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from vault import atomic, audit, bundle, identifiers, media, records, store
-from vault import canonical, timestamps, tombstones, vaultconfig
+from vault import canonical, restriction, timestamps, tombstones, vaultconfig
 from vault.bundle import BundleWriter
 from vault.config import FAT32_MAX
 from vault.errors import InputRejected, InvalidRecord, MediaIOError, UsageError
@@ -144,7 +144,7 @@ def _candidates(conn: Any, sel: Selection) -> list[_Row]:
 
 
 class Screen:
-    """Tombstones (and Art. 18 restrictions) applied to each record, as ingest applies them.
+    """Tombstones and Art. 18 restrictions applied to each record, by the filter ingest uses.
 
     ``check`` returns ``"keep"``, ``"tombstoned"`` (the conversation is left
     out) or ``"redacted"`` (a subject only mentioned: the redacted copy the
@@ -155,19 +155,21 @@ class Screen:
         self.home = Path(home)
         self.key = tombstones.load_key(home, conn)
         self.region = vaultconfig.load(home).phone_region
-        self.active = conn.execute("SELECT 1 FROM tombstones LIMIT 1").fetchone() is not None
-        self._filters: dict[tuple[str, str | None], tombstones.Filter] = {}
+        self.active = bool(conn.execute("SELECT 1 FROM tombstones LIMIT 1").fetchone()
+                           or restriction.active_hashes(conn))
+        self._filters: dict[tuple[str, str | None], tuple[Any, Any]] = {}
         self._regions: dict[int, str | None] = {}
 
     def filters(self, conn: Any, row: _Row) -> list[tuple[str, Any]]:
         region = tombstones.region_of_bundle(conn, self.home, row.bundle, self.region,
                                              self._regions)
-        flt = self._filters.get((row.source, region))
-        if flt is None:
-            flt = tombstones.Filter(conn, self.key, row.source, region)
-            self._filters[(row.source, region)] = flt
-        # Art. 18 restriction: its filter joins this list once vault.restriction lands.
-        return [("tombstoned", flt)]
+        key = (row.source, region)
+        if key not in self._filters:
+            self._filters[key] = (
+                tombstones.Filter(conn, self.key, row.source, region),
+                restriction.output_filter(conn, self.key, row.source, region))
+        erased, restricted = self._filters[key]
+        return [("tombstoned", erased), ("restricted", restricted)]
 
     def check(self, conn: Any, row: _Row) -> str:
         if not self.active:
@@ -232,9 +234,10 @@ class Created:
     redacted: int
     blobs: int
     recipients: list[str]
+    redacted_keys: set[tuple[str, str]] = field(default_factory=set, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "redacted_keys"}
 
 
 class _Chunks(io.RawIOBase):
@@ -296,13 +299,15 @@ def create(home: Path, identity: Identity, recipients: Sequence[PublicIdentity],
         rows = _candidates(conn, selection)
         screen = Screen(home, conn)
         excluded = {"tombstoned": 0, "restricted": 0}
-        kept, redacted = [], 0
+        kept: list[_Row] = []
+        changed: set[tuple[str, str]] = set()
         for row in rows:
             verdict = screen.check(conn, row)
             if verdict in excluded:
                 excluded[verdict] += 1
                 continue
-            redacted += verdict == "redacted"
+            if verdict == "redacted":
+                changed.add((row.source, row.conversation_id))
             kept.append(row)
         _attach_blobs(conn, kept)
         budget = plaintext_budget(max_bytes, len(recipients)) - _END_FRAME
@@ -315,12 +320,13 @@ def create(home: Path, identity: Identity, recipients: Sequence[PublicIdentity],
                              scratch, target, on_media)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        made = Created(restore_id, done, len(kept), excluded, redacted,
-                       sum(p["blobs"] for p in done), [r.fingerprint for r in recipients])
+        made = Created(restore_id, done, len(kept), excluded, len(changed),
+                       sum(p["blobs"] for p in done), [r.fingerprint for r in recipients],
+                       changed)
         audit.append(conn, "restore.create", target=f"restore:{restore_id}", purpose=purpose,
                      detail={"selection": selection.describe(), "parts": len(done),
                              "conversations": made.conversations, "excluded": excluded,
-                             "redacted": redacted,
+                             "redacted": len(changed),
                              "blobs": made.blobs, "recipients": made.recipients,
                              "destination": "media" if on_media else "folder"})
     finally:
