@@ -202,3 +202,35 @@ def test_gdpr_tables_travel_in_the_state_file(live: Pair, tmp_path: Path) -> Non
     with store.open_store(live.vault_path / store.FILE_NAME) as conn:
         assert back == conn.execute("SELECT * FROM dsar_cases").fetchall()
     assert canonical.dumps(back)
+
+
+def test_after_a_real_erasure_with_a_mention_rebuild_matches(pair: Pair, tmp_path: Path,
+                                                            cli: Any) -> None:
+    """vault.erasure removes the customer's conversations and redacts a mention elsewhere;
+    a rebuild from the untouched archive comes back to exactly that."""
+    from vault import erasure
+    from vault.subjects import Subject, open_vault
+
+    media_root = stick(tmp_path / "stick")
+    Chain(pair, outbox(media_root)).seal([
+        conv("c1", ["hello"], email=ERASED, phone=None),
+        conv("c2", [f"my colleague is {ERASED}"], email="other@example.org", phone=None),
+        conv("c3", ["unrelated"], email="third@example.org", phone=None)])
+    ingest.ingest_media(pair.vault_path, media_root)
+    with open_vault(pair.vault_path) as v:
+        subject = Subject.parse(emails=[ERASED])
+        eid = erasure.request(v, subject, "Art. 17 request")
+        erasure.execute(v, eid, subject, "Art. 17 request")
+    assert not holds_email(pair.vault_path, ERASED)
+
+    new = tmp_path / "rebuilt"
+    res = cli("vault", "rebuild", "--home", pair.vault_path, "--into", new, "--json")
+
+    assert res.code == 0, res.err
+    assert not holds_email(new, ERASED)
+    assert digest(cli, new) == digest(cli, pair.vault_path)
+    with store.open_store(new / store.FILE_NAME) as conn:
+        ids = sorted(r[0] for r in conn.execute("SELECT conversation_id FROM conversations"))
+        (c2,) = conn.execute("SELECT record FROM conversations WHERE conversation_id = 'c2'"
+                             ).fetchone()
+    assert ids == ["c2", "c3"] and "[erased" in c2
