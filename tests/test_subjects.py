@@ -1,0 +1,164 @@
+"""Subject find: one person however written, nobody else, reasons, review, indexes only.
+
+(The real export formats are exercised end to end in test_cases_search.py:
+Telegram, Messenger, Slack and Bot Framework inputs through their readers.)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Pair, run_cli
+from vault import ingest, store
+from vault.subjects import Subject, find
+from vault_kit import Chain, conv, outbox, stick
+
+
+@pytest.fixture
+def people(pair: Pair, tmp_path: Path) -> Pair:
+    media_root = stick(tmp_path / "stick")
+    chain = Chain(pair, outbox(media_root))
+    slack = conv("s1", ["hi from slack"], email=None, phone=None, at="2024-02-01T10:00:00Z")
+    slack["participants"][0]["platform_ids"] = {"slack": "U0MARA"}
+    chain.seal([
+        conv("w1", ["hello"], email="MARA.QUINT@Example.ORG", phone="07700 900123",
+             at="2024-01-10T10:00:00Z"),
+        conv("w2", ["again"], email=None, phone="0044 7700 900123", at="2024-03-10T10:00:00Z"),
+        conv("w3", ["my friend is on 07700900123 or mara.quint@example.org"],
+             email="ana@example.org", phone="+44 7700 900456", at="2024-04-10T10:00:00Z"),
+        conv("w4", ["nothing of her"], email="ana@example.org", phone="+44 7700 900456",
+             at="2024-05-10T10:00:00Z"),
+        conv("w5", ["same name, no identifiers"], email=None, phone=None,
+             at="2024-06-10T10:00:00Z"),
+        slack])
+    chain.seal([conv("a1", ["app chat"], email="mara.quint@example.org", phone=None,
+                     at="2024-07-10T10:00:00Z")], source="app")
+    ingest.ingest_media(pair.vault_path, media_root)
+    return pair
+
+
+def _find(pair: Pair, *args: str) -> dict[str, Any]:
+    r = run_cli("subject", "find", *args, "--json", "--home", pair.vault_path)
+    assert r.code == 0, r.err
+    return r.json()  # type: ignore
+
+
+def _ids(out: dict[str, Any], match: str = "exact") -> list[str]:
+    return sorted(r["conversation_id"] for r in out["results"] if r["match"] == match)
+
+
+def test_the_same_person_written_differently_is_found_everywhere(people: Pair) -> None:
+    by_email = _find(people, "--email", "  Mara.Quint@EXAMPLE.org ")
+    by_phone = _find(people, "--phone", "+44 (0) 7700 900 123")
+    by_national = _find(people, "--phone", "07700-900-123")
+
+    assert _ids(by_email) == ["a1", "w1", "w3"]
+    assert _ids(by_phone) == _ids(by_national) == ["w1", "w2", "w3"]
+    [w3] = [r for r in by_phone["results"] if r["conversation_id"] == "w3"]
+    assert w3["reasons"] == ["phone mentioned in message 1"]
+    assert not w3["subject_is_customer"]
+    [w1] = [r for r in by_email["results"] if r["conversation_id"] == "w1"]
+    assert w1["reasons"] == ["participant e-mail (customer)"] and w1["subject_is_customer"]
+
+
+def test_another_person_is_not_found(people: Pair) -> None:
+    assert _ids(_find(people, "--email", "ana@example.org")) == ["w3", "w4"]
+    assert _find(people, "--email", "nobody@example.org")["results"] == []
+    assert _find(people, "--phone", "+44 7700 900999")["results"] == []
+
+
+def test_platform_id_and_name_only_matches(people: Pair) -> None:
+    assert _ids(_find(people, "--id", "slack:U0MARA")) == ["s1"]
+    out = _find(people, "--email", "mara.quint@example.org", "--name", "MARA  quint")
+    # Every conversation here has a participant named Mara Quint: those without
+    # an exact identifier are listed apart, never merged.
+    assert _ids(out) == ["a1", "w1", "w3"]
+    assert _ids(out, "needs review") == ["s1", "w2", "w4", "w5"]
+    assert out["exact"] == 3 and out["needs_review"] == 4
+    review = [r for r in out["results"] if r["match"] == "needs review"]
+    assert all(r["reasons"] == ["participant name only (needs review)"] for r in review)
+    assert [r["match"] for r in out["results"]][:3] == ["exact"] * 3  # exact ones first
+
+
+def test_source_and_date_filters(people: Pair) -> None:
+    email = ("--email", "mara.quint@example.org")
+    assert _ids(_find(people, *email, "--source", "app")) == ["a1"]
+    assert _ids(_find(people, *email, "--since", "2024-04-10")) == ["a1", "w3"]
+    assert _ids(_find(people, *email, "--until", "2024-04-10")) == ["w1", "w3"]
+    assert _ids(_find(people, *email, "--since", "2024-02-01", "--until", "2024-05-01")) == \
+        ["w3"]
+    bad = run_cli("subject", "find", *email, "--since", "last week", "--home",
+                  people.vault_path)
+    assert bad.code == 2 and "not a date" in bad.err
+
+
+def test_unusable_identifiers_are_usage_errors_without_echoing_them(people: Pair) -> None:
+    r = run_cli("subject", "find", "--email", "not-an-address", "--home", people.vault_path)
+    assert r.code == 2 and "not-an-address" not in r.err and "--email" in r.err
+    assert run_cli("subject", "find", "--home", people.vault_path).code == 2
+
+
+def test_answers_come_from_indexes_never_a_scan(people: Pair) -> None:
+    statements: list[str] = []
+    with store.open_store(people.vault_path / store.FILE_NAME) as conn:
+        conn.set_trace_callback(statements.append)
+        subject = Subject.parse(emails=["mara.quint@example.org"], phones=["07700 900123"],
+                                names=["Mara Quint"], ids=["slack:U0MARA"], region="GB")
+        assert find(conn, subject)
+        conn.set_trace_callback(None)
+        plans = []
+        for sql in statements:
+            if sql.lstrip().upper().startswith("SELECT"):
+                plans += [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+    assert plans
+    scans = [p for p in plans if p.startswith("SCAN") and "USING" not in p]
+    assert scans == [], scans
+    assert any("idx_identifiers_kind_value" in p for p in plans)
+    assert any("idx_mentions_kind_value" in p for p in plans)
+
+
+def test_restricted_subjects_are_hidden_and_counted(people: Pair) -> None:
+    home = ("--home", str(people.vault_path))
+    r = run_cli("restrict", "--email", "mara.quint@example.org", "--reason", "disputed",
+                "--json", *home)
+    assert r.code == 0, r.err
+
+    out = _find(people, "--email", "mara.quint@example.org")
+    assert out["results"] == [] and out["restricted_hidden"] == 3
+    hits = run_cli("search", "hello", "--json", *home).json()
+    assert hits["results"] == [] and hits["restricted_hidden"] == 1  # type: ignore
+    # Another person's search does not show her conversations either.
+    assert _ids(_find(people, "--email", "ana@example.org")) == ["w4"]
+
+    lifted = run_cli("restrict", "--lift", "--email", "mara.quint@example.org", "--reason",
+                     "resolved", *home)
+    assert lifted.code == 0, lifted.err
+    assert _ids(_find(people, "--email", "mara.quint@example.org")) == ["a1", "w1", "w3"]
+    again = run_cli("restrict", "--lift", "--email", "mara.quint@example.org", "--reason",
+                    "again", *home)
+    assert again.code == 2
+
+
+def test_every_find_is_audited_with_hashed_targets(people: Pair) -> None:
+    _find(people, "--email", "mara.quint@example.org", "--purpose", "DSAR-2024-0001")
+    with store.open_store(people.vault_path / store.FILE_NAME) as conn:
+        row = conn.execute("SELECT action, target, purpose FROM audit_log ORDER BY seq DESC "
+                           "LIMIT 1").fetchone()
+        log = " ".join(str(x) for r in conn.execute("SELECT * FROM audit_log") for x in r)
+    assert row[0] == "subject.find" and row[2] == "DSAR-2024-0001"
+    assert row[1].startswith("email:") and len(row[1]) == len("email:") + 32
+    assert "mara" not in log.lower() and "900123" not in log
+
+
+def test_find_is_a_plain_function_too(people: Pair) -> None:
+    conn = sqlite3.connect(people.vault_path / store.FILE_NAME)
+    try:
+        got = find(conn, Subject.parse(emails=["MARA.QUINT@example.org"], region="GB"),
+                   source="web")
+    finally:
+        conn.close()
+    assert [m.conversation_id for m in got] == ["w1", "w3"]
