@@ -22,7 +22,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Protocol
+from typing import IO, Any, Iterator, Protocol, cast
 
 import zstandard
 
@@ -118,8 +118,9 @@ class Bundle:
             raise RuntimeError("verify_signature() must come before items()")
         key = crypto.find_recipient(self.recipients, identity.private_key, self._name)
         plain = _DecryptingReader(self, key)
+        source = cast(IO[bytes], plain)  # a RawIOBase: what stream_reader reads from
         dctx = zstandard.ZstdDecompressor()
-        with dctx.stream_reader(plain, read_size=self.prefix.chunk_size,
+        with dctx.stream_reader(source, read_size=self.prefix.chunk_size,
                                 read_across_frames=True) as stream:
             frames = payload.FrameReader(io.BufferedReader(stream, _READ),
                                          self.prefix.plaintext_size, self._name)
