@@ -132,3 +132,12 @@ def test_collect_from_participants_and_text() -> None:
     assert found.unparsed_phones == ["07700900123", "02079460018"]
     assert ids.collect(conv, "GB").phones == ["+447700900123", "+12025550148",
                                               "+442079460018"]
+
+
+def test_digits_glued_to_letters_are_not_phone_numbers() -> None:
+    """A parcel code such as AB123456789GB once indexed as +44123456789."""
+    from vault import identifiers
+
+    assert identifiers.find_phones("tracking AB123456789GB", "GB") == ([], [])
+    assert identifiers.spans("tracking AB123456789GB", "GB") == []
+    assert identifiers.find_phones("Tel:+44 7700 900123.", "GB")[0] == ["+447700900123"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import phonenumbers
 
@@ -172,6 +172,25 @@ def normalise_phone(text: str | None, region_name: str | None = None) -> str | N
     return _e164(number)
 
 
+def _glued(text: str, start: int, end: int) -> bool:
+    """Digits stuck to letters ("AB123456789GB") are a code, not a phone number."""
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    return before.isalpha() or after.isalpha()
+
+
+def _phone_matches(text: str, code: str | None) -> Iterator[tuple[int, int, str]]:
+    """(start, end, E.164) of each phone number written in ``text``."""
+    matcher = phonenumbers.PhoneNumberMatcher(text, code or "ZZ",
+                                              leniency=phonenumbers.Leniency.POSSIBLE)
+    for m in matcher:
+        if not _possible(m.number) or _DATE_LIKE.match(m.raw_string):
+            continue
+        if _glued(text, m.start, m.end):
+            continue
+        yield m.start, m.end, _e164(m.number)
+
+
 def find_phones(text: str, region_name: str | None = None) -> tuple[list[str], list[str]]:
     """(E.164 numbers found in ``text``, digit strings that need a region to parse).
 
@@ -183,13 +202,8 @@ def find_phones(text: str, region_name: str | None = None) -> tuple[list[str], l
     text = text[:MAX_TEXT_CHARS]
     found: list[str] = []
     spans: list[tuple[int, int]] = []
-    matcher = phonenumbers.PhoneNumberMatcher(text, code or "ZZ",
-                                              leniency=phonenumbers.Leniency.POSSIBLE)
-    for match in matcher:
-        if not _possible(match.number) or _DATE_LIKE.match(match.raw_string):
-            continue
-        spans.append((match.start, match.end))
-        number = _e164(match.number)
+    for start, end, number in _phone_matches(text, code):
+        spans.append((start, end))
         if number not in found:
             found.append(number)
 
@@ -232,15 +246,11 @@ def spans(text: str, region_name: str | None = None) -> list[Span]:
         if email:
             out.append(Span(match.start(), match.end(), "email", email))
     taken = [(s.start, s.end) for s in out]
-    matcher = phonenumbers.PhoneNumberMatcher(text, code or "ZZ",
-                                              leniency=phonenumbers.Leniency.POSSIBLE)
-    for m in matcher:
-        if not _possible(m.number) or _DATE_LIKE.match(m.raw_string):
+    for start, end, number in _phone_matches(text, code):
+        if any(s < end and start < e for s, e in taken):
             continue
-        if any(s < m.end and m.start < e for s, e in taken):
-            continue
-        out.append(Span(m.start, m.end, "phone", _e164(m.number)))
-        taken.append((m.start, m.end))
+        out.append(Span(start, end, "phone", number))
+        taken.append((start, end))
     if code is None:
         for cand in _PHONE_LIKE.finditer(text):
             if any(s < cand.end() and cand.start() < e for s, e in taken):
