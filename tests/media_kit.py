@@ -219,14 +219,15 @@ class DaemonProcess:
     """``python -m vault vault daemon`` in a fresh process, guarded against IP sockets."""
 
     def __init__(self, home: Path, log: Path, *, args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, wrap: list[str] | None = None) -> None:
+        """``wrap``: a command the daemon's command line is appended to (a sandbox)."""
         full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         self.log = log
         self._fh = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", NO_NETWORK, "vault", "daemon", "--home", str(home),
-             *(args or [])], stdout=subprocess.DEVNULL, stderr=self._fh, env=full,
-            cwd=str(REPO))
+            [*(wrap or []), sys.executable, "-c", NO_NETWORK, "vault", "daemon", "--home",
+             str(home), *(args or [])], stdout=subprocess.DEVNULL, stderr=self._fh,
+            env=full, cwd=str(REPO))
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")

@@ -35,6 +35,7 @@ no network socket; the systemd unit makes sure of it.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -46,7 +47,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from vault import ingest, media, mounting, staging, vaultconfig
+from vault import atomic, ingest, media, mounting, staging, vaultconfig
 from vault.errors import (ChatvaultError, ConfigError, MediaError, MediaMissing,
                           MediaReadOnly, UsageError)
 from vault.home import Home
@@ -201,6 +202,8 @@ class Daemon:
                     log.error("%s went away while being read (%s): %d bundle(s) taken, the "
                               "rest stay on it; insert it again to finish", device.name,
                               exc.detail, len(staged))
+                except OSError as exc:  # a listing the media layer did not expect to fail
+                    raise _read_error(exc, target) from exc
                 has_requests = problem is None and _has_requests(target)
         finally:
             try:
@@ -238,6 +241,13 @@ class Daemon:
         finally:
             mounting.unmount(mounted)
         log.info("safe to remove %s", device.name)
+
+
+def _read_error(exc: OSError, target: Path) -> MediaError:
+    where = exc.filename or target
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return MediaError(f"files on the medium cannot be read ({exc.strerror})", path=where)
+    return atomic.media_error(exc, where)
 
 
 def _has_requests(target: Path) -> bool:
