@@ -247,7 +247,35 @@ def test_bundles_left_in_staging_are_ingested_at_start(pair: Pair) -> None:
     assert staging.pending(pair.vault_path) == []
 
 
+def test_stop_requested_while_reading_leaves_ingest_to_the_next_start(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    media, sealed = _stick_with(pair, 2)
+    fake = FakeMedia(media).install(monkeypatch)
+    d = _daemon(pair)
+    real_stage = staging.stage_from_media
+
+    def stage_during_sigterm(home, root, **kw):
+        d.stop.set()  # as the SIGTERM handler does
+        return real_stage(home, root, **kw)
+
+    monkeypatch.setattr(staging, "stage_from_media", stage_during_sigterm)
+    caplog.set_level(logging.INFO, "vault")
+    d.handle(Device.from_properties(LOOP))
+    assert fake.steps == ["mount ro", "unmount"]
+    assert _stored(pair) == set() and len(staging.pending(pair.vault_path)) == 2
+    assert "ingested at the next start" in caplog.text and "safe to remove CVFLOW" in caplog.text
+    _daemon(pair)._finish_staged()
+    assert _stored(pair) == {"c0", "c1"}
+
+
 # -- settings ---------------------------------------------------------------------------
+
+def test_unusable_mount_root_stops_the_daemon_at_start(pair: Pair, tmp_path: Path,
+                                                       cli) -> None:
+    (tmp_path / "file").write_text("x")
+    mk.configure(pair.vault_path, match="any", mount_root=tmp_path / "file" / "media")
+    r = cli("vault", "daemon", "--home", pair.vault_path)
+    assert r.code == 5 and "cannot create the mount root" in r.err
 
 def test_bad_device_match_is_a_usage_error(pair: Pair, cli) -> None:
     r = cli("vault", "daemon", "--home", pair.vault_path, "--device-match", "bus=usb")

@@ -270,3 +270,31 @@ def test_stick_pulled_mid_copy_loses_nothing(setup) -> None:
     assert {name: r.status for name, r in got.items()} == {
         first.path.name: "duplicate", big.path.name: "ingested", last.path.name: "ingested"}
 
+
+
+def test_sigterm_mid_copy_unmounts_and_the_next_start_finishes(setup) -> None:
+    """systemctl stop while a large bundle is copied: a clean stop, nothing lost."""
+    pair, prefix, mount_root, loops = setup
+    chain = Chain(pair, pair.root / "sealed")
+    blob = os.urandom(BIG)
+    big = chain.seal([_big_conversation(blob)], blobs={hashlib.sha256(blob).hexdigest(): blob})
+    del blob
+    image = mk.exfat_image(pair.root / "stick.img", prefix + "S",
+                           mk.outbox_files([big.path]), size_mb=1024)
+
+    with start(pair, prefix, mount_root) as daemon:
+        loops.append(mk.attach(image))
+        _wait_partial_copy(pair.vault_path / "staging", big.path.name, big.size)
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.stop() == 0, daemon.text()
+    log = daemon.text()
+    assert re.search(rf"1 bundle\(s\) staged from {prefix}S are ingested at the next start; "
+                     rf"safe to remove {prefix}S", log), log
+    assert mk.mounts_of(loops[0]) == [] and stored_ids(pair) == set()
+
+    with start(pair, prefix, mount_root, name="again") as daemon:
+        daemon.wait_for(rf"{prefix}S: 1 bundle\(s\): 1 duplicate")  # coldplug: still there
+        log = daemon.wait_for(rf"safe to remove {prefix}S")
+        assert daemon.stop() == 0
+    assert "ingesting 1 bundle(s) left in staging" in log
+    assert stored_ids(pair) == {("web", "big")}

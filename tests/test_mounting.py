@@ -263,3 +263,9 @@ def test_stale_mounts_of_a_crashed_run_are_released(tmp_path: Path) -> None:
         assert mounting.release_stale(root) == 1
         assert mounting.mount_info(target) is None
         assert list(root.iterdir()) == []
+
+
+def test_an_unusable_mount_root_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MediaError, match="mount_root must be writable"):
+        mounting.ensure_root(tmp_path / "file" / "media")

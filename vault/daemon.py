@@ -107,6 +107,7 @@ class Daemon:
                for sig in (signal.SIGTERM, signal.SIGINT)}
         watcher: Watcher | None = None
         try:
+            mounting.ensure_root(self.conf.mount_root)
             released = mounting.release_stale(self.conf.mount_root)
             watcher = Watcher(self.queue)
             found = watcher.start()
@@ -165,6 +166,10 @@ class Daemon:
         """Everything one medium goes through (see the module docstring)."""
         log.info("reading %s", device.describe())
         staged, has_requests, problem = self._read(device)
+        if self.stop.is_set() and problem is None:
+            log.info("stopping: %d bundle(s) staged from %s are ingested at the next start; "
+                     "safe to remove %s", len(staged), device.name, device.name)
+            return
         outcomes = []
         if staged:
             self.notifier.status(f"ingesting {len(staged)} bundle(s) from {device.name}")
@@ -173,7 +178,7 @@ class Daemon:
             _log_outcomes(device.name, outcomes)
         if problem is not None:
             return  # logged by _read; receipts come with the next insertion
-        if self.stop.is_set() or not (outcomes or has_requests):
+        if not (outcomes or has_requests):
             log.info("safe to remove %s", device.name)
             return
         self._write_back(device, outcomes, has_requests)

@@ -120,7 +120,7 @@ class Mounted:
 
 def mount_point(root: Path, name: str) -> Path:
     """A fresh, empty folder under ``root`` named after ``name`` (never a symlink)."""
-    _ensure_root(root)
+    ensure_root(root)
     base = _UNSAFE.sub("_", name).strip("._-")[:48] or "media"
     busy = _mount_points()
     for n in range(1, 100):
@@ -137,9 +137,15 @@ def mount_point(root: Path, name: str) -> Path:
     raise MediaError(f"no free mount point for {base!r}", path=root)
 
 
-def _ensure_root(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = os.lstat(root)
+def ensure_root(root: Path) -> None:
+    """Create ``[daemon] mount_root`` if needed; refuse one others could tamper with."""
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = os.lstat(root)
+    except OSError as exc:
+        raise MediaError(f"cannot create the mount root ({exc.strerror}); [daemon] mount_root "
+                         "must be writable (under systemd: below /run/chatvault)",
+                         path=root) from None
     if not stat.S_ISDIR(st.st_mode):
         raise MediaError("mount root is not a folder (a symlink?)", path=root)
     if st.st_uid != os.geteuid() or st.st_mode & 0o022:
