@@ -93,7 +93,8 @@ def test_altered_store_record_is_found(filled: Pair, cli: Any) -> None:
                      "WHERE conversation_id = 'c3'")
     code, report = run_drill(cli, filled, "--all")
     checks = [m["check"] for m in report["body"]["mismatches"]]
-    assert code == 3 and checks == ["store_record_damaged", "restored_differs_from_store"]
+    assert code == 3 and checks == ["store_record_damaged", "restore_failed"]
+    assert report["body"]["mismatches"][1]["code"] == "invalid_record"
 
     # a record altered together with its hash column still differs from the archive
     with store.open_store(filled.vault_path / store.FILE_NAME) as conn:

@@ -118,7 +118,13 @@ def run(home: Path, *, sample: int | None = DEFAULT_SAMPLE, every: bool = False,
         held = _read_archive(home, conn, h, identity, picked, tally)
         clock.lap("archive")
         present = _compare_store(home, conn, held, tally)
-        made, opened = _restore_loop(home, identity, present, scratch, clock)
+        try:
+            made, opened = _restore_loop(home, identity, present, scratch, clock)
+        except ChatvaultError as exc:
+            # the loop itself broke: that is the drill's finding, reported like the others
+            tally.bad("restore_failed", code=exc.code)
+            made = opened = None
+            clock.lap("restore_failed")
         _compare_restore(conn, present, made, opened, tally)
         clock.lap("compare")
     finally:

@@ -1,4 +1,4 @@
-"""``chatvault restore ...``, ``chatvault drill`` and ``chatvault vault rebuild|digest|state-save``.
+"""``chatvault restore ...``, ``chatvault drill``, ``chatvault vault rebuild|digest|state-save``.
 
 The three vault commands belong to the ``vault`` group but live with the
 restore family: they are added to :data:`vault.cli.vaultcmd.app` when this
