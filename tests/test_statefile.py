@@ -164,3 +164,25 @@ def test_read_refuses_an_export_bundle(vault: Pair, tmp_path: Path) -> None:
     with pytest.raises(MalformedHeader, match="not a state file"):
         statefile.read(sealed.path, vault.vault.identity(),
                        trust=statefile.OwnKey(vault.exporter.public()))
+
+
+def test_wrapped_key_without_passphrase_leaves_it_stale_then_state_save(
+        tmp_path: Path, cli: Any) -> None:
+    """A change made without the passphrase at hand is kept; status says the file is stale."""
+    from vault import home, keys
+
+    (tmp_path / "pass").write_text("correct horse\n")
+    vlt = home.create("vault", tmp_path / "v", "wrapped", passphrase=b"correct horse")
+    exp = home.create("exporter", tmp_path / "e", "exp")
+    t = vlt.trust()
+    t.trust(exp.public_key.read_text(), "exporter")
+    t.save()
+    assert keys.read_passphrase(None) is None
+    statehook.changed(vlt.path, "trust")  # no passphrase: nothing written, nothing raised
+    assert not statefile.path_of(vlt.path).exists()
+
+    res = cli("vault", "state-save", "--home", vlt.path, "--passphrase-file",
+              tmp_path / "pass", "--json")
+    assert res.code == 0 and res.json()["current"] is True
+    state = statefile.read(statefile.path_of(vlt.path), vlt.identity(tmp_path / "pass"))
+    assert "exp" in state.header["trust"]

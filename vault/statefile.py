@@ -42,7 +42,8 @@ from typing import Any, Iterator
 
 from vault import audit, bundle, canonical, store, timestamps, tombstones
 from vault.bundle import BundleWriter, Record
-from vault.errors import BadDocument, InputRejected, MalformedHeader, UntrustedSigner
+from vault.errors import (BadDocument, BadPassphrase, InputRejected, MalformedHeader,
+                          UntrustedSigner)
 from vault.home import Home
 from vault.keys import Identity, PublicIdentity
 from vault.records import Summary
@@ -170,7 +171,14 @@ def write(home: Path, reason: str, identity: Identity | None = None) -> Path:
         sequence, prev_sha, prev_digest = _previous(path)
         if prev_digest == digest:
             return path
-        ident = identity or Home(home).identity()
+        try:
+            ident = identity or Home(home).identity()
+        except BadPassphrase:
+            # the change itself is committed; vault status reports the stale file
+            log.error("state file NOT written after %s: the vault key is passphrase-protected "
+                      "and no passphrase was given; run 'chatvault vault state-save "
+                      "--passphrase-file FILE'", reason)
+            return path
         writer = BundleWriter(path, ident, [ident.public()], kind=KIND, source=SOURCE,
                               sequence=sequence + 1, prev_hash=prev_sha,
                               context={"digest": digest, "reason": reason[:64]})

@@ -241,12 +241,14 @@ def digest_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     say(f"{info['conversations']} conversations, {info['attachments']} attachments")
 
 
-def state_save_cmd(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+def state_save_cmd(home: HomeOpt = None, passphrase_file: PassOpt = None,
+                   as_json: JsonOpt = False) -> None:
     """Write the state file beside the archive now (it is also written after every change)."""
     from vault import statefile
+    from vault.home import Home
 
     h = resolve_home(home)
-    statefile.write(h, "by hand")
+    statefile.write(h, "by hand", Home(h).identity(passphrase_file))
     info = statefile.describe(h)
     if as_json:
         emit_json(info)
