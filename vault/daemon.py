@@ -190,8 +190,12 @@ class Daemon:
         not unmount), with that problem, already logged.
         """
         target = mounting.mount_point(self.conf.mount_root, device.name)
-        mounted = mounting.mount(device.devnode, device.fs_type, target, readonly=True,
-                                 devnum=device.devnum)
+        try:
+            mounted = mounting.mount(device.devnode, device.fs_type, target, readonly=True,
+                                     devnum=device.devnum)
+        except MediaError:
+            _remove_dir(target)
+            raise
         staged: list[staging.Staged] = []
         problem = None
         has_requests = False
@@ -204,9 +208,10 @@ class Daemon:
                                                       max_plaintext=self.conf.max_plaintext)
                 except MediaError as exc:
                     staged, problem = list(getattr(exc, "staged", [])), exc
-                    log.error("%s went away while being read (%s): %d bundle(s) taken, the "
-                              "rest stay on it; insert it again to finish", device.name,
-                              exc.detail, len(staged))
+                    what = ("went away while being read" if isinstance(exc, MediaMissing)
+                            else "could not be read to the end")
+                    log.error("%s %s (%s): %d bundle(s) taken, the rest stay on it; insert "
+                              "it again to finish", device.name, what, exc, len(staged))
                 except OSError as exc:  # a listing the media layer did not expect to fail
                     raise _read_error(exc, target) from exc
                 has_requests = problem is None and _has_requests(target)
