@@ -18,6 +18,7 @@ other mount-namespace options, ``IPAddressDeny``.
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 import re
 import shutil
@@ -204,9 +205,7 @@ def confinement(drop_caps: tuple[str, ...] = ()) -> list[str]:
 def _require_confinement() -> None:
     mk.require(udev=True, exfat=True, ext4=True)
     gaps = [t for t in ("setpriv", "systemd-analyze") if not shutil.which(t)]
-    if not Path("/usr/lib/x86_64-linux-gnu/libseccomp.so.2").exists() and not any(
-            Path(p).exists() for p in ("/lib/x86_64-linux-gnu/libseccomp.so.2",
-                                       "/usr/lib64/libseccomp.so.2")):
+    if ctypes.util.find_library("seccomp") is None:
         gaps.append("libseccomp")
     if gaps:
         (pytest.fail if mk.REQUIRED else pytest.skip)("confinement needs " + ", ".join(gaps))
