@@ -268,8 +268,8 @@ def test_dry_run_and_declined_confirmation_change_nothing(vault: Vault) -> None:
 def test_erase_by_case_scrubs_the_case(vault: Vault) -> None:
     case = vault.cli("dsar", "open", "--received", "2024-09-02", "--email", MARA_EMAIL,
                      "--phone", "07700 900123", "--json").json()
-    r = vault.cli("erase", "--case", case["case_id"], "--reason", "Art. 17", "--yes",  # type: ignore
-                  "--json")
+    case_id = case["case_id"]  # type: ignore
+    r = vault.cli("erase", "--case", case_id, "--reason", "Art. 17", "--yes", "--json")
     assert r.code == 0 and r.json()["conversations_removed"] == 2
     with vault.conn() as conn:
         rows = conn.execute("SELECT kind, value, erased FROM dsar_subjects").fetchall()

@@ -175,37 +175,40 @@ def find(conn: sqlite3.Connection, subject: Subject, *, since: str | None = None
              digits: bool = False) -> None:
         found.setdefault(conv, []).append((order, reason, exact, customer, digits))
 
-    for kind, value in subject.exact():
-        for conv, role in conn.execute(
-                "SELECT i.conversation, p.role FROM identifiers i LEFT JOIN participants p "
-                "ON p.conversation = i.conversation AND p.participant_id = i.participant_id "
-                "WHERE i.kind = ? AND i.value = ?", (kind, value)):
+    exact = set(subject.exact())
+    digits = {("phone_unparsed", d) for d in subject.unparsed_forms()}
+    wanted = sorted(exact | digits | {("name", n) for n in subject.names})
+    # One indexed lookup per table for every identifier at once.
+    rows = ",".join("(?, ?)" for _ in wanted)
+    params = [x for pair in wanted for x in pair]
+    # CROSS JOIN keeps the few wanted pairs outside: one index search each.
+    for kind, value, conv, role in conn.execute(
+            f"WITH w(k, v) AS (VALUES {rows}) "
+            "SELECT i.kind, i.value, i.conversation, p.role FROM w CROSS JOIN identifiers i "
+            "ON i.kind = w.k AND i.value = w.v LEFT JOIN participants p "
+            "ON p.conversation = i.conversation AND p.participant_id = i.participant_id",
+            params):
+        if (kind, value) in exact:
             who = f" ({role})" if role else ""
             note(conv, 0, f"participant {_NOUN[kind]}{who}", True,
                  role == "customer" or (role is None and kind == "customer_id"))
-        for conv, pos in _mentions(conn, kind, value):
-            note(conv, 1 + pos, f"{_NOUN[kind]} mentioned in message {pos + 1}", True, False)
-    for digits in subject.unparsed_forms():
-        for (conv,) in conn.execute("SELECT conversation FROM identifiers WHERE "
-                                    "kind = 'phone_unparsed' AND value = ?", (digits,)):
+        elif kind == "phone_unparsed":
             note(conv, 0, "participant phone written without a country code "
                           "(same digits; needs review)", False, False, True)
-        for conv, pos in _mentions(conn, "phone_unparsed", digits):
+        else:
+            note(conv, 0, "participant name only (needs review)", False, False)
+    for kind, value, conv, pos in conn.execute(
+            f"WITH w(k, v) AS (VALUES {rows}) "
+            "SELECT x.kind, x.value, x.conversation, m.position FROM w CROSS JOIN mentions x "
+            "ON x.kind = w.k AND x.value = w.v JOIN messages m ON m.id = x.message", params):
+        if (kind, value) in exact:
+            note(conv, 1 + pos, f"{_NOUN[kind]} mentioned in message {pos + 1}", True, False)
+        elif kind == "phone_unparsed":
             note(conv, 1 + pos, f"phone digits without a country code in message {pos + 1} "
                                 "(needs review)", False, False, True)
-    for name in subject.names:
-        for (conv,) in conn.execute("SELECT DISTINCT conversation FROM identifiers "
-                                    "WHERE kind = 'name' AND value = ?", (name,)):
-            note(conv, 0, "participant name only (needs review)", False, False)
     if not found:
         return []
     return _matches(conn, found, since, until, source)
-
-
-def _mentions(conn: sqlite3.Connection, kind: str, value: str) -> list[tuple[int, int]]:
-    return conn.execute("SELECT x.conversation, m.position FROM mentions x JOIN messages m "
-                        "ON m.id = x.message WHERE x.kind = ? AND x.value = ?",
-                        (kind, value)).fetchall()
 
 
 def _matches(conn: sqlite3.Connection,

@@ -41,6 +41,7 @@ case-folded, a phone number in E.164.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import hmac
 import os
@@ -149,7 +150,8 @@ def normalise(kind: str, value: str, region: str | None = None) -> str:
     return out
 
 
-def phone_digit_forms(e164: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def phone_digit_forms(e164: str) -> tuple[str, ...]:
     """Digit strings a number may be stored under when written without ``+``.
 
     With no region configured, a number written without a country code is
@@ -162,13 +164,13 @@ def phone_digit_forms(e164: str) -> list[str]:
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
-        return out
+        return tuple(out)
     national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
     for digits in (phonenumbers.national_significant_number(number),
                    re.sub(r"\D", "", national)):
         if digits and digits not in out:
             out.append(digits)
-    return out
+    return tuple(out)
 
 
 def conversation_value(source: str, conversation_id: str) -> str:
@@ -239,7 +241,9 @@ class Filter:
         decision = self.decide(conv)
         if decision.action == "drop":
             return True
-        return decision.conversation if decision.action == "redact" else False
+        if decision.action == "redact" and decision.conversation is not None:
+            return decision.conversation
+        return False
 
     def apply(self, conv: dict[str, Any]) -> dict[str, Any] | None:
         """The conversation as it may be stored or shown: None when left out."""
