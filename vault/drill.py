@@ -21,6 +21,8 @@ and for regular testing of it. A drill, in steps that are each timed:
     what the restore brought back. Records erased, purged by retention or
     restricted are expected to be absent and are counted as such; a record
     a newer bundle superseded is compared store against restore only.
+    An archived bundle that cannot be read, or a restore step that fails,
+    is a mismatch too: the report is still written.
 
 The report (:mod:`vault.signed`, kind ``drill-report``) names bundles and
 record positions, never conversation content or ids; it is signed by the
