@@ -222,6 +222,7 @@ def _wait_partial_copy(staging: Path, name: str, total: int, timeout: float = 12
     raise AssertionError(f"no partial copy of {name} seen in {staging}")
 
 
+@pytest.mark.slow
 def test_stick_pulled_mid_copy_loses_nothing(setup) -> None:
     """Kill the FUSE process serving the stick while a large bundle is being copied."""
     pair, prefix, mount_root, loops = setup
@@ -272,6 +273,7 @@ def test_stick_pulled_mid_copy_loses_nothing(setup) -> None:
 
 
 
+@pytest.mark.slow
 def test_sigterm_mid_copy_unmounts_and_the_next_start_finishes(setup) -> None:
     """systemctl stop while a large bundle is copied: a clean stop, nothing lost."""
     pair, prefix, mount_root, loops = setup

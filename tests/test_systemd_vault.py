@@ -285,6 +285,7 @@ def test_each_capability_is_needed(tmp_path: Path, dropped: str, failing: str) -
 
 
 @pytest.mark.media
+@pytest.mark.slow
 def test_a_private_network_namespace_would_hide_udev(tmp_path: Path) -> None:
     """Why the unit has no PrivateNetwork=yes: udev's events do not reach another netns."""
     mk.require(udev=True, exfat=True)
