@@ -10,7 +10,7 @@ On a stick (or any folder standing for one)::
 Nothing on media is trusted: listings skip symlinks, special files, names
 that are not plain ``[A-Za-z0-9._-]`` and files above a size bound; every
 byte is verified later by whoever reads it. (Mounting and udev live in
-:mod:`vault.mounting` and :mod:`vault.daemon`.)
+:mod:`vault.mounting`, :mod:`vault.udevwatch` and :mod:`vault.daemon`.)
 """
 
 from __future__ import annotations
