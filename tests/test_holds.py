@@ -47,6 +47,8 @@ def _hold(pair: Pair, *args: str) -> Any:
     (["--since", "2024-03-01", "--until", "2024-03-31"], ["a1", "w2"]),
     (["--source", "web", "--since", "2024-03-01"], ["w2", "w3"]),
     (["--email", "ANA@example.org"], ["w2", "w3"]),  # as customer and mentioned
+    (["--subject", "ana@example.org"], ["w2", "w3"]),
+    (["--subject", "+44 7700 900123"], ["w1"]),
 ])
 def test_each_scope_covers_what_it_says(held: Pair, args: list[str],
                                         expected: list[str]) -> None:

@@ -342,6 +342,8 @@ def retention_apply(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
 
 @hold_app.command("add")
 def hold_add(name: Annotated[str, typer.Argument()], reason: ReasonOpt,
+             subject: Annotated[Many, typer.Option(
+                 "--subject", help="A subject's e-mail or phone (repeatable)")] = None,
              email: EmailOpt = None, phone: PhoneOpt = None, ids: IdOpt = None,
              customer_id: CustOpt = None, source: SourceOpt = None,
              conversation: Annotated[Optional[str], typer.Option(
@@ -352,10 +354,12 @@ def hold_add(name: Annotated[str, typer.Argument()], reason: ReasonOpt,
     from vault import holds
     from vault.subjects import day_bound
 
+    email = [*(email or []), *[s for s in subject or [] if "@" in s]]
+    phone = [*(phone or []), *[s for s in subject or [] if "@" not in s]]
     with _vault(home) as v:
-        subject = (_subject(v, email, phone, None, ids, customer_id)
-                   if email or phone or ids or customer_id else None)
-        h = holds.add(v, name, reason, subject=subject, source=source,
+        who = (_subject(v, email, phone, None, ids, customer_id)
+               if email or phone or ids or customer_id else None)
+        h = holds.add(v, name, reason, subject=who, source=source,
                       conversation=conversation, since=day_bound(since),
                       until=day_bound(until, True))
     emit_json(h.as_dict()) if as_json else say(f"hold {h.name} placed: {h.describe()}")
