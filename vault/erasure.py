@@ -190,11 +190,15 @@ def refuse_if_held(v: VaultHandle, p: Plan, reason: str, erasure_id: str | None)
 
 
 def request(v: VaultHandle, subject: Subject, reason: str,
-            case_id: str | None = None) -> str:
-    """Record an erasure request; returns its id (``E-<n>``)."""
+            case_id: str | None = None, requested_by: str | None = None) -> str:
+    """Record an erasure request; returns its id (``E-<n>``).
+
+    ``requested_by`` names who asked when it is not the operator at the vault
+    (a signed request from media: ``request:<fingerprint>``).
+    """
     if not reason.strip():
         raise UsageError("--reason is required (it goes into the audit log)")
-    now, who = timestamps.now_utc(), audit.operator()
+    now, who = timestamps.now_utc(), requested_by or audit.operator()
     with store.transaction(v.conn):
         n = v.conn.execute("SELECT count(*) FROM erasures").fetchone()[0]
         eid = f"E-{n + 1:04d}"
@@ -224,10 +228,14 @@ def pending_subject(v: VaultHandle, erasure_id: str) -> tuple[Subject, dict[str,
     return s, info
 
 
-def approve(v: VaultHandle, erasure_id: str) -> dict[str, Any]:
-    """The second pair of eyes: a different operator approves, and it is executed."""
+def approve(v: VaultHandle, erasure_id: str, approver: str | None = None) -> dict[str, Any]:
+    """The second pair of eyes: a different operator approves, and it is executed.
+
+    ``approver`` names the second pair of eyes when it is not the operator at
+    the vault (a second DPO signature on a request: ``dpo:<fingerprint>``).
+    """
     subject, info = pending_subject(v, erasure_id)
-    who = audit.operator()
+    who = approver or audit.operator()
     if who == info["requested_by"]:
         audit.append(v.conn, "erase.approve-refused", target=f"erasure:{erasure_id}",
                      detail={"reason": "same operator"})
