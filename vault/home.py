@@ -11,6 +11,9 @@ Layout (``H`` is ``--home``, ``$CHATVAULT_HOME`` or ``/var/lib/chatvault``)::
     vault:     H/store.db    the SQLite store; H/archive/ (sealed bundles, the
                              source of truth); H/quarantine/; H/staging/;
                              H/receipts/ (copies of receipts written)
+    requester: H/state/      requests asked and answers collected (a DPO's
+                             home: signs requests, opens answers; no exporter
+                             config, no outbox)
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from vault import keys
 from vault.errors import HomeExists, UsageError
 from vault.trust import TrustStore
 
-KINDS = ("exporter", "vault")
+KINDS = ("exporter", "vault", "requester")
 
 _DIRS = {
     "exporter": ["keys", "state", "outbox"],
     "vault": ["keys", "archive", "quarantine", "staging", "receipts", "reports"],
+    "requester": ["keys", "state"],
 }
 
 

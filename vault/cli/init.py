@@ -1,4 +1,4 @@
-"""``chatvault init exporter|vault H --name NAME [--passphrase-file F]``."""
+"""``chatvault init exporter|vault|requester H --name NAME [--passphrase-file F]``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from vault.cli.common import JsonOpt, emit_json, say
 def register(app: typer.Typer) -> None:
     @app.command("init")
     def init(
-        kind: Annotated[str, typer.Argument(help="exporter or vault")],
+        kind: Annotated[str, typer.Argument(help="exporter, vault or requester (a DPO)")],
         home: Annotated[Path, typer.Argument(help="The new home folder")],
         name: Annotated[str, typer.Option("--name", help="A name people recognise")],
         passphrase_file: Annotated[Optional[Path], typer.Option(

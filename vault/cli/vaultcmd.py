@@ -48,7 +48,8 @@ def ingest_cmd(
 
     For a media folder, receipts go onto the media (chatvault/receipts/);
     for bundle files given directly, they are kept in H/receipts/ only
-    (a copy of every receipt is always kept there).
+    (a copy of every receipt is always kept there). Signed requests on a
+    media folder (chatvault/requests/) are then answered, as the daemon does.
     """
     from vault import errors, ingest, staging, vaultconfig
 
@@ -56,6 +57,7 @@ def ingest_cmd(
     cfg = vaultconfig.load(h)
     progress = show_progress(quiet or as_json)
     outcomes: list[Any] = []
+    answered: list[Any] = []
     failure: errors.ChatvaultError | None = None
     files = [p for p in paths if not p.is_dir()]
     for p in paths:
@@ -66,6 +68,7 @@ def ingest_cmd(
             outcomes += ingest.ingest_media(h, folder, media_label=media_label,
                                             progress=progress,
                                             delete_ingested=False)
+            answered += _answer_requests(h, folder)
         if files:
             staged = staging.stage_files(h, files, limit=staging.max_bundle_bytes(
                 cfg.max_plaintext_bytes))
@@ -75,14 +78,18 @@ def ingest_cmd(
         outcomes += getattr(exc, "outcomes", [])
         failure = exc
 
-    code = errors.most_severe([o.exit_code for o in outcomes]
+    code = errors.most_severe([o.exit_code for o in outcomes + answered]
                               + ([failure.exit_code] if failure else []))
     summary = _summary(outcomes)
     if as_json:
         emit_json({"outcomes": [o.as_dict() for o in outcomes], "summary": summary,
+                   "answers": [a.as_dict() for a in answered],
                    "error": failure.as_dict() if failure else None, "exit_code": code})
     else:
         _print_outcomes(outcomes)
+        for a in answered:
+            why = f" ({a.reason})" if a.reason else ""
+            print(f"{a.status:11} {a.file:32} request {a.action or '-'}{why}")
         if not quiet:
             say(f"{summary['ingested']} ingested ({summary['conversations']} conversations, "
                 f"{summary['messages']} messages), {summary['duplicate']} duplicate, "
@@ -90,6 +97,17 @@ def ingest_cmd(
     if failure is not None:
         say(f"chatvault: {failure}")
     raise typer.Exit(code)
+
+
+def _answer_requests(home: Path, folder: Path) -> list[Any]:
+    """Answer the requests on a media folder (vault.requests), as the daemon does."""
+    from vault import media
+
+    if not (folder / media.ROOT / media.REQUESTS).is_dir():
+        return []
+    from vault import requests
+
+    return list(requests.answer_media(home, folder))
 
 
 @app.command("status")

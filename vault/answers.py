@@ -1,0 +1,344 @@
+"""The online side of requests: ask, approve, collect the answers, see what still waits.
+
+Any home can ask (``chatvault init requester`` makes one for a DPO; IT staff
+use their exporter home) once it trusts the vault's key (role ``vault``):
+the parameters are sealed to every vault it trusts, and answers are checked
+against those keys. Requests are documented in :mod:`vault.requests`.
+
+The home remembers what it asked in ``H/state/requests.json`` (written
+atomically, one writer at a time under ``H/state/requests.lock``): per
+request its id, action, file name, times, the digest of its body, the vaults
+expected to answer (those its parameters were sealed to), and per vault the
+answer collected. No parameter is kept there: it names people.
+
+**collect** verifies every ``*.answer.json`` on the media against the
+trusted vault keys; answers to requests this home did not make are left
+alone. A ``done`` restore or DSAR answer is opened (every file checked
+against the SHA-256 the signed answer gives) into ``OUT/<action>-<id>.<vault>/``:
+restore sets as :mod:`vault.restoreopen` writes them, DSAR packages as
+:func:`vault.dsarpack.unseal` does. Unless ``keep``, what was collected is
+then removed from the stick, and so is each request every vault addressed
+has answered for good (a *pending* erasure request stays: it must go back
+to the vault). An answer that fails verification, or whose files are
+missing or altered, is reported (exit 3) and left where it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from vault import atomic, keys, media, requests, signed, timestamps
+from vault.errors import (EXIT_OK, EXIT_REJECTED, BadDocument, ChatvaultError,
+                          InputRejected, UsageError)
+from vault.home import Home
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "requests.json"
+_SEALED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.cvb$")
+FINAL = ("done", "refused", "failed")
+
+
+# -- answers as the online side reads them ----------------------------------------
+
+@dataclass(frozen=True)
+class Answer:
+    path: Path
+    body: dict[str, Any]
+    vault: str  # fingerprint of the verified signer
+
+    @property
+    def effective(self) -> dict[str, Any]:
+        """The answer itself, or for a replay notice the first answer it carries."""
+        first = self.body.get("first_answer")
+        return first if isinstance(first, dict) else self.body
+
+
+def verify_answer(path: Path, trust: Any) -> Answer:
+    """Load an answer and check it is signed by a vault this home trusts."""
+    doc = signed.load(path)
+    signers = signed.verify(doc, trust, "vault", requests.ANSWER_KIND, str(path))
+    for body in (doc["body"], doc["body"].get("first_answer")):
+        if body is None:
+            continue
+        if not isinstance(body, dict) or body.get("status") not in requests.STATUSES:
+            raise BadDocument("answer without a known status", path=path)
+        if not isinstance(body.get("files", []), list) or not isinstance(
+                body.get("counts", {}), dict):
+            raise BadDocument("answer fields malformed", path=path)
+        rid = body.get("request_id")
+        if rid is not None and not requests.valid_id(rid):
+            raise BadDocument("answer names no valid request id", path=path)
+    return Answer(path, doc["body"], signers[0].fingerprint)
+
+
+# -- the home's memory ------------------------------------------------------------------
+
+def _state_path(home: Path) -> Path:
+    return Path(home) / "state" / STATE_FILE
+
+
+@contextlib.contextmanager
+def state(home: Path) -> Iterator[dict[str, Any]]:
+    """The state, locked for the block, saved atomically when the block succeeds."""
+    folder = Path(home) / "state"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(folder / "requests.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        current = load_state(home)
+        yield current
+        atomic.write_bytes(_state_path(home), json.dumps(current, indent=1, sort_keys=True)
+                           .encode("utf-8") + b"\n", mode=0o600)
+    finally:
+        os.close(fd)
+
+
+def load_state(home: Path) -> dict[str, Any]:
+    path = _state_path(home)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"version": 1, "requests": {}}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read the requests state ({exc})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("requests"), dict):
+        raise UsageError(f"{path}: not a requests state file")
+    return state
+
+
+# -- collecting -------------------------------------------------------------------------
+
+@dataclass
+class Collected:
+    """What became of one answer file on the media."""
+
+    file: str
+    result: str  # opened | recorded | notice | already | not_ours | rejected
+    request_id: str | None = None
+    action: str | None = None
+    vault: str | None = None
+    status: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    out: str | None = None
+    error: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Report:
+    items: list[Collected] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REJECTED if any(c.result == "rejected" for c in self.items) else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"answers": [c.as_dict() for c in self.items], "removed": self.removed,
+                "exit_code": self.exit_code}
+
+
+class _Opener:
+    """Opens done answers into ``out``; the identity is unlocked only when needed."""
+
+    def __init__(self, h: Home, trust: Any, out: Path, native: bool,
+                 passphrase_file: Path | None) -> None:
+        self.h, self.trust, self.out, self.native = h, trust, out, native
+        self.passphrase_file = passphrase_file
+        self._identity: keys.Identity | None = None
+
+    @property
+    def identity(self) -> keys.Identity:
+        if self._identity is None:
+            self._identity = self.h.identity(self.passphrase_file)
+        return self._identity
+
+    def open(self, ans: Answer, eff: dict[str, Any], folder: Path) -> Path | None:
+        files = _checked_files(eff, folder, ans.path)
+        if not files:
+            return None
+        dest = self.out / f"{eff['action']}-{eff['request_id']}.{ans.vault.replace('-', '')[:9]}"
+        if dest.exists():
+            raise UsageError(f"{dest} already exists; collect into another --out folder")
+        if eff["action"] == "restore":
+            from vault import restoreopen
+
+            restoreopen.open_bundles(files, self.identity, self.trust, dest, native=self.native)
+            return dest
+        from vault import dsarpack
+
+        work = self.out / f".dsar-open{atomic.TMP_MARK}{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            opened = dsarpack.unseal(files[0], self.identity, self.trust, work)
+            os.replace(opened, dest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return dest
+
+
+def _checked_files(eff: dict[str, Any], folder: Path, where: Path) -> list[Path]:
+    """The answer's files in ``answers/``, each with the SHA-256 it was signed with."""
+    out = []
+    for item in eff.get("files") or []:
+        name = item.get("file") if isinstance(item, dict) else None
+        path = folder / name if isinstance(name, str) and _SEALED.match(name) else None
+        try:
+            plain = path is not None and stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            plain = False
+        if path is None or not plain:
+            raise InputRejected(f"answer file {str(name)[:80]!r} is missing from the media "
+                                "or not a plain file", path=where)
+        if requests.sha256_file(path) != item.get("sha256"):
+            raise InputRejected(f"{name} differs from what the vault wrote (damaged media?)",
+                                path=where)
+        out.append(path)
+    return out
+
+
+def collect(home: Path, media_root: Path, out: Path, *, keep: bool = False,
+            native: bool = False, passphrase_file: Path | None = None) -> Report:
+    """Verify, open and record every answer to this home's requests (module docstring)."""
+    h = Home(Path(home)).require()
+    trust = h.trust()
+    folder = media.folder(Path(media_root), media.ANSWERS)
+    report = Report()
+    settled: list[tuple[Path, dict[str, Any]]] = []
+    out.mkdir(parents=True, exist_ok=True)
+    opener = _Opener(h, trust, Path(out), native, passphrase_file)
+    with state(h.path) as known:
+        for path in media.safe_files(folder, requests.ANSWER_SUFFIX, signed.MAX_DOCUMENT):
+            item, tidy = _one(path, folder, known["requests"], trust, opener)
+            report.items.append(item)
+            if tidy is not None:
+                settled.append((path, tidy))
+        if not keep:
+            report.removed = _tidy(Path(media_root), folder, settled, known["requests"])
+    return report
+
+
+def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
+         opener: _Opener) -> tuple[Collected, dict[str, Any] | None]:
+    """One answer file: its report line, and (when collected) the answer to tidy away."""
+    try:
+        ans = verify_answer(path, trust)
+    except ChatvaultError as exc:
+        return Collected(path.name, "rejected", error=exc.as_dict()), None
+    body, eff = ans.body, ans.effective
+    entry = asked.get(body.get("request_id") or "")
+    item = Collected(path.name, "recorded", body.get("request_id"), body.get("action"),
+                     ans.vault, eff["status"], eff.get("reason"), eff.get("message"))
+    if entry is None:
+        item.result = "not_ours"
+        return item, None
+    if eff.get("request_digest") != entry["digest"]:
+        # a document that claimed this id (forged, or another home's) was refused
+        item.result, item.status, item.reason = "notice", body["status"], body.get("reason")
+        return item, eff
+    seen = entry["answers"].get(ans.vault)
+    if seen and seen["status"] in FINAL:
+        item.result = "already" if body is eff else "notice"
+        if body is not eff:
+            item.status, item.reason, item.message = "refused", "replay", body.get("message")
+        return item, eff
+    mine = entry["answer_to"] == opener.h.public().fingerprint
+    try:
+        dest = opener.open(ans, eff, folder) if eff["status"] == "done" and mine else None
+    except ChatvaultError as exc:
+        item.result, item.error = "rejected", exc.as_dict()
+        return item, None
+    if dest is not None:
+        item.result, item.out = "opened", str(dest)
+    elif eff["status"] == "done" and not mine and eff.get("files"):
+        item.message = (f"{eff.get('message')}; sealed to {entry['answer_to']}, not to this "
+                        "home: its files stay on the media for that key's holder")
+        eff = {**eff, "files": []}
+    got: dict[str, Any] = {
+        "status": eff["status"], "reason": eff.get("reason"), "message": eff.get("message"),
+        "at": eff.get("at"), "collected_at": timestamps.now_utc(), "out": item.out,
+        **{k: eff[k] for k in ("case_id", "erasure_id", "restore_id", "counts") if k in eff}}
+    entry["answers"][ans.vault] = got
+    _keep_copy(opener.h.path, path)
+    return item, eff
+
+
+def _keep_copy(home: Path, path: Path) -> None:
+    """A copy of each collected answer stays in ``H/state/answers/``: proof of what came back."""
+    copies = home / "state" / "answers"
+    copies.mkdir(mode=0o700, exist_ok=True)
+    atomic.write_bytes(copies / path.name, path.read_bytes(), mode=0o600)
+
+
+def _tidy(media_root: Path, folder: Path, settled: list[tuple[Path, dict[str, Any]]],
+          asked: dict[str, Any]) -> list[str]:
+    """Remove collected answers (and their files) and requests every vault has answered."""
+    gone: list[Path] = []
+    for path, eff in settled:
+        names = [f.get("file") for f in eff.get("files") or [] if isinstance(f, dict)]
+        for name in [path.name, *[n for n in names if isinstance(n, str)]]:
+            gone += _remove(folder / name)
+    requests_dir = media.folder(media_root, media.REQUESTS)
+    for rid, entry in asked.items():
+        done = [v for v in entry["vaults"] if entry["answers"].get(v, {}).get("status") in FINAL]
+        request = requests_dir / entry["file"]
+        if len(done) < len(entry["vaults"]) or not request.is_file():
+            continue
+        try:
+            if requests.digest(signed.load(request)["body"]) == entry["digest"]:
+                gone += _remove(request)
+        except BadDocument:
+            continue
+    return [str(p) for p in gone]
+
+
+def _remove(path: Path) -> list[Path]:
+    if path.is_symlink() or not path.is_file():
+        return []
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise atomic.media_error(exc, path) from exc
+    return [path]
+
+
+# -- status -----------------------------------------------------------------------------
+
+def status(home: Path, *, every: bool = False, now: datetime | None = None) -> dict[str, Any]:
+    """Requests not yet answered by every vault addressed; WARNING when one has expired."""
+    h = Home(Path(home)).require()
+    moment = now or datetime.now(timestamps.UTC)
+    rows = []
+    for rid, entry in sorted(load_state(h.path)["requests"].items(),
+                             key=lambda kv: kv[1]["created_at"]):
+        answers = entry["answers"]
+        final = [v for v in entry["vaults"] if answers.get(v, {}).get("status") in FINAL]
+        state = ("answered" if len(final) == len(entry["vaults"]) else
+                 "partly answered" if final else
+                 "pending approval" if any(a["status"] == "pending" for a in answers.values())
+                 else "waiting")
+        if state == "answered" and not every:
+            continue
+        expired = timestamps.parse(entry["expires_at"]) <= moment
+        rows.append({"request_id": rid, "action": entry["action"], "state": state,
+                     "created_at": entry["created_at"], "expires_at": entry["expires_at"],
+                     "expired": expired and state != "answered", "summary": entry["summary"],
+                     "file": entry["file"], "answers": answers,
+                     "waiting_for": [v for v in entry["vaults"] if v not in final]})
+    level = 1 if any(r["expired"] for r in rows) else 0
+    return {"status": ("OK", "WARNING")[level], "exit_code": level, "requests": rows}

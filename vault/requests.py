@@ -1,0 +1,396 @@
+"""Requests across the air gap: what online staff ask the vault, and what it answers.
+
+A **request** is a signed document (:mod:`vault.signed`, kind ``request``)
+written online into ``<media>/chatvault/requests/<action>-<id>.request.json``;
+the vault (:mod:`vault.requestrun`, run by the daemon and ``vault ingest``)
+verifies it, does the work and writes an **answer** (kind ``answer``) into
+``<media>/chatvault/answers/``; online, :mod:`vault.answers` collects it.
+
+Request body::
+
+    kind        "request"
+    format      1
+    request_id  32 lowercase hex digits, random
+    action      "restore" (signer trusted as requester), "dsar" or "erase" (dpo)
+    created_at, expires_at   canonical UTC; at most 90 days apart
+    requester   fingerprint of the home that made it; must be one of the signers
+    answer_to   a public key file's text: restore bundles and DSAR packages are
+                sealed to it (the requester's own key unless told otherwise)
+    params      the parameters, sealed (below)
+
+An erasure request may carry a second signature (``request approve``): with
+``[erasure] four_eyes`` on the vault, two distinct trusted ``dpo`` keys make
+it take effect; one signature leaves it pending an operator's approval.
+
+**Parameters name people**, and a stick can be lost, so they travel sealed:
+a fresh 32-byte key encrypts their canonical JSON as one secretstream message
+tagged FINAL, with additional data ``"chatvault/request/v1/params\\0" ||
+request_id || "\\0" || action``; the key is sealed (``crypto_box_seal``) to
+every vault the requester trusts, to the requester and to the DPO keys it
+trusts (a second DPO must read what they approve)::
+
+    params = {"header": b64, "ciphertext": b64,
+              "recipients": [{"fingerprint", "box": b64 X25519 key, "key": b64}]}
+
+In clear: ``restore`` {source?, since?, until?, conversations?}, ``dsar``
+{emails, phones, received (YYYY-MM-DD), note?}, ``erase`` {emails, phones,
+reason}. Both sides check them with :func:`check_params`.
+
+Answer body: ``request_id``, ``request_digest`` (SHA-256 of the request
+body's canonical JSON, which a second signature does not change),
+``request_file``, ``action``, ``status`` (done, pending, refused, failed),
+``reason`` (a code: untrusted, revoked, wrong_role, forged, malformed,
+expired, replay, not_addressed, legal_hold, subject_not_found,
+approval_needed, or the error code of a failure), ``message``, ``counts``,
+``files`` (name, sha256, size in ``answers/``), ``case_id`` /
+``erasure_id`` / ``restore_id``, ``vault``, ``at``, ``audit_head``, and for a
+replay the first answer's body as ``first_answer``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Sequence
+
+from vault import atomic, canonical, identifiers, keys, media, signed, timestamps
+from vault.bundle import crypto
+from vault.errors import BadDocument, MediaIOError, UsageError
+
+KIND, ANSWER_KIND, FORMAT = "request", "answer", 1
+ACTIONS = ("restore", "dsar", "erase")
+ROLE_FOR = {"restore": "requester", "dsar": "dpo", "erase": "dpo"}
+STATUSES = ("done", "pending", "refused", "failed")
+SUFFIX, ANSWER_SUFFIX = ".request.json", ".answer.json"
+DEFAULT_DAYS, MAX_DAYS = 14, 90
+MAX_IDENTIFIERS, MAX_CONVERSATIONS, MAX_TEXT = 20, 10_000, 500
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PARAMS_DOMAIN = b"chatvault/request/v1/params\x00"
+_FIELDS = {"restore": {"source", "since", "until", "conversations"},
+           "dsar": {"emails", "phones", "received", "note"},
+           "erase": {"emails", "phones", "reason"}}
+
+
+# -- parameters ---------------------------------------------------------------------
+
+def check_params(action: str, params: Any) -> dict[str, Any]:
+    """The parameters of ``action``, checked; errors name the field, never its value."""
+    if not isinstance(params, dict):
+        raise UsageError("parameters are not an object")
+    unknown = sorted(str(k)[:40] for k in set(params) - _FIELDS[action])
+    if unknown:
+        raise UsageError(f"unknown parameter(s): {', '.join(unknown)}")
+    if action == "restore":
+        _check_restore(params)
+        return params
+    emails, phones = params.get("emails", []), params.get("phones", [])
+    _check_list(emails, "e-mail address", MAX_IDENTIFIERS, 320)
+    _check_list(phones, "phone number", MAX_IDENTIFIERS, 64)
+    if not emails and not phones:
+        raise UsageError("give at least one --email or --phone (a name alone is never enough)")
+    for n, text in enumerate(emails, 1):
+        if identifiers.normalise_email(text) is None:
+            raise UsageError(f"e-mail address number {n} is not an e-mail address")
+    for n, text in enumerate(phones, 1):
+        if sum(c.isdigit() for c in text) < 6:
+            raise UsageError(f"phone number {n} has too few digits")
+    if action == "dsar":
+        _check_day(params.get("received"), "--received")
+        _check_text(params.get("note"), "--note", required=False)
+    else:
+        _check_text(params.get("reason"), "--reason", required=True)
+    return params
+
+
+def _check_restore(params: dict[str, Any]) -> None:
+    source, convs = params.get("source"), params.get("conversations")
+    if source is not None and (not isinstance(source, str) or not _SOURCE.match(source)):
+        raise UsageError("--source: not a source name ([A-Za-z0-9._-], at most 64)")
+    if convs is not None:
+        _check_list(convs, "conversation id", MAX_CONVERSATIONS, 256)
+    if source is None and not convs:
+        raise UsageError("say what to restore: --source or --conversation")
+    for key in ("since", "until"):
+        value = params.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > 40:
+            raise UsageError(f"--{key}: not a date")
+        try:
+            if _DAY.match(value):
+                date.fromisoformat(value)
+            else:
+                timestamps.parse(value)
+        except ValueError:
+            raise UsageError(f"--{key}: not a date (YYYY-MM-DD) or RFC 3339 time") from None
+
+
+def _check_list(value: Any, what: str, most: int, longest: int) -> None:
+    if not isinstance(value, list) or len(value) > most:
+        raise UsageError(f"at most {most} {what}(s), as a list")
+    for n, item in enumerate(value, 1):
+        if not isinstance(item, str) or not 0 < len(item) <= longest or _CONTROL.search(item):
+            raise UsageError(f"{what} number {n}: empty, too long or with control characters")
+
+
+def _check_day(value: Any, what: str) -> None:
+    try:
+        if isinstance(value, str) and _DAY.match(value):
+            date.fromisoformat(value)
+            return
+    except ValueError:
+        pass
+    raise UsageError(f"{what}: expected a date as YYYY-MM-DD")
+
+
+def _check_text(value: Any, what: str, *, required: bool) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+        raise UsageError(f"{what}: required, at most {MAX_TEXT} characters")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _ad(request_id: str, action: str) -> bytes:
+    return _PARAMS_DOMAIN + f"{request_id}\x00{action}".encode("ascii")
+
+
+def seal_params(params: dict[str, Any], request_id: str, action: str,
+                recipients: Sequence[keys.PublicIdentity]) -> dict[str, Any]:
+    key = crypto.new_payload_key()
+    enc = crypto.Encryptor(key, _ad(request_id, action))
+    ciphertext = enc.push(canonical.dumps(params), final=True)
+    unique = {r.fingerprint: r for r in recipients}
+    return {"header": _b64(enc.header), "ciphertext": _b64(ciphertext),
+            "recipients": [{"fingerprint": fp, "box": _b64(r.box_pk),
+                            "key": _b64(crypto.seal_key(key, r.box_pk))}
+                           for fp, r in sorted(unique.items())]}
+
+
+# -- requests -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Request:
+    """A request whose signatures, signers' trust and role have been checked."""
+
+    path: Path
+    doc: dict[str, Any]
+    signers: list[Any]  # trust entries, the requester among them
+    answer_to: keys.PublicIdentity
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self.doc["body"]
+
+    @property
+    def id(self) -> str:
+        return str(self.body["request_id"])
+
+    @property
+    def action(self) -> str:
+        return str(self.body["action"])
+
+    @property
+    def requester(self) -> str:
+        return str(self.body["requester"])
+
+    @property
+    def digest(self) -> str:
+        return digest(self.body)
+
+    @property
+    def stem(self) -> str:
+        return f"{self.action}-{self.id}"
+
+    def expired(self, now: datetime | None = None) -> bool:
+        moment = now or datetime.now(timestamps.UTC)
+        return timestamps.parse(self.body["expires_at"]) <= moment
+
+
+def digest(body: dict[str, Any]) -> str:
+    return canonical.digest(body)
+
+
+def valid_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ID.match(value))
+
+
+def make(identity: keys.Identity, action: str, params: dict[str, Any], *,
+         recipients: Sequence[keys.PublicIdentity], answer_to: str | None = None,
+         days: int = DEFAULT_DAYS) -> dict[str, Any]:
+    """A signed request whose parameters ``recipients`` (the vaults!) can open.
+
+    ``answer_to`` is a public key file's text; by default the requester's own.
+    """
+    if action not in ACTIONS:
+        raise UsageError(f"unknown request action {action!r}")
+    if not 1 <= days <= MAX_DAYS:
+        raise UsageError(f"--expires-in must be between 1 and {MAX_DAYS} days")
+    check_params(action, params)
+    answer_text = answer_to or keys.public_key_text(identity)
+    answer_key = keys.parse_public(answer_text, "--answer-to")
+    now = datetime.now(timestamps.UTC).replace(microsecond=0)
+    request_id = secrets.token_hex(16)
+    body = {"kind": KIND, "format": FORMAT, "request_id": request_id, "action": action,
+            "created_at": timestamps.format_utc(now),
+            "expires_at": timestamps.format_utc(now + timedelta(days=days)),
+            "requester": identity.fingerprint, "answer_to": answer_text,
+            "params": seal_params(params, request_id, action,
+                                  [*recipients, identity.public(), answer_key])}
+    return signed.sign(body, identity)
+
+
+def file_name(body: dict[str, Any]) -> str:
+    return f"{body['action']}-{body['request_id']}{SUFFIX}"
+
+
+def check_header(body: dict[str, Any], name: str) -> None:
+    """The fields the vault needs before it can check signatures and trust."""
+    if body.get("kind") != KIND:
+        raise BadDocument(f"is a {str(body.get('kind'))[:20]!r} document, not a request",
+                          path=name)
+    if body.get("format") != FORMAT:
+        raise BadDocument("request format is not 1 (written by a newer chatvault?)", path=name)
+    if not isinstance(body.get("request_id"), str) or not _ID.match(body["request_id"]):
+        raise BadDocument("request_id is not 32 hex digits", path=name)
+    if body.get("action") not in ACTIONS:
+        raise BadDocument(f"action is not one of {', '.join(ACTIONS)}", path=name)
+    for key in ("requester", "answer_to"):
+        if not isinstance(body.get(key), str) or len(body[key]) > 4096:
+            raise BadDocument(f"{key} missing", path=name)
+    if not isinstance(body.get("params"), dict):
+        raise BadDocument("params missing", path=name)
+    try:
+        created = timestamps.parse(body["created_at"])
+        expires = timestamps.parse(body["expires_at"])
+    except (KeyError, ValueError):
+        raise BadDocument("created_at / expires_at are not times", path=name) from None
+    if not timedelta(0) < expires - created <= timedelta(days=MAX_DAYS):
+        raise BadDocument(f"valid for more than {MAX_DAYS} days, or not at all", path=name)
+
+
+def verify(doc: dict[str, Any], trust: Any, name: str) -> Request:
+    """Header, every signature, each signer's trust for the action's role.
+
+    Raises BadDocument (malformed, forged), UntrustedSigner, RevokedSigner or
+    WrongRole; nothing in the body may be used before this returns.
+    """
+    body = doc["body"]
+    check_header(body, name)
+    signers = signed.verify(doc, trust, ROLE_FOR[body["action"]], KIND, name)
+    if body["requester"] not in {s.fingerprint for s in signers}:
+        raise BadDocument("not signed by the requester it names", path=name)
+    answer_to = keys.parse_public(body["answer_to"], f"{name} [answer_to]")
+    return Request(Path(name), doc, signers, answer_to)
+
+
+def open_params(req: Request, identity: keys.Identity) -> dict[str, Any]:
+    """Decrypt and check the parameters (NotARecipient when not sealed to ``identity``)."""
+    name = str(req.path)
+    sealed = req.body["params"]
+    try:
+        header = base64.b64decode(sealed["header"], validate=True)
+        ciphertext = base64.b64decode(sealed["ciphertext"], validate=True)
+        pairs = [(base64.b64decode(r["box"], validate=True),
+                  base64.b64decode(r["key"], validate=True))
+                 for r in sealed["recipients"][:64]]
+    except (KeyError, TypeError, ValueError):
+        raise BadDocument("sealed parameters are malformed", path=name) from None
+    key = crypto.find_recipient(pairs, identity.private_key, name)
+    plain = crypto.Decryptor(key, header, _ad(req.id, req.action), name).pull(
+        ciphertext, True, 0)
+    try:
+        params = canonical.loads(plain)
+    except canonical.CanonicalError:
+        raise BadDocument("sealed parameters are not JSON", path=name) from None
+    return check_params(req.action, params)
+
+
+def write(media_root: Path, doc: dict[str, Any]) -> Path:
+    """Write a request onto the media atomically and read it back."""
+    folder = media.folder(media_root, media.REQUESTS, create=True)
+    return rewrite(folder / file_name(doc["body"]), doc)
+
+
+def rewrite(path: Path, doc: dict[str, Any]) -> Path:
+    data = signed.dumps(doc)
+    media.ensure_space(path.parent, len(data))
+    atomic.write_bytes(path, data)
+    _read_back(path, data)
+    return path
+
+
+def _read_back(path: Path, data: bytes) -> None:
+    try:
+        with open(path, "rb") as fh:
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            back = fh.read(len(data) + 1)
+    except OSError as exc:
+        raise atomic.media_error(exc, path) from exc
+    if back != data:
+        raise MediaIOError("read back differs from what was written: the media is failing",
+                           path=path)
+
+
+def on_media(media_root: Path) -> list[Path]:
+    folder = media.folder(media_root, media.REQUESTS)
+    return media.safe_files(folder, SUFFIX, signed.MAX_DOCUMENT)
+
+
+# -- answers ------------------------------------------------------------------------
+
+def make_answer(identity: keys.Identity, *, status: str, reason: str | None, message: str,
+                request_id: str | None, request_digest: str | None, request_file: str,
+                action: str | None, **extra: Any) -> dict[str, Any]:
+    if status not in STATUSES:
+        raise ValueError(f"unknown answer status {status!r}")
+    body = {"kind": ANSWER_KIND, "format": FORMAT, "request_id": request_id,
+            "request_digest": request_digest, "request_file": request_file,
+            "action": action, "status": status, "reason": reason, "message": message,
+            "counts": {}, "files": [], "vault": identity.fingerprint,
+            "at": timestamps.now_utc()}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return signed.sign(body, identity)
+
+
+def answer_name(stem: str, vault_fp: str, notice: str | None = None) -> str:
+    """``<stem>.<vault>.answer.json``; notices (refusals of unverified documents,
+    replays) add their reason, so they never replace a real answer."""
+    tag = f".{notice}" if notice else ""
+    return f"{stem[:100]}.{vault_fp.replace('-', '')[:9]}{tag}{ANSWER_SUFFIX}"
+
+
+def write_answer(folder: Path, doc: dict[str, Any], name: str) -> Path:
+    data = signed.dumps(doc)
+    media.ensure_space(folder, len(data))
+    atomic.write_bytes(folder / name, data)
+    return folder / name
+
+
+def sha256_file(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError as exc:
+        raise atomic.media_error(exc, path) from exc
+
+
+def answer_media(home: Path, media_root: Path) -> list[Any]:
+    """Answer every request on the media (what the daemon calls): see vault.requestrun."""
+    from vault import requestrun
+
+    return requestrun.answer_media(Path(home), Path(media_root))
+
