@@ -86,12 +86,13 @@ def approve(home: Path, path: Path, confirm: Callable[[dict[str, Any]], bool], *
     """
     h = Home(Path(home)).require()
     doc = signed.load(path)
-    req = requests.verify(doc, h.trust(), str(path))
     identity = h.identity(passphrase_file)
+    if identity.fingerprint in {s.get("signer") for s in doc["signatures"]
+                                if isinstance(s, dict)}:
+        raise UsageError("already signed with this home's key: a different DPO must approve")
+    req = requests.verify(doc, h.trust(), str(path))
     if req.action != "erase":
         raise UsageError("only erasure requests take a second signature (four eyes)")
-    if identity.fingerprint in {s.fingerprint for s in req.signers}:
-        raise UsageError("already signed with this home's key: a different DPO must approve")
     if req.expired():
         raise UsageError(f"the request expired at {req.body['expires_at']}; ask for a new one")
     try:
