@@ -1,0 +1,208 @@
+"""The fast path of record validation: canonical lines checked in C, not in Python.
+
+:func:`vault.records.canonical_line` is the precise validator: it parses a
+line into dicts and walks them in Python, which costs about four times the
+parsing itself. Nearly every line it sees is already canonical (the exporter
+writes canonical JSONL, the vault reads what the exporter sealed), so this
+module answers one narrower question much faster: *is this line canonical
+and valid, with nothing to change?* When the answer is yes, the line itself
+is the canonical form and :func:`check_line` returns its
+:class:`~vault.records.Summary`; otherwise it returns None and the caller
+runs the precise validator, which canonicalises or raises the exact error.
+
+How a yes is proven, in three steps:
+
+1. msgspec decodes the line into the Structs below, which check in C what
+   the precise validator checks in Python: required fields, exact types
+   (stricter where it costs nothing: a ``bool`` where any value would do),
+   roles and directions, id lengths, list sizes, attachment hashes. Unknown
+   fields, nulls where the precise path would drop a key, and anything else
+   unexpected make decoding fail: the precise path takes over.
+2. Encoding the Structs again must give the line back byte for byte. Fields
+   are declared in sorted order and msgspec writes strings exactly as orjson
+   does (every code point was compared), so an equal encoding means sorted
+   keys, compact separators and canonical strings. Values the Structs do not
+   look into (``extra``, ``tags``...) are kept raw and each must be
+   canonical by :mod:`vault.canonical` itself.
+3. Per conversation, in Python but over whole lists: timestamps in the plain
+   canonical shape ``YYYY-MM-DDTHH:MM:SS[.f]Z`` with ASCII digits, unique
+   participant and message ids, every sender a participant.
+
+Being stricter than the precise path only costs speed; accepting something
+the precise path would refuse or change would be a bug, which
+``tests/test_recordschema.py`` hunts for by comparing both on generated
+records, valid and invalid.
+"""
+
+from __future__ import annotations
+
+import re
+from operator import attrgetter
+from typing import Annotated, Any, Literal
+
+import msgspec
+import orjson
+
+from vault.records import MAX_ID_CHARS, MAX_ITEMS, MAX_RECORD_BYTES, Summary
+
+UNSET = msgspec.UNSET
+Unset = msgspec.UnsetType
+Raw = msgspec.Raw
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z")]
+#: within int64 (msgspec's bound checks); larger sizes take the precise path
+Size = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Stamp = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:"
+                                            r"[0-9]{2}(?:\.[0-9]{0,5}[1-9])?Z\Z")]
+Items = msgspec.Meta(max_length=MAX_ITEMS)
+Roles = Literal["customer", "agent", "bot", "system"]
+Directions = Literal["inbound", "outbound", "internal"]
+Str = str | None  # fields the precise path allows to be null
+
+# JSON name -> type. Required fields are named in _REQUIRED; every other
+# field is optional (absent is not null: a null where the precise path would
+# drop the key fails the type). The precise path checks fewer types than
+# these; being stricter only sends a line to it.
+_MESSAGE: dict[str, Any] = {
+    "ai": bool, "at": str, "at_offset": str, "bot": bool, "content_type": str,
+    "deleted": bool, "delivery": str, "direction": Directions, "edited": bool,
+    "forwarded_from": str, "from": str | None, "id": Id, "reply_to": str, "system": bool,
+    "text": str, "visibility": Literal["public", "private"]}
+_PARTICIPANT: dict[str, Any] = {
+    "customer_id": Str, "email": Str, "id": Id, "name": Str, "phone": Str, "role": Roles}
+_CONVERSATION: dict[str, Any] = {
+    "channel": str, "conversation_id": Id, "customer_id": str, "ended_at": str,
+    "ended_at_offset": str, "platform": str, "source": Str, "started_at": str,
+    "started_at_offset": str, "status": str, "tags": list[str], "title": str,
+    "updated_at": str, "updated_at_offset": str}
+_ATTACHMENT: dict[str, Any] = {
+    "name": str, "omitted": bool, "sha256": Sha256 | None, "size": Size | None,
+    "text": str, "type": str, "url": str}
+# what only the full schema has: each needs a look in Python (_rare_ok)
+_RARE_MESSAGE: dict[str, Any] = {"edited_at": Stamp, "edited_at_offset": str, "extra": Raw}
+_RARE_PARTICIPANT: dict[str, Any] = {"extra": Raw, "platform_ids": Raw, "session": Raw}
+_RARE_CONVERSATION: dict[str, Any] = {"extra": Raw, "tags": Raw}
+_REQUIRED = {"Message": {"at", "from", "id", "text"}, "Participant": {"id", "role"},
+             "Conversation": {"conversation_id", "started_at", "participants", "messages"}}
+
+
+def _struct(name: str, fields: dict[str, Any]) -> Any:
+    """A Struct whose fields are declared in sorted JSON-name order (canonical order)."""
+    required = _REQUIRED.get(name, set())
+    spec = [(key, kind) if key in required else (key, kind | Unset, UNSET)
+            for key, kind in sorted(fields.items())]
+    return msgspec.defstruct(name, spec, kw_only=True, forbid_unknown_fields=True, gc=False)
+
+
+def _schema(full: bool) -> Any:
+    def rare(part: dict[str, Any]) -> dict[str, Any]:
+        return part if full else {}
+
+    attachment = _struct("Attachment", _ATTACHMENT)
+    message = _struct("Message", {
+        **_MESSAGE, **rare(_RARE_MESSAGE),
+        **rare({"attachments": Annotated[list[attachment], Items] | None})})  # type: ignore
+    participant = _struct("Participant", {**_PARTICIPANT, **rare(_RARE_PARTICIPANT)})
+    return _struct("Conversation", {
+        **_CONVERSATION, **rare(_RARE_CONVERSATION),
+        "messages": Annotated[list[message], Items],  # type: ignore[valid-type]
+        "participants": Annotated[list[participant], Items]})  # type: ignore[valid-type]
+
+
+LeanConversation = _schema(full=False)
+Conversation = _schema(full=True)
+_lean = msgspec.json.Decoder(LeanConversation).decode
+_full = msgspec.json.Decoder(Conversation).decode
+_encode = msgspec.json.Encoder().encode
+_PLAIN_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                       r"(?:\.[0-9]{0,5}[1-9])?Z").fullmatch
+#: ``YYYY-MM-DDTHH:MM:SSZ|`` with every digit made 0: see :func:`_all_plain`
+_TEMPLATE = b"0000-00-00T00:00:00Z|"
+_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+_AT, _ID, _SENDER = attrgetter("at"), attrgetter("id"), attrgetter("from")
+
+
+def _raw_canonical(raw: Any) -> bool:
+    if raw is UNSET:
+        return True
+    data = bytes(raw)
+    try:
+        return orjson.dumps(orjson.loads(data), option=orjson.OPT_SORT_KEYS) == data
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return False
+
+
+def _all_plain(stamps: list[str]) -> bool:
+    """Every timestamp canonical, checked for all of them at once.
+
+    The common shape ``YYYY-MM-DDTHH:MM:SSZ`` is checked on the joined
+    bytes: digits made ``0`` must give the template repeated, separator
+    included, which pins every item to exactly that shape (an item holding
+    the separator would add one more than the template has). Anything else
+    (fractions of a second) is matched one by one.
+    """
+    joined = ("|".join(stamps) + "|").encode()
+    if joined.translate(_ZEROS) == _TEMPLATE * len(stamps):
+        return True
+    return all(map(_PLAIN_TS, stamps))
+
+
+def _rare_ok(conv: Any) -> tuple[bool, int]:
+    """Raw values canonical (the full schema only); attachments counted."""
+    raws = [conv.extra, conv.tags]
+    for p in conv.participants:
+        raws += [p.extra, p.platform_ids, p.session]
+    attachments = 0
+    for m in conv.messages:
+        raws.append(m.extra)
+        if m.attachments:
+            attachments += len(m.attachments)
+    return all(_raw_canonical(r) for r in raws if r is not UNSET), attachments
+
+
+def check_line(line: bytes) -> Summary | None:
+    """The summary of a canonical, valid line; None when the precise path must decide.
+
+    None never means invalid: only that this path cannot vouch for the line.
+    """
+    if len(line) > MAX_RECORD_BYTES:
+        return None
+    lean = True
+    try:
+        conv: Any = _lean(line)
+    except msgspec.ValidationError:
+        lean = False
+        try:
+            conv = _full(line)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+    except msgspec.DecodeError:
+        return None
+    if _encode(conv) != line:
+        return None
+
+    messages, people = conv.messages, conv.participants
+    ids = {p.id for p in people}
+    senders = set(map(_SENDER, messages))
+    senders.discard(None)
+    if len(ids) != len(people) or not senders <= ids:
+        return None
+    if len(set(map(_ID, messages))) != len(messages):
+        return None
+    ats = list(map(_AT, messages))
+    first, last = (min(ats), max(ats)) if ats else (None, None)
+    ats.append(conv.started_at)
+    if conv.ended_at is not UNSET:
+        ats.append(conv.ended_at)
+    if conv.updated_at is not UNSET:
+        ats.append(conv.updated_at)
+    if not _all_plain(ats):
+        return None
+
+    attachments = 0
+    if not lean:
+        ok, attachments = _rare_ok(conv)
+        if not ok:
+            return None
+    return Summary(conv.conversation_id, len(messages), len(people), attachments, first, last)
