@@ -60,7 +60,7 @@ class World:
 
     def answer_bodies(self, stick: Path | None = None) -> dict[str, dict[str, Any]]:
         """Every answer on the stick, verified as the online side verifies them."""
-        return {p.name: answers.verify_answer(p, self.dpo.trust()).body
+        return {p.name: answers.verify_answer(p, self.it.trust()).body
                 for p in sorted(self.answers_dir(stick).glob("*.answer.json"))}
 
     def four_eyes(self) -> None:
