@@ -210,8 +210,14 @@ def test_four_eyes_single_signature_waits_then_operator_approves(w: World,
     assert (w.requests_dir() / asked["file"]).is_file(), "the request stays on the stick"
     assert answers.status(w.dpo.path)["requests"][0]["state"] == "pending approval"
 
+    status = w.vault.cli("vault", "status", "--json").json()
+    [waits] = [f for f in status["findings"] if f["check"] == "requests"]  # type: ignore
+    assert waits["level"] == "WARNING" and "erase approve E-0001" in waits["message"]
+
     approved = w.vault.cli("erase", "approve", "E-0001", "--json")  # any operator at the vault
     assert approved.code == 0, approved.err
+    status = w.vault.cli("vault", "status", "--json").json()
+    assert not [f for f in status["findings"] if f["check"] == "requests"]  # type: ignore
     assert _found(w, ANA) == 0
     [final] = w.answer()  # the next insertion carries the final answer home
     assert (final.status, final.reason) == ("done", None)
@@ -285,6 +291,8 @@ def test_a_run_interrupted_by_full_media_resumes_without_doing_it_twice(
     with pytest.raises(MediaFull):
         w.answer()
     assert w.rows()[asked["request_id"]]["status"] == "working"
+    status = w.vault.cli("vault", "status", "--json").json()
+    assert any("was interrupted" in f["message"] for f in status["findings"])  # type: ignore
     monkeypatch.setattr(restore, "place", real)
     [got] = w.answer()
     assert got.status == "done"

@@ -284,3 +284,29 @@ class _Run:
         requests.write_answer(self.answers, doc, name)
         log.warning("request file %s refused: %s (%s)", path.name, reason, message)
         return Answered(path.name, rid, act, "refused", reason, message, name)
+
+
+# -- vault status ---------------------------------------------------------------------
+
+def check_requests(ctx: Any) -> list[Any]:
+    """WARNING for a request from media waiting for an operator, or interrupted."""
+    from vault.vaultstatus import WARNING, Finding
+
+    out = []
+    for rid, action, status, eid, state in ctx.conn.execute(
+            "SELECT r.request_id, r.action, r.status, r.erasure_id, e.status FROM requests r "
+            "LEFT JOIN erasures e ON e.id = r.erasure_id "
+            "WHERE r.status IN ('pending', 'working') ORDER BY r.received_at"):
+        data = {"request_id": rid, "action": action, "status": status, "erasure_id": eid}
+        if status == "pending" and state == "pending":
+            out.append(Finding(WARNING, "requests", f"erasure request {rid[:16]} from media "
+                               f"waits for a second pair of eyes: 'chatvault erase approve "
+                               f"{eid}' (its answer goes out with the request's stick)", data))
+        elif status == "working":
+            out.append(Finding(WARNING, "requests", f"{action} request {rid[:16]} was "
+                               "interrupted; it resumes when its stick is inserted again",
+                               data))
+    return out
+
+
+STATUS_CHECKS = [check_requests]
