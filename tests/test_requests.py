@@ -85,7 +85,7 @@ def test_dsar_request_round_trip_and_nothing_personal_in_clear(w: World,
     with w.vault.conn() as conn:
         note, exported = conn.execute("SELECT note, exported_at FROM dsar_cases WHERE id = ?",
                                       (case_id,)).fetchone()
-    assert note == f"request {asked['request_id']}" and exported
+    assert note == f"request {asked['request_id']}: letter of 2 May" and exported
     assert list((w.vlt.path / "staging").iterdir()) == [], "no plaintext left in staging"
 
     rep = answers.collect(w.dpo.path, w.stick, tmp_path / "out")
@@ -109,8 +109,10 @@ def test_erase_request_round_trip(w: World, tmp_path: Path) -> None:
     body = w.answer_bodies()[got.answer_file]
     assert body["counts"]["conversations_removed"] == 1 and body["erasure_id"] == "E-0001"
     with w.vault.conn() as conn:
-        who, status = conn.execute("SELECT requested_by, status FROM erasures").fetchone()
+        who, status, why = conn.execute("SELECT requested_by, status, reason FROM erasures"
+                                        ).fetchone()
     assert (who, status) == (f"request:{w.dpo.public().fingerprint}", "done")
+    assert why == f"asked by letter (request {asked['request_id']})"
 
     rep = answers.collect(w.dpo.path, w.stick, tmp_path / "out")
     assert [(i.result, i.status) for i in rep.items] == [("recorded", "done")]

@@ -275,3 +275,20 @@ def test_status_warns_when_a_request_expired_unanswered(w: World) -> None:
     assert rep["requests"][0]["request_id"] == asked["request_id"]
     assert rep["requests"][0]["expired"] is True
     assert answers.status(w.dpo.path)["exit_code"] == 0
+
+
+def test_replay_notice_collected_before_the_first_answer(w: World, tmp_path: Path) -> None:
+    asked = w.ask(w.it, "restore", source="sample")
+    other = tmp_path / "second-stick"
+    copy_request(w, asked, other)
+    assert w.answer()[0].status == "done"
+    refused(w, "replay", other)
+
+    rep = answers.collect(w.it.path, other, tmp_path / "out")
+    [item] = rep.items
+    assert (item.result, item.reason) == ("notice", "replay") and rep.exit_code == 0
+    assert "on another stick" in (item.message or "")
+    assert answers.status(w.it.path)["requests"][0]["state"] == "waiting"
+    rep = answers.collect(w.it.path, w.stick, tmp_path / "out")
+    assert [i.result for i in rep.items] == ["opened"]
+    assert answers.status(w.it.path)["requests"] == []

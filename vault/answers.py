@@ -257,6 +257,13 @@ def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
         if body is not eff:
             item.status, item.reason, item.message = "refused", "replay", body.get("message")
         return item, eff
+    if body is not eff and not all((folder / str(f.get("file"))).is_file()
+                                   for f in eff.get("files") or [] if isinstance(f, dict)):
+        # a replay notice whose first answer's files went out on another stick: that
+        # stick's answer is the one to collect
+        item.result, item.status, item.reason = "notice", "refused", "replay"
+        item.message = f"{body.get('message')}; the first answer is on another stick"
+        return item, {"files": []}
     mine = entry["answer_to"] == opener.h.public().fingerprint
     try:
         dest = opener.open(ans, eff, folder) if eff["status"] == "done" and mine else None

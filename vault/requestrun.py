@@ -39,6 +39,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -166,8 +167,8 @@ class _Run:
     def run(self, req: requests.Request, row: dict[str, Any] | None) -> Answered:
         try:
             params = requests.open_params(req, self.identity)
-            if row is None:
-                self.work.prepare(req, params)
+            if row is None or not any(row[k] for k in ("case_id", "erasure_id", "restore_id")):
+                self.work.prepare(req, params)  # again after an interruption before any work
         except NotARecipient:
             return self.finish(req, Outcome("refused", "not_addressed", "the parameters are "
                                             "not sealed to this vault's key"), row)
@@ -279,8 +280,8 @@ class _Run:
                 self.identity, status="refused", reason=reason, message=message,
                 request_id=rid, request_digest=digest, request_file=path.name, action=act,
                 audit_head=audit.head(conn), first_answer=first)
-        name = requests.answer_name(path.name[:-len(requests.SUFFIX)],
-                                    self.identity.fingerprint, reason)
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.name[:-len(requests.SUFFIX)]).lstrip(".")
+        name = requests.answer_name(stem or "unnamed", self.identity.fingerprint, reason)
         requests.write_answer(self.answers, doc, name)
         log.warning("request file %s refused: %s (%s)", path.name, reason, message)
         return Answered(path.name, rid, act, "refused", reason, message, name)

@@ -85,7 +85,7 @@ class Work:
             return
         plan = erasure.plan(self.v, subject)
         try:
-            erasure.refuse_if_held(self.v, plan, params["reason"], None)
+            erasure.refuse_if_held(self.v, plan, _reason(req, params), None)
         except LegalHoldBlocks as exc:
             raise Refusal("legal_hold", exc.detail) from None
 
@@ -119,7 +119,7 @@ class Work:
         if case_id is None:
             received = dsar.parse_date(params["received"], "received")
             case_id = dsar.open_case(self.v, received, self._subject(params),
-                                     note=f"request {req.id}").id
+                                     note=_note(req, params)).id
             self._note(req.id, case_id=case_id)
         scratch = self.v.home / "staging" / f".request-{req.id[:16]}{atomic.TMP_MARK}x"
         shutil.rmtree(scratch, ignore_errors=True)
@@ -149,7 +149,7 @@ class Work:
         eid = row.get("erasure_id") if row else None
         if eid is None:
             subject = self._subject(params)
-            eid = erasure.request(self.v, subject, params["reason"],
+            eid = erasure.request(self.v, subject, _reason(req, params),
                                   requested_by=f"request:{req.requester}")
             self._note(req.id, erasure_id=eid)
         found = self.v.conn.execute("SELECT status, note, counts FROM erasures WHERE id = ?",
@@ -200,3 +200,13 @@ def _erased(eid: str, counts: dict[str, Any], how: str | None) -> Outcome:
 
 def _short(fingerprint: str) -> str:
     return fingerprint.replace("-", "")[:9]
+
+
+def _note(req: requests.Request, params: dict[str, Any]) -> str:
+    given = params.get("note")
+    return f"request {req.id}" + (f": {given}" if given else "")
+
+
+def _reason(req: requests.Request, params: dict[str, Any]) -> str:
+    """The requester's reason, traceable to the request (it goes into the audit log)."""
+    return f"{params['reason']} (request {req.id})"
