@@ -64,8 +64,7 @@ absent or null are simply left out by the builders; unknown fields are kept.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from vault import canonical, timestamps
 from vault.errors import InvalidRecord
@@ -83,9 +82,12 @@ _TS_FIELDS_MSG = ("at", "edited_at")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
-class Summary:
-    """What a bundle header needs to know about one conversation."""
+class Summary(NamedTuple):
+    """What a bundle header needs to know about one conversation.
+
+    A named tuple: made once per record while sealing and ingesting, where a
+    frozen dataclass cost as much as a third of the fast validation path.
+    """
 
     conversation_id: str
     messages: int

@@ -30,6 +30,7 @@ from vault.sources import MAX_EXPORT_FILE_BYTES, ReadOptions, epoch_text, stable
 DESCRIPTION = "chatvault canonical JSONL, one conversation per line (.jsonl, .jsonl.zst)"
 
 _SUFFIXES = (".jsonl", ".ndjson", ".jsonl.zst", ".ndjson.zst")
+_READ_BUFFER = 1024 * 1024
 
 
 def wants(path: Path) -> bool:
@@ -56,12 +57,14 @@ class _CappedReader(io.RawIOBase):
 
 def open_lines(path: Path) -> Iterator[bytes]:
     """The lines of ``path``, decompressing ``.zst`` as a bounded stream."""
-    with open(path, "rb") as raw:
+    # large buffers: with the default 8 KiB, splitting lines took a tenth of
+    # the time of sealing a canonical file
+    with open(path, "rb", buffering=_READ_BUFFER) as raw:
         if path.name.endswith(".zst"):
             dctx = zstandard.ZstdDecompressor()
             stream: IO[bytes] = io.BufferedReader(
                 _CappedReader(dctx.stream_reader(raw, read_across_frames=True),
-                              MAX_EXPORT_FILE_BYTES, path))
+                              MAX_EXPORT_FILE_BYTES, path), _READ_BUFFER)
         else:
             stream = raw
         try:
