@@ -206,6 +206,9 @@ def test_online_side_checks_parameters_before_writing(w: World) -> None:
     restore = run_cli("request", "restore", "--media", w.stick, "--since", "2024-13-01",
                       "--source", "sample", "--home", w.it.path)
     assert restore.code == 2
+    many = [f"--conversation={'c' * 200}-{n}" for n in range(6000)]
+    huge = run_cli("request", "restore", "--media", w.stick, *many, "--home", w.it.path)
+    assert huge.code == 2 and "more than a vault reads" in huge.err
     untrusting = home.create("requester", w.vault.pair.root / "lonely", "lonely")
     lonely = run_cli("request", "erase", "--media", w.stick, "--email", ANA, "--reason", "x",
                      "--home", untrusting.path)

@@ -327,6 +327,9 @@ def write(media_root: Path, doc: dict[str, Any]) -> Path:
 
 def rewrite(path: Path, doc: dict[str, Any]) -> Path:
     data = signed.dumps(doc)
+    if len(data) > signed.MAX_DOCUMENT:
+        raise UsageError(f"the request would be {len(data)} bytes, more than a vault reads "
+                         f"({signed.MAX_DOCUMENT}); ask for fewer conversations at a time")
     media.ensure_space(path.parent, len(data))
     atomic.write_bytes(path, data)
     _read_back(path, data)
