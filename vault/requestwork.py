@@ -152,15 +152,16 @@ class Work:
             eid = erasure.request(self.v, subject, _reason(req, params),
                                   requested_by=f"request:{req.requester}")
             self._note(req.id, erasure_id=eid)
-        found = self.v.conn.execute("SELECT status, note, counts FROM erasures WHERE id = ?",
-                                    (eid,)).fetchone()
+        found = self.v.conn.execute("SELECT status, note, counts, approved_by FROM erasures "
+                                    "WHERE id = ?", (eid,)).fetchone()
         if found is None:
             return Outcome("failed", "lost", f"erasure {eid} is no longer on record")
-        status, note, counts = found
+        status, note, counts, approver = found
         ids = {"erasure_id": eid}
         if status == "done":
-            return _erased(eid, canonical.loads(counts) if counts else {}, "approved at the "
-                           "vault")
+            how = (f"approved at the vault by {approver}" if approver and
+                   not approver.startswith("dpo:") else None)
+            return _erased(eid, canonical.loads(counts) if counts else {}, how)
         if (note or "").startswith("refused"):
             return Outcome("refused", "legal_hold", f"erasure {eid} {note}", ids=ids)
         second = [s.fingerprint for s in req.signers if s.fingerprint != req.requester]
@@ -175,8 +176,6 @@ class Work:
             return _erased(eid, done, f"approved by the second DPO signature {second[0]}")
         subject, info = erasure.pending_subject(self.v, eid)
         return _erased(eid, erasure.execute(self.v, eid, subject, info["reason"]), None)
-
-    # -- bookkeeping -----------------------------------------------------------------
 
 
 def _selection(params: dict[str, Any]) -> Any:
