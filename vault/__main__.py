@@ -1,3 +1,3 @@
-from vault.cli import main
+from vault.quickcli import main
 
 main()

@@ -21,24 +21,37 @@ canonical picture of everything held, to compare stores.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import secrets
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
-
-import sqlite_utils
-import zstandard
+from typing import TYPE_CHECKING, Any, Iterator
 
 from vault import migrations
 from vault.errors import InputRejected, MediaIOError
-from vault.fulltext import Hit, search
-from vault.upsert import Loader, LoadCounts
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+    from vault.fulltext import Hit, search
+    from vault.upsert import Loader, LoadCounts
 
 __all__ = ["Hit", "LoadCounts", "Loader", "connect", "db", "delete_conversation", "dump",
            "open_store", "read_attachment", "search", "transaction"]
 
 FILE_NAME = "store.db"
+
+# Re-exported on first use: a one-shot lookup ('subject find') opens the store
+# without paying for the ingest machinery (zstandard, phonenumbers, FTS folding).
+_LAZY = {"Hit": "vault.fulltext", "search": "vault.fulltext", "Loader": "vault.upsert",
+         "LoadCounts": "vault.upsert"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -46,7 +59,8 @@ def connect(path: Path | str) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
         conn.execute("PRAGMA busy_timeout = 30000")
-        sqlite_utils.Database(conn, execute_plugins=False).enable_wal()
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = wal")
         for pragma in ("foreign_keys = ON", "secure_delete = ON", "synchronous = FULL",
                        "cache_size = -65536"):
             conn.execute(f"PRAGMA {pragma}")
@@ -78,6 +92,8 @@ def _error(exc: sqlite3.DatabaseError, path: Path | str) -> Exception:
 
 def db(conn: sqlite3.Connection) -> sqlite_utils.Database:
     """The sqlite-utils view of a store connection."""
+    import sqlite_utils
+
     return sqlite_utils.Database(conn, execute_plugins=False)
 
 
@@ -124,6 +140,8 @@ def delete_conversation(conn: sqlite3.Connection, conv_id: int, *,
 
 def read_attachment(conn: sqlite3.Connection, sha256: str) -> Iterator[bytes]:
     """The content of a stored attachment, chunk by chunk."""
+    import zstandard
+
     dctx = zstandard.ZstdDecompressor()
     for (data,) in conn.execute("SELECT data FROM attachment_chunks WHERE sha256 = ? "
                                 "ORDER BY idx", (sha256,)):

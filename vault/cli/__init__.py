@@ -7,13 +7,7 @@ heavy modules happen inside the commands so that start-up stays fast.
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-
 import typer
-
-from vault.errors import ChatvaultError, EXIT_OTHER
 
 app = typer.Typer(
     name="chatvault",
@@ -57,50 +51,12 @@ def _register() -> None:
 _register()
 
 
-def _setup_logging() -> None:
-    level = os.environ.get("CHATVAULT_LOG", "WARNING").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.WARNING),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def main() -> None:
-    """Console entry point: run the app and map failures to exit codes.
+    """Run the Typer application under the error policy of :func:`vault.quickcli.guarded`.
 
-    Typer handles usage errors itself (exit 2); chatvault's own failures
-    become one stderr line (plus a JSON object with ``--json``) and their
-    exit code; anything else is an internal error (exit 1, traceback only
-    with ``CHATVAULT_DEBUG=1``).
+    The console entry point is :func:`vault.quickcli.main`, which answers a
+    plain ``subject find`` without loading Typer and comes here for the rest.
     """
-    _setup_logging()
-    wants_json = "--json" in sys.argv[1:]
-    try:
-        app(prog_name="chatvault")
-    except ChatvaultError as exc:
-        _report(exc, wants_json)
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        from vault.atomic import media_error
+    from vault.quickcli import guarded
 
-        err = media_error(exc, exc.filename or "file")
-        _report(err, wants_json)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("chatvault: interrupted\n")
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence
-        if os.environ.get("CHATVAULT_DEBUG") == "1":
-            raise
-        sys.stderr.write(f"chatvault: internal error: {type(exc).__name__}: {exc} "
-                         "(set CHATVAULT_DEBUG=1 for a traceback)\n")
-        sys.exit(EXIT_OTHER)
-
-
-def _report(exc: ChatvaultError, wants_json: bool) -> None:
-    if wants_json:
-        from vault.cli.common import emit_json
-
-        emit_json(exc.as_dict())
-    sys.stderr.write(f"chatvault: {exc}\n")
+    guarded(lambda: app(prog_name="chatvault"))

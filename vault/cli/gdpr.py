@@ -64,25 +64,12 @@ def subject_find(email: EmailOpt = None, phone: PhoneOpt = None, name: NameOpt =
                  purpose: PurposeOpt = None, home: HomeOpt = None,
                  as_json: JsonOpt = False) -> None:
     """Every conversation a person took part in or is mentioned in, and why."""
-    from vault.subjects import day_bound, find_for
+    # the same function the entry point runs without Typer (vault.quickcli)
+    from vault import quickcli
 
-    with _vault(home) as v:
-        subject = _subject(v, email, phone, name, ids, customer_id)
-        out = find_for(v, subject, since=day_bound(since), until=day_bound(until, True),
-                       source=source, purpose=purpose)
-    if as_json:
-        emit_json(out)
-        return
-    for label, exact in (("exact matches", True), ("NEEDS REVIEW (not exact)", False)):
-        rows = [r for r in out["results"] if (r["match"] == "exact") == exact]
-        if rows:
-            print(f"{label}:")
-        for r in rows:
-            print(f"  {r['source']}/{r['conversation_id']}  {r['started_at']}  "
-                  f"{'; '.join(r['reasons'])}")
-    say(f"{out['exact']} exact, {out['needs_review']} need review"
-        + (f"; {out['restricted_hidden']} hidden by an Art. 18 restriction"
-           if out["restricted_hidden"] else ""))
+    quickcli.subject_find(email=email, phone=phone, name=name, ids=ids,
+                          customer_id=customer_id, since=since, until=until, source=source,
+                          purpose=purpose, home=home, as_json=as_json)
 
 
 def search_cmd(query: Annotated[str, typer.Argument(help="Words to find (any text)")],

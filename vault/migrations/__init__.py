@@ -22,12 +22,13 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Callable
 
 from vault import timestamps
 from vault.errors import UnsupportedVersion
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 _STEP_NAME = re.compile(r"^m(\d{4})_([a-z0-9_]+)$")
 
@@ -46,20 +47,30 @@ class Step:
 
 
 def steps() -> list[Step]:
-    """Every step shipped in this package, in order (numbers must be 1, 2, 3...)."""
+    """Every step shipped in this package, in order (numbers must be 1, 2, 3...).
+
+    A step's module is imported when it is applied: opening an up-to-date
+    store (every command does) imports none of them, nor sqlite-utils.
+    """
     found: list[Step] = []
     for info in pkgutil.iter_modules(__path__):
         match = _STEP_NAME.match(info.name)
-        if not match:
-            continue
-        mod: ModuleType = importlib.import_module(f"{__name__}.{info.name}")
-        found.append(Step(int(match.group(1)), match.group(2), mod.apply))
+        if match:
+            found.append(Step(int(match.group(1)), match.group(2),
+                              _applier(f"{__name__}.{info.name}")))
     found.sort(key=lambda s: s.number)
     for expected, step in enumerate(found, 1):
         if step.number != expected:
             raise RuntimeError(f"migration steps must be numbered without gaps: "
                                f"expected {expected:04d}, found {step.number:04d}")
     return found
+
+
+def _applier(module: str) -> Callable[[sqlite_utils.Database], None]:
+    def apply(db: sqlite_utils.Database) -> None:
+        mod: ModuleType = importlib.import_module(module)
+        mod.apply(db)
+    return apply
 
 
 def applied(conn: sqlite3.Connection) -> list[int]:
@@ -83,6 +94,8 @@ def migrate(conn: sqlite3.Connection, path: str = "store") -> list[int]:
                                  path=path)
     if len(done) == len(known):
         return []
+    import sqlite_utils
+
     now: list[int] = []
     db = sqlite_utils.Database(conn, execute_plugins=False)
     for step in known:

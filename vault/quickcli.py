@@ -1,0 +1,169 @@
+"""The ``chatvault`` entry point: a one-shot subject lookup answered before Typer loads.
+
+Typer and what it brings (click, rich, and pydantic for its option coercion)
+take about a quarter of a second to import, which is most of the time of
+``chatvault subject find``: a lookup a DPO runs again and again and that
+should answer as fast as ``rg`` over the plaintext would. So this entry
+point reads that one command's options itself when they are plain (only the
+options the command documents, as ``--opt value`` or ``--opt=value``) and
+runs the very function the Typer command runs, :func:`subject_find`.
+Anything else (``--help``, an unknown or misspelt option, a repeated
+single-valued one, any other command) goes to the full application, which
+answers exactly as before. ``tests/test_quickcli.py`` holds both paths to
+the same output.
+
+:func:`guarded` is the top-level error policy, shared by both paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from vault.errors import EXIT_OTHER, ChatvaultError
+
+#: ``subject find`` options: repeatable, single-valued, and flags
+_MANY = {"--email": "email", "--phone": "phone", "--name": "name", "--id": "ids",
+         "--customer-id": "customer_id"}
+_ONE = {"--since": "since", "--until": "until", "--source": "source",
+        "--purpose": "purpose", "--home": "home"}
+_FLAGS = {"--json": "as_json"}
+
+
+def main() -> None:
+    """Console entry point (``chatvault``, ``python -m vault``)."""
+    argv = sys.argv[1:]
+    if argv[:2] == ["subject", "find"]:
+        options = parse_find(argv[2:])
+        if options is not None:
+            guarded(lambda: subject_find(**options))
+            return
+    from vault.cli import main as full
+
+    full()
+
+
+def parse_find(args: Sequence[str]) -> dict[str, Any] | None:
+    """The options of a plain ``subject find``; None sends it to Typer instead."""
+    out: dict[str, Any] = {key: [] for key in _MANY.values()}
+    out.update({key: None for key in _ONE.values()})
+    out["as_json"] = False
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if name in _FLAGS and not eq:
+            out[_FLAGS[name]] = True
+            i += 1
+            continue
+        if name not in _MANY and name not in _ONE:
+            return None
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("-"):
+                return None  # a missing value, or one Typer may read otherwise
+            value = args[i + 1]
+            i += 1
+        i += 1
+        if name in _MANY:
+            out[_MANY[name]].append(value)
+        elif out[_ONE[name]] is not None:
+            return None
+        else:
+            out[_ONE[name]] = value
+    if out["home"] is not None:
+        out["home"] = Path(out["home"])
+    return out
+
+
+def resolve_home(home: Path | None) -> Path:
+    """``--home``, else ``$CHATVAULT_HOME``, else /var/lib/chatvault (as the CLI does)."""
+    if home is not None:
+        return home
+    env = os.environ.get("CHATVAULT_HOME")
+    return Path(env) if env else Path("/var/lib/chatvault")
+
+
+def subject_find(*, email: list[str] | None = None, phone: list[str] | None = None,
+                 name: list[str] | None = None, ids: list[str] | None = None,
+                 customer_id: list[str] | None = None, since: str | None = None,
+                 until: str | None = None, source: str | None = None,
+                 purpose: str | None = None, home: Path | None = None,
+                 as_json: bool = False) -> None:
+    """``chatvault subject find``: matches on stdout, the tally on stderr."""
+    from vault import canonical
+    from vault.subjects import Subject, day_bound, find_for, open_vault
+
+    with open_vault(resolve_home(home)) as v:
+        subject = Subject.parse(emails=email or [], phones=phone or [], names=name or [],
+                                ids=ids or [], customer_ids=customer_id or [],
+                                region=v.region)
+        out = find_for(v, subject, since=day_bound(since), until=day_bound(until, True),
+                       source=source, purpose=purpose)
+    if as_json:
+        sys.stdout.write(canonical.dumps(out).decode("utf-8") + "\n")
+        sys.stdout.flush()
+        return
+    for label, exact in (("exact matches", True), ("NEEDS REVIEW (not exact)", False)):
+        rows = [r for r in out["results"] if (r["match"] == "exact") == exact]
+        if rows:
+            print(f"{label}:")
+        for r in rows:
+            print(f"  {r['source']}/{r['conversation_id']}  {r['started_at']}  "
+                  f"{'; '.join(r['reasons'])}")
+    sys.stderr.write(f"{out['exact']} exact, {out['needs_review']} need review"
+                     + (f"; {out['restricted_hidden']} hidden by an Art. 18 restriction"
+                        if out["restricted_hidden"] else "") + "\n")
+
+
+# -- the error policy of every command -------------------------------------------------
+
+def setup_logging() -> None:
+    level = os.environ.get("CHATVAULT_LOG", "WARNING").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.WARNING),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def guarded(run: Callable[[], Any]) -> None:
+    """Run a command and map failures to exit codes.
+
+    Usage errors are Typer's own (exit 2); chatvault's failures become one
+    stderr line (plus a JSON object with ``--json``) and their exit code;
+    anything else is an internal error (exit 1, traceback only with
+    ``CHATVAULT_DEBUG=1``).
+    """
+    setup_logging()
+    wants_json = "--json" in sys.argv[1:]
+    try:
+        run()
+    except ChatvaultError as exc:
+        report(exc, wants_json)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        from vault.atomic import media_error
+
+        err = media_error(exc, exc.filename or "file")
+        report(err, wants_json)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("chatvault: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("CHATVAULT_DEBUG") == "1":
+            raise
+        sys.stderr.write(f"chatvault: internal error: {type(exc).__name__}: {exc} "
+                         "(set CHATVAULT_DEBUG=1 for a traceback)\n")
+        sys.exit(EXIT_OTHER)
+
+
+def report(exc: ChatvaultError, wants_json: bool) -> None:
+    if wants_json:
+        from vault import canonical
+
+        sys.stdout.write(canonical.dumps(exc.as_dict()).decode("utf-8") + "\n")
+        sys.stdout.flush()
+    sys.stderr.write(f"chatvault: {exc}\n")
