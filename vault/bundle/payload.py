@@ -82,23 +82,26 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[Item]:
         while True:
-            kind = self._read(1)
+            # every frame is at least 5 bytes: type and length of a record come
+            # in one read (one call fewer per record)
+            head = self._read(5)
+            kind = head[:1]
             if kind == b"R":
-                (size,) = _U32.unpack(self._read(4))
+                (size,) = _U32.unpack(head[1:])
                 if size > MAX_RECORD:
                     raise CorruptPayload(f"record frame of {size} bytes", path=self._path)
                 self.records += 1
                 yield Record(self._read(size))
             elif kind == b"A":
-                yield self._blob()
+                yield self._blob(head[1:])
             elif kind == b"E":
-                self._end()
+                self._end(head[1:])
                 return
             else:
                 raise CorruptPayload(f"unknown frame type {kind!r}", path=self._path)
 
-    def _blob(self) -> Blob:
-        sha = self._read(32)
+    def _blob(self, start: bytes) -> Blob:
+        sha = start + self._read(32 - len(start))
         (size,) = _U64.unpack(self._read(8))
         if size > self._left:
             raise Oversize("attachment larger than the declared payload", path=self._path)
@@ -117,8 +120,8 @@ class FrameReader:
         self.blobs += 1
         return Blob(sha.hex(), size, spool)
 
-    def _end(self) -> None:
-        records, blobs = _END.unpack(self._read(_END.size))
+    def _end(self, start: bytes) -> None:
+        records, blobs = _END.unpack(start + self._read(_END.size - len(start)))
         if (records, blobs) != (self.records, self.blobs):
             raise CorruptPayload(f"end frame counts {records}/{blobs} differ from the "
                                  f"frames read {self.records}/{self.blobs}", path=self._path)
