@@ -22,12 +22,15 @@ copied onto the vault's own disk, and ingest works on that private copy
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from vault import atomic, canonical, media, timestamps
 from vault.bundle import layout
@@ -129,21 +132,35 @@ def stage_files(home: Path, files: list[Path], *, limit: int | None = None) -> l
     if len(files) > MAX_FILES:
         raise InputRejected(f"{len(files)} bundles at once; at most {MAX_FILES} per run")
     target = folder(home)
-    atomic.remove_stale_temporaries(target)
-    known = pending(home)
     limit = limit or max_bundle_bytes(layout.DEFAULT_MAX_PLAINTEXT)
     done: list[Staged] = []
-    for path in files:
-        try:
-            done.append(_stage_one(Path(path), target, known, limit))
-        except InputRejected as exc:
-            log.warning("not staged: %s", exc)
-        except MediaError as exc:
-            exc.staged = list(done)  # type: ignore[attr-defined]
-            log.error("staging stopped at %s after %d bundle(s): %s", Path(path).name,
-                      len(done), exc.detail)
-            raise
+    # One stager at a time per vault (the daemon and a person at the command
+    # line): the temporaries removed below as leftovers of an interrupted run
+    # would otherwise include another run's copy in progress.
+    with _staging_lock(Path(home)):
+        atomic.remove_stale_temporaries(target)
+        known = pending(home)
+        for path in files:
+            try:
+                done.append(_stage_one(Path(path), target, known, limit))
+            except InputRejected as exc:
+                log.warning("not staged: %s", exc)
+            except MediaError as exc:
+                exc.staged = list(done)  # type: ignore[attr-defined]
+                log.error("staging stopped at %s after %d bundle(s): %s", Path(path).name,
+                          len(done), exc.detail)
+                raise
     return done
+
+
+@contextlib.contextmanager
+def _staging_lock(home: Path) -> Iterator[None]:
+    fd = os.open(home / "staging.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _open_source(path: Path, limit: int) -> tuple[int, int]:
