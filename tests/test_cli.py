@@ -88,3 +88,38 @@ def test_no_home_needed(args: tuple[str, ...], tmp_path: Path, sample_jsonl: Pat
         extra = [out]
     r = run_cli(*args, *extra)
     assert r.code == 0, r.err
+
+
+def test_console_script_targets_exist() -> None:
+    """The installed 'chatvault' command points at a module that is committed."""
+    import importlib
+    import tomllib
+
+    from conftest import REPO
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    for target in scripts.values():
+        module, _, func = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), func))
+
+
+def test_config_errors_name_the_right_line(pair: Pair) -> None:
+    from vault import vaultconfig
+    from vault.errors import ConfigError
+
+    cfg = pair.vault.config
+    cfg.write_text(cfg.read_text() + '\n[sources."what.sapp"]\nretention_days = -5\n')
+    line = len(cfg.read_text().splitlines())
+    with pytest.raises(ConfigError) as info:
+        vaultconfig.load(pair.vault_path)
+    assert f"config.toml:{line}" in str(info.value)
+
+
+def test_exporter_config_on_a_vault_command_says_so(pair: Pair) -> None:
+    from vault import vaultconfig
+    from vault.errors import ConfigError
+
+    pair.vault.config.write_text(pair.exporter.config.read_text() +
+                                 '[[recipients]]\npublic_key = "x.pub"\n')
+    with pytest.raises(ConfigError, match="exporter home"):
+        vaultconfig.load(pair.vault_path)

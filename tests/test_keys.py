@@ -9,7 +9,7 @@ import pytest
 
 from conftest import Pair
 from vault import home, keys, paper
-from vault.errors import (BadKeyFile, BadPassphrase, HomeExists, RevokedSigner,
+from vault.errors import (BadKeyFile, BadPassphrase, HomeExists, PassphraseNeeded, RevokedSigner,
                           UntrustedSigner, WrongRole)
 
 
@@ -45,8 +45,9 @@ def test_passphrase_wrapping(tmp_path: Path, cli) -> None:
     text = (tmp_path / "e" / "keys" / "secret.key").read_text()
     assert "argon2id-secretbox" in text
     h = home.Home(tmp_path / "e")
-    with pytest.raises(BadPassphrase):
+    with pytest.raises(PassphraseNeeded) as needed:
         h.identity()
+    assert needed.value.exit_code == 2 and "CHATVAULT_PASSPHRASE_FILE" in needed.value.detail
     wrong = tmp_path / "wrong"
     wrong.write_text("incorrect")
     with pytest.raises(BadPassphrase):
@@ -135,3 +136,9 @@ def test_trust_roles_add_and_revoke(pair: Pair, cli) -> None:
     assert listed["keys"][0]["revoked_at"]
     r = cli("keys", "trust", pub, "--home", pair.vault_path, "--role", "exporter")
     assert r.code == 4, "a revoked key cannot be trusted again"
+
+
+def test_trusting_a_missing_key_file_is_a_file_problem(pair: Pair, cli, tmp_path: Path) -> None:
+    r = cli("keys", "trust", tmp_path / "nope.pub", "--home", pair.vault_path, "--role",
+            "exporter")
+    assert r.code == 5 and "nope.pub" in r.err and "not found" in r.err

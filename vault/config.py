@@ -43,14 +43,47 @@ VAULT_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _line_of(text: str, key: str) -> int | None:
-    pattern = re.compile(rf'^\s*("?){re.escape(key)}\1\s*=', re.MULTILINE)
-    m = pattern.search(text)
-    return text.count("\n", 0, m.start()) + 1 if m else None
+_HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*\]\]?\s*(#.*)?$")
+_NAME = re.compile(r'"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|([A-Za-z0-9_-]+)')
+_ASSIGN = re.compile(r'^\s*("(?:[^"\\]|\\.)*"|\'[^\']*\'|[A-Za-z0-9_-]+)\s*=')
+
+
+def _names(header: str) -> list[str]:
+    """``sources."a.b"`` -> ["sources", "a.b"] (quotes keep dots inside names)."""
+    return [m.group(1) or m.group(2) or m.group(3) or "" for m in _NAME.finditer(header)]
+
+
+def _line_of(text: str, dotted: str) -> int | None:
+    """The line that sets ``dotted`` (``a.b.key``, ``sources[2].path``), table-aware.
+
+    Falls back to the line of the table header when the key itself is not
+    written (a missing key, or a table that is wrong as a whole).
+    """
+    current = ""
+    counts: dict[str, int] = {}
+    header_line = None
+    for n, line in enumerate(text.splitlines(), 1):
+        head = _HEADER.match(line)
+        if head:
+            current = ".".join(_names(head.group(2)))
+            if head.group(1) == "[[":
+                counts[current] = counts.get(current, -1) + 1
+                current = f"{current}[{counts[current]}]"
+            if current == dotted:
+                header_line = n
+            continue
+        assign = _ASSIGN.match(line)
+        if assign:
+            key = _names(assign.group(1))[0]
+            if (f"{current}.{key}" if current else key) == dotted:
+                return n
+    if header_line is None and "." in dotted:
+        return _line_of(text, dotted.rsplit(".", 1)[0])
+    return header_line
 
 
 def _where(path: Path, text: str, dotted: str) -> str:
-    line = _line_of(text, dotted.rsplit(".", 1)[-1].split("[")[0])
+    line = _line_of(text, dotted)
     return f"{path}:{line}" if line else str(path)
 
 
@@ -64,12 +97,23 @@ def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _other_side(prefix: str, key: str, defaults: dict[str, Any]) -> str:
+    """A hint when a top-level key belongs to the other kind of home."""
+    if prefix:
+        return ""
+    for name, other in (("an exporter", EXPORTER_DEFAULTS), ("a vault", VAULT_DEFAULTS)):
+        if other is not defaults and key in other and key not in defaults:
+            return f"; this looks like the config of {name} home: is --home right?"
+    return ""
+
+
 def _check_unknown(path: Path, text: str, defaults: dict[str, Any],
                    given: dict[str, Any], prefix: str = "") -> None:
     for key, value in given.items():
         dotted = f"{prefix}{key}"
         if key not in defaults:
-            raise ConfigError(f"unknown key {dotted!r}", path=_where(path, text, dotted))
+            raise ConfigError(f"unknown key {dotted!r}{_other_side(prefix, key, defaults)}",
+                              path=_where(path, text, dotted))
         template = defaults[key]
         if isinstance(template, dict) and template and isinstance(value, dict):
             _check_unknown(path, text, template, value, dotted + ".")

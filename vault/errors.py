@@ -63,6 +63,13 @@ class UsageError(ChatvaultError):
     code = "usage"
 
 
+class PassphraseNeeded(ChatvaultError):
+    """A passphrase-protected key was needed and none was given: a usage matter."""
+
+    exit_code = EXIT_USAGE
+    code = "passphrase_needed"
+
+
 class ConfigError(ChatvaultError):
     """A config file that cannot be used; names the key and line."""
 

@@ -33,7 +33,7 @@ from nacl.public import PrivateKey, PublicKey as BoxPublicKey
 from nacl.signing import SigningKey, VerifyKey
 
 from vault import canonical, timestamps
-from vault.errors import BadKeyFile, BadPassphrase, UsageError
+from vault.errors import BadKeyFile, BadPassphrase, PassphraseNeeded, UsageError
 
 ROLES = ("exporter", "vault", "restore", "requester", "dpo", "drill")
 
@@ -270,8 +270,10 @@ def parse_secret(text: str, path: str, passphrase: bytes | None = None) -> Ident
 
 def _unwrap(f: dict[str, str], path: str, passphrase: bytes | None) -> bytes:
     if passphrase is None:
-        raise BadPassphrase("the secret key is passphrase-protected; give --passphrase-file "
-                            "or CHATVAULT_PASSPHRASE_FILE", path=path)
+        raise PassphraseNeeded("the secret key is passphrase-protected; set "
+                               "CHATVAULT_PASSPHRASE_FILE (or --passphrase-file where the "
+                               "command has it, or the systemd credential "
+                               "'chatvault-passphrase')", path=path)
     try:
         ops, mem = int(_need(f, "KDF-Ops", path)), int(_need(f, "KDF-Mem", path))
     except ValueError:

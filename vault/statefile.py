@@ -43,7 +43,7 @@ from typing import Any, Iterator
 from vault import audit, bundle, canonical, store, timestamps, tombstones
 from vault.bundle import BundleWriter, Record
 from vault.errors import (BadDocument, BadPassphrase, InputRejected, MalformedHeader,
-                          UntrustedSigner)
+                          PassphraseNeeded, UntrustedSigner)
 from vault.home import Home
 from vault.keys import Identity, PublicIdentity
 from vault.records import Summary
@@ -173,7 +173,7 @@ def write(home: Path, reason: str, identity: Identity | None = None) -> Path:
             return path
         try:
             ident = identity or Home(home).identity()
-        except BadPassphrase:
+        except (BadPassphrase, PassphraseNeeded):
             # the change itself is committed; vault status reports the stale file
             log.error("state file NOT written after %s: the vault key is passphrase-protected "
                       "and no passphrase was given; run 'chatvault vault state-save "

@@ -85,7 +85,7 @@ def trust(
 
     h = homes.Home(resolve_home(home))
     store = h.trust()
-    text = pubfile.read_text("utf-8") if pubfile.is_file() else ""
+    text = pubfile.read_text("utf-8")
     entry = store.trust(text, role, str(pubfile))
     store.save()
     audit_hook.record(h.path, "key.trust", target=entry.fingerprint, detail={"role": role})
