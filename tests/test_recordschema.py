@@ -8,10 +8,15 @@ records valid and invalid, written canonically and not, and compare.
 
 from __future__ import annotations
 
+import copy
+import datetime
+import enum
 import json
 import sys
+import uuid
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import pytest
@@ -172,6 +177,62 @@ def test_tricky_lines(line: bytes) -> None:
     assert assert_agree(line) is None
 
 
+# -- records built in memory (readers): records.validate ---------------------------------
+
+class Role(str, enum.Enum):
+    CUSTOMER = "customer"
+
+
+class Plain(enum.Enum):
+    CUSTOMER = "customer"
+
+
+class Text(str):
+    pass
+
+
+def _first(items: Any, key: str, value: Any) -> None:
+    if isinstance(items, list) and items and isinstance(items[0], dict):
+        items[0][key] = value
+
+
+ODDITIES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "none": lambda c: None,
+    "participants tuple": lambda c: c.update(participants=tuple(c.get("participants", ()))),
+    "messages tuple": lambda c: c.update(messages=tuple(c.get("messages", ()))),
+    "role str enum": lambda c: _first(c.get("participants"), "role", Role.CUSTOMER),
+    "role plain enum": lambda c: _first(c.get("participants"), "role", Plain.CUSTOMER),
+    "id str subclass": lambda c: _first(c.get("messages"), "id", Text("m9")),
+    "id uuid": lambda c: _first(c.get("messages"), "id", uuid.UUID(int=7)),
+    "at datetime": lambda c: _first(c.get("messages"), "at", datetime.datetime(2024, 1, 1)),
+    "sender bytes": lambda c: _first(c.get("messages"), "from", b"p1"),
+    "cid subclass": lambda c: c.update(conversation_id=Text("c-9")),
+    "tags set": lambda c: c.update(tags={"a", "b"}),
+    "ordered dict": lambda c: c.update(participants=[OrderedDict(p) if isinstance(p, dict)
+                                                     else p for p in c.get("participants", [])]),
+}
+
+
+def validated(conv: Any, check: Callable[[Any, str], records.Summary]) -> tuple[Any, Any]:
+    mine = copy.deepcopy(conv)
+    try:
+        return check(mine, "x"), mine
+    except InvalidRecord as exc:
+        return f"InvalidRecord: {exc}", mine
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversation(), st.sampled_from(sorted(ODDITIES)))
+def test_fast_dict_path_never_disagrees_with_the_precise_one(conv: Any, oddity: str) -> None:
+    """Same summary or error, and the record left in the same state, whatever it holds."""
+    ODDITIES[oddity](conv)
+    fast = recordschema.check_dict(copy.deepcopy(conv))
+    reference = validated(conv, records.validate_precise)
+    assert validated(conv, records.validate) == reference
+    if fast is not None:
+        assert reference == (fast, conv)  # accepted, and nothing to canonicalise
+
+
 # -- the fast path does take the common case ------------------------------------------
 
 @st.composite
@@ -206,6 +267,14 @@ def test_canonical_valid_records_take_the_fast_path(conv: dict[str, Any]) -> Non
     reference = precise(line)
     assert isinstance(reference, tuple)
     assert summary == reference[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain_conversation())
+def test_plain_records_in_memory_take_the_fast_path(conv: dict[str, Any]) -> None:
+    for m in conv["messages"]:
+        m.pop("attachments", None)  # left to the precise path in memory
+    assert recordschema.check_dict(conv) == records.validate_precise(copy.deepcopy(conv))
 
 
 def test_samples_and_corpus_records_agree() -> None:

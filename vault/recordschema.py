@@ -95,14 +95,23 @@ def _struct(name: str, fields: dict[str, Any]) -> Any:
     return msgspec.defstruct(name, spec, kw_only=True, forbid_unknown_fields=True, gc=False)
 
 
-def _schema(full: bool) -> Any:
+def _schema(full: bool, dicts: bool = False) -> Any:
+    """The lean or the full schema for lines; with ``dicts``, the one for records in memory.
+
+    Records in memory are never encoded again (their canonical bytes come
+    from :mod:`vault.canonical`), so their free-form values need no raw
+    check; attachments, whose lists msgspec would also accept as tuples, are
+    left to the precise path.
+    """
     def rare(part: dict[str, Any]) -> dict[str, Any]:
-        return part if full else {}
+        if not full:
+            return {}
+        return {k: Any if v is Raw else v for k, v in part.items()} if dicts else part
 
     attachment = _struct("Attachment", _ATTACHMENT)
+    listed = Annotated[list[attachment], Items] | None  # type: ignore[valid-type]
     message = _struct("Message", {
-        **_MESSAGE, **rare(_RARE_MESSAGE),
-        **rare({"attachments": Annotated[list[attachment], Items] | None})})  # type: ignore
+        **_MESSAGE, **rare(_RARE_MESSAGE), **({} if dicts else rare({"attachments": listed}))})
     participant = _struct("Participant", {**_PARTICIPANT, **rare(_RARE_PARTICIPANT)})
     return _struct("Conversation", {
         **_CONVERSATION, **rare(_RARE_CONVERSATION),
@@ -112,6 +121,7 @@ def _schema(full: bool) -> Any:
 
 LeanConversation = _schema(full=False)
 Conversation = _schema(full=True)
+DictConversation = _schema(full=True, dicts=True)
 _lean = msgspec.json.Decoder(LeanConversation).decode
 _full = msgspec.json.Decoder(Conversation).decode
 _encode = msgspec.json.Encoder().encode
@@ -181,7 +191,33 @@ def check_line(line: bytes) -> Summary | None:
         return None
     if _encode(conv) != line:
         return None
+    attachments = 0
+    if not lean:
+        ok, attachments = _rare_ok(conv)
+        if not ok:
+            return None
+    return _summary(conv, attachments)
 
+
+def check_dict(conv: Any) -> Summary | None:
+    """The summary of a valid record built in memory, when validating would change nothing.
+
+    :func:`vault.records.validate` canonicalises timestamps in place; a
+    record this path vouches for has nothing to canonicalise. msgspec takes
+    a tuple or a set where a list is declared, so the two lists the precise
+    path insists on are checked here.
+    """
+    try:
+        checked = msgspec.convert(conv, DictConversation)
+    except msgspec.ValidationError:
+        return None
+    if type(conv["participants"]) is not list or type(conv["messages"]) is not list:
+        return None
+    return _summary(checked, 0)
+
+
+def _summary(conv: Any, attachments: int) -> Summary | None:
+    """The checks the schema cannot make: unique ids, senders, timestamps."""
     messages, people = conv.messages, conv.participants
     ids = {p.id for p in people}
     senders = set(map(_SENDER, messages))
@@ -199,10 +235,4 @@ def check_line(line: bytes) -> Summary | None:
         ats.append(conv.updated_at)
     if not _all_plain(ats):
         return None
-
-    attachments = 0
-    if not lean:
-        ok, attachments = _rare_ok(conv)
-        if not ok:
-            return None
     return Summary(conv.conversation_id, len(messages), len(people), attachments, first, last)
