@@ -323,7 +323,7 @@ def find_group(b: Bench) -> None:
         cmd = b.chatvault("subject", "find", option, value, "--home", vault, "--json")
         row = b.row("find", f"chatvault subject find ({how})", "chatvault",
                     Plan(lambda cmd=cmd: [cmd]), f"chatvault subject find {option} ... --json",
-                    note="start-up, lookup, restriction check, audit entry", **size)
+                    note="start-up, lookup, restriction check, audit entry")
         row.versus.append((f"rg -F ({how})", 1.0))
         line = ["rg", "-F", written, str(corpus)]
         b.row("find", f"rg -F ({how})", "peer", Plan(lambda line=line: [line]),

@@ -130,23 +130,34 @@ def table(res: dict[str, Any]) -> str:
              f"machine: {m['cores']} cores, {m['cpu_model']}, {m['memory_gib']} GiB, "
              f"Linux {m['kernel']}, Python {m['python']}; load average "
              f"{m['load_average'][0]:.1f} at start, {res['load_average_end'][0]:.1f} at end",
-             "", "| group | measurement | median s (min–max) | MB/s | msg/s | peak RSS MiB "
-             "| speed vs peer |", "|---|---|---|---|---|---|---|"]
-    for r in res["rows"]:
+             "", "| group | measurement | median s (min–max) | CPU s | MB/s | msg/s "
+             "| peak RSS MiB | speed vs peer |", "|---|---|---|---|---|---|---|---|"]
+    finds = [f"| find | subject find in-process ({how}), {f['calls']} calls | "
+             f"{f['ms_median']:.3f} ms ({f['ms_min']:.3f}–{f['ms_max']:.3f}) |||| "
+             f"| {f['matches']} matches; target < {FIND_LIMIT_MS:g} ms "
+             f"{'✓' if f['met'] else '✗'} |"
+             for how, f in res.get("find_in_process", {}).items()]
+    rows = res["rows"]
+    for i, r in enumerate(rows):
         if r.get("skipped"):
             lines.append(f"| {r['group']} | {_cell(r['name'])} | skipped: {r['skipped']} "
-                         "|||||")
-            continue
-        spread = f"{r['seconds_median']:.3f} ({r['seconds_min']:.3f}–{r['seconds_max']:.3f})"
-        lines.append(f"| {r['group']} | {_cell(r['name'])} | {spread} "
-                     f"| {_num(r.get('mb_per_s'), 1)} "
-                     f"| {_num(r.get('messages_per_s'))} | {r['peak_rss_mib']:.0f} "
-                     f"| {_ratios(r)} |")
-    for how, f in res.get("find_in_process", {}).items():
-        mark = "✓" if f["met"] else "✗"
-        lines.append(f"| find | subject find in-process ({how}), {f['calls']} calls | "
-                     f"{f['ms_median']:.3f} ms ({f['ms_min']:.3f}–{f['ms_max']:.3f}) ||| "
-                     f"| {f['matches']} matches; target < {FIND_LIMIT_MS:g} ms {mark} |")
+                         "||||||")
+        else:
+            spread = (f"{r['seconds_median']:.3f} ({r['seconds_min']:.3f}–"
+                      f"{r['seconds_max']:.3f})")
+            lines.append(f"| {r['group']} | {_cell(r['name'])} | {spread} "
+                         f"| {r['cpu_seconds_median']:.2f} | {_num(r.get('mb_per_s'), 1)} "
+                         f"| {_num(r.get('messages_per_s'))} | {r['peak_rss_mib']:.0f} "
+                         f"| {_ratios(r)} |")
+        if r["group"] == "find" and (i + 1 == len(rows) or rows[i + 1]["group"] != "find"):
+            lines += finds
+    hf = res.get("hyperfine") or {}
+    if hf and "skipped" not in hf:
+        lines.append("\nhyperfine cross-check of the one-shot commands (3 warm-up runs): "
+                     + "; ".join(f"{name} {h['median_s'] * 1e3:.1f} ms median of {h['runs']}"
+                                 for name, h in hf.items()))
+    elif hf:
+        lines.append(f"\nhyperfine cross-check skipped: {hf['skipped']}")
     mem = res.get("memory") or {}
     if mem.get("steps"):
         small, big = mem["sizes"]["smaller"], mem["sizes"]["this"]
