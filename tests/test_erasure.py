@@ -259,8 +259,12 @@ def test_dry_run_and_declined_confirmation_change_nothing(vault: Vault) -> None:
     assert dry.json() == {"remove": ["sample/web-1001", "sample/web-1005"],
                           "redact": ["sample/web-1003"], "identifiers": 1,
                           "held_by": [], "held_conversations": 0}
+    # Declining is the operator's choice, not a failure: exit 0, said on stderr.
     no = vault.cli("erase", "--email", MARA_EMAIL, "--reason", "r", input_text="n\n")
-    assert no.code == 1 and "nothing erased" in no.err
+    assert no.code == 0 and "nothing erased" in no.err and no.out == ""
+    quiet = vault.cli("erase", "--email", MARA_EMAIL, "--reason", "r", "--json",
+                      input_text="\n")
+    assert quiet.code == 0 and quiet.json() == {"status": "not confirmed", "erased": False}
     with vault.conn() as conn:
         assert store.dump(conn) == before
 

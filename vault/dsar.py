@@ -36,15 +36,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from vault import audit, canonical, statehook, store, timestamps
+from vault import audit, canonical, statehook, store, timestamps, vaultconfig
 from vault.errors import UsageError
 from vault.subjects import Subject, VaultHandle
 
 MAX_EXTENSION_MONTHS = 2
 SCHEMA_ID = "chatvault/dsar-package/v1"
 #: Art. 15(1)(a)-(h), as keys of the ``[processing]`` register
-REGISTER_KEYS = ("controller", "purposes", "categories", "recipients", "retention",
-                 "rights", "complaint", "source", "automated_decisions", "transfers")
+REGISTER_KEYS = vaultconfig.REGISTER_KEYS
 
 
 def add_months(day: date, months: int) -> date:
@@ -191,8 +190,13 @@ def cases(conn: Any, include_closed: bool = False) -> list[Case]:
 
 def export(v: VaultHandle, case_id: str, out: Path, *,
            seal_to: Path | None = None) -> dict[str, Any]:
-    """Write the case's package into ``out/<case_id>/`` (or a sealed bundle)."""
-    from vault import dsarpack
+    """Write the case's package into ``out/<case_id>/`` (or a sealed bundle).
+
+    Everything that can be checked is checked before anything is written
+    (the case, its identifiers, ``out``, the key to seal to); a failure
+    later removes what this call created, ``out`` included.
+    """
+    from vault import dsarpack, keys
 
     case = get(v.conn, case_id)
     subject = subject_of(v.conn, case_id)
@@ -200,9 +204,14 @@ def export(v: VaultHandle, case_id: str, out: Path, *,
         raise UsageError(f"{case_id} has no e-mail, phone or id left to search with "
                          "(erased, or only a name was given)")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
     target = out / case_id
     if target.exists() and any(target.iterdir()):
         raise UsageError(f"{target} already exists and is not empty")
+    if seal_to is not None:
+        keys.load_public(Path(seal_to))
+    made = _make_folder(out)
     work = Path(tempfile.mkdtemp(prefix=".dsar-", dir=out)) if seal_to else target
     try:
         result = dsarpack.build(v, case, subject, work)
@@ -212,6 +221,8 @@ def export(v: VaultHandle, case_id: str, out: Path, *,
             result["path"] = str(target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        if made:
+            shutil.rmtree(made[0], ignore_errors=True)
         raise
     if seal_to is not None:
         shutil.rmtree(work, ignore_errors=True)
@@ -226,25 +237,21 @@ def export(v: VaultHandle, case_id: str, out: Path, *,
     return result
 
 
+def _make_folder(path: Path) -> list[Path]:
+    """Create ``path`` and missing parents; the ones created, outermost first."""
+    missing = [p for p in [path, *path.parents] if not p.exists()][::-1]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from vault.errors import MediaError
+
+        raise MediaError(f"cannot create the folder ({exc.strerror})", path=path) from None
+    return missing
+
+
 def register(v: VaultHandle) -> dict[str, Any]:
-    """The ``[processing]`` register (Art. 15(1)(a)-(h)), checked."""
-    raw = v.cfg.raw.get("processing") or {}
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in REGISTER_KEYS:
-            from vault.errors import ConfigError
-
-            raise ConfigError(f"key 'processing.{key}': unknown; one of "
-                              f"{', '.join(REGISTER_KEYS)}", path=v.cfg.path)
-        ok = isinstance(value, str) or (isinstance(value, list) and all(
-            isinstance(x, str) for x in value))
-        if not ok:
-            from vault.errors import ConfigError
-
-            raise ConfigError(f"key 'processing.{key}': expected text or a list of texts",
-                              path=v.cfg.path)
-        out[key] = value
-    return out
+    """The ``[processing]`` register (Art. 15(1)(a)-(h)), checked when the config loaded."""
+    return dict(v.cfg.processing)
 
 
 def sha256_file(path: Path) -> str:
@@ -272,7 +279,7 @@ def check_dsar(ctx: Any) -> list[Any]:
     """WARNING for open cases due within ``dsar_warning_days``, CRITICAL when overdue."""
     from vault.vaultstatus import CRITICAL, WARNING, Finding
 
-    warn_days = (ctx.cfg.raw.get("alerts") or {}).get("dsar_warning_days", 7)
+    warn_days = ctx.cfg.dsar_warning_days
     on = ctx.now.date()
     out = []
     for case in cases(ctx.conn):

@@ -115,7 +115,7 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
     hidden = restriction.hidden(v.conn, v.key, [m.conv for m in exact])
     mine = {val for _, val in subject.exact()} | set(subject.unparsed_forms())
     redactions: list[dict[str, Any]] = []
-    agent_names = bool((v.cfg.raw.get("dsar") or {}).get("redact_agent_names", False))
+    agent_names = v.cfg.redact_agent_names
     regions: dict[int, str | None] = {}
     convs: list[dict[str, Any]] = []
     blobs: dict[str, str] = {}

@@ -2,25 +2,29 @@
 
 ``chatvault erase`` takes a subject (identifiers, or a DSAR case's), and:
 
-1. **plans**: every conversation the subject is found in (subject search,
-   exact matches and phone digits stored without a country code, never a
-   name alone), each decided by the very filter ingest uses
+1. **plans** (:mod:`vault.erasureplan`): every conversation holding the
+   subject, found by subject search and by a scan of every stored record,
+   each decided by the very filter ingest uses
    (:class:`vault.tombstones.Filter`) with the tombstones this erasure will
    add: conversations where the subject is the customer are removed, the
-   others keep their text with the subject's identifiers redacted. The
-   customer's platform and customer ids found there are erased with them,
-   so an old bundle naming the person only by a platform id is caught too;
+   others keep their text with the subject's identifiers redacted in every
+   string of the record;
 2. **refuses** (exit 4, naming the holds) when a legal hold covers anything
    in scope: nothing is erased;
 3. with ``[erasure] four_eyes = true``, stops as a **pending** request that a
    different operator approves (``erase approve ID``);
 4. **executes** in one transaction: tombstones (keyed hashes) first, then
    the conversations, the redacted copies, the attachments no one else
-   refers to, the identifiers in DSAR cases; then, outside it, the store is
-   **scrubbed**: the FTS5 index optimised into one new segment (the old
-   segments' pages are freed and, with ``secure_delete``, zeroed), the WAL
-   checkpointed and truncated, and the files scanned for the subject's
-   bytes as they were written; a VACUUM follows if any remain.
+   refers to, the identifiers in DSAR cases; the erasure is then
+   ``scrubbing``;
+5. **scrubs and proves**, outside it: the FTS5 index optimised into one new
+   segment (the old segments' pages are freed and, with ``secure_delete``,
+   zeroed), the WAL checkpointed and truncated, and the files scanned for
+   the subject's bytes as they were written; a VACUUM follows if any remain.
+   Only a clean scan makes the erasure ``done``. Traces left make it
+   ``incomplete`` (exit 1, the conversations still holding them named, and
+   ``vault status`` CRITICAL) until an erasure of the same subject
+   completes.
 
 What is not erased: the sealed bundles in the archive (encrypted, the
 source of truth, and not editable without breaking their signatures); the
@@ -33,143 +37,20 @@ import mmap
 import re
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vault import audit, canonical, records, statehook, store, timestamps, tombstones
+from vault.erasureplan import Item, Plan, needle_pattern, plan, scan_records
 from vault.errors import ChatvaultError, LegalHoldBlocks, PolicyRefused, UsageError
 from vault.subjects import Subject, VaultHandle
-
-@dataclass
-class Item:
-    conv: int
-    source: str
-    conversation_id: str
-    action: str  # drop | redact
-    redacted: dict[str, Any] | None = None
-    attachments: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Plan:
-    """What an erasure will do; nothing here holds the identifiers in clear."""
-
-    pairs: list[tuple[str, str]]
-    items: list[Item]
-    held: dict[int, list[str]]
-    needles: set[bytes] = field(default_factory=set, repr=False)
-
-    @property
-    def dropped(self) -> list[Item]:
-        return [i for i in self.items if i.action == "drop"]
-
-    @property
-    def redacted(self) -> list[Item]:
-        return [i for i in self.items if i.action == "redact"]
-
-    def holds(self) -> list[str]:
-        return sorted({n for names in self.held.values() for n in names})
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"remove": [f"{i.source}/{i.conversation_id}" for i in self.dropped],
-                "redact": [f"{i.source}/{i.conversation_id}" for i in self.redacted],
-                "identifiers": len(self.pairs), "held_by": self.holds(),
-                "held_conversations": len(self.held)}
-
-
-def _pairs(subject: Subject) -> list[tuple[str, str]]:
-    pairs = subject.exact()
-    return pairs + [("phone_unparsed", d) for d in subject.unparsed_forms()
-                    if ("phone_unparsed", d) not in pairs]
-
-
-def _record(conn: sqlite3.Connection, conv: int) -> tuple[dict[str, Any], int]:
-    text, bundle = conn.execute("SELECT record, bundle FROM conversations WHERE id = ?",
-                                (conv,)).fetchone()
-    return canonical.loads(text), bundle
-
-
-def plan(v: VaultHandle, subject: Subject) -> Plan:
-    """Decide, conversation by conversation, what erasing ``subject`` does."""
-    from vault import holds, subjects
-
-    pairs = _pairs(subject)
-    matches = [m for m in subjects.find(v.conn, subject) if m.exact or m.digits]
-    # The customer's other ids (platform, customer id) are erased with them.
-    extra = Subject(platform_ids=[], customer_ids=[])
-    for kind, value in v.conn.execute(
-            "SELECT DISTINCT x.kind, x.value FROM identifiers i JOIN identifiers x "
-            "ON x.conversation = i.conversation AND x.participant_id = i.participant_id "
-            "JOIN participants p ON p.conversation = i.conversation "
-            "AND p.participant_id = i.participant_id "
-            "WHERE p.role = 'customer' AND x.kind IN ('platform_id', 'customer_id') "
-            f"AND (i.kind, i.value) IN ({','.join('(?, ?)' for _ in pairs)})",
-            [x for p in pairs for x in p]):
-        if (kind, value) not in pairs:
-            pairs.append((kind, value))
-            (extra.platform_ids if kind == "platform_id" else extra.customer_ids).append(value)
-    if not extra.empty():
-        seen = {m.conv for m in matches}
-        matches += [m for m in subjects.find(v.conn, extra) if m.conv not in seen]
-
-    every = {(k, h) for k, h in v.conn.execute("SELECT kind, hash FROM tombstones")}
-    every |= {(k, v.key.hash(tombstones.PURPOSE_TOMBSTONE, k, val)) for k, val in pairs}
-    filters: dict[str | None, tombstones.Filter] = {}
-    regions: dict[int, str | None] = {}
-    out = Plan(pairs, [], {})
-    for m in matches:
-        conv, bundle_row = _record(v.conn, m.conv)
-        region = tombstones.region_of_bundle(v.conn, v.home, bundle_row, v.region, regions)
-        f = filters.setdefault(region, tombstones.Filter(None, v.key, m.source, region,
-                                                         hashes=every))
-        f.source = m.source
-        decision = f.decide(conv)
-        if decision.action == "keep":
-            continue
-        item = Item(m.conv, m.source, m.conversation_id, decision.action,
-                    decision.conversation, decision.attachments_dropped)
-        if decision.action == "drop":
-            item.attachments = [a["sha256"] for msg in conv["messages"]
-                                for a in msg.get("attachments") or ()
-                                if isinstance(a.get("sha256"), str)]
-        out.items.append(item)
-        out.needles |= _needles(conv, decision, pairs, region)
-    out.held = holds.covering(v.conn, v.key, [i.conv for i in out.items])
-    return out
-
-
-def _needles(conv: dict[str, Any], decision: tombstones.Decision,
-             pairs: list[tuple[str, str]], region: str | None) -> set[bytes]:
-    """The subject's identifiers as written, to look for in the files afterwards."""
-    from vault import identifiers
-
-    wanted = {val for _, val in pairs}
-    found = {val for k, val in pairs if k in ("email", "phone") and len(val) >= 6}
-    texts = [m["text"] for m in conv["messages"]]
-    for text in texts:
-        for span in identifiers.spans(text, region):
-            if span.value in wanted:
-                found.add(text[span.start:span.end])
-    for p in conv["participants"]:
-        for key in ("email", "phone"):
-            raw = p.get(key)
-            if isinstance(raw, str) and (identifiers.normalise_email(raw) in wanted or
-                                         identifiers.normalise_phone(raw, region) in wanted):
-                found.add(raw)
-    return {s.strip().encode("utf-8") for s in found if len(s.strip()) >= 6}
 
 
 # -- requests, approval, execution -----------------------------------------------------
 
 def four_eyes(v: VaultHandle) -> bool:
-    value = (v.cfg.raw.get("erasure") or {}).get("four_eyes", False)
-    if not isinstance(value, bool):
-        from vault.errors import ConfigError
-
-        raise ConfigError("key 'erasure.four_eyes': expected true or false",
-                          path=v.cfg.path)
-    return value
+    """``[erasure] four_eyes`` (type-checked with the config: :mod:`vault.vaultconfig`)."""
+    return bool(v.cfg.four_eyes)
 
 
 def refuse_if_held(v: VaultHandle, p: Plan, reason: str, erasure_id: str | None) -> None:
@@ -218,6 +99,9 @@ def pending_subject(v: VaultHandle, erasure_id: str) -> tuple[Subject, dict[str,
     if row is None:
         raise UsageError(f"no erasure request {erasure_id!r} (see 'chatvault erase list')")
     info = dict(zip(("id", "status", "requested_by", "reason", "case_id"), row))
+    if info["status"] == "incomplete":
+        raise UsageError(f"erasure {erasure_id} was carried out but is incomplete (see "
+                         "'chatvault erase list'): run the same 'chatvault erase' again")
     if info["status"] != "pending":
         raise UsageError(f"erasure {erasure_id} is {info['status']}, not pending")
     s = Subject()
@@ -250,16 +134,71 @@ def approve(v: VaultHandle, erasure_id: str, approver: str | None = None) -> dic
 
 
 def execute(v: VaultHandle, erasure_id: str, subject: Subject, reason: str) -> dict[str, Any]:
-    """Erase now (holds checked again), scrub the files, prove it; returns counts."""
+    """Erase now (holds checked again), scrub the files, prove it; returns counts.
+
+    The erasure is ``scrubbing`` once the data is gone and ``done`` only when
+    the byte scan finds nothing; traces left make it ``incomplete``
+    (:class:`ErasureIncomplete`, exit 1) with a note saying what remains.
+    """
     p = plan(v, subject)
     refuse_if_held(v, p, reason, erasure_id)
     counts = _apply(v, p, erasure_id, subject, reason)
     statehook.changed(v.home, "tombstones")
-    counts["scrub"] = scrub(v.home, v.conn, p.needles)
+    try:
+        counts["scrub"] = scrub(v.home, v.conn, p.needles)
+    except ErasureIncomplete as exc:
+        counts["scrub"] = {"found": exc.found}
+        raise _incomplete(v, erasure_id, counts, exc, scan_records(
+            v.conn, _text_pattern(p.needles))) from None
     with store.transaction(v.conn):
-        v.conn.execute("UPDATE erasures SET counts = ? WHERE id = ?",
-                       (canonical.dumps(counts).decode(), erasure_id))
+        v.conn.execute("UPDATE erasures SET status = 'done', done_at = ?, counts = ? "
+                       "WHERE id = ?", (timestamps.now_utc(), canonical.dumps(counts).decode(),
+                                        erasure_id))
+        # An earlier run for the same subject that could not finish is finished now.
+        v.conn.execute("UPDATE erasures SET status = 'done', note = ? WHERE id != ? AND "
+                       "status IN ('incomplete', 'scrubbing') AND "
+                       "json_extract(counts, '$.subject_ref') = ?",
+                       (f"completed by {erasure_id}", erasure_id, counts["subject_ref"]))
     return counts
+
+
+def _text_pattern(needles: set[bytes]) -> Any:
+    found = needle_pattern(needles)
+    return None if found is None else re.compile(found.pattern.decode("utf-8"), re.IGNORECASE)
+
+
+def _incomplete(v: VaultHandle, erasure_id: str, counts: dict[str, Any],
+                exc: "ErasureIncomplete", where: list[tuple[int, str, str]]
+                ) -> "ErasureIncomplete":
+    """Record the erasure as incomplete; the error to raise, saying what to do."""
+    names = [f"{src}/{cid}" for _, src, cid in where]
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    if names:
+        todo = (f"conversation(s) {shown} still hold it, inside other text (a longer "
+                "address or number that contains it?): review them, then run the same "
+                "'chatvault erase' again")
+    else:
+        todo = ("stop the daemon (it may hold the store open) and run the same "
+                "'chatvault erase' again")
+    note = f"incomplete: {exc.detail}; {todo}"
+    with store.transaction(v.conn):
+        v.conn.execute("UPDATE erasures SET status = 'incomplete', counts = ?, note = ? "
+                       "WHERE id = ?", (canonical.dumps(counts).decode(), note, erasure_id))
+        audit.append(v.conn, "erase.incomplete", target=f"erasure:{erasure_id}",
+                     detail={"erasure": erasure_id, "traces": exc.found,
+                             "conversations": len(names)})
+    out = ErasureIncomplete(f"erasure {erasure_id} is INCOMPLETE, not done: {exc.detail}; "
+                            f"{todo}. Until an erasure of this subject completes, do not "
+                            "hand on the store or its backups ('chatvault erase list' shows "
+                            "it)")
+    out.found = exc.found
+    return out
+
+
+def _subject_ref(v: VaultHandle, subject: Subject) -> str:
+    """A keyed hash naming the subject, so a later run can finish an incomplete one."""
+    text = "\n".join(sorted(f"{k}:{val}" for k, val in subject.exact()))
+    return v.key.hash(tombstones.PURPOSE_AUDIT, "subject", text)[:32]
 
 
 def _apply(v: VaultHandle, p: Plan, erasure_id: str, subject: Subject,
@@ -270,6 +209,8 @@ def _apply(v: VaultHandle, p: Plan, erasure_id: str, subject: Subject,
     with store.transaction(conn):
         added = sum(tombstones.add(conn, v.key, k, val, origin=erasure_id)
                     for k, val in p.pairs)
+        added += sum(tombstones.add(conn, v.key, "conversation", val, origin=erasure_id)
+                     for val in p.whole)
         blobs: set[str] = set()
         for item in p.dropped:
             blobs.update(item.attachments)
@@ -290,12 +231,14 @@ def _apply(v: VaultHandle, p: Plan, erasure_id: str, subject: Subject,
         conn.execute("DELETE FROM erasure_subjects WHERE erasure_id = ?", (erasure_id,))
         counts = {"conversations_removed": len(p.dropped),
                   "conversations_redacted": len(p.redacted), "attachments_removed": gone,
-                  "tombstones_added": added}
-        conn.execute("UPDATE erasures SET status = 'done', done_at = ?, counts = ? "
-                     "WHERE id = ?", (timestamps.now_utc(), canonical.dumps(counts).decode(),
-                                      erasure_id))
+                  "tombstones_added": added, "removed_whole": len(p.whole),
+                  "subject_ref": _subject_ref(v, subject)}
+        # Not 'done' yet: that waits for the byte scan (execute).
+        conn.execute("UPDATE erasures SET status = 'scrubbing', counts = ? WHERE id = ?",
+                     (canonical.dumps(counts).decode(), erasure_id))
         audit.append(conn, "erase", target=v.target(subject.exact()), purpose=reason,
-                     detail={"erasure": erasure_id, **counts})
+                     detail={"erasure": erasure_id,
+                             **{k: n for k, n in counts.items() if isinstance(n, int)}})
     return counts
 
 
@@ -331,6 +274,8 @@ class ErasureIncomplete(ChatvaultError):
     """The subject's bytes are still in the store's files after every scrub step."""
 
     code = "erasure_incomplete"
+    #: traces the byte scan found (None: the scan could not run)
+    found: int | None = None
 
 
 def scrub(home: Path, conn: sqlite3.Connection,
@@ -356,9 +301,10 @@ def scrub(home: Path, conn: sqlite3.Connection,
         vacuumed = True
         found = byte_scan(paths, needles)
     if found:
-        raise ErasureIncomplete(f"{found} trace(s) of the subject remain in the store's "
-                                "files after optimize, checkpoint and VACUUM; do not hand "
-                                "the store on, and report this")
+        exc = ErasureIncomplete(f"{found} trace(s) of the subject remain in the store's "
+                                "files after optimize, checkpoint and VACUUM")
+        exc.found = found
+        raise exc
     return {"fts_optimized": True, "wal_truncated": True, "vacuum": vacuumed,
             "scanned_for": len(needles), "found": 0}
 
@@ -376,9 +322,9 @@ def _checkpoint(conn: sqlite3.Connection, attempts: int = 3) -> None:
 
 def byte_scan(paths: list[Path], needles: set[bytes]) -> int:
     """How many of ``needles`` occur (any letter case) in the files at ``paths``."""
-    if not needles:
+    pattern = needle_pattern(needles)
+    if pattern is None:
         return 0
-    pattern = re.compile(b"|".join(re.escape(n) for n in sorted(needles)), re.IGNORECASE)
     hits = 0
     for path in paths:
         if not path.is_file() or path.stat().st_size == 0:
@@ -399,3 +345,27 @@ def listing(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         item["counts"] = canonical.loads(item["counts"]) if item["counts"] else None
         out.append(item)
     return out
+
+
+# -- vault status ---------------------------------------------------------------------
+
+def check_erasures(ctx: Any) -> list[Any]:
+    """CRITICAL for an erasure left incomplete, WARNING for one interrupted mid-scrub."""
+    from vault.vaultstatus import CRITICAL, WARNING, Finding
+
+    out = []
+    for eid, status in ctx.conn.execute("SELECT id, status FROM erasures WHERE status IN "
+                                        "('incomplete', 'scrubbing') ORDER BY id"):
+        data = {"erasure_id": eid, "status": status}
+        if status == "incomplete":
+            out.append(Finding(CRITICAL, "erasure", f"erasure {eid} is INCOMPLETE: traces of "
+                               "the subject remain in the store; see 'chatvault erase list' "
+                               "and run the same erasure again", data))
+        else:
+            out.append(Finding(WARNING, "erasure", f"erasure {eid} was interrupted before "
+                               "its byte scan (or is running now); if no erase is running, "
+                               "run the same erasure again", data))
+    return out
+
+
+STATUS_CHECKS = [check_erasures]

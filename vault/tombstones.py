@@ -8,15 +8,21 @@ and erasure itself all call it:
 
 * **left out** when the conversation is tombstoned as a whole (kind
   ``conversation``, value ``<source>/<conversation_id>``), when its
-  ``customer_id`` is, or when a tombstoned identifier (e-mail, phone,
-  customer id, platform id) belongs to a participant whose role is
-  ``customer``: the subject was the customer here;
-* **kept, redacted** when a tombstoned identifier is only written in its
-  messages (e-mail, phone, or a phone's digits written without a country
-  code) or belongs to a participant who is not the customer (an agent): the
-  identifier is replaced by ``[erased e-mail]`` / ``[erased phone]``, that
-  participant's contact fields are removed and its name becomes
-  ``[erased]``, and attachments that participant sent are dropped;
+  ``customer_id`` is, when its ``conversation_id`` is written with a
+  tombstoned identifier, or when a tombstoned identifier (e-mail, phone,
+  customer id, platform id, or written in its id) belongs to a participant
+  whose role is ``customer``: the subject was the customer here;
+* **kept, redacted** when a tombstoned identifier is only written in it
+  or belongs to a participant who is not the customer (an agent). Every
+  string of the record is rewritten, at any depth and keys included
+  (message text, attachment alt text, titles, Telegram entities, HTML
+  bodies, Slack blocks...; :mod:`vault.redaction` finds e-mail addresses
+  and phone numbers also as digit runs and URL- or HTML-encoded): the
+  identifier becomes ``[erased e-mail]`` / ``[erased phone]``, or, in an
+  id other fields refer to, a pseudonym made with the key
+  (``[erased e-mail 3fa9c2d1e0]``) so references stay whole. That
+  participant's contact fields, session and extra are removed, its name
+  becomes ``[erased]`` wherever written, and attachments it sent are dropped;
 * **kept as is** otherwise.
 
 Attachments erased with a subject are tombstoned too (kind ``attachment``,
@@ -52,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from vault import identifiers, timestamps
+from vault import identifiers, redaction, timestamps
 from vault.errors import BadKeyFile, ChatvaultError, UsageError
 
 KEY_FILE = "identifiers.key"
@@ -63,6 +69,7 @@ PURPOSE_TOMBSTONE = "chatvault/tombstone/v1"
 PURPOSE_AUDIT = "chatvault/audit-target/v1"
 PURPOSE_HOLD = "chatvault/hold/v1"
 PURPOSE_RESTRICTION = "chatvault/restriction/v1"
+PURPOSE_PSEUDONYM = "chatvault/erased-id/v1"
 _PURPOSE_CHECK = "chatvault/key-check/v1"
 
 #: participant identifiers that make a customer "the subject" (names never do)
@@ -188,6 +195,17 @@ def add(conn: sqlite3.Connection, key: IdentifierKey, kind: str, value: str,
 
 # -- the filter --------------------------------------------------------------------------
 
+#: where a string is an id other fields refer to: replaced by a pseudonym, never a mark
+_ID_PATHS = {("participants", "id"), ("messages", "id"), ("messages", "from"),
+             ("messages", "reply_to")}
+_TEXT_PATHS = {("messages", "text"), ("messages", "attachments", "text")}
+
+
+def _shape(path: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``("messages", 3, "attachments", 0, "text")`` -> ``("messages", "attachments", "text")``."""
+    return tuple(p for p in path if not isinstance(p, int))
+
+
 @dataclass
 class Decision:
     """What a filter does to one conversation: ``keep``, ``redact`` or ``drop``."""
@@ -203,7 +221,9 @@ class Filter:
 
     Loads the (kind, hash) pairs once; with none at all it costs nothing per
     conversation. ``region`` is the phone region the records are read with
-    (numbers written without ``+``).
+    (numbers written without ``+``). Every string of a record is looked at
+    (:mod:`vault.redaction`): message text, attachment alt text, titles,
+    ``extra`` objects at any depth and their keys.
     """
 
     label = "erased"
@@ -233,16 +253,31 @@ class Filter:
                  mentions: list[list[tuple[str, str]]]) -> bool | dict[str, Any]:
         if not self.hashes:
             return False
-        touched = any(self.covers(k, v) for k, v, _ in people if k != "name") or any(
-            self.covers(k, v) for found in mentions for k, v in found)
-        if not touched and not self.covers("conversation", conversation_value(
-                self.source, conv["conversation_id"])):
+        touched = (any(self.covers(k, v) for k, v, _ in people if k != "name")
+                   or any(self.covers(k, v) for found in mentions for k, v in found)
+                   or self.covers("conversation", conversation_value(
+                       self.source, conv["conversation_id"]))
+                   or self.written_anywhere(conv))
+        if not touched:
             return False
         decision = self.decide(conv)
         if decision.action == "drop":
             return True
         if decision.action == "redact" and decision.conversation is not None:
             return decision.conversation
+        return False
+
+    def written_anywhere(self, conv: dict[str, Any]) -> bool:
+        """A covered identifier written somewhere ingest's mentions do not look.
+
+        Message and alt text were matched strictly for the mentions already:
+        here they only get the loose and decoded passes.
+        """
+        for text, path in redaction.strings(conv):
+            strict = _shape(path) not in _TEXT_PATHS
+            if any(self.covers(s.kind, s.value) for s in redaction.find(
+                    text, self.region, loose=True, strict=strict)):
+                return True
         return False
 
     def apply(self, conv: dict[str, Any]) -> dict[str, Any] | None:
@@ -260,73 +295,98 @@ class Filter:
         cid = conv.get("customer_id")
         if isinstance(cid, str) and cid and self.covers("customer_id", cid):
             return Decision("drop")
+        # A conversation named by the identifier cannot be kept under another name.
+        if self._spans(conv["conversation_id"]):
+            return Decision("drop")
         from vault.upsert import participant_identifiers
 
         marked: set[str] = set()
         for p in conv["participants"]:
             found = [(k, v) for k, v in participant_identifiers(p, self.region)
                      if k in DECISIVE]
-            if any(self.covers(k, v) for k, v in found):
+            if any(self.covers(k, v) for k, v in found) or self._spans(p["id"]):
                 if p["role"] == "customer":
                     return Decision("drop")
                 marked.add(p["id"])
         return self._redact(conv, marked)
 
+    def _spans(self, text: str) -> list[identifiers.Span]:
+        return [s for s in redaction.find(text, self.region, loose=True)
+                if self.covers(s.kind, s.value)]
+
+    def _names(self, conv: dict[str, Any], marked: set[str]) -> re.Pattern[str] | None:
+        """The names of marked participants as written anywhere (whole words, any case)."""
+        names = {p["name"].strip() for p in conv["participants"] if p["id"] in marked
+                 and isinstance(p.get("name"), str) and len(p["name"].strip()) >= 3}
+        if not names:
+            return None
+        alts = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        return re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.IGNORECASE)
+
     def _redact(self, conv: dict[str, Any], marked: set[str]) -> Decision:
         out = Decision("keep", conv)
-        new: dict[str, Any] | None = None
-        for i, m in enumerate(conv["messages"]):
-            text, n = self.redact_text(m["text"])
-            alts = [self.redact_text(a["text"]) if isinstance(a.get("text"), str) else None
-                    for a in m.get("attachments") or ()]
-            sent = m.get("from") in marked and bool(m.get("attachments"))
-            if not n and not sent and not any(a and a[1] for a in alts):
-                continue
-            if new is None:
-                new = copy.deepcopy(conv)
-            msg = new["messages"][i]
-            msg["text"] = text
-            for a, alt in zip(msg.get("attachments") or (), alts):
-                if alt is not None:
-                    a["text"] = alt[0]
-            if sent:
+        names = self._names(conv, marked)
+        counts: dict[tuple[str, Any], int] = {}
+
+        def one(text: str, path: tuple[Any, ...]) -> str:
+            new, n = self._rewrite(text, _shape(path) in _ID_PATHS, names)
+            if n:
+                where = (("message", conv["messages"][path[1]]["id"])
+                         if path[:1] == ("messages",) and len(path) > 1
+                         else ("field", path[0] if path else "key"))
+                counts[where] = counts.get(where, 0) + n
+            return new
+
+        new = redaction.rewrite(conv, one)
+        out.redactions += [{"message_id" if k == "message" else "field": v, "count": n}
+                           for (k, v), n in counts.items()]
+        if new is conv and not marked:
+            return out
+        new = copy.deepcopy(new)
+        # Lists keep their order: the originals say who was marked, even where
+        # an id itself was rewritten.
+        for old, msg in zip(conv["messages"], new["messages"]):
+            if old.get("from") in marked and msg.get("attachments"):
                 out.attachments_dropped += [a["sha256"] for a in msg["attachments"]
                                             if isinstance(a.get("sha256"), str)]
                 msg.pop("attachments")
-            out.redactions.append({"message_id": m["id"], "count": n + sum(
-                a[1] for a in alts if a)})
-        if marked and new is None:
-            new = copy.deepcopy(conv)
-        return out if new is None else self._redact_people(new, marked, out)
-
-    def _redact_people(self, new: dict[str, Any], marked: set[str],
-                       out: Decision) -> Decision:
-        for p in new["participants"]:
-            if p["id"] in marked:
-                for key in ("email", "phone", "customer_id", "platform_ids"):
+        for old, p in zip(conv["participants"], new["participants"]):
+            if old["id"] in marked:
+                for key in ("email", "phone", "customer_id", "platform_ids", "session",
+                            "extra"):
                     p.pop(key, None)
                 p["name"] = f"[{self.label}]"
                 out.redactions.append({"participant": p["id"]})
         out.action, out.conversation = "redact", new
         return out
 
+    def _rewrite(self, text: str, is_id: bool, names: re.Pattern[str] | None
+                 ) -> tuple[str, int]:
+        """One string with covered identifiers (and marked names) replaced; how many.
+
+        An id (a participant's, a message's, or a reference to one) gets a
+        pseudonym made with the key, the same wherever the id is written,
+        so references stay whole and two erased ids never collide.
+        """
+        spans = self._spans(text)
+        n = len(spans)
+        if spans:
+            text = redaction.replace(text, spans, lambda s: self._mark(s.kind, s.value, is_id))
+        if names is not None:
+            text, k = names.subn(lambda m: self._mark("name", identifiers.name_key(m.group(0)),
+                                                      is_id), text)
+            n += k
+        return text, n
+
+    def _mark(self, kind: str, value: str, is_id: bool) -> str:
+        mark = _MARKS.get(kind, "[{}]").format(self.label)
+        if not is_id:
+            return mark
+        return f"{mark[:-1]} {self.key.hash(PURPOSE_PSEUDONYM, kind, value)[:10]}]"
+
     def redact_text(self, text: str) -> tuple[str, int]:
         """``text`` with every covered e-mail address and phone number replaced."""
-        if not text or ("@" not in text and not _PHONE_HINT.search(text)):
-            return text, 0
-        parts, last, n = [], 0, 0
-        for span in identifiers.spans(text, self.region):
-            if self.covers(span.kind, span.value):
-                parts += [text[last:span.start], _MARKS[span.kind].format(self.label)]
-                last, n = span.end, n + 1
-        if not n:
-            return text, 0
-        parts.append(text[last:])
-        return "".join(parts), n
-
-
-#: as in vault.upsert: text without six digits in a phone-like run holds no number
-_PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){5}")
+        return self._rewrite(text, False, None)
 
 
 def region_of_bundle(conn: sqlite3.Connection, home: Path, bundle_row: int,

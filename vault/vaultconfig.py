@@ -7,6 +7,11 @@ result into :class:`VaultConfig`. Errors name the file, the key and its line
 rather than guess). ``[sources."<name>"]`` tables are checked here, since
 their names are free: only ``expected_every_hours`` and ``retention_days``
 may appear in them.
+
+Every key is type-checked here, at load, whether or not the command at hand
+uses it: ``four_eyes = "no"`` (a string, and a true one in Python) must stop
+``vault status`` and every vault command with the key and its line, not
+pass until the first erasure runs.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from vault import identifiers
 from vault.config import Config, VAULT_DEFAULTS, expect_int
 
 SOURCE_KEYS = ("expected_every_hours", "retention_days")
+#: Art. 15(1)(a)-(h), as keys of the ``[processing]`` register shown in DSAR packages
+REGISTER_KEYS = ("controller", "purposes", "categories", "recipients", "retention",
+                 "rights", "complaint", "source", "automated_decisions", "transfers")
 _DEVICE_MATCH = re.compile(r"^(usb|any|[A-Z][A-Z0-9_]*=[^\s]+)$")
 _MAX_DAYS = 100 * 366
 
@@ -44,6 +52,11 @@ class VaultConfig:
     clock_behind_days: float
     disk_free_warning_percent: float
     disk_free_critical_percent: float
+    drill_interval_days: int = 90
+    dsar_warning_days: int = 7
+    four_eyes: bool = False
+    redact_agent_names: bool = False
+    processing: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, SourceSettings] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -68,6 +81,34 @@ def _number(cfg: Config, dotted: str, value: Any, low: float, high: float) -> fl
     if not low <= value <= high:
         raise cfg.error(dotted, f"must be between {low:g} and {high:g}, got {value}")
     return float(value)
+
+
+def _tables(cfg: Config) -> None:
+    """Each table of the defaults given as a table (``erasure = 5`` is not one)."""
+    for name, default in VAULT_DEFAULTS.items():
+        if isinstance(default, dict) and not isinstance(cfg[name], dict):
+            raise cfg.error(name, f"expected a table: [{name}]")
+
+
+def _flag(cfg: Config, dotted: str) -> bool:
+    table, key = dotted.split(".")
+    value = cfg[table][key]
+    if not isinstance(value, bool):
+        raise cfg.error(dotted, f"expected true or false (no quotes), got {value!r}")
+    return value
+
+
+def _processing(cfg: Config) -> dict[str, Any]:
+    """The ``[processing]`` register (Art. 15(1)(a)-(h)): known keys, text or texts."""
+    out: dict[str, Any] = {}
+    for key, value in cfg["processing"].items():
+        if key not in REGISTER_KEYS:
+            raise cfg.error(f"processing.{key}", f"unknown; one of {', '.join(REGISTER_KEYS)}")
+        if not (isinstance(value, str) or isinstance(value, list) and all(
+                isinstance(x, str) for x in value)):
+            raise cfg.error(f"processing.{key}", "expected text or a list of texts")
+        out[key] = value
+    return out
 
 
 def _sources(cfg: Config) -> dict[str, SourceSettings]:
@@ -97,6 +138,7 @@ def _sources(cfg: Config) -> dict[str, SourceSettings]:
 
 def check(cfg: Config) -> VaultConfig:
     """Typed settings from a loaded config; ConfigError naming key and line."""
+    _tables(cfg)
     region_text = cfg["defaults"]["phone_region"]
     if not isinstance(region_text, str):
         raise cfg.error("defaults.phone_region", 'expected a region code such as "GB", or ""')
@@ -134,7 +176,11 @@ def check(cfg: Config) -> VaultConfig:
         clock_behind_days=_number(cfg, "alerts.clock_behind_days",
                                   alerts["clock_behind_days"], 0, _MAX_DAYS),
         disk_free_warning_percent=warn, disk_free_critical_percent=crit,
-        sources=_sources(cfg), raw=dict(cfg))
+        drill_interval_days=expect_int(cfg, "alerts.drill_interval_days", 0, 3660),
+        dsar_warning_days=expect_int(cfg, "alerts.dsar_warning_days", 0, 366),
+        four_eyes=_flag(cfg, "erasure.four_eyes"),
+        redact_agent_names=_flag(cfg, "dsar.redact_agent_names"),
+        processing=_processing(cfg), sources=_sources(cfg), raw=dict(cfg))
 
 
 def load(home: Path) -> VaultConfig:

@@ -27,7 +27,7 @@ from vault import atomic, audit, chain, staging, store, timestamps, vaultconfig
 OK, WARNING, CRITICAL = 0, 1, 2
 LEVELS = ("OK", "WARNING", "CRITICAL")
 CHECK_MODULES = ("vault.vaultstatus", "vault.dsar", "vault.retention", "vault.restore",
-                 "vault.drill", "vault.daemon", "vault.requestrun")
+                 "vault.drill", "vault.daemon", "vault.requestrun", "vault.erasure")
 
 
 @dataclass(frozen=True)

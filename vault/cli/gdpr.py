@@ -157,7 +157,7 @@ def dsar_export(case_id: Annotated[str, typer.Argument()],
     """Write the case's package: JSON, HTML transcripts, attachments, manifest."""
     from vault import dsar
 
-    out.mkdir(parents=True, exist_ok=True)
+    # dsar.export checks the case (and the key to seal to) before it creates --out
     with _vault(home) as v:
         result = dsar.export(v, case_id, out, seal_to=seal_to)
     if as_json:
@@ -219,9 +219,12 @@ def erase_cmd(ctx: typer.Context,
             return
         if not p.items:
             say("nothing held about this subject; tombstones are recorded all the same")
-        if not yes and not typer.confirm("erase this?", err=True):
-            say("nothing erased")
-            raise typer.Exit(1)
+        if not yes and not _confirm("erase this?"):
+            # The operator chose not to: nothing failed, so exit 0.
+            say("nothing erased: not confirmed")
+            if as_json:
+                emit_json({"status": "not confirmed", "erased": False})
+            return
         assert reason is not None
         erasure.refuse_if_held(v, p, reason, None)
         eid = erasure.request(v, subject, reason, case)
@@ -232,10 +235,23 @@ def erase_cmd(ctx: typer.Context,
         else:
             out = {"erasure_id": eid, "status": "done",
                    **erasure.execute(v, eid, subject, reason)}
+            whole = out.get("removed_whole") or 0
             say(f"{eid} done: {out['conversations_removed']} removed, "
-                f"{out['conversations_redacted']} redacted")
+                f"{out['conversations_redacted']} redacted"
+                + (f" ({whole} removed whole: the subject is written there in a form the "
+                   "filter does not recognise)" if whole else "")
+                + "; byte scan of the store found no trace")
     if as_json:
         emit_json(out)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on stderr, read stdin; stdout stays for data (click's prompt writes a space there)."""
+    import sys
+
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _show_plan(plan: dict[str, Any], as_json: bool) -> None:
@@ -265,7 +281,7 @@ def erase_approve(erasure_id: Annotated[str, typer.Argument()], home: HomeOpt = 
 
 @erase_app.command("list")
 def erase_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """Erasure requests: pending, done, refused."""
+    """Erasure requests: pending, scrubbing, done, incomplete, refused."""
     from vault import erasure
 
     with _vault(home) as v:
@@ -274,7 +290,7 @@ def erase_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
         emit_json({"erasures": items})
         return
     for e in items:
-        print(f"{e['id']}  {e['status']:8} by {e['requested_by']} at {e['requested_at']}"
+        print(f"{e['id']}  {e['status']:10} by {e['requested_by']} at {e['requested_at']}"
               + (f", approved by {e['approved_by']}" if e["approved_by"] else "")
               + (f"  {e['note']}" if e["note"] else ""))
 

@@ -1,0 +1,216 @@
+"""Planning an erasure: every conversation that holds the subject, and what happens to each.
+
+Conversations are found two ways:
+
+* **subject search** (:func:`vault.subjects.find`): the identifiers and
+  mentions indexes, exact matches and phone digits stored without a country
+  code, never a name alone. The customer's platform and customer ids found
+  there are erased with them, so an old bundle naming the person only by a
+  platform id is caught too;
+* **a scan of every stored record** for the subject's e-mail addresses (in
+  any URL or HTML encoding) and phone numbers (their national digits,
+  whatever stands between them): an identifier written only in a title, an
+  HTML body, Slack blocks or an ``extra`` field is in no index. The scan
+  reads the whole table; erasures are rare, and the byte scan that proves
+  them reads the whole file anyway.
+
+Each conversation is decided by the very filter ingest uses
+(:class:`vault.tombstones.Filter`) with the tombstones this erasure will
+add: removed where the subject is the customer, else redacted. A redacted
+copy is then checked for the subject's identifiers **as written** (the
+needles, matched as the final byte scan matches them: bytes, any ASCII
+letter case). A copy that still holds one, written in a form the filter
+does not recognise, is not kept: the conversation is removed whole and
+tombstoned as a conversation, so no bundle, rebuild or restore brings it
+back. Nothing here holds an identifier once the plan is gone.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from vault import canonical, identifiers, redaction, tombstones
+from vault.subjects import Subject, VaultHandle
+
+
+@dataclass
+class Item:
+    conv: int
+    source: str
+    conversation_id: str
+    action: str  # drop | redact
+    redacted: dict[str, Any] | None = None
+    attachments: list[str] = field(default_factory=list)
+    unrecognised: bool = False  # dropped whole: a written form the filter missed
+
+
+@dataclass
+class Plan:
+    """What an erasure will do; nothing here holds the identifiers in clear."""
+
+    pairs: list[tuple[str, str]]
+    items: list[Item]
+    held: dict[int, list[str]]
+    needles: set[bytes] = field(default_factory=set, repr=False)
+
+    @property
+    def dropped(self) -> list[Item]:
+        return [i for i in self.items if i.action == "drop"]
+
+    @property
+    def redacted(self) -> list[Item]:
+        return [i for i in self.items if i.action == "redact"]
+
+    @property
+    def whole(self) -> list[str]:
+        """``source/conversation_id`` of conversations tombstoned as a whole."""
+        return [tombstones.conversation_value(i.source, i.conversation_id)
+                for i in self.items if i.unrecognised]
+
+    def holds(self) -> list[str]:
+        return sorted({n for names in self.held.values() for n in names})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"remove": [f"{i.source}/{i.conversation_id}" for i in self.dropped],
+                "redact": [f"{i.source}/{i.conversation_id}" for i in self.redacted],
+                "identifiers": len(self.pairs), "held_by": self.holds(),
+                "held_conversations": len(self.held)}
+
+
+def _pairs(subject: Subject) -> list[tuple[str, str]]:
+    pairs = subject.exact()
+    return pairs + [("phone_unparsed", d) for d in subject.unparsed_forms()
+                    if ("phone_unparsed", d) not in pairs]
+
+
+def _record(conn: sqlite3.Connection, conv: int) -> tuple[dict[str, Any], int]:
+    text, bundle = conn.execute("SELECT record, bundle FROM conversations WHERE id = ?",
+                                (conv,)).fetchone()
+    return canonical.loads(text), bundle
+
+
+def _customer_ids(v: VaultHandle, pairs: list[tuple[str, str]]) -> Subject:
+    """Platform and customer ids of the participants the subject is the customer as."""
+    extra = Subject(platform_ids=[], customer_ids=[])
+    for kind, value in v.conn.execute(
+            "SELECT DISTINCT x.kind, x.value FROM identifiers i JOIN identifiers x "
+            "ON x.conversation = i.conversation AND x.participant_id = i.participant_id "
+            "JOIN participants p ON p.conversation = i.conversation "
+            "AND p.participant_id = i.participant_id "
+            "WHERE p.role = 'customer' AND x.kind IN ('platform_id', 'customer_id') "
+            f"AND (i.kind, i.value) IN ({','.join('(?, ?)' for _ in pairs)})",
+            [x for p in pairs for x in p]):
+        if (kind, value) not in pairs:
+            pairs.append((kind, value))
+            (extra.platform_ids if kind == "platform_id" else extra.customer_ids).append(value)
+    return extra
+
+
+def scan_pattern(subject: Subject) -> re.Pattern[str] | None:
+    """What the record scan looks for: e-mails in any encoding, phones' national digits."""
+    parts = [redaction.encoded_pattern(e).pattern for e in subject.emails]
+    for phone in subject.phones:
+        forms = tombstones.phone_digit_forms(phone)
+        digits = forms[1] if len(forms) > 1 else forms[0]
+        parts.append(r"\D{0,6}".join(digits))
+    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
+
+
+def scan_records(conn: sqlite3.Connection, pattern: re.Pattern[str] | None
+                 ) -> list[tuple[int, str, str]]:
+    """(rowid, source, conversation id) of every stored record ``pattern`` occurs in."""
+    if pattern is None:
+        return []
+    conn.create_function("chatvault_holds", 1,
+                         lambda text: 1 if pattern.search(text or "") else 0,
+                         deterministic=True)
+    return list(conn.execute("SELECT id, source, conversation_id FROM conversations "
+                             "WHERE chatvault_holds(record) ORDER BY id"))
+
+
+def needle_pattern(needles: Iterable[bytes]) -> re.Pattern[bytes] | None:
+    """The byte scan's matcher: any needle, ASCII letters in any case."""
+    found = sorted(set(needles))
+    return re.compile(b"|".join(re.escape(n) for n in found), re.IGNORECASE) if found else None
+
+
+def plan(v: VaultHandle, subject: Subject) -> Plan:
+    """Decide, conversation by conversation, what erasing ``subject`` does."""
+    from vault import holds, subjects
+
+    pairs = _pairs(subject)
+    found = {m.conv: (m.source, m.conversation_id)
+             for m in subjects.find(v.conn, subject) if m.exact or m.digits}
+    extra = _customer_ids(v, pairs)
+    if not extra.empty():
+        found.update({m.conv: (m.source, m.conversation_id)
+                      for m in subjects.find(v.conn, extra) if m.conv not in found})
+    for conv, source, cid in scan_records(v.conn, scan_pattern(subject)):
+        found.setdefault(conv, (source, cid))
+
+    every = {(k, h) for k, h in v.conn.execute("SELECT kind, hash FROM tombstones")}
+    every |= {(k, v.key.hash(tombstones.PURPOSE_TOMBSTONE, k, val)) for k, val in pairs}
+    filters: dict[str | None, tombstones.Filter] = {}
+    regions: dict[int, str | None] = {}
+    out = Plan(pairs, [], {})
+    originals: dict[int, dict[str, Any]] = {}
+    for rowid, (source, cid) in sorted(found.items()):
+        conv, bundle_row = _record(v.conn, rowid)
+        region = tombstones.region_of_bundle(v.conn, v.home, bundle_row, v.region, regions)
+        f = filters.setdefault(region, tombstones.Filter(None, v.key, source, region,
+                                                         hashes=every))
+        f.source = source
+        decision = f.decide(conv)
+        if decision.action == "keep":
+            continue
+        item = Item(rowid, source, cid, decision.action, decision.conversation,
+                    decision.attachments_dropped)
+        if decision.action == "drop":
+            item.attachments = _attachments(conv)
+        out.items.append(item)
+        originals[rowid] = conv
+        out.needles |= needles(conv, pairs, region)
+    _drop_unrecognised(out, originals)
+    out.held = holds.covering(v.conn, v.key, [i.conv for i in out.items])
+    return out
+
+
+def _attachments(conv: dict[str, Any]) -> list[str]:
+    return [a["sha256"] for msg in conv["messages"] for a in msg.get("attachments") or ()
+            if isinstance(a.get("sha256"), str)]
+
+
+def _drop_unrecognised(p: Plan, originals: dict[int, dict[str, Any]]) -> None:
+    """Redacted copies still holding a needle are removed whole (and tombstoned so)."""
+    pattern = needle_pattern(p.needles)
+    if pattern is None:
+        return
+    for item in p.redacted:
+        if pattern.search(canonical.dumps(item.redacted)):
+            item.action, item.redacted, item.unrecognised = "drop", None, True
+            item.attachments = _attachments(originals[item.conv])
+
+
+def needles(conv: dict[str, Any], pairs: list[tuple[str, str]],
+            region: str | None) -> set[bytes]:
+    """The subject's identifiers as written in ``conv``, to look for in the files afterwards.
+
+    Every string of the record is read (:mod:`vault.redaction`, loose digit
+    runs and encoded forms included), participants' contact fields as given.
+    """
+    wanted = {val for _, val in pairs}
+    found = {val for k, val in pairs if k in ("email", "phone") and len(val) >= 6}
+    for text, _ in redaction.strings(conv):
+        for span in redaction.find(text, region, loose=True):
+            if span.value in wanted:
+                found.add(text[span.start:span.end])
+    for p in conv["participants"]:
+        for key in ("email", "phone"):
+            raw = p.get(key)
+            if isinstance(raw, str) and (identifiers.normalise_email(raw) in wanted or
+                                         identifiers.normalise_phone(raw, region) in wanted):
+                found.add(raw)
+    return {s.strip().encode("utf-8") for s in found if len(s.strip()) >= 6}

@@ -1,0 +1,192 @@
+"""Identifiers in every string of a record, however they are written, and the walk to reach them.
+
+A conversation holds its text more than once: Telegram's ``text_entities``,
+an HTML body (Freshdesk, Intercom), Slack ``blocks``, an attachment's alt
+text, a title, a key of an ``extra`` object. Erasure (:mod:`vault.tombstones`)
+and DSAR packages (:mod:`vault.dsarpack`) must reach every copy, so they
+share one matcher and one walk:
+
+* :func:`find` says where identifiers are written in one string:
+
+  - :func:`vault.identifiers.spans`, the matcher ingest and search use;
+  - with ``loose``: runs of 8 to 15 digits the strict matcher leaves out
+    (glued to letters, ``ref07700900123``), as a phone number when one
+    parses with the region, else as the digits;
+  - forms encoded in URLs or HTML (``ana%40example.org``, ``&#64;``,
+    ``&commat;``, ``%2B44%207700...``): the string is decoded (twice at
+    most) and matched, and each match is found back in the string as
+    written, every character in any of its encodings.
+
+* :func:`rewrite` rebuilds a JSON value with every string, keys of objects
+  included, passed through a function; what does not change is returned as
+  it is (the very same object), so callers can tell "untouched" cheaply.
+
+What this does not find: an identifier split by markup (``ana<b>@</b>...``)
+or written in words ("ana at example dot org").
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from html.entities import html5
+from typing import Any, Callable, Iterator
+from urllib.parse import unquote
+
+from vault import identifiers
+from vault.identifiers import Span
+
+#: six digits in a row, allowing the separators people write numbers with
+PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){5}")
+#: 8 to 15 digits with separators, wherever they stand (the loose pass)
+_DIGIT_RUN = re.compile(r"(?<![\d+])\+?\d(?:[\s().\-/]{0,3}\d){7,14}(?!\d)")
+#: canonical timestamps and content hashes never hold an identifier: skipped fast
+_INERT = re.compile(r"^(?:\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d)|[0-9a-f]{64})$")
+_MAX_VARIANTS = 6
+
+Rewriter = Callable[[str, tuple[Any, ...]], str]
+
+
+def may_hold(text: str) -> bool:
+    """Cheap test: could ``text`` hold an e-mail address or a phone number, in any form?"""
+    if len(text) < 6 or _INERT.match(text):
+        return False
+    return "@" in text or "%" in text or "&" in text or PHONE_HINT.search(text) is not None
+
+
+def _overlaps(spans: list[Span], start: int, end: int) -> bool:
+    return any(s.start < end and start < s.end for s in spans)
+
+
+def _loose(text: str, region: str | None, taken: list[Span]) -> list[Span]:
+    out = []
+    for m in _DIGIT_RUN.finditer(text):
+        if _overlaps(taken, m.start(), m.end()):
+            continue
+        e164 = identifiers.normalise_phone(m.group(0), region)
+        digits = re.sub(r"\D", "", m.group(0))
+        out.append(Span(m.start(), m.end(), "phone", e164) if e164 else
+                   Span(m.start(), m.end(), "phone_unparsed", digits))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _entity_names() -> dict[str, tuple[str, ...]]:
+    """Named HTML entities (with their ``;``) of each single character, e.g. @ -> &commat;."""
+    names: dict[str, list[str]] = {}
+    for name, char in html5.items():
+        if len(char) == 1 and name.endswith(";"):
+            names.setdefault(char, []).append(name)
+    return {c: tuple(sorted(n)) for c, n in names.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def encoded_pattern(written: str) -> re.Pattern[str]:
+    """``written`` as it may appear in a URL or HTML: each character literal or encoded."""
+    parts = []
+    for ch in written:
+        utf8 = ch.encode("utf-8")
+        forms = [re.escape(ch), "".join(f"%{b:02x}" for b in utf8),
+                 "".join(f"%25{b:02x}" for b in utf8), f"&#0*{ord(ch)};", f"&#x0*{ord(ch):x};"]
+        forms += [re.escape("&" + n) for n in _entity_names().get(ch, ())]
+        parts.append("(?:" + "|".join(forms) + ")")
+    return re.compile("".join(parts), re.IGNORECASE)
+
+
+def _variants(text: str) -> Iterator[str]:
+    """``text`` decoded as HTML and as a URL, up to twice, each distinct form once."""
+    seen, frontier = {text}, [text]
+    for _ in range(2):
+        nxt = []
+        for t in frontier:
+            for decoded in (html.unescape(t), unquote(t)):
+                if decoded not in seen and len(seen) <= _MAX_VARIANTS:
+                    seen.add(decoded)
+                    nxt.append(decoded)
+                    yield decoded
+        frontier = nxt
+
+
+def find(text: str, region: str | None, *, loose: bool = False,
+         strict: bool = True) -> list[Span]:
+    """Where identifiers are written in ``text`` (see the module docstring), in order.
+
+    ``strict=False`` leaves out what :func:`vault.identifiers.spans` finds
+    in the text as it is (the caller already has it); ``loose`` adds digit
+    runs. Spans never overlap.
+    """
+    if not may_hold(text):
+        return []
+    text = text[:identifiers.MAX_TEXT_CHARS]
+    found = identifiers.spans(text, region) if strict else []
+    out = list(found)
+    if loose:
+        out += _loose(text, region, found)
+    if "%" in text or "&" in text:
+        taken = found + out
+        for variant in _variants(text):
+            inner = identifiers.spans(variant, region)
+            if loose:
+                inner += _loose(variant, region, inner)
+            for s in inner:
+                for m in encoded_pattern(variant[s.start:s.end]).finditer(text):
+                    if not _overlaps(taken, m.start(), m.end()):
+                        hit = Span(m.start(), m.end(), s.kind, s.value)
+                        out.append(hit)
+                        taken.append(hit)
+    return sorted(out, key=lambda s: s.start)
+
+
+def replace(text: str, spans: list[Span], mark: Callable[[Span], str]) -> str:
+    """``text`` with each of ``spans`` (sorted, not overlapping) replaced by ``mark(span)``."""
+    parts, last = [], 0
+    for s in spans:
+        parts += [text[last:s.start], mark(s)]
+        last = s.end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def rewrite(value: Any, fn: Rewriter, path: tuple[Any, ...] = ()) -> Any:
+    """``value`` with every string (object keys too) replaced by ``fn(string, path)``.
+
+    ``path`` is where the string stands (``("messages", 0, "extra", "html")``;
+    a key is passed with the path of its object). Objects and lists that do
+    not change are returned as they are. Two keys that become equal keep
+    both values: the later one gets `` (2)``, `` (3)``... appended.
+    """
+    if isinstance(value, str):
+        return fn(value, path)
+    if isinstance(value, list):
+        items = [rewrite(v, fn, path + (i,)) for i, v in enumerate(value)]
+        return value if all(a is b for a, b in zip(items, value)) else items
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        changed = False
+        for k, v in value.items():
+            key = fn(k, path) if isinstance(k, str) else k
+            new = rewrite(v, fn, path + (k,))
+            if key in out:
+                n = 2
+                while f"{key} ({n})" in out or f"{key} ({n})" in value:
+                    n += 1
+                key = f"{key} ({n})"
+            changed |= key != k or new is not v
+            out[key] = new
+        return out if changed else value
+    return value
+
+
+def strings(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Every string in ``value`` (object keys too) with where it stands."""
+    if isinstance(value, str):
+        yield value, path
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from strings(v, path + (i,))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                yield k, path
+            yield from strings(v, path + (k,))
