@@ -65,6 +65,7 @@ class SourceReport:
     exit_code: int = 0
     errors: list[str] = field(default_factory=list)
     problems: int = 0
+    problems_not_listed: int = 0  # past the 20 kept in errors (the log has them at DEBUG)
     seen: int = 0
     conversations: int = 0
     messages: int = 0
@@ -86,10 +87,13 @@ class SourceReport:
         self.exit_code = most_severe([self.exit_code, EXIT_REJECTED])
         if len(self.errors) < 20:
             self.errors.append(text)
+        else:
+            self.problems_not_listed += 1
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "exit_code": self.exit_code, "errors": self.errors,
-                "problems": self.problems, "conversations_read": self.seen,
+                "problems": self.problems,
+                "problems_not_listed": self.problems_not_listed, "conversations_read": self.seen,
                 "conversations": self.conversations, "messages": self.messages,
                 "bytes_in": self.bytes_in, "bytes_sealed": self.bytes_sealed,
                 "bundles": self.bundles}
@@ -234,17 +238,20 @@ def _changed(state: ExportState, src: Source,
 def export_source(ctx: Context, src: Source) -> SourceReport:
     """Seal what is new or changed in one source; failures end up in the report."""
     report = SourceReport(src.name)
+    options = _options(src)
     try:
-        files = sources.export_files(src.path, src.format)
+        # files of a folder left unread are reported through options, with the rest
+        files = sources.export_files(src.path, src.format, options)
         report.bytes_in = sum(_size(f) for f in files)
     except (ChatvaultError, OSError) as exc:
+        for p in options.problems:
+            report.problem(str(p))
         report.fail(exc if isinstance(exc, ChatvaultError) else
                     UnreadableExport(f"cannot read ({exc.strerror})", path=src.path))
         return report
 
     state = ctx.state
     state.scan_reset()
-    options = _options(src)
     ctx.progress.begin(f"reading {src.name}", report.bytes_in)
     for index, item in enumerate(files):
         for pos, conv in enumerate(_read(item, src, options, report)):

@@ -1,4 +1,9 @@
-"""``chatvault export ...``: the online exporter (run, status, receipts, rewrite, check-config)."""
+"""``chatvault export ...``: the online exporter.
+
+run, status, receipts, rewrite, check-config; and for what a vault refused:
+resolve (settle a quarantine report by hand), reseal (seal the conversations
+of bundles lost before any vault had them again).
+"""
 
 from __future__ import annotations
 
@@ -74,6 +79,9 @@ def _summary(report: "RunReport") -> list[str]:
         lines += [f"  {b['file']}  #{b['sequence']}  {_n(b['size'])} bytes  "
                   f"sha256 {b['sha256'][:16]}…" for b in s.bundles]
         lines += [f"  problem: {e}" for e in s.errors]
+        if s.problems_not_listed:
+            lines.append(f"  ... and {_n(s.problems_not_listed)} more problem(s) "
+                         "(CHATVAULT_LOG=DEBUG lists every one)")
     if report.receipts is not None:
         r = report.receipts
         lines.append(f"receipts: {r.count('acknowledged')} acknowledged, "
@@ -82,12 +90,19 @@ def _summary(report: "RunReport") -> list[str]:
                      f"of other exporters; {len(r.completed)} bundle(s) now safe everywhere")
         lines += [f"  QUARANTINED {o.bundle} by vault {o.vault}: {o.reason}"
                   for o in r.outcomes if o.result == "quarantined"]
+        lines += [f"  stray copy: {o.bundle}: {o.reason}" for o in r.outcomes
+                  if o.result == "stray"]
+        if r.damaged_removed:
+            lines.append(f"  damaged copies removed from the stick: "
+                         f"{', '.join(r.damaged_removed)}")
         lines += [f"  refused {o.file} ({o.error}): {o.reason}"
                   for o in r.outcomes if o.result == "refused"]
         if r.removed_from_media:
             lines.append(f"  removed from the stick: {', '.join(r.removed_from_media)}")
         if r.error:
             lines.append(f"  {r.error}")
+    if report.media is None and report.media_path:
+        lines.append(f"media {report.media_path}: receipts read; nothing written")
     if report.media is not None:
         m = report.media
         lines.append(f"media {m.path}: {len(m.written)} bundle(s) written and verified "
@@ -166,13 +181,15 @@ def status(
         "--prometheus", help="Also write Prometheus textfile metrics to this file")] = None,
 ) -> None:
     """Last runs, bundles waiting for acknowledgement, quarantine reports. Exit 0/1/2."""
-    from vault import exportconfig, exportstatus
+    from vault import exportconfig, exportstate, exportstatus
     from vault.exportstate import ExportState
     from vault.home import Home
 
     h = Home(resolve_home(home)).require()
     cfg = exportconfig.load(h.path)
-    with ExportState.open(h.path) as state:
+    # A missing state is reported, not created: an empty one would hide the loss.
+    db = h.path / "state" / exportstate.FILE_NAME
+    with ExportState(db if db.exists() else Path(":memory:")) as state:
         report = exportstatus.gather(h.path, cfg, state)
     if prometheus is not None:
         exportstatus.write_prometheus(report, prometheus)
@@ -181,6 +198,47 @@ def status(
     else:
         print("\n".join(exportstatus.render(report)))
     raise typer.Exit(report["exit_code"])
+
+
+@app.command("resolve")
+def resolve(
+    bundle_file: Annotated[str, typer.Argument(help="The bundle's file name (or a path to it)")],
+    home: HomeOpt = None,
+    vault: Annotated[Optional[str], typer.Option(
+        "--vault", help="Only the report of this vault (fingerprint)")] = None,
+    note: Annotated[Optional[str], typer.Option(
+        "--note", help="What was done about it, kept in the state")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Settle a quarantine report by hand once it has been dealt with (recorded)."""
+    from vault import exporter
+
+    out = exporter.resolve(resolve_home(home), bundle_file, vault=vault, note=note)
+    if as_json:
+        emit_json(out)
+    for r in out["resolved"]:
+        say(f"resolved: {r['kind']} report of {r['file']} by vault {r['vault']} "
+            f"({r['at']}): {r['reason'] or 'no reason given'}")
+
+
+@app.command("reseal")
+def reseal(
+    source: Annotated[str, typer.Argument(help="A [[sources]] name")],
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give up on bundles lost before any vault had them; the next run seals their
+    conversations again (those still in the export files)."""
+    from vault import exporter
+
+    out = exporter.reseal(resolve_home(home), source)
+    if as_json:
+        emit_json(out)
+    else:
+        say(f"{source}: gave up on {', '.join(out['abandoned'])}; "
+            f"{out['conversations_to_seal_again']} conversation(s) are sealed again by the "
+            "next 'chatvault export run' (those still in the export files). The vault will "
+            f"report a gap at #{', #'.join(str(q) for q in out['sequences'])}.")
 
 
 @app.command("check-config")

@@ -2,20 +2,22 @@
 
 None of these needs a home: they read platform exports and write canonical
 JSONL, which ``bundle seal`` or the exporter then take. Problems with single
-entries of an export are reported on stderr and the rest goes through; an
-export in which nothing can be read ends with exit 3.
+entries of an export are reported on stderr, once each, and the rest goes
+through; a problem that leaves data out (a conversation too large for a
+record, a file skipped or unreadable in a folder) makes the exit 3 after
+the rest is written, and an export in which nothing can be read ends with
+exit 3.
 """
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from vault.cli.common import JsonOpt, emit_json, say
+from vault.errors import EXIT_REJECTED
 
 if TYPE_CHECKING:
     from vault.sources import ReadOptions
@@ -28,18 +30,6 @@ TzOpt = Annotated[Optional[str], typer.Option(
 RegionOpt = Annotated[Optional[str], typer.Option(
     "--phone-region", help="Region for numbers written without +, e.g. GB")]
 SourceOpt = Annotated[str, typer.Option("--source", help="Source name stored on each record")]
-
-
-@contextmanager
-def _problems_on_stderr() -> Iterator[None]:
-    """Problems are printed once each by the command, not also by the readers' log."""
-    logger = logging.getLogger("vault.sources")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _options(source: str, timezone: str | None, phone_region: str | None) -> "ReadOptions":
@@ -109,19 +99,19 @@ def preview(
 
     options = _options(source, timezone, phone_region)
     shown: list[dict[str, Any]] = []
-    with _problems_on_stderr():
-        for conv in sources.read(path, fmt, options):
-            shown.append(conv)
-            if len(shown) >= limit:
-                break
+    for conv in sources.read(path, fmt, options):
+        shown.append(conv)
+        if len(shown) >= limit:
+            break
     if as_json:
         emit_json({"conversations": shown,
                    "problems": [p.__dict__ for p in options.problems]})
-        return
-    if not shown:
+    elif not shown:
         say("no conversation could be read")
-        return
-    _show(shown, options.phone_region)
+    else:
+        _show(shown, options.phone_region)
+    if options.refusals:
+        raise typer.Exit(EXIT_REJECTED)
 
 
 def _show(shown: list[dict[str, Any]], region: str | None) -> None:
@@ -170,7 +160,7 @@ def convert(
     options = _options(source, timezone, phone_region)
     counts = {"conversations": 0, "messages": 0, "participants": 0}
     # temporary file, fsync, rename: an interrupted or refused run leaves no output
-    with _problems_on_stderr(), AtomicFile(out) as fh:
+    with AtomicFile(out) as fh:
         for conv in sources.read(path, fmt, options):
             line, summary = records.canonical_record(conv)
             fh.write(line + b"\n")
@@ -180,9 +170,14 @@ def convert(
         if not counts["conversations"]:
             raise UnreadableExport(f"no conversation could be read as {fmt}", path=path)
 
+    refused = options.refusals
     if as_json:
-        emit_json({"path": str(out), **counts, "problems": len(options.problems)})
-        return
-    say(f"wrote {counts['conversations']} conversations, {counts['messages']} messages "
-        f"to {out}" + (f"; {len(options.problems)} problem(s) reported above"
-                       if options.problems else ""))
+        emit_json({"path": str(out), **counts, "problems": len(options.problems),
+                   "refused": refused})
+    else:
+        say(f"wrote {counts['conversations']} conversations, {counts['messages']} messages "
+            f"to {out}" + (f"; {len(options.problems)} problem(s) reported above"
+                           if options.problems else "")
+            + (f", {refused} of them left data out" if refused else ""))
+    if refused:
+        raise typer.Exit(EXIT_REJECTED)

@@ -4,9 +4,12 @@ A reader module defines:
 
 ``DESCRIPTION``
     one line for ``chatvault sources formats``.
+``FOLDER_RULE``
+    which files of a folder it reads, in words ("message_N.json"), for the
+    message that names a folder holding none of them.
 ``wants(path) -> bool``
     whether a file inside a folder given as the source path belongs to this
-    format (folders are walked in sorted order; other files are ignored).
+    format (folders are walked in sorted order).
 ``read(path, options) -> Iterator[dict]``
     yields conversations in the shape :mod:`vault.records` documents (not yet
     validated: :func:`read` validates each one). A malformed entry is reported
@@ -14,8 +17,27 @@ A reader module defines:
     expected, and reading goes on. A file in which nothing can be read in this
     format raises :class:`~vault.errors.UnreadableExport`.
 
-Optionally ``write(conversations, out_dir) -> list[Path]`` writes records back
-in the platform's own format (used by ``restore open --format native``).
+Optionally:
+
+``near_miss(path) -> str | None``
+    for a file of a folder that ``wants`` does not take but that looks like
+    this format's data, why it is not read and what to do: reported as a
+    problem, never skipped in silence. Files that are plainly something
+    else (media next to a chat, an export's other JSON) are not near misses.
+``SPLIT_BY_MONTH = True``
+    a conversation too large for one record is split into monthly parts
+    instead of refused (:mod:`vault.sources.limits`).
+``RECORD_SIZE_CHECKED = True``
+    the reader checks the byte size of its records itself (JSONL lines),
+    so :func:`read` does not serialise each one to measure it.
+``write(conversations, out_dir) -> list[Path]``
+    writes records back in the platform's own format (used by
+    ``restore open --format native``).
+
+Problems are collected in :class:`ReadOptions` and shown by the command
+that reads (once each, on stderr); the log has them at DEBUG only. A
+problem that leaves data out (a conversation refused, a file skipped or
+unreadable) is marked ``refused``: ``sources convert`` then exits 3.
 """
 
 from __future__ import annotations
@@ -55,6 +77,7 @@ class Problem:
     path: str
     position: str
     expected: str
+    refused: bool = False  # data was left out: a conversation, a part or a whole file
 
     def __str__(self) -> str:
         return f"{self.path}: {self.position}: {self.expected}"
@@ -68,12 +91,19 @@ class ReadOptions:
     problems: list[Problem] = field(default_factory=list)
     on_problem: Callable[[Problem], None] | None = None
 
-    def problem(self, path: Path | str, position: str, expected: str) -> None:
-        item = Problem(str(path), position, expected)
+    def problem(self, path: Path | str, position: str, expected: str, *,
+                refused: bool = False) -> None:
+        item = Problem(str(path), position, expected, refused)
         self.problems.append(item)
-        log.warning("%s", item)
+        # the command shows each problem once; the log keeps them for --debug runs only
+        log.debug("%s", item)
         if self.on_problem:
             self.on_problem(item)
+
+    @property
+    def refusals(self) -> int:
+        """How many problems left data out."""
+        return sum(1 for p in self.problems if p.refused)
 
 
 def module(fmt: str) -> ModuleType:
@@ -91,48 +121,100 @@ def describe() -> list[tuple[str, str, bool]]:
     return out
 
 
-def export_files(path: Path, fmt: str) -> list[Path]:
-    """The files of ``path`` (a file, or a folder walked in order) for ``fmt``."""
+def export_files(path: Path, fmt: str, options: ReadOptions | None = None) -> list[Path]:
+    """The files of ``path`` for ``fmt``: the file itself, or what a folder holds.
+
+    A folder is walked in sorted order, symlinks not followed. A file the
+    reader does not take but that looks like its data is reported through
+    ``options`` (when given) with the reader's reason. A folder holding
+    files of which none is taken raises UnreadableExport naming the rule and
+    what it found; an empty folder is no error (nothing exported yet).
+    """
     mod = module(fmt)
     if not path.exists():
         raise UnreadableExport("no such file or folder", path=path)
     if path.is_file():
         return [path]
-    if getattr(mod, "FOLDER_IS_EXPORT", False) and mod.wants(path):
+    nested = getattr(mod, "FOLDER_IS_EXPORT", False)
+    if nested and mod.wants(path):
         return [path]
-    found = []
+
+    taken: list[Path] = []
+    seen: list[str] = []
+    near_miss = getattr(mod, "near_miss", None)
     for item in sorted(path.rglob("*")):
-        if item.is_symlink() or not item.is_file():
+        if item.is_symlink() or any(root in item.parents for root in taken):
             continue
+        if item.is_dir():
+            if nested and mod.wants(item):
+                taken.append(item)  # an unpacked export inside the folder
+            continue
+        if not item.is_file():
+            continue
+        seen.append(item.relative_to(path).as_posix())
         if mod.wants(item):
-            found.append(item)
-    return found
+            taken.append(item)
+            continue
+        why = near_miss(item) if near_miss else None
+        if why and options is not None:
+            options.problem(path, f"skipped {seen[-1]}", why, refused=True)
+    if seen and not taken:
+        listed = ", ".join(seen[:8]) + (f" and {len(seen) - 8} more" if len(seen) > 8 else "")
+        raise UnreadableExport(f"no file here is named like a {fmt} export "
+                               f"({getattr(mod, 'FOLDER_RULE', 'see sources formats')}); "
+                               f"found: {listed}", path=path)
+    return taken
 
 
 def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]:
     """Every conversation in ``path``, validated, with ``source`` filled in.
 
-    A conversation that fails validation is reported as a problem and left
-    out; the rest goes on. Files that hold nothing readable raise.
+    A conversation that fails validation, or is too large for one record and
+    cannot be split, is reported as a refused problem and left out; the rest
+    goes on. A single file that holds nothing readable raises; in a folder,
+    such a file is reported and the others are read (the folder raises only
+    when none of its files could be read).
     """
+    from vault.sources import limits
+
     mod = module(fmt)
-    for item in export_files(Path(path), fmt):
-        if item.is_file() and item.stat().st_size > MAX_EXPORT_FILE_BYTES:
-            raise UnreadableExport(f"larger than {MAX_EXPORT_FILE_BYTES} bytes", path=item)
-        yield from _validated(mod.read(item, options), item, options)
-
-
-def _validated(convs: Iterator[dict[str, Any]], item: Path,
-               options: ReadOptions) -> Iterator[dict[str, Any]]:
-    for n, conv in enumerate(convs, 1):
-        if isinstance(conv, dict) and not conv.get("source"):
-            conv["source"] = options.source
+    path = Path(path)
+    items = export_files(path, fmt, options)
+    in_folder = path.is_dir() and items != [path]
+    split = getattr(mod, "SPLIT_BY_MONTH", False)
+    measure = not getattr(mod, "RECORD_SIZE_CHECKED", False)
+    failed = read_any = 0
+    for item in items:
         try:
-            records.validate(conv, f"{item}: conversation {n}")
-        except InvalidRecord as exc:
-            options.problem(item, f"conversation {n}", exc.detail)
-            continue
-        yield conv
+            if item.is_file() and item.stat().st_size > MAX_EXPORT_FILE_BYTES:
+                raise UnreadableExport(f"larger than {MAX_EXPORT_FILE_BYTES} bytes", path=item)
+            for n, conv in enumerate(mod.read(item, options), 1):
+                read_any += 1
+                for part in limits.fit(conv, item, options, split=split, measure=measure):
+                    checked = _validated(part, item, n, options)
+                    if checked is not None:
+                        yield checked
+        except UnreadableExport as exc:
+            if not in_folder:
+                raise
+            failed += 1
+            options.problem(item, "not read", exc.detail, refused=True)
+    if failed and not read_any:
+        raise UnreadableExport(f"none of its {failed} file(s) could be read as {fmt}",
+                               path=path)
+
+
+def _validated(conv: Any, item: Path, n: int, options: ReadOptions) -> dict[str, Any] | None:
+    if isinstance(conv, dict) and not conv.get("source"):
+        conv["source"] = options.source
+    try:
+        records.validate(conv, f"{item}: conversation {n}")
+    except InvalidRecord as exc:
+        cid = conv.get("conversation_id") if isinstance(conv, dict) else None
+        where = f"conversation {n}" + (f" ({cid})" if isinstance(cid, str) else "")
+        options.problem(item, where, f"{exc.detail}: left out", refused=True)
+        return None
+    return conv
 
 
 # -- helpers shared by the readers ------------------------------------------------
@@ -141,6 +223,16 @@ def _validated(convs: Iterator[dict[str, Any]], item: Path,
 MAX_JSON_BYTES = 512 * 1024**2
 #: an attachment file hashed from an export folder or archive
 MAX_ATTACHMENT_BYTES = 2 * 1024**3
+
+
+def capped(items: list[Any], cap: int, path: Path | str, what: str,
+           options: ReadOptions) -> list[Any]:
+    """The first ``cap`` of ``items``; any cut is reported as refused, never silent."""
+    if len(items) > cap:
+        options.problem(path, what, f"at most {cap:,} are read; {len(items) - cap:,} of "
+                        f"{len(items):,} were left out", refused=True)
+        return items[:cap]
+    return items
 
 
 def as_object(value: Any) -> dict[str, Any]:

@@ -24,6 +24,9 @@ activities cannot carry (roles, offsets, flags, extras) travels in
 ``chatvault.conversation``, which this reader picks up again, so a written
 conversation reads back identical.
 
+A conversation with more activities than one record holds is refused and
+reported (:mod:`vault.sources.limits`), never cut short.
+
 Cannot map: the contents of files behind ``contentUrl`` (not in transcripts).
 """
 
@@ -40,6 +43,7 @@ from vault.errors import UnreadableExport
 from vault.sources import ReadOptions, load_json
 
 DESCRIPTION = "Microsoft Bot Framework .transcript (JSON array of activities)"
+FOLDER_RULE = "*.transcript"
 
 META_KEY = "chatvault"
 META_EVENT = "chatvault.conversation"
@@ -51,6 +55,21 @@ _BOT_ROLES = ("bot", "skill")
 
 def wants(path: Path) -> bool:
     return path.suffix.lower() == ".transcript"
+
+
+def near_miss(path: Path) -> str | None:
+    """A transcript saved as ``.json`` (sniffed from its start)."""
+    if path.suffix.lower() != ".json":
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 * 1024)
+    except OSError:
+        return None
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[") and b'"conversation"' in head:
+        return ("botframework folder sources read *.transcript files; give this file itself "
+                "as the source path (or rename it) to read it")
+    return None
 
 
 def _account(value: Any) -> dict[str, Any] | None:
@@ -164,7 +183,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     if not isinstance(data, list):
         raise UnreadableExport("expected a JSON array of activities", path=path)
     convs: dict[str, _Conversation] = {}
-    for n, act in enumerate(data[:records.MAX_ITEMS]):
+    for n, act in enumerate(data):
         if not isinstance(act, dict):
             options.problem(path, f"activity {n}", "an activity object")
             continue

@@ -22,6 +22,9 @@ HTML: Freshdesk gives both ``body`` (HTML) and ``body_text``. ``text`` is
 ``body_text`` exactly as given (a plain rendering of ``body`` when absent);
 the HTML is kept in ``extra.html``.
 
+A ticket with more conversation entries than one record holds is refused
+and reported (:mod:`vault.sources.limits`), never cut short.
+
 Cannot map: attachment contents (only metadata and URLs are exported),
 edits and delivery state.
 """
@@ -33,9 +36,10 @@ from typing import Any, Iterator
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import ReadOptions, html_to_text, load_json
+from vault.sources import ReadOptions, capped, html_to_text, load_json
 
 DESCRIPTION = "Freshdesk ticket JSON with conversations (notes, requester, attachments)"
+FOLDER_RULE = "*.json"
 
 MAX_TICKETS = 1_000_000
 STATUS = {2: "open", 3: "pending", 4: "resolved", 5: "closed"}
@@ -50,6 +54,13 @@ _ENTRY_MAPPED = {"id", "body", "body_text", "incoming", "private", "user_id",
 
 def wants(path: Path) -> bool:
     return path.suffix.lower() == ".json"
+
+
+def near_miss(path: Path) -> str | None:
+    if path.suffix.lower() in (".csv", ".xlsx"):
+        return ("Freshdesk's CSV and Excel exports hold no conversations and are not read; "
+                "export the tickets through the API as JSON")
+    return None
 
 
 def _tickets(data: Any) -> list[tuple[Any, Any]]:
@@ -165,7 +176,7 @@ class _Ticket:
         if not isinstance(entries, list):
             self.options.problem(self.path, f"ticket {t.get('id')}", "a conversations list")
             entries = []
-        messages += [self.message(n, e) for n, e in enumerate(entries[:records.MAX_ITEMS])]
+        messages += [self.message(n, e) for n, e in enumerate(entries)]
         kept = [m for m in messages if m is not None]
         if not kept:
             return None
@@ -190,7 +201,8 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     if not pairs:
         raise UnreadableExport("no Freshdesk ticket found", path=path)
     good = 0
-    for n, (ticket, entries) in enumerate(pairs[:MAX_TICKETS]):
+    for n, (ticket, entries) in enumerate(capped(pairs, MAX_TICKETS, path, "tickets",
+                                                 options)):
         if ticket.get("id") is None:
             options.problem(path, f"ticket {n}", "a ticket with an 'id'")
             continue

@@ -24,6 +24,9 @@ the contact's ``external_id`` to ``customer_id``, contact e-mail, phone,
 location and browser (``session``) when the export includes them, and
 attachments (name, type, size, url). Everything else stays in ``extra``.
 
+A conversation with more parts than one record holds is refused and
+reported (:mod:`vault.sources.limits`), never cut short.
+
 Cannot map: attachment contents (only their URLs are exported).
 """
 
@@ -34,9 +37,11 @@ from typing import Any, Iterator
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import ReadOptions, as_object, epoch_text, html_to_text, load_json
+from vault.sources import (ReadOptions, as_object, capped, epoch_text, html_to_text,
+                           load_json)
 
 DESCRIPTION = "Intercom conversation JSON (API objects, lists, webhook notifications)"
+FOLDER_RULE = "*.json"
 
 MAX_CONVERSATIONS = 1_000_000
 _ROLES = {"user": "customer", "lead": "customer", "contact": "customer",
@@ -48,6 +53,13 @@ _PART_MAPPED = {"type", "id", "body", "created_at", "author", "attachments", "re
 
 def wants(path: Path) -> bool:
     return path.suffix.lower() == ".json"
+
+
+def near_miss(path: Path) -> str | None:
+    if path.suffix.lower() in (".csv", ".xlsx"):
+        return ("Intercom's CSV exports hold no conversation parts and are not read; "
+                "export the conversations through the API as JSON")
+    return None
 
 
 def _conversations(data: Any) -> tuple[list[Any], dict[str, Any] | None]:
@@ -143,7 +155,7 @@ class _Builder:
             if msg:
                 messages.append(msg)
         parts = _listed(conv, "conversation_parts", "conversation_parts")
-        for n, part in enumerate(parts[:records.MAX_ITEMS]):
+        for n, part in enumerate(parts):
             if not isinstance(part, dict) or part.get("id") in (None, ""):
                 self.options.problem(self.path, f"conversation {conv['id']}: parts[{n}]",
                                      "a conversation part with an 'id'")
@@ -206,7 +218,8 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     if not convs:
         raise UnreadableExport("no Intercom conversation object found", path=path)
     good = 0
-    for n, conv in enumerate(convs[:MAX_CONVERSATIONS]):
+    for n, conv in enumerate(capped(convs, MAX_CONVERSATIONS, path, "conversations",
+                                    options)):
         if not isinstance(conv, dict):
             options.problem(path, f"conversations[{n}]", "a conversation object")
             continue

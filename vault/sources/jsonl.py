@@ -13,6 +13,12 @@ derived from the source and the file name. Authors are participants named
 as written (role ``customer``). A file whose messages carry no time at all
 takes the file's modification time, says so in ``extra.time_source`` and
 reports it as a problem.
+
+Size. A conversation line is measured only when it is longer than half of
+``records.MAX_RECORD_BYTES`` (its canonical form cannot be much longer
+than the line): one too large for a record is refused and reported, as is
+one with more messages than a record holds (:mod:`vault.sources.limits`).
+Message lines gathered into a conversation are measured once gathered.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ import zstandard
 
 from vault import canonical, records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import MAX_EXPORT_FILE_BYTES, ReadOptions, epoch_text, stable_id
+from vault.sources import MAX_EXPORT_FILE_BYTES, ReadOptions, epoch_text, limits, stable_id
 
 DESCRIPTION = "chatvault canonical JSONL, one conversation per line (.jsonl, .jsonl.zst)"
+FOLDER_RULE = "*.jsonl or *.ndjson, optionally zstd-compressed (.zst)"
+RECORD_SIZE_CHECKED = True
 
 _SUFFIXES = (".jsonl", ".ndjson", ".jsonl.zst", ".ndjson.zst")
 _READ_BUFFER = 1024 * 1024
@@ -35,6 +43,18 @@ _READ_BUFFER = 1024 * 1024
 
 def wants(path: Path) -> bool:
     return path.name.endswith(_SUFFIXES)
+
+
+def near_miss(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(_SUFFIXES):
+        return None
+    if ".jsonl." in name or ".ndjson." in name:
+        return "only zstd compression (.zst) is read; decompress it or compress it with zstd"
+    if name.endswith(".json"):
+        return ("jsonl folder sources read *.jsonl and *.ndjson files; rename it if it holds "
+                "one JSON object per line")
+    return None
 
 
 class _CappedReader(io.RawIOBase):
@@ -93,8 +113,20 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
             good += chat.add(lineno, conv)
             continue
         good += 1
+        # lines are records: only a long one can be too large for one (limits.fit counts)
+        why = limits.excess(conv, measure=len(line) > records.MAX_RECORD_BYTES // 2)
+        if why is not None:
+            options.problem(path, f"line {lineno} ({conv.get('conversation_id')})",
+                            f"one record at most; it has {why}: left out", refused=True)
+            continue
         yield conv
-    yield from chat.conversations()
+    for conv in chat.conversations():
+        why = limits.excess(conv)
+        if why is not None:
+            options.problem(path, f"conversation {conv['conversation_id']}",
+                            f"one record at most; it has {why}: left out", refused=True)
+            continue
+        yield conv
     if bad and not good:
         raise UnreadableExport("no line could be read as a conversation", path=path)
 

@@ -21,6 +21,17 @@ the JSON's folder upwards); ``is_unsent`` is ``deleted``; ``Subscribe`` /
 ``Unsubscribe`` entries are system events; reactions, shares and the rest
 stay in ``extra``.
 
+Folders. Thread files are found by their names, ``message_N.json``; a
+JSON file with another name that holds Messenger messages is reported, not
+read, because a thread split over several files cannot be put together
+again without the names (one part read alone would carry the whole
+thread's id and replace it in the vault): give such a file itself as the
+source path. The export's other JSON files (profile, settings...) are not
+chats and are passed over; HTML exports are reported.
+
+Long threads. A thread too large for one record becomes one conversation
+per calendar month, ``<thread_path>#YYYY-MM`` (:mod:`vault.sources.limits`).
+
 Cannot map: who is the business side (everyone is ``customer``), delivery
 state, replies, edits; the generated notices ("X sent an attachment.") look
 like any message and stay messages.
@@ -37,8 +48,11 @@ from vault.errors import UnreadableExport
 from vault.sources import ReadOptions, epoch_text, load_json, local_file_digest, stable_id
 
 DESCRIPTION = "Facebook Messenger / Instagram JSON export (message_1.json, mojibake repaired)"
+FOLDER_RULE = "message_N.json, one thread per folder"
+SPLIT_BY_MONTH = True
 
 MAX_PARTS = 1000
+_SNIFF_BYTES = 64 * 1024
 _PART = re.compile(r"^message_(\d+)\.json$")
 _MEDIA_KEYS = ("photos", "videos", "audio_files", "files", "gifs")
 _MAPPED = {"sender_name", "timestamp_ms", "content", "is_unsent", *_MEDIA_KEYS, "sticker"}
@@ -50,6 +64,25 @@ def wants(path: Path) -> bool:
     if match is None:
         return False
     return match[1] == "1" or not (path.parent / "message_1.json").exists()
+
+
+def near_miss(path: Path) -> str | None:
+    """A thread file under another name (sniffed from its start), or an HTML export."""
+    suffix = path.suffix.lower()
+    if suffix == ".html" and path.name.lower().startswith("message_"):
+        return ("Messenger's HTML export cannot be read; download your information again "
+                "choosing the JSON format")
+    if suffix != ".json" or _PART.match(path.name):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError:
+        return None
+    if b'"sender_name"' in head and b'"timestamp_ms"' in head:
+        return ("messenger folder exports are read from thread files named message_N.json; "
+                "give this file itself as the source path to read it")
+    return None
 
 
 def repair(text: str) -> str:
@@ -71,16 +104,21 @@ def repair_all(value: Any) -> Any:
     return value
 
 
-def _parts(path: Path) -> list[Path]:
+def _parts(path: Path, options: ReadOptions) -> list[Path]:
     match = _PART.match(path.name)
     if not match or match[1] != "1":
         return [path]
     found = [path]
-    for n in range(2, MAX_PARTS + 1):
+    for n in range(2, MAX_PARTS + 2):
         sibling = path.parent / f"message_{n}.json"
         if not sibling.is_file() or sibling.is_symlink():
             break
         found.append(sibling)
+    if len(found) > MAX_PARTS:
+        options.problem(path.parent, f"message_{MAX_PARTS + 1}.json",
+                        f"a thread of at most {MAX_PARTS} files; the files from this one on "
+                        "were left out", refused=True)
+        found = found[:MAX_PARTS]
     return found
 
 
@@ -105,7 +143,7 @@ def _attachments(msg: dict[str, Any], bases: list[Path]) -> list[dict[str, Any]]
 
 
 def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
-    documents = [load_json(p) for p in _parts(path)]
+    documents = [load_json(p) for p in _parts(path, options)]
     first = documents[0]
     if not isinstance(first, dict) or not isinstance(first.get("messages"), list):
         raise UnreadableExport("no 'messages' list: not a Messenger/Instagram export",
@@ -126,7 +164,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     messages = []
     seen: dict[str, int] = {}
     # newest first in the file: walk oldest first so same-millisecond ids count up in time
-    for n in reversed(range(min(len(raw), records.MAX_ITEMS))):
+    for n in reversed(range(len(raw))):
         msg = _message(n, raw[n], people, seen, bases, path, options)
         if msg is not None:
             messages.append(msg)

@@ -15,6 +15,9 @@ and are left out (counted in ``extra.skipped``). Message ids are the
 event's position, which stays stable as a tracker grows; the tracker's final
 ``slots`` and ``latest_input_channel`` are kept on the conversation.
 
+A tracker with more events than one record holds is refused and reported
+(:mod:`vault.sources.limits`), never cut short.
+
 Cannot map: the text behind an ``utter_`` action when no ``bot`` event
 follows it (the tracker does not hold it), agents (Rasa has none).
 """
@@ -26,9 +29,10 @@ from typing import Any, Iterator
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import ReadOptions, epoch_text, load_json
+from vault.sources import ReadOptions, capped, epoch_text, load_json
 
 DESCRIPTION = "Rasa tracker JSON (events: user, bot, actions, slots)"
+FOLDER_RULE = "*.json"
 
 BOT_ID = "bot"
 MAX_TRACKERS = 100_000
@@ -69,7 +73,7 @@ def _tracker(k: int, tracker: Any, path: Path, options: ReadOptions) -> dict[str
         return None
 
     messages, skipped = [], 0
-    for n, ev in enumerate(tracker["events"][:records.MAX_ITEMS]):
+    for n, ev in enumerate(tracker["events"]):
         if not isinstance(ev, dict) or not isinstance(ev.get("event"), str):
             options.problem(path, f"{where}: events[{n}]", "an event object with 'event'")
             continue
@@ -99,11 +103,11 @@ def _tracker(k: int, tracker: Any, path: Path, options: ReadOptions) -> dict[str
 def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     data = load_json(path)
     trackers = data if isinstance(data, list) else [data]
-    if not any(isinstance(t, dict) and "events" in t for t in trackers[:MAX_TRACKERS]):
+    if not any(isinstance(t, dict) and "events" in t for t in trackers):
         raise UnreadableExport("no tracker with an 'events' list: not a Rasa tracker",
                                path=path)
     good = 0
-    for k, tracker in enumerate(trackers[:MAX_TRACKERS]):
+    for k, tracker in enumerate(capped(trackers, MAX_TRACKERS, path, "trackers", options)):
         conv = _tracker(k, tracker, path, options)
         if conv is not None:
             good += 1

@@ -31,6 +31,10 @@ cannot carry (offsets, roles, flags...) in a ``chatvault`` key on each
 message and in ``chatvault.json``, which this reader picks up again, so a
 written conversation reads back identical.
 
+A channel-day with more messages than one record holds is refused and
+reported (:mod:`vault.sources.limits`), never cut short. A folder holding
+several exports (zips or unpacked folders) reads each of them.
+
 Cannot map: file contents (Slack exports only link to them), reactions and
 delivery state beyond ``extra``.
 """
@@ -51,6 +55,7 @@ from vault.sources import (MAX_EXPORT_FILE_BYTES, MAX_JSON_BYTES, ReadOptions, a
 
 DESCRIPTION = "Slack workspace export (.zip or unpacked folder), one conversation per channel-day"
 FOLDER_IS_EXPORT = True
+FOLDER_RULE = "a .zip, or a folder holding channels.json or users.json"
 
 META_FILE = "chatvault.json"
 META_KEY = "chatvault"
@@ -279,7 +284,7 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
         return None
     people: dict[str, dict[str, Any]] = {}
     messages = []
-    for n, item in enumerate(raw[:records.MAX_ITEMS]):
+    for n, item in enumerate(raw):
         try:
             if not isinstance(item, dict):
                 raise ValueError("a message object")

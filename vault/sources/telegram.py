@@ -24,6 +24,23 @@ named as the chat) is ``customer`` (``bot`` in a bot chat) and the other
 side ``agent`` (and their messages ``inbound``/``outbound``); when the peer
 cannot be told, and in groups, everyone is ``customer``.
 
+Folders. Every ``*.json`` of a folder is read: Telegram Desktop names an
+export ``result.json`` (each in its own ``ChatExport_<date>`` folder), and
+a copy saved under another name is read as well; a JSON file in the folder
+that is not a Telegram export is reported and the rest is read. HTML
+exports (``messages.html``) cannot be read and are reported.
+
+Long chats. A chat too large for one record (``records.MAX_ITEMS``
+messages or ``records.MAX_RECORD_BYTES`` bytes) becomes one conversation
+per calendar month, ``<chat id>#YYYY-MM`` (:mod:`vault.sources.limits`).
+
+Memory. The file is parsed as one JSON document (capped at
+``MAX_JSON_BYTES``, 512 MiB): peak memory is about 6 times the file's size
+(measured with ``sources convert``: a 108 MB ``result.json`` with 400,000
+messages peaked at 0.64 GB, a 368 MB one with 1.5 million at 2.2 GB; so
+about 3 GB at the cap). Streaming the ``messages`` array would not lower
+the peak by much: a chat is built as records in memory before it is split.
+
 Cannot map: delivery state, reactions beyond ``extra``.
 """
 
@@ -35,9 +52,12 @@ from typing import Any, Iterator
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import ReadOptions, epoch_text, load_json, local_file_digest, stable_id
+from vault.sources import (ReadOptions, capped, epoch_text, load_json, local_file_digest,
+                           stable_id)
 
 DESCRIPTION = "Telegram Desktop JSON export (result.json: one chat or the full export)"
+FOLDER_RULE = "*.json, as Telegram Desktop's result.json"
+SPLIT_BY_MONTH = True
 
 MAX_CHATS = 100_000
 _MEDIA_FIELDS = ("photo", "file")
@@ -47,8 +67,15 @@ _MAPPED = {"id", "type", "date", "date_unixtime", "from", "from_id", "text", "ed
 
 
 def wants(path: Path) -> bool:
-    """In a folder: Telegram Desktop names every export ``result.json``."""
-    return path.name.lower().startswith("result") and path.suffix.lower() == ".json"
+    """In a folder: every JSON file (Telegram Desktop names its exports result.json)."""
+    return path.suffix.lower() == ".json"
+
+
+def near_miss(path: Path) -> str | None:
+    if path.suffix.lower() == ".html" and path.name.lower().startswith("messages"):
+        return ("Telegram's HTML export cannot be read; export the chat again choosing "
+                "'Machine-readable JSON'")
+    return None
 
 
 def _text(value: Any) -> str | None:
@@ -191,7 +218,7 @@ class _Chat:
                                  "a list of messages")
             return None
         messages = []
-        for n, entry in enumerate(raw[:records.MAX_ITEMS]):
+        for n, entry in enumerate(raw):
             if not isinstance(entry, dict):
                 self.options.problem(self.path, f"messages[{n}]", "a message object")
                 continue
@@ -229,7 +256,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
                                path=path)
 
     good = 0
-    for n, chat in enumerate(chats[:MAX_CHATS]):
+    for n, chat in enumerate(capped(chats, MAX_CHATS, path, "chats", options)):
         if not isinstance(chat, dict):
             options.problem(path, f"chats[{n}]", "a chat object")
             continue

@@ -53,10 +53,12 @@ from typing import Any, Callable, Iterator
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import (MAX_ATTACHMENT_BYTES, MAX_EXPORT_FILE_BYTES, ReadOptions,
+from vault.sources import (MAX_ATTACHMENT_BYTES, MAX_EXPORT_FILE_BYTES, ReadOptions, capped,
                            digest_stream, local_file_digest, stable_id)
 
 DESCRIPTION = "WhatsApp chat export, .txt (bracketed or dash style, any locale) or .zip"
+FOLDER_RULE = "*.txt or *.zip"
+SPLIT_BY_MONTH = True
 
 MARKS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
 MAX_MESSAGE_CHARS = 4 * 1024 * 1024
@@ -108,6 +110,7 @@ def _split(text: str, path: Path, options: ReadOptions) -> list[_Entry]:
         lines.pop()
     crlf = bool(lines) and all(line.endswith("\r") for line in lines if line)
     entries: list[_Entry] = []
+    stray: list[int] = []
     for n, line in enumerate(lines, 1):
         if crlf and line.endswith("\r"):
             line = line[:-1]
@@ -118,7 +121,13 @@ def _split(text: str, path: Path, options: ReadOptions) -> list[_Entry]:
         elif entries:
             entries[-1].more.append(line)
         elif line.strip(MARKS + " \t"):
-            options.problem(path, f"line {n}", "a line starting with a date and a time")
+            stray.append(n)
+    # one problem for the lines before the first message (none when nothing is a chat:
+    # the caller then says the file is not one)
+    if entries and stray:
+        where = f"line {stray[0]}" if len(stray) == 1 else (
+            f"lines {stray[0]}-{stray[-1]} ({len(stray)} lines)")
+        options.problem(path, where, "a line starting with a date and a time")
     return entries
 
 
@@ -203,7 +212,7 @@ def _attachment(match: re.Match[str], find: Finder) -> dict[str, Any]:
     return records.attachment(**fields)
 
 
-def _open(path: Path) -> tuple[str, Finder]:
+def _open(path: Path, options: ReadOptions) -> tuple[str, Finder]:
     """The chat text, and a way to hash an attachment the chat names."""
     if path.suffix.lower() != ".zip":
         data = path.read_bytes()
@@ -212,7 +221,7 @@ def _open(path: Path) -> tuple[str, Finder]:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise UnreadableExport(f"not a zip archive ({exc})", path=path) from None
-    infos = archive.infolist()[:MAX_ZIP_MEMBERS]
+    infos = capped(archive.infolist(), MAX_ZIP_MEMBERS, path, "zip members", options)
     texts = [i for i in infos if i.filename.lower().endswith(".txt")]
     chat = next((i for i in texts if i.filename.endswith("_chat.txt")), None)
     if chat is None and len(texts) == 1:
@@ -243,7 +252,7 @@ def _decode(data: bytes, path: Path) -> str:
 
 
 def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
-    text, find = _open(path)
+    text, find = _open(path, options)
     entries = _split(text, path, options)
     if not entries:
         raise UnreadableExport("no line starts with a WhatsApp date and time", path=path)
