@@ -286,3 +286,19 @@ def test_recipient_removed_from_config_no_longer_holds_bundles_back(tmp_path: Pa
 
     assert code == 0 and out["receipts"]["completed"] == ["web-00000001.cvb"]
     assert bundle_files(site.outbox) == []
+
+
+def test_receipts_json_names_the_media_it_read(tmp_path: Path, cli) -> None:
+    site = _sealed(cli, tmp_path)
+    give_receipt(site, site.vaults[0], "web-00000001.cvb")
+
+    code, out = _receipts(cli, site)
+
+    assert code == 0
+    assert out["media_path"] == str(site.stick)
+    assert out["media"]["path"] == str(site.stick)
+    assert out["media"]["written"] == []  # 'receipts' only reads and tidies
+    assert out["receipts"]["removed_from_media"] == ["web-00000001.cvb",
+                                                     "web-00000001.{}.receipt.json".format(
+                                                         site.vaults[0].public().fingerprint
+                                                         .replace("-", "")[:9])]

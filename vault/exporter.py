@@ -35,19 +35,36 @@ acknowledged, local copy kept      deletes the local copy
 =================================  ==========================================
 
 ``export rewrite`` writes every unacknowledged bundle again (a lost or
-broken stick); ``export receipts`` only judges receipts.
+broken stick); ``export receipts`` only judges receipts; ``export reseal``
+gives up on bundles whose local copy is lost before any vault acknowledged
+them and seals their conversations again; ``export resolve`` settles a
+quarantine report by hand.
+
+The lost-state rule. A state database that is missing, or older than what
+this home has sealed, would make the next run seal a sequence number the
+vault already holds: a fork it refuses, and every later bundle with it.
+Every command therefore first checks (:func:`check_state`) the chain
+register ``H/chains.json`` (the head of each source's chain, rewritten
+atomically after every command), the local outbox and the stick for bundles
+the state does not know, and refuses (exit 4) with what to do. A bundle in
+the outbox that the state does not know is deleted only when it is exactly
+what an interrupted run leaves (the next sequence of its source, never
+recorded anywhere); anything else is left in place and reported.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from vault import acks, atomic, exportconfig, exportmedia, exportstate
-from vault.errors import ChatvaultError, most_severe
+from vault import acks, atomic, bundle, canonical, exportconfig, exportmedia, exportstate, media
+from vault import timestamps
+from vault.errors import ChatvaultError, PolicyRefused, UsageError, most_severe
 from vault.exportconfig import ExporterConfig
 from vault.exportmedia import Fault, MediaReport, NoProgress, Progress, no_fault
 from vault.exportseal import Context, SourceReport, export_source
@@ -55,6 +72,24 @@ from vault.exportstate import ExportState
 from vault.home import Home
 
 log = logging.getLogger(__name__)
+
+REGISTER = "chains.json"
+_BUNDLE_NAME = re.compile(r"^(?P<source>.+)-(?P<sequence>[0-9]{8})\.cvb$")
+_WAY_OUT = ("Nothing was changed. Restore {state}/ from a backup taken after the last export "
+            "run, or start new chains under new source names (README: 'If the exporter state "
+            "is lost')")
+
+
+class StateLost(PolicyRefused):
+    """The state database is gone, but this home has sealed bundles before."""
+
+    code = "state_lost"
+
+
+class StateRolledBack(PolicyRefused):
+    """The state database is older than the chains this home has sealed."""
+
+    code = "state_rolled_back"
 
 #: tests replace this to stop a run at a named step (tests/test_export_crash.py)
 fault_hook: Fault = no_fault
@@ -84,14 +119,136 @@ class RunReport:
         return out
 
     def describe(self) -> dict[str, Any]:
+        # 'media' names the stick even when nothing was written to it ('receipts')
+        written = self.media.describe() if self.media else {"path": self.media_path or None,
+                                                            "written": []}
         return {"command": self.command, "exit_code": self.exit_code,
                 "totals": self.totals(), "recovered": self.recovered,
+                "media_path": self.media_path or None,
                 "sources": [s.describe() for s in self.sources],
                 "receipts": self.receipts.describe() if self.receipts else None,
-                "media": self.media.describe() if self.media else None}
+                "media": written}
 
 
-def recover(state: ExportState, outbox: Path) -> list[str]:
+# -- the lost-state rule ------------------------------------------------------------------
+
+def read_register(home: Path) -> dict[str, tuple[int, str | None]] | None:
+    """The chain heads ``H/chains.json`` holds; None when absent, ValueError if unreadable."""
+    try:
+        doc = json.loads((Path(home) / REGISTER).read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(exc.strerror) from None
+    sources = doc.get("sources") if isinstance(doc, dict) else None
+    if not isinstance(sources, dict):
+        raise ValueError("no 'sources' table")
+    heads = {}
+    for name, head in sources.items():
+        try:
+            heads[str(name)] = (int(head["sequence"]), head.get("sha256"))
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise ValueError(f"bad entry for {name!r}") from None
+    return heads
+
+
+def write_register(home: Path, state: ExportState) -> None:
+    """Bring ``H/chains.json`` up to the state's chain heads (never backwards)."""
+    try:
+        old = read_register(home)
+    except ValueError:
+        old = None
+    heads = dict(old or {})
+    for name in state.known_sources():
+        seq, sha = state.chain(name)
+        if seq >= heads.get(name, (0, None))[0]:
+            heads[name] = (seq, sha)
+    if old is not None and heads == old:
+        return
+    doc = {"kind": "chatvault-export-chains", "updated_at": timestamps.now_utc(),
+           "about": "the last bundle sealed per source; see 'If the exporter state is "
+                    "lost' in the README before changing or deleting this file",
+           "sources": {n: {"sequence": q, "sha256": h} for n, (q, h) in heads.items()}}
+    atomic.write_bytes(Path(home) / REGISTER, canonical.dumps(doc) + b"\n", 0o600)
+
+
+def _interrupted(state: ExportState | None, name: str,
+                 register: dict[str, tuple[int, str | None]] | None) -> bool:
+    """Whether an unrecorded outbox file is what a run killed before recording leaves."""
+    found = _BUNDLE_NAME.match(name)
+    if found is None:
+        return False
+    src, seq = found["source"], int(found["sequence"])
+    head = state.chain(src)[0] if state is not None else 0
+    return seq == head + 1 and (register or {}).get(src, (0, None))[0] < seq
+
+
+def _signed_by_us(path: Path, sign_pk: bytes) -> bool:
+    try:
+        return bool(bundle.inspect(path)["signer_key"] == sign_pk.hex())
+    except (ChatvaultError, OSError):
+        return False
+
+
+def _evidence(home: Path, cfg: ExporterConfig, state: ExportState | None,
+              media_path: Path | None) -> tuple[list[str], list[str]]:
+    """(what the state lacks of the register, other bundles it does not know)."""
+    names = {s.name for s in cfg.sources}
+    heads = {n: state.chain(n) if state is not None else (0, None) for n in names}
+    behind: list[str] = []
+    unknown: list[str] = []
+    try:
+        register = read_register(home)
+    except ValueError as exc:
+        register = None
+        if state is None:
+            unknown.append(f"{home / REGISTER} exists but cannot be read ({exc})")
+    for name in sorted(names & set(register or {})):
+        seq, sha = (register or {})[name]
+        have, have_sha = heads[name]
+        if have < seq or (have == seq > 0 and have_sha != sha):
+            behind.append(f"{name} up to #{seq}")
+    recorded = state.bundle_by_name if state is not None else (lambda name: None)
+    for path in sorted(Path(home, "outbox").glob("*.cvb")):
+        found = _BUNDLE_NAME.match(path.name)
+        if (found and found["source"] in names and recorded(path.name) is None
+                and not _interrupted(state, path.name, register)):
+            unknown.append(f"{path} is not recorded in the state")
+    if media_path is not None and Path(media_path).is_dir():
+        sign_pk = Home(home).public().sign_pk
+        for path in media.safe_files(media.folder(media_path, media.OUTBOX), ".cvb", 2**63):
+            found = _BUNDLE_NAME.match(path.name)
+            if (found and found["source"] in names and recorded(path.name) is None
+                    and _signed_by_us(path, sign_pk)):
+                unknown.append(f"{path.name} on the stick at {media_path} is signed by this "
+                               "exporter but not recorded in the state")
+    return behind, unknown
+
+
+def check_state(home: Path, cfg: ExporterConfig, state: ExportState | None,
+                media_path: Path | None = None) -> ChatvaultError | None:
+    """Why the state cannot continue this home's chains without a fork, or None."""
+    home = Path(home)
+    db = home / "state" / exportstate.FILE_NAME
+    behind, unknown = _evidence(home, cfg, state, media_path)
+    if not behind and not unknown:
+        return None
+    found = [f"{b} (per {home / REGISTER})" for b in behind] + unknown
+    shown = "; ".join(found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
+    way_out = _WAY_OUT.format(state=home / "state")
+    if not db.exists() or state is None or not state.known_sources():
+        what = "is missing" if not db.exists() else "is empty"
+        return StateLost(f"{db} {what}, but this home has sealed bundles before: {shown}. "
+                         "Starting again would seal sequence numbers the vault already holds, "
+                         f"which it refuses as a fork. {way_out}")
+    ends = ", ".join(f"{n} #{state.chain(n)[0]}" for n in sorted(s.name for s in cfg.sources))
+    return StateRolledBack(f"{db} ends at {ends}, but this home has sealed more: {shown}. "
+                           "The state was rolled back (restored from an older backup?) and "
+                           f"the next bundle would fork its chain at the vault. {way_out}")
+
+
+def recover(state: ExportState, outbox: Path,
+            register: dict[str, tuple[int, str | None]] | None = None) -> list[str]:
     """Undo what an interrupted run left half-done in the local outbox."""
     notes = []
     removed = atomic.remove_stale_temporaries(outbox)
@@ -101,10 +258,14 @@ def recover(state: ExportState, outbox: Path) -> list[str]:
         if path.is_symlink() or not path.is_file():
             continue
         row = state.bundle_by_name(path.name)
-        if row is None:
+        if row is None and _interrupted(state, path.name, register):
             path.unlink()
             notes.append(f"{path.name} was sealed by an interrupted run but never "
                          "recorded: removed; its conversations are sealed again")
+        elif row is None:
+            notes.append(f"{path.name} is not recorded in the state (a chain it does not "
+                         "know): left in place; carry it to the vault by hand if it never "
+                         "got there, then delete it")
         elif row.acknowledged_at:
             path.unlink()
             state.mark_local_deleted(row.sha256)
@@ -115,27 +276,43 @@ def recover(state: ExportState, outbox: Path) -> list[str]:
 
 
 @contextmanager
-def _session(home_path: Path, command: str, report: RunReport
-             ) -> Iterator[tuple[Home, ExporterConfig, ExportState]]:
-    """Lock, open the state, record the run (also when it fails)."""
+def _session(home_path: Path, command: str, report: RunReport, media: Path | None = None,
+             *, with_media: bool = False) -> Iterator[tuple[Home, ExporterConfig, ExportState]]:
+    """Lock, check and open the state, record the run (also when it fails)."""
     home = Home(Path(home_path)).require()
     cfg = exportconfig.load(home.path)
-    with exportstate.locked(home.path), ExportState.open(home.path) as state:
-        run_id = state.start_run(command)
-        home.sub("outbox").mkdir(mode=0o700, exist_ok=True)
-        try:
-            report.recovered = recover(state, home.sub("outbox"))
-            yield home, cfg, state
-        except ChatvaultError as exc:
-            state.finish_run(run_id, exc.exit_code, {"error": exc.as_dict()})
-            raise
-        for src in report.sources:
-            state.record_source_run(run_id, src.name, src.exit_code,
-                                    src.errors[0] if src.errors else None,
-                                    src.conversations, src.messages, len(src.bundles))
-        state.finish_run(run_id, report.exit_code, report.totals())
+    media_path = _media_path(cfg, media) if with_media else None
+    report.media_path = str(media_path) if media_path is not None else ""
+    with exportstate.locked(home.path):
+        if not (home.path / "state" / exportstate.FILE_NAME).exists():
+            _refuse(check_state(home.path, cfg, None, media_path))
+        with ExportState.open(home.path) as state:
+            _refuse(check_state(home.path, cfg, state, media_path))
+            write_register(home.path, state)
+            run_id = state.start_run(command)
+            home.sub("outbox").mkdir(mode=0o700, exist_ok=True)
+            try:
+                report.recovered = recover(state, home.sub("outbox"),
+                                           read_register(home.path))
+                yield home, cfg, state
+            except ChatvaultError as exc:
+                state.finish_run(run_id, exc.exit_code, {"error": exc.as_dict()})
+                raise
+            finally:
+                write_register(home.path, state)
+            for src in report.sources:
+                state.record_source_run(run_id, src.name, src.exit_code,
+                                        src.errors[0] if src.errors else None,
+                                        src.conversations, src.messages, len(src.bundles))
+            state.finish_run(run_id, report.exit_code, report.totals())
     log.info("export %s finished with exit code %d: %s", command, report.exit_code,
              report.totals())
+
+
+def _refuse(problem: ChatvaultError | None) -> None:
+    if problem is not None:
+        log.error("%s", problem)
+        raise problem
 
 
 def _media_path(cfg: ExporterConfig, media: Path | None) -> Path:
@@ -148,9 +325,8 @@ def run(home_path: Path, *, media: Path | None = None, passphrase_file: Path | N
     fault = fault or fault_hook
     progress = progress or NoProgress()
     report = RunReport("run", "")
-    with _session(home_path, "run", report) as (home, cfg, state):
-        media_path = _media_path(cfg, media)
-        report.media_path = str(media_path)
+    with _session(home_path, "run", report, media, with_media=True) as (home, cfg, state):
+        media_path = Path(report.media_path)
         identity = home.identity(passphrase_file)
         outbox = home.sub("outbox")
         if media_path.is_dir():
@@ -170,21 +346,71 @@ def rewrite(home_path: Path, *, media: Path | None = None, progress: Progress | 
             fault: Fault | None = None) -> RunReport:
     """Write every unacknowledged bundle to the media again, checked."""
     report = RunReport("rewrite", "")
-    with _session(home_path, "rewrite", report) as (home, cfg, state):
-        media_path = _media_path(cfg, media)
-        report.media_path = str(media_path)
+    with _session(home_path, "rewrite", report, media, with_media=True) as (home, cfg, state):
         report.media = exportmedia.deliver(
-            state, home.sub("outbox"), media_path, [s.name for s in cfg.sources], force=True,
-            fault=fault or fault_hook, progress=progress or NoProgress())
+            state, home.sub("outbox"), Path(report.media_path), [s.name for s in cfg.sources],
+            force=True, fault=fault or fault_hook, progress=progress or NoProgress())
     return report
 
 
 def receipts(home_path: Path, *, media: Path | None = None) -> RunReport:
     """Judge the receipts on the media; let go of what every vault acknowledged."""
     report = RunReport("receipts", "")
-    with _session(home_path, "receipts", report) as (home, cfg, state):
-        media_path = _media_path(cfg, media)
-        report.media_path = str(media_path)
-        report.receipts = acks.collect(state, cfg, home.trust(), media_path,
+    with _session(home_path, "receipts", report, media, with_media=True) as (home, cfg, state):
+        report.receipts = acks.collect(state, cfg, home.trust(), Path(report.media_path),
                                        home.sub("outbox"))
     return report
+
+
+def reseal(home_path: Path, source: str) -> dict[str, Any]:
+    """Give up on the lost bundles of ``source``; the next run seals their conversations again.
+
+    Lost: not acknowledged by every vault, and no local copy left to write
+    to a stick. The vault will report a gap at their sequence numbers; if a
+    stick carrying one turns up after all, the vault still ingests it.
+    """
+    report = RunReport("reseal", "")
+    with _session(home_path, "reseal", report) as (home, cfg, state):
+        if cfg.source(source) is None:
+            raise UsageError(f"{source!r} is not a [[sources]] name in {cfg.path}; its "
+                             "conversations could not be sealed again")
+        lost = [r for r in state.bundles(unacknowledged=True, source=source)
+                if not r.abandoned_at and not (home.sub("outbox") / r.file_name).is_file()]
+        if not lost:
+            raise UsageError(f"no lost bundle of {source}: each one not yet acknowledged still "
+                             "has its local copy ('chatvault export rewrite' writes them to a "
+                             "stick again)")
+        forgotten = 0
+        for row in lost:
+            forgotten += state.abandon(row)
+            for r in acks.reports(state):
+                if r.bundle.sha256 == row.sha256 and r.resolution is None:
+                    state.resolve(row.sha256, r.vault, r.receipt_at, "resealed", None)
+            log.warning("gave up on %s (local copy lost, not acknowledged); its "
+                        "conversations are sealed again by the next run", row.file_name)
+    return {"source": source, "abandoned": [r.file_name for r in lost],
+            "sequences": [r.sequence for r in lost], "conversations_to_seal_again": forgotten}
+
+
+def resolve(home_path: Path, bundle_file: str, *, vault: str | None = None,
+            note: str | None = None) -> dict[str, Any]:
+    """Settle the open quarantine reports of one bundle by hand (recorded in the state)."""
+    name = Path(bundle_file).name
+    report = RunReport("resolve", "")
+    with _session(home_path, "resolve", report) as (home, cfg, state):
+        row = state.bundle_by_name(name)
+        if row is None:
+            raise UsageError(f"{name}: this exporter never sealed a bundle of that name")
+        todo = [r for r in acks.reports(state) if r.bundle.sha256 == row.sha256 and r.is_open
+                and vault in (None, r.vault)]
+        if not todo:
+            raise UsageError(f"{name}: no open quarantine report"
+                             f"{f' from vault {vault}' if vault else ''}; nothing to resolve "
+                             "('chatvault export status' lists them)")
+        for r in todo:
+            state.resolve(row.sha256, r.vault, r.receipt_at, "by hand", note)
+            log.info("quarantine report of %s by vault %s resolved by hand", name, r.vault)
+        keys = {(r.vault, r.receipt_at, r.kind) for r in todo}
+        done = [r.describe() for r in acks.reports(state)
+                if r.bundle.sha256 == row.sha256 and (r.vault, r.receipt_at, r.kind) in keys]
+    return {"bundle": name, "resolved": done}

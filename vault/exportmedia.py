@@ -186,7 +186,8 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
     """Write every unacknowledged bundle that the media lacks; never raises media errors."""
     progress = progress or NoProgress()
     report = MediaReport(str(media_path))
-    pending = [r for r in state.bundles(unacknowledged=True) if r.local_deleted_at is None]
+    pending = [r for r in state.bundles(unacknowledged=True)
+               if r.local_deleted_at is None and r.abandoned_at is None]
     report.waiting = sum(1 for r in pending if r.media_written_at is None)
     try:
         folder = media.folder(media_path, media.OUTBOX, create=True)

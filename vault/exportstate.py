@@ -10,7 +10,15 @@ What it remembers, and why:
                    counts, the recipient vaults it was sealed to, when it was
                    written to media, acknowledged, and deleted locally.
 ``acks``           per bundle and vault, the latest receipt's status
-                   (ingested, duplicate or quarantined) and reason.
+                   (ingested, duplicate or quarantined), reason, and the hash
+                   of the copy the vault read when it was not ours.
+``strays``         quarantine reports about damaged stray copies of a bundle
+                   the vault already holds (kept apart: they must never
+                   replace its acknowledgement), and when we removed the
+                   damaged copy from a stick.
+``resolutions``    quarantine reports settled by a person (``export
+                   resolve``) or by sealing the conversations again
+                   (``export reseal``), one per report (bundle, vault, time).
 ``runs``, ``source_runs``  run history: when, and how each source fared.
 
 A bundle, its sequence and the hashes of the conversations it carries are
@@ -103,6 +111,29 @@ _MIGRATIONS = [
         PRIMARY KEY (run_id, source)
     );
     """,
+    """
+    ALTER TABLE acks ADD COLUMN copy_sha256 TEXT;
+    ALTER TABLE bundles ADD COLUMN abandoned_at TEXT;
+    CREATE TABLE strays (
+        sha256 TEXT NOT NULL,
+        vault TEXT NOT NULL,
+        copy_sha256 TEXT NOT NULL,
+        reason TEXT,
+        receipt_at TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        removed_at TEXT,
+        PRIMARY KEY (sha256, vault, copy_sha256)
+    );
+    CREATE TABLE resolutions (
+        sha256 TEXT NOT NULL,
+        vault TEXT NOT NULL,
+        receipt_at TEXT NOT NULL,
+        resolved_at TEXT NOT NULL,
+        how TEXT NOT NULL,
+        note TEXT,
+        PRIMARY KEY (sha256, vault, receipt_at)
+    );
+    """,
 ]
 
 
@@ -135,13 +166,14 @@ class BundleRow:
     media_written_at: str | None = None
     acknowledged_at: str | None = None
     local_deleted_at: str | None = None
+    abandoned_at: str | None = None  # given up on by 'export reseal'
 
     def describe(self) -> dict[str, Any]:
         return {"file": self.file_name, "source": self.source, "sequence": self.sequence,
                 "sha256": self.sha256, "size": self.size,
                 "conversations": self.conversations, "messages": self.messages,
                 "created_at": self.created_at, "media_written_at": self.media_written_at,
-                "acknowledged_at": self.acknowledged_at}
+                "acknowledged_at": self.acknowledged_at, "abandoned_at": self.abandoned_at}
 
 
 @dataclass(frozen=True)
@@ -152,11 +184,23 @@ class Ack:
     reason: str | None
     receipt_at: str
     received_at: str
+    copy_sha256: str | None = None  # what the vault read, when it differs from ours
+
+
+@dataclass(frozen=True)
+class Stray:
+    sha256: str
+    vault: str
+    copy_sha256: str
+    reason: str | None
+    receipt_at: str
+    received_at: str
+    removed_at: str | None
 
 
 _BUNDLE_COLS = ("source, sequence, file_name, sha256, size, plaintext_size, conversations, "
                 "messages, recipients, created_at, media_written_at, acknowledged_at, "
-                "local_deleted_at")
+                "local_deleted_at, abandoned_at")
 
 
 def _bundle(row: tuple[Any, ...]) -> BundleRow:
@@ -314,10 +358,11 @@ class ExportState:
                        "ON CONFLICT(name) DO UPDATE SET last_sequence = excluded.last_sequence,"
                        " last_hash = excluded.last_hash", (row.source, row.sequence, row.sha256))
             db.execute(f"INSERT INTO bundles ({_BUNDLE_COLS}) VALUES "
-                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (row.source, row.sequence, row.file_name, row.sha256, row.size,
                         row.plaintext_size, row.conversations, row.messages,
-                        json.dumps(list(row.recipients)), row.created_at, None, None, None))
+                        json.dumps(list(row.recipients)), row.created_at, None, None, None,
+                        None))
             db.execute("INSERT OR REPLACE INTO conversations SELECT ?, conversation_id, "
                        "content_hash, ? FROM temp.pending", (row.source, row.sequence))
             db.execute("DELETE FROM temp.pending")
@@ -362,10 +407,23 @@ class ExportState:
     def mark_local_deleted(self, sha256: str, at: str | None = None) -> None:
         self._stamp("local_deleted_at", sha256, at)
 
+    def abandon(self, row: BundleRow) -> int:
+        """Give up on a lost bundle: forget the conversations last sealed in it.
+
+        The next run seals them again (those still in the export files) in a
+        new bundle; returns how many were forgotten.
+        """
+        with self.transaction() as db:
+            db.execute("UPDATE bundles SET abandoned_at = ? WHERE sha256 = ?",
+                       (timestamps.now_utc(), row.sha256))
+            cur = db.execute("DELETE FROM conversations WHERE source = ? AND sequence = ?",
+                             (row.source, row.sequence))
+            return int(cur.rowcount)
+
     # -- acknowledgements -------------------------------------------------------------
 
     def record_ack(self, sha256: str, vault: str, status: str, reason: str | None,
-                   receipt_at: str) -> bool:
+                   receipt_at: str, copy_sha256: str | None = None) -> bool:
         """Keep the latest receipt per bundle and vault; True when this one changed it."""
         with self.transaction() as db:
             row = db.execute("SELECT status, reason, receipt_at FROM acks WHERE sha256 = ? "
@@ -375,9 +433,41 @@ class ExportState:
                     return False
                 if _moment(receipt_at) < _moment(row[2]):
                     return False
-            db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?, ?, ?, ?)",
-                       (sha256, vault, status, reason, receipt_at, timestamps.now_utc()))
+            db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (sha256, vault, status, reason, receipt_at, timestamps.now_utc(),
+                        copy_sha256))
             return True
+
+    def record_stray(self, sha256: str, vault: str, copy_sha256: str, reason: str | None,
+                     receipt_at: str) -> bool:
+        """Note a damaged stray copy of a bundle ``vault`` holds; True when new."""
+        with self.transaction() as db:
+            cur = db.execute("INSERT OR IGNORE INTO strays VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                             (sha256, vault, copy_sha256, reason, receipt_at,
+                              timestamps.now_utc()))
+            return cur.rowcount == 1
+
+    def strays(self) -> list[Stray]:
+        rows = self.db.execute("SELECT * FROM strays ORDER BY sha256, vault, receipt_at")
+        return [Stray(*r) for r in rows]
+
+    def mark_stray_removed(self, copy_sha256: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE strays SET removed_at = ? WHERE copy_sha256 = ? AND "
+                       "removed_at IS NULL", (timestamps.now_utc(), copy_sha256))
+
+    def resolve(self, sha256: str, vault: str, receipt_at: str, how: str,
+                note: str | None) -> None:
+        """Record that a person (or a reseal) settled one quarantine report."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO resolutions VALUES (?, ?, ?, ?, ?, ?)",
+                       (sha256, vault, receipt_at, timestamps.now_utc(), how, note))
+
+    def resolution(self, sha256: str, vault: str, receipt_at: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT resolved_at, how, note FROM resolutions WHERE sha256 = ?"
+                              " AND vault = ? AND receipt_at = ?",
+                              (sha256, vault, receipt_at)).fetchone()
+        return {"at": row[0], "how": row[1], "note": row[2]} if row else None
 
     def acks(self, sha256: str | None = None) -> list[Ack]:
         if sha256 is None:

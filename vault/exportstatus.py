@@ -6,14 +6,19 @@ The exit code follows the monitoring-plugins convention (0 OK, 1 WARNING,
 
 Alerts, with the thresholds of the config's ``[alerts]`` table:
 
-* CRITICAL: a vault reported a bundle quarantined (until a later receipt of
-  that vault says it was ingested); a bundle unacknowledged for
-  ``unacknowledged_critical_days``; a configured source with no successful
-  export for ``export_overdue_hours`` (the vault's copy is going stale); an
-  unacknowledged bundle whose local copy is gone (it can no longer be
-  rewritten to a stick).
+* CRITICAL: the state database is missing or older than the chains this
+  home has sealed (:func:`vault.exporter.check_state`: the next run would
+  fork); a vault reported a bundle quarantined (until a later receipt of
+  that vault says it was ingested, ``export reseal`` sealed its conversations
+  again or a person ran ``export resolve``), with what to do for the case at
+  hand; a bundle unacknowledged for ``unacknowledged_critical_days``; a
+  configured source with no successful export for ``export_overdue_hours``
+  (the vault's copy is going stale); an unacknowledged bundle whose local
+  copy is gone (it can no longer be rewritten to a stick: reseal).
 * WARNING: a bundle unacknowledged for ``unacknowledged_warning_days``; the
-  last run ended with a non-zero exit code or did not finish; no run yet.
+  last run ended with a non-zero exit code or did not finish; no run yet; a
+  vault refused a damaged stray copy of a bundle it already holds and the
+  copy was not found on a stick to remove (nothing is lost).
 """
 
 from __future__ import annotations
@@ -111,6 +116,8 @@ def _waiting(home: Path, cfg: ExporterConfig, state: ExportState, now: datetime,
     crit = timedelta(days=cfg.alerts.unacknowledged_critical_days)
     rows = []
     for row in state.bundles(unacknowledged=True):
+        if row.abandoned_at:
+            continue
         age = _age(row.created_at, now) or timedelta(0)
         acked = {a.vault for a in state.acks(row.sha256) if a.status in acks.ACKNOWLEDGING}
         missing = sorted(acks.required_vaults(row, cfg) - acked)
@@ -122,7 +129,8 @@ def _waiting(home: Path, cfg: ExporterConfig, state: ExportState, now: datetime,
         days = f"{age.total_seconds() / 86400:.1f} days"
         if not local:
             out.alert(CRITICAL, f"{row.file_name}: local copy missing while unacknowledged; "
-                      "it can no longer be rewritten")
+                      "it can no longer be rewritten: 'chatvault export reseal "
+                      f"{row.source}' seals its conversations again")
         if age >= crit:
             out.alert(CRITICAL, f"{row.file_name} unacknowledged for {days} "
                       f"(waiting for {', '.join(missing)})")
@@ -132,24 +140,51 @@ def _waiting(home: Path, cfg: ExporterConfig, state: ExportState, now: datetime,
     return rows
 
 
-def _quarantined(state: ExportState, out: _Report) -> list[dict[str, Any]]:
-    rows = []
-    for ack in state.acks():
-        if ack.status != "quarantined":
+def _action(r: acks.Report, local: bool) -> str:
+    """What the operator does about an open quarantine report."""
+    if not local:
+        return (f"its local copy is gone, so it cannot be written again: 'chatvault export "
+                f"reseal {r.bundle.source}' seals its conversations again in a new bundle")
+    if r.damaged_copy:
+        return ("the next 'chatvault export run' with that stick removes the damaged copy and "
+                "writes a good copy")
+    return (f"the vault refused the bundle itself: fix the cause there, then 'chatvault export "
+            f"resolve {r.bundle.file_name}'")
+
+
+def _quarantined(home: Path, state: ExportState, out: _Report) -> dict[str, Any]:
+    """Quarantine reports: open ones alert, strays and settled ones are listed."""
+    found: dict[str, list[dict[str, Any]]] = {"quarantined": [], "strays": [], "resolved": []}
+    for r in acks.reports(state):
+        name = r.bundle.file_name
+        if r.kind == "stray":
+            found["strays"].append(r.describe())
+            if r.is_open:
+                out.alert(WARNING, f"vault {r.vault} refused a damaged stray copy of {name}, "
+                          "which it already holds (nothing is lost); 'chatvault export run' "
+                          "with the stick holding that copy removes it, or 'chatvault export "
+                          f"resolve {name}' once it is gone")
             continue
-        row = state.bundle_by_sha(ack.sha256)
-        name = row.file_name if row else ack.sha256[:16]
-        rows.append({"file": name, "source": row.source if row else None,
-                     "vault": ack.vault, "reason": ack.reason, "at": ack.receipt_at})
-        out.alert(CRITICAL, f"vault {ack.vault} quarantined {name}: {ack.reason or 'no reason'}")
-    return rows
+        if not r.is_open:
+            found["resolved"].append(r.describe())
+            continue
+        found["quarantined"].append(r.describe())
+        local = (Path(home) / "outbox" / name).is_file()
+        out.alert(CRITICAL, f"vault {r.vault} quarantined {name}: {r.reason or 'no reason'} "
+                  f"-> {_action(r, local)}")
+    return found
 
 
 def gather(home: Path, cfg: ExporterConfig, state: ExportState,
            now: datetime | None = None) -> dict[str, Any]:
     """The whole status as one JSON-ready document, alerts and level included."""
+    from vault.exporter import check_state
+
     now = now or datetime.now(timestamps.UTC)
     out = _Report()
+    problem = check_state(Path(home), cfg, state)
+    if problem is not None:
+        out.alert(CRITICAL, problem.detail)
     last = state.last_run("run")
     running = _running(home)
     if last is None:
@@ -159,11 +194,12 @@ def gather(home: Path, cfg: ExporterConfig, state: ExportState,
                   "(killed?); the next run recovers")
     srcs = _sources(cfg, state, now, out)
     waiting = _waiting(home, cfg, state, now, out)
-    quarantined = _quarantined(state, out)
+    reports = _quarantined(home, state, out)
+    abandoned = [r.describe() for r in state.bundles(unacknowledged=True) if r.abandoned_at]
     return {"status": LEVELS[out.level], "exit_code": out.level, "alerts": out.alerts,
             "generated_at": timestamps.format_utc(now), "running": running,
-            "last_run": last, "sources": srcs, "unacknowledged": waiting,
-            "quarantined": quarantined}
+            "last_run": last, "sources": srcs, "unacknowledged": waiting, **reports,
+            "abandoned": abandoned}
 
 
 def _label(value: str) -> str:
