@@ -137,3 +137,39 @@ def test_relative_paths_are_relative_to_the_config(tmp_path: Path, cli) -> None:
     assert _check(cli, site)[0] == 0
     assert exportconfig.load(site.exporter.path).sources[0].path == (
         site.exporter.path / "exports" / "web.jsonl")
+
+
+def _readme_section(title: str) -> str:
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"\n{title}\n" in text, f"README has no {title!r}"
+    body = text.split(f"\n{title}\n", 1)[1]
+    level = title.split(" ")[0]
+    return body.split(f"\n{level} ", 1)[0]
+
+
+def test_the_readme_exporter_example_is_a_valid_config(tmp_path: Path, cli) -> None:
+    site = make_site(tmp_path)
+    section = _readme_section("## Exporter")
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert "[[recipients]]" in example and "[[sources]]" in example
+    _write(site, example.replace("/etc/chatvault/vault-a.pub", str(site.vaults[0].public_key))
+           .replace("/srv/exports/web", str(site.source))
+           .replace("/media/chatvault", str(site.stick)))
+
+    code, out = _check(cli, site)
+
+    assert code == 0, out["errors"]
+    assert out["sources"] == ["web"] and len(out["recipients"]) == 1
+    for command in ("export check-config", "export run --media", "export status",
+                    "chatvault-export.timer", "export reseal", "export resolve"):
+        assert command in section, command
+    for command in ("check-config", "run", "status", "resolve", "reseal"):
+        assert cli("export", command, "--help").code == 0
+    # the lost-state refusal points at this section by name, and it says what to do
+    from vault import exporter
+
+    assert "README: 'If the exporter state is lost'" in exporter._WAY_OUT
+    lost = _readme_section("### If the exporter state is lost")
+    assert "restore `H/state/`" in lost and "new `name`" in lost
