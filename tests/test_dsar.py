@@ -148,8 +148,8 @@ def test_package_is_complete_valid_and_fair_to_others(shop: tuple[Pair, str],
     assert "mara.quint@example.org" in everything  # the subject's own data stays
     kinds = {r["kind"] for r in manifest["redactions"]}
     assert {"email", "phone", "other_customer", "name"} <= kinds
-    assert all(set(r) <= {"conversation_id", "message_id", "participant_id", "kind",
-                          "replacement", "count"} for r in manifest["redactions"])
+    assert all(set(r) <= {"conversation_id", "message_id", "participant_id", "field",
+                          "kind", "replacement", "count"} for r in manifest["redactions"])
     assert "Ines Duarte" in everything  # agents' names kept by default
 
 

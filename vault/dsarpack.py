@@ -9,12 +9,21 @@ the folder, checking every file against the manifest.
 Redaction works on the canonical record of each conversation:
 
 * participants: the subject's own fields are kept; another customer
-  becomes ``[other customer]`` with no contact fields; an agent keeps the
-  name unless ``[dsar] redact_agent_names`` (then ``Agent 1``, ``Agent 2``);
-  contact fields of anyone but the subject are dropped;
-* text: every e-mail address and phone number that is not the subject's is
-  replaced (``[e-mail redacted]``, ``[phone redacted]``), and so is every
-  other customer's (and, with the switch, agent's) name as written.
+  becomes ``[other customer]`` (id ``other-customer-N``) with no contact
+  fields; an agent keeps the name unless ``[dsar] redact_agent_names``
+  (then ``Agent 1``, id ``agent-1``); contact fields of anyone but the
+  subject are dropped;
+* every field shown (title, channel, status, ids, message and alt text,
+  attachment names): every e-mail address and phone number that is not
+  the subject's is replaced (``[e-mail redacted]``, ``[phone redacted]``),
+  and so is every other customer's (and, with the switch, agent's) full
+  name, participant id, platform id and customer id where written.
+
+Fields the package does not show are not exported: ``tags`` and the
+platforms' ``extra`` objects (HTML bodies, entities, blocks: copies of the
+text, with other people's platform ids in them).
+The manifest lists every redaction: conversation, message or participant,
+field, kind and replacement, never the value.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import canonical, identifiers, store, timestamps, tombstones
+from vault import canonical, redaction, store, timestamps, tombstones
 from vault.errors import BadDocument
 from vault.subjects import Subject, VaultHandle
 
@@ -40,20 +49,50 @@ def schema_text() -> str:
 
 
 class _Redactor:
-    """Redacts one conversation for the subject; records what it did, never the values."""
+    """Redacts one conversation for the subject; records what it did, never the values.
 
-    def __init__(self, subject_values: set[str], region: str | None, agent_names: bool,
-                 log: list[dict[str, Any]]) -> None:
+    Others are known from the participants. Another customer's (and, with
+    ``redact_agent_names``, an agent's) name, participant id, platform ids
+    and customer id are replaced wherever written as whole words, in every
+    field the package shows (:meth:`field`): title, channel, status,
+    conversation and message ids, message text, attachment names and alt
+    text. So is every e-mail address and phone number that is not the
+    subject's, also when URL- or HTML-encoded (:mod:`vault.redaction`).
+    """
+
+    def __init__(self, conv: dict[str, Any], subject_values: set[str], region: str | None,
+                 agent_names: bool, log: list[dict[str, Any]]) -> None:
+        self.cid: str = conv["conversation_id"]
         self.mine, self.region, self.agent_names, self.log = subject_values, region, \
             agent_names, log
+        self.ids: dict[str, str] = {}  # participant id -> the id the package shows
+        self._words: dict[str, tuple[str, str]] = {}  # casefolded -> (kind, replacement)
+        self.people, self.subject_ids = self._participants(conv)
+        words = sorted(self._words, key=len, reverse=True)
+        self._pattern = re.compile(
+            r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)",
+            re.IGNORECASE) if words else None
 
-    def participants(self, conv: dict[str, Any], cid: str) -> tuple[list[dict[str, Any]],
-                                                                     set[str],
-                                                                     list[tuple[str, str]]]:
+    def _note(self, **entry: Any) -> None:
+        self.log.append({"conversation_id": self.cid, **entry})
+
+    def _hide(self, p: dict[str, Any], alias: str, shown_id: str) -> None:
+        """Whatever names participant ``p`` is replaced by ``alias`` where written."""
+        self.ids[p["id"]] = shown_id
+        if isinstance(p.get("name"), str) and len(p["name"].strip()) >= 2:
+            self._words[p["name"].strip().casefold()] = ("name", alias)
+        ids = [p["id"], p.get("customer_id")]
+        if isinstance(p.get("platform_ids"), dict):
+            ids += [str(x) for x in p["platform_ids"].values() if isinstance(x, (str, int))]
+        for value in ids:
+            if isinstance(value, str) and len(value.strip()) >= 4:
+                self._words.setdefault(value.strip().casefold(), ("identifier", alias))
+
+    def _participants(self, conv: dict[str, Any]) -> tuple[list[dict[str, Any]], set[str]]:
         from vault.upsert import participant_identifiers
 
-        people, subject_ids, names = [], set(), []
-        agents = 0
+        people, subject_ids = [], set()
+        others = agents = 0
         for p in conv["participants"]:
             found = {v for _, v in participant_identifiers(p, self.region)}
             q = {k: p[k] for k in ("id", "role", "name", "email", "phone", "customer_id")
@@ -61,47 +100,51 @@ class _Redactor:
             if found & self.mine:
                 subject_ids.add(p["id"])
             elif p["role"] == "customer":
-                if isinstance(p.get("name"), str) and p["name"].strip():
-                    names.append((p["name"], "[other customer]"))
-                q = {"id": p["id"], "role": "customer", "name": "[other customer]"}
-                self.log.append({"conversation_id": cid, "participant_id": p["id"],
-                                 "kind": "other_customer", "replacement": "[other customer]"})
+                others += 1
+                q = {"id": f"other-customer-{others}", "role": "customer",
+                     "name": "[other customer]"}
+                self._hide(p, "[other customer]", q["id"])
+                self._note(participant_id=q["id"], kind="other_customer",
+                           replacement="[other customer]")
             else:
                 if p["role"] == "agent" and self.agent_names:
                     agents += 1
-                    alias = f"Agent {agents}"
-                    if isinstance(p.get("name"), str) and p["name"].strip():
-                        names.append((p["name"], alias))
-                    q["name"] = alias
-                    self.log.append({"conversation_id": cid, "participant_id": p["id"],
-                                     "kind": "agent_name", "replacement": alias})
+                    q["name"], q["id"] = f"Agent {agents}", f"agent-{agents}"
+                    self._hide(p, q["name"], q["id"])
+                    self._note(participant_id=q["id"], kind="agent_name",
+                               replacement=q["name"])
                 for key in _CONTACT:
                     if q.pop(key, None) is not None:
-                        self.log.append({"conversation_id": cid, "participant_id": p["id"],
-                                         "kind": key, "replacement": None})
+                        self._note(participant_id=q["id"], kind=key, replacement=None)
             people.append(q)
-        return people, subject_ids, names
+        return people, subject_ids
 
-    def text(self, text: str, names: list[tuple[str, str]], cid: str, mid: str) -> str:
-        parts, last = [], 0
-        for span in identifiers.spans(text, self.region):
-            if span.value in self.mine:
-                continue
-            parts += [text[last:span.start], _MARK[span.kind]]
-            last = span.end
-            self.log.append({"conversation_id": cid, "message_id": mid, "kind": span.kind,
-                             "replacement": _MARK[span.kind]})
-        out = "".join(parts) + text[last:]
-        for name, alias in names:
-            pattern = re.compile(re.escape(name.strip()), re.IGNORECASE)
-            out, n = pattern.subn(alias, out)
-            if n:
-                self.log.append({"conversation_id": cid, "message_id": mid,
-                                 "kind": "name", "replacement": alias, "count": n})
+    def field(self, text: str, where: str, mid: str | None = None) -> str:
+        """A shown string with others' identifiers and names replaced; each one logged."""
+        at = {"message_id": mid} if mid is not None else {}
+        spans = [s for s in redaction.find(text, self.region) if s.value not in self.mine]
+        out = redaction.replace(text, spans, lambda s: _MARK[s.kind])
+        for s in spans:
+            self._note(**at, field=where, kind=s.kind, replacement=_MARK[s.kind])
+        if self._pattern is None:
+            return out
+        counts: dict[tuple[str, str], int] = {}
+
+        def swap(m: re.Match[str]) -> str:
+            kind, alias = self._words[m.group(0).casefold()]
+            counts[(kind, alias)] = counts.get((kind, alias), 0) + 1
+            return alias
+
+        out = self._pattern.sub(swap, out)
+        for (kind, alias), n in counts.items():
+            self._note(**at, field=where, kind=kind, replacement=alias, count=n)
         return out
 
+    def sender(self, pid: str | None) -> str | None:
+        return None if pid is None else self.ids.get(pid, pid)
+
     def mentions_subject(self, text: str) -> bool:
-        return any(s.value in self.mine for s in identifiers.spans(text, self.region))
+        return any(s.value in self.mine for s in redaction.find(text, self.region))
 
 
 def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str, Any]:
@@ -129,7 +172,7 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
                                       (m.conv,)).fetchone()
         record = canonical.loads(text)
         region = tombstones.region_of_bundle(v.conn, v.home, bundle, v.region, regions)
-        r = _Redactor(mine, region, agent_names, redactions)
+        r = _Redactor(record, mine, region, agent_names, redactions)
         convs.append(_conversation(r, m, record, blobs, stored))
     (folder / "attachments").mkdir(exist_ok=True)
     for sha, fname in sorted(blobs.items()):
@@ -169,38 +212,41 @@ def _conversation(r: _Redactor, m: Any, record: dict[str, Any], blobs: dict[str,
     """The package form of one conversation (redacted; mention-only: those messages)."""
     from vault import dsar
 
-    cid = record["conversation_id"]
-    people, subject_ids, names = r.participants(record, cid)
     messages = []
     for msg in record["messages"]:
         texts = [msg["text"]] + [a["text"] for a in msg.get("attachments") or ()
                                  if isinstance(a.get("text"), str)]
-        if not subject_ids and not any(r.mentions_subject(t) for t in texts):
+        if not r.subject_ids and not any(r.mentions_subject(t) for t in texts):
             continue
-        out = {"id": msg["id"], "at": msg["at"], "from": msg.get("from"),
-               "text": r.text(msg["text"], names, cid, msg["id"])}
+        mid = msg["id"]
+        out = {"id": r.field(mid, "message.id", mid), "at": msg["at"],
+               "from": r.sender(msg.get("from")), "text": r.field(msg["text"], "text", mid)}
         for key in ("visibility", "direction", "system"):
             if key in msg:
                 out[key] = msg[key]
         files = []
         for a in msg.get("attachments") or ():
-            item = {k: a[k] for k in ("name", "type", "size", "sha256") if k in a}
+            item = {k: a[k] for k in ("type", "size", "sha256") if k in a}
+            if isinstance(a.get("name"), str):
+                item["name"] = r.field(a["name"], "attachment.name", mid)
             if isinstance(a.get("text"), str):
-                item["text"] = r.text(a["text"], names, cid, msg["id"])
+                item["text"] = r.field(a["text"], "attachment.text", mid)
             sha = a.get("sha256")
-            if subject_ids and isinstance(sha, str) and stored(sha):
+            if r.subject_ids and isinstance(sha, str) and stored(sha):
                 blobs[sha] = sha + dsar.safe_extension(a.get("name"))
                 item["file"] = "attachments/" + blobs[sha]
             files.append(item)
         if files:
             out["attachments"] = files
         messages.append(out)
-    keep = ("platform", "channel", "title", "status", "started_at", "ended_at")
-    return {"source": m.source, "conversation_id": cid,
-            **{k: record[k] for k in keep if isinstance(record.get(k), str)},
-            "subject_role": "customer" if m.customer else (
-                "participant" if subject_ids else "mentioned"),
-            "match_reasons": m.reasons, "participants": people, "messages": messages}
+    shown = {k: r.field(record[k], k) for k in ("platform", "channel", "title", "status")
+             if isinstance(record.get(k), str)}
+    shown.update({k: record[k] for k in ("started_at", "ended_at")
+                  if isinstance(record.get(k), str)})
+    return {"source": m.source, "conversation_id": r.field(r.cid, "conversation_id"),
+            **shown, "subject_role": "customer" if m.customer else (
+                "participant" if r.subject_ids else "mentioned"),
+            "match_reasons": m.reasons, "participants": r.people, "messages": messages}
 
 
 def _processing(v: VaultHandle, sources: list[str]) -> dict[str, Any]:

@@ -70,6 +70,18 @@ def refuse_if_held(v: VaultHandle, p: Plan, reason: str, erasure_id: str | None)
                           "('chatvault hold release NAME') or narrow the request")
 
 
+def check_reason(reason: str | None) -> None:
+    """A reason is required, and holds no identifier: the audit log keeps it for good."""
+    from vault import redaction
+
+    if reason is None or not reason.strip():
+        raise UsageError("--reason is required (it goes into the audit log)")
+    if any(s.kind in ("email", "phone") for s in redaction.find(reason, None)):
+        raise UsageError("--reason holds an e-mail address or phone number: the audit log "
+                         "keeps reasons for good and an erasure cannot take them out; "
+                         "write a case id or a description instead")
+
+
 def request(v: VaultHandle, subject: Subject, reason: str,
             case_id: str | None = None, requested_by: str | None = None) -> str:
     """Record an erasure request; returns its id (``E-<n>``).
@@ -77,8 +89,7 @@ def request(v: VaultHandle, subject: Subject, reason: str,
     ``requested_by`` names who asked when it is not the operator at the vault
     (a signed request from media: ``request:<fingerprint>``).
     """
-    if not reason.strip():
-        raise UsageError("--reason is required (it goes into the audit log)")
+    check_reason(reason)
     now, who = timestamps.now_utc(), requested_by or audit.operator()
     with store.transaction(v.conn):
         n = v.conn.execute("SELECT count(*) FROM erasures").fetchone()[0]
@@ -144,12 +155,12 @@ def execute(v: VaultHandle, erasure_id: str, subject: Subject, reason: str) -> d
     refuse_if_held(v, p, reason, erasure_id)
     counts = _apply(v, p, erasure_id, subject, reason)
     statehook.changed(v.home, "tombstones")
+    others = _others_containing(v, p)
     try:
-        counts["scrub"] = scrub(v.home, v.conn, p.needles)
+        counts["scrub"] = scrub(v.home, v.conn, p.needles, others)
     except ErasureIncomplete as exc:
         counts["scrub"] = {"found": exc.found}
-        raise _incomplete(v, erasure_id, counts, exc, scan_records(
-            v.conn, _text_pattern(p.needles))) from None
+        raise _incomplete(v, erasure_id, counts, exc, _holders(v.conn, p.needles)) from None
     with store.transaction(v.conn):
         v.conn.execute("UPDATE erasures SET status = 'done', done_at = ?, counts = ? "
                        "WHERE id = ?", (timestamps.now_utc(), canonical.dumps(counts).decode(),
@@ -162,35 +173,90 @@ def execute(v: VaultHandle, erasure_id: str, subject: Subject, reason: str) -> d
     return counts
 
 
-def _text_pattern(needles: set[bytes]) -> Any:
+def _text_pattern(needles: set[bytes]) -> re.Pattern[str] | None:
     found = needle_pattern(needles)
     return None if found is None else re.compile(found.pattern.decode("utf-8"), re.IGNORECASE)
 
 
+def _others_containing(v: VaultHandle, p: Plan) -> set[bytes]:
+    """Other people's addresses and numbers that contain one of the subject's as written.
+
+    ``ana@example.org`` is inside ``diana@example.org``: the byte scan's hits
+    inside those are no trace of the subject (:func:`byte_scan` takes them off).
+    """
+    from vault import redaction
+    from vault.erasureplan import _record
+
+    wanted = {val for _, val in p.pairs}
+    lowered = [n.lower() for n in p.needles]
+    out: set[bytes] = set()
+    regions: dict[int, str | None] = {}
+    for rowid, _, _ in scan_records(v.conn, _text_pattern(p.needles)):
+        conv, bundle = _record(v.conn, rowid)
+        region = tombstones.region_of_bundle(v.conn, v.home, bundle, v.region, regions)
+        for text, _ in redaction.strings(conv):
+            for span in redaction.find(text, region, loose=True):
+                written = text[span.start:span.end].encode("utf-8")
+                low = written.lower()
+                if span.value not in wanted and low not in lowered and any(
+                        n in low for n in lowered):
+                    out.add(written)
+    return out
+
+
+def _holders(conn: sqlite3.Connection, needles: set[bytes]) -> tuple[list[str], list[str]]:
+    """Where the subject is still written: conversations, and other tables' text columns."""
+    pattern = _text_pattern(needles)
+    if pattern is None:
+        return [], []
+    convs = [f"{src}/{cid}" for _, src, cid in scan_records(conn, pattern)]
+    derived = {"conversations", "messages", "participants", "identifiers", "mentions",
+               "attachment_refs"}
+    places = []
+    tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                         "AND name NOT LIKE 'sqlite%' AND name NOT LIKE "
+                                         "'messages_fts%' ORDER BY name")]
+    for table in tables:
+        if table in derived:
+            continue
+        for col in [r[1] for r in conn.execute(f"PRAGMA table_info('{table}')")
+                    if r[2].upper() in ("TEXT", "")]:
+            n = conn.execute(f'SELECT count(*) FROM "{table}" WHERE '
+                             f'chatvault_holds(CAST("{col}" AS TEXT))').fetchone()[0]
+            if n:
+                places.append(f"{table}.{col} ({n} row(s))")
+    return convs, places
+
+
 def _incomplete(v: VaultHandle, erasure_id: str, counts: dict[str, Any],
-                exc: "ErasureIncomplete", where: list[tuple[int, str, str]]
+                exc: "ErasureIncomplete", holders: tuple[list[str], list[str]]
                 ) -> "ErasureIncomplete":
     """Record the erasure as incomplete; the error to raise, saying what to do."""
-    names = [f"{src}/{cid}" for _, src, cid in where]
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    if names:
-        todo = (f"conversation(s) {shown} still hold it, inside other text (a longer "
-                "address or number that contains it?): review them, then run the same "
-                "'chatvault erase' again")
-    else:
-        todo = ("stop the daemon (it may hold the store open) and run the same "
-                "'chatvault erase' again")
-    note = f"incomplete: {exc.detail}; {todo}"
+    convs, places = holders
+    todo = []
+    if convs:
+        shown = ", ".join(convs[:5]) + (f" and {len(convs) - 5} more" if len(convs) > 5
+                                        else "")
+        todo.append(f"conversation(s) {shown} still hold it: review them, then run the "
+                    "same 'chatvault erase' again")
+    if places:
+        todo.append(f"it is written in {', '.join(places)}: text typed into a note or "
+                    "reason, which chatvault keeps as written (the audit log is a hash "
+                    "chain); tell your DPO")
+    if not todo:
+        todo.append("stop the daemon (it may hold the store open) and run the same "
+                    "'chatvault erase' again")
+    note = f"incomplete: {exc.detail}; {'; '.join(todo)}"
     with store.transaction(v.conn):
         v.conn.execute("UPDATE erasures SET status = 'incomplete', counts = ?, note = ? "
                        "WHERE id = ?", (canonical.dumps(counts).decode(), note, erasure_id))
         audit.append(v.conn, "erase.incomplete", target=f"erasure:{erasure_id}",
                      detail={"erasure": erasure_id, "traces": exc.found,
-                             "conversations": len(names)})
+                             "conversations": len(convs), "places": len(places)})
     out = ErasureIncomplete(f"erasure {erasure_id} is INCOMPLETE, not done: {exc.detail}; "
-                            f"{todo}. Until an erasure of this subject completes, do not "
-                            "hand on the store or its backups ('chatvault erase list' shows "
-                            "it)")
+                            f"{'; '.join(todo)}. Until an erasure of this subject completes, "
+                            "do not hand on the store or its backups ('chatvault erase list' "
+                            "shows it)")
     out.found = exc.found
     return out
 
@@ -278,9 +344,12 @@ class ErasureIncomplete(ChatvaultError):
     found: int | None = None
 
 
-def scrub(home: Path, conn: sqlite3.Connection,
-          needles: set[bytes] | None = None) -> dict[str, Any]:
+def scrub(home: Path, conn: sqlite3.Connection, needles: set[bytes] | None = None,
+          others: set[bytes] | None = None) -> dict[str, Any]:
     """Leave no deleted byte in ``store.db`` or its WAL; prove it for ``needles``.
+
+    ``others`` are other people's identifiers that contain a needle
+    (:func:`byte_scan`): a needle inside one of them is no trace.
 
     FTS5 keeps deleted terms in old segments until they are merged:
     'optimize' merges every segment into one, freeing (and, with
@@ -292,21 +361,21 @@ def scrub(home: Path, conn: sqlite3.Connection,
     conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('optimize')")
     _checkpoint(conn)
     paths = [Path(home) / store.FILE_NAME, Path(home) / (store.FILE_NAME + "-wal")]
-    needles = needles or set()
-    found = byte_scan(paths, needles)
+    needles, others = needles or set(), others or set()
+    found = byte_scan(paths, needles, others)
     vacuumed = False
     if found:
         conn.execute("VACUUM")
         _checkpoint(conn)
         vacuumed = True
-        found = byte_scan(paths, needles)
+        found = byte_scan(paths, needles, others)
     if found:
         exc = ErasureIncomplete(f"{found} trace(s) of the subject remain in the store's "
                                 "files after optimize, checkpoint and VACUUM")
         exc.found = found
         raise exc
     return {"fts_optimized": True, "wal_truncated": True, "vacuum": vacuumed,
-            "scanned_for": len(needles), "found": 0}
+            "scanned_for": len(needles), "found": 0, "others_containing": len(others)}
 
 
 def _checkpoint(conn: sqlite3.Connection, attempts: int = 3) -> None:
@@ -320,18 +389,35 @@ def _checkpoint(conn: sqlite3.Connection, attempts: int = 3) -> None:
                             "store open (stop the daemon and run the command again)")
 
 
-def byte_scan(paths: list[Path], needles: set[bytes]) -> int:
-    """How many of ``needles`` occur (any letter case) in the files at ``paths``."""
+def byte_scan(paths: list[Path], needles: set[bytes], others: set[bytes] | None = None
+              ) -> int:
+    """How many of ``needles`` occur (any letter case) in the files at ``paths``.
+
+    Occurrences inside ``others`` (longer identifiers of other people that
+    contain a needle) are taken off: each occurrence of one of them holds
+    as many needle hits as the needles found in it.
+    """
     pattern = needle_pattern(needles)
     if pattern is None:
         return 0
+    inside = {o: sum(1 for _ in pattern.finditer(o)) for o in others or ()}
+    outer = needle_pattern(inside)
     hits = 0
     for path in paths:
         if not path.is_file() or path.stat().st_size == 0:
             continue
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             hits += sum(1 for _ in pattern.finditer(mm))  # type: ignore[arg-type]
-    return hits
+            if outer is not None:
+                hits -= sum(inside[_key(m.group(0), inside)]
+                            for m in outer.finditer(mm))  # type: ignore[arg-type]
+    return max(hits, 0)
+
+
+def _key(found: bytes, inside: dict[bytes, int]) -> bytes:
+    """The entry of ``inside`` a (case-insensitive) match stands for."""
+    low = found.lower()
+    return next(k for k in inside if k.lower() == low)
 
 
 def listing(conn: sqlite3.Connection) -> list[dict[str, Any]]:

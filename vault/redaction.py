@@ -119,22 +119,20 @@ def find(text: str, region: str | None, *, loose: bool = False,
     if not may_hold(text):
         return []
     text = text[:identifiers.MAX_TEXT_CHARS]
-    found = identifiers.spans(text, region) if strict else []
-    out = list(found)
-    if loose:
-        out += _loose(text, region, found)
+    out = identifiers.spans(text, region) if strict else []
     if "%" in text or "&" in text:
-        taken = found + out
+        # Encoded forms before loose digit runs: "%2B44%207700..." is one number,
+        # not the digits "20900123".
         for variant in _variants(text):
             inner = identifiers.spans(variant, region)
             if loose:
                 inner += _loose(variant, region, inner)
             for s in inner:
                 for m in encoded_pattern(variant[s.start:s.end]).finditer(text):
-                    if not _overlaps(taken, m.start(), m.end()):
-                        hit = Span(m.start(), m.end(), s.kind, s.value)
-                        out.append(hit)
-                        taken.append(hit)
+                    if not _overlaps(out, m.start(), m.end()):
+                        out.append(Span(m.start(), m.end(), s.kind, s.value))
+    if loose:
+        out += _loose(text, region, out)
     return sorted(out, key=lambda s: s.start)
 
 

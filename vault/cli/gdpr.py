@@ -209,8 +209,8 @@ def erase_cmd(ctx: typer.Context,
         if not subject.exact():
             raise UsageError("nothing to erase by: give --email, --phone, --id, "
                              "--customer-id or --case (a name alone is never enough)")
-        if not reason and not dry_run:
-            raise UsageError("--reason is required (it goes into the audit log)")
+        if not dry_run:
+            erasure.check_reason(reason)
         p = erasure.plan(v, subject)
         _show_plan(p.as_dict(), as_json and dry_run)
         if dry_run:
