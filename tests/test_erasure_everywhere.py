@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import CASES, Pair
-from vault import canonical, erasure, ingest, sources, store
+from vault import canonical, ingest, sources, store, storescrub
 from vault.sources import ReadOptions
 from vault_kit import Chain, conv, outbox, stick
 
@@ -249,16 +249,17 @@ def test_a_second_run_finishes_an_incomplete_erasure(pair: Pair, tmp_path: Path,
     _seal_everything(pair, tmp_path / "stick")
     home = ("--home", str(pair.vault_path))
     # A trace the scrub cannot explain (a page that escaped zeroing) on the first run.
-    real = erasure.byte_scan
-    monkeypatch.setattr(erasure, "byte_scan", lambda *a, **k: real(*a, **k) + 1)
+    real = storescrub.byte_scan
+    monkeypatch.setattr(storescrub, "byte_scan", lambda *a, **k: real(*a, **k) + 1)
     first = cli("erase", "--email", ANA, "--reason", "Art. 17", "--yes", *home)
     assert first.code == 1 and "run the same 'chatvault erase' again" in first.err
-    monkeypatch.setattr(erasure, "byte_scan", real)
+    monkeypatch.setattr(storescrub, "byte_scan", real)
 
     second = erase(cli, pair, "--email", ANA)
 
     assert second["erasure_id"] == "E-0002"
-    items = {e["id"]: e for e in cli("erase", "list", "--json", *home).json()["erasures"]}  # type: ignore
+    listed = cli("erase", "list", "--json", *home).json()
+    items = {e["id"]: e for e in listed["erasures"]}  # type: ignore
     assert items["E-0001"]["status"] == "done"
     assert items["E-0001"]["note"] == "completed by E-0002"
     status = cli("vault", "status", "--json", *home).json()

@@ -86,7 +86,7 @@ def _pairs(subject: Subject) -> list[tuple[str, str]]:
                     if ("phone_unparsed", d) not in pairs]
 
 
-def _record(conn: sqlite3.Connection, conv: int) -> tuple[dict[str, Any], int]:
+def stored_record(conn: sqlite3.Connection, conv: int) -> tuple[dict[str, Any], int]:
     text, bundle = conn.execute("SELECT record, bundle FROM conversations WHERE id = ?",
                                 (conv,)).fetchone()
     return canonical.loads(text), bundle
@@ -148,8 +148,8 @@ def plan(v: VaultHandle, subject: Subject) -> Plan:
     if not extra.empty():
         found.update({m.conv: (m.source, m.conversation_id)
                       for m in subjects.find(v.conn, extra) if m.conv not in found})
-    for conv, source, cid in scan_records(v.conn, scan_pattern(subject)):
-        found.setdefault(conv, (source, cid))
+    for rowid, source, cid in scan_records(v.conn, scan_pattern(subject)):
+        found.setdefault(rowid, (source, cid))
 
     every = {(k, h) for k, h in v.conn.execute("SELECT kind, hash FROM tombstones")}
     every |= {(k, v.key.hash(tombstones.PURPOSE_TOMBSTONE, k, val)) for k, val in pairs}
@@ -158,7 +158,7 @@ def plan(v: VaultHandle, subject: Subject) -> Plan:
     out = Plan(pairs, [], {})
     originals: dict[int, dict[str, Any]] = {}
     for rowid, (source, cid) in sorted(found.items()):
-        conv, bundle_row = _record(v.conn, rowid)
+        conv, bundle_row = stored_record(v.conn, rowid)
         region = tombstones.region_of_bundle(v.conn, v.home, bundle_row, v.region, regions)
         f = filters.setdefault(region, tombstones.Filter(None, v.key, source, region,
                                                          hashes=every))
