@@ -225,11 +225,12 @@ def write_corpus(path: Path, target_bytes: int, seed: int = 1) -> CorpusInfo:
 
 def cached_corpus(folder: Path, size: str, seed: int = 1) -> CorpusInfo:
     """The corpus of a named size in ``folder``, generated once and reused."""
-    path = folder / f"corpus-{size}-s{seed}-v{VERSION}.jsonl"
+    path = (folder / f"corpus-{size}-s{seed}-v{VERSION}.jsonl").resolve()
     info_file = path.with_name(path.name + ".info.json")
     if path.is_file() and info_file.is_file():
         info = CorpusInfo(**json.loads(info_file.read_text()))
         if info.bytes == path.stat().st_size:
+            info.path = str(path)  # where it is now, whoever made it
             return info
     return write_corpus(path, SIZES[size], seed)
 

@@ -533,18 +533,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = args.runs or (5 if args.size in ("toy", "tiny", "small") else 3)
 
     started = time.time()
+    out = args.out.resolve()
     say(f"corpus: {args.size} ...")
-    corpus = bench_corpus.cached_corpus(args.out / "corpus", args.size, args.seed)
-    work = args.out / f"work-{args.size}"
+    corpus = bench_corpus.cached_corpus(out / "corpus", args.size, args.seed)
+    work = out / f"work-{args.size}"
     _fresh(work)
-    b = Bench(args.size, runs, args.out, work, groups, corpus, _chatvault_command(),
+    b = Bench(args.size, runs, out, work, groups, corpus, _chatvault_command(),
               _environment(), {t: shutil.which(t) for t in PEERS})
     b.profile = args.profile
     before = machine()
-    prepare(b)
-    measure(b)
+    try:
+        prepare(b)
+        measure(b)
+    except StepFailed as exc:
+        say(f"bench: a measured command failed, so no figure would mean anything: {exc}")
+        return 1
     result = bench_report.result(b, before, started)
-    target = args.json_out or args.out / f"results-{args.size}.json"
+    target = args.json_out or out / f"results-{args.size}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.write(bench_report.table(result))
