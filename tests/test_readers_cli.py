@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,56 @@ def test_bad_options_are_usage_errors(tmp_path: Path, option: list[str]) -> None
 def test_every_command_has_help(command: str) -> None:
     result = run_cli("sources", command, "--help")
     assert result.code == 0 and len(result.out) > 100
+
+
+# -- each problem is said once ----------------------------------------------------------------
+
+BAD_CHAT = ("stray first line\n25/03/2024, 10:01 - Ana: hello\n"
+            "99/99/2024, 10:02 - Ana: no such day\n")
+
+
+def _said_once(err: str, what: str) -> None:
+    assert err.count(what) == 1, err
+    assert "WARNING" not in err, err
+
+
+@pytest.mark.parametrize("command", ["convert", "preview"])
+def test_sources_commands_say_each_problem_once(tmp_path: Path, proc: Any,
+                                                command: str) -> None:
+    chat = tmp_path / "chat.txt"
+    chat.write_text(BAD_CHAT, encoding="utf-8")
+    args = ["-o", tmp_path / "out.jsonl"] if command == "convert" else []
+    result = proc("sources", command, chat, "-f", "whatsapp", *args)
+    assert result.code == 0, result.err
+    _said_once(result.err, "line 1: a line starting with a date and a time")
+    _said_once(result.err, "line 3: a valid date and time")
+
+
+def test_export_run_says_each_problem_once(tmp_path: Path, proc: Any) -> None:
+    import export_kit
+
+    site = export_kit.make_site(tmp_path, convs=[])
+    chat = tmp_path / "chat.txt"
+    chat.write_text(BAD_CHAT, encoding="utf-8")
+    export_kit.add_source(site, "wa", chat, "whatsapp")
+    for args in ([], ["--json"]):
+        result = proc("export", "run", *site.args(*args))
+        assert result.code == 3
+        _said_once(result.err, "line 1: a line starting with a date and a time")
+        _said_once(result.err, "line 3: a valid date and time")
+
+
+def test_export_run_says_how_many_problems_it_did_not_list(tmp_path: Path, proc: Any) -> None:
+    import export_kit
+
+    site = export_kit.make_site(tmp_path, convs=[])
+    chat = tmp_path / "chat.txt"
+    bad = "".join(f"99/99/2024, 10:{i:02d} - Ana: no such day\n" for i in range(25))
+    chat.write_text("25/03/2024, 10:01 - Ana: hello\n" + bad, encoding="utf-8")
+    export_kit.add_source(site, "wa", chat, "whatsapp")
+    result = proc("export", "run", *site.args())
+    assert result.code == 3
+    assert result.err.count("a valid date and time") == 20
+    assert "... and 5 more problem(s) (CHATVAULT_LOG=DEBUG lists every one)" in result.err
+    debug = proc("export", "run", *site.args(), env={"CHATVAULT_LOG": "DEBUG"})
+    assert debug.err.count("DEBUG vault.sources:") == 25

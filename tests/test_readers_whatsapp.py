@@ -180,6 +180,65 @@ def test_timezone_offset_kept(tmp_path: Path) -> None:
     assert winter["at"] == "2024-01-25T10:01:00Z" and "at_offset" not in winter
 
 
+# -- system lines with ": " in them ------------------------------------------------------
+
+ANDROID_GROUP = """\
+01/03/2024, 09:00 - Ana Example created group "Support: refunds"
+01/03/2024, 09:01 - Ana Example added Ben Sample
+01/03/2024, 09:02 - Ana Example: hello: is anyone there?
+01/03/2024, 09:03 - You changed the subject from "Support: refunds" to "Help: all"
+01/03/2024, 09:04 - Ben Sample changed the group description
+01/03/2024, 09:05 - Ben Sample: yes: how can I help
+01/03/2024, 09:06 - Ana Example hat die Gruppe \u201eTeam: Nord\u201c erstellt
+01/03/2024, 09:07 - Lucía creó el grupo «Ventas: Norte»
+01/03/2024, 09:08 - Ana Example changed the group name to \u201cTrip: Paris\u201d
+"""
+
+
+def test_system_lines_with_a_colon_are_not_messages(tmp_path: Path) -> None:
+    convs, opts = read_all(write(tmp_path, ANDROID_GROUP), "whatsapp")
+    assert opts.problems == []
+    assert names(convs) == ["Ana Example", "Ben Sample"]
+    assert texts(convs) == ["hello: is anyone there?", "yes: how can I help"]
+    assert [e["text"] for e in events(convs)] == [
+        'Ana Example created group "Support: refunds"',
+        "Ana Example added Ben Sample",
+        'You changed the subject from "Support: refunds" to "Help: all"',
+        "Ben Sample changed the group description",
+        "Ana Example hat die Gruppe \u201eTeam: Nord\u201c erstellt",
+        "Lucía creó el grupo «Ventas: Norte»",
+        "Ana Example changed the group name to \u201cTrip: Paris\u201d"]
+    assert all(e["from"] is None for e in events(convs))
+
+
+def test_unclosed_quote_in_a_notice_of_unknown_wording(tmp_path: Path) -> None:
+    chat = ('01/03/2024, 09:00 - Ana set the group topic to "Refunds: March"\n'
+            "01/03/2024, 09:01 - Ana: hi\n")
+    convs, _ = read_all(write(tmp_path, chat), "whatsapp")
+    assert names(convs) == ["Ana"] and len(events(convs)) == 1
+
+
+def test_a_person_whose_name_has_a_quote_still_writes(tmp_path: Path) -> None:
+    chat = ('01/03/2024, 09:00 - Robert "Bob: hi\n'
+            '01/03/2024, 09:01 - Robert "Bob: it is me: again\n'
+            "01/03/2024, 09:02 - Ana \u201eAni\u201c Example: hello\n")
+    convs, _ = read_all(write(tmp_path, chat), "whatsapp")
+    assert names(convs) == ['Robert "Bob', "Ana \u201eAni\u201c Example"]
+    assert texts(convs) == ["hi", "it is me: again", "hello"] and events(convs) == []
+
+
+def test_ios_group_whose_name_holds_a_colon(tmp_path: Path) -> None:
+    chat = ("[01/03/2024, 09:00:00] Trip: Paris: \u200eMessages and calls are "
+            "end-to-end encrypted.\n"
+            "[01/03/2024, 09:00:05] Trip: Paris: \u200eAna added Ben\n"
+            "[01/03/2024, 09:01:00] Ana: hello\n"
+            "\u200e[01/03/2024, 09:02:00] Ben: \u200eimage omitted\n")
+    convs, _ = read_all(write(tmp_path, chat), "whatsapp")
+    assert names(convs) == ["Ana", "Ben"]
+    assert len(events(convs)) == 2 and convs[0]["title"] == "Trip: Paris"
+    assert len(messages(convs)) == 2
+
+
 # -- property: any chat in any style reads back --------------------------------------
 
 SPACES = [" ", "\u202f", "\u00a0"]

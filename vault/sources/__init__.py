@@ -124,7 +124,9 @@ def describe() -> list[tuple[str, str, bool]]:
 def export_files(path: Path, fmt: str, options: ReadOptions | None = None) -> list[Path]:
     """The files of ``path`` for ``fmt``: the file itself, or what a folder holds.
 
-    A folder is walked in sorted order, symlinks not followed. A file the
+    A folder is walked in sorted order, symlinks not followed, hidden files
+    and folders (``.name``: macOS's ``._*`` twins on exFAT sticks, temporary
+    files, ``.git``) passed over. A file the
     reader does not take but that looks like its data is reported through
     ``options`` (when given) with the reader's reason. A folder holding
     files of which none is taken raises UnreadableExport naming the rule and
@@ -143,6 +145,9 @@ def export_files(path: Path, fmt: str, options: ReadOptions | None = None) -> li
     seen: list[str] = []
     near_miss = getattr(mod, "near_miss", None)
     for item in sorted(path.rglob("*")):
+        rel = item.relative_to(path)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
         if item.is_symlink() or any(root in item.parents for root in taken):
             continue
         if item.is_dir():
@@ -151,7 +156,7 @@ def export_files(path: Path, fmt: str, options: ReadOptions | None = None) -> li
             continue
         if not item.is_file():
             continue
-        seen.append(item.relative_to(path).as_posix())
+        seen.append(rel.as_posix())
         if mod.wants(item):
             taken.append(item)
             continue
@@ -190,6 +195,8 @@ def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]
                 raise UnreadableExport(f"larger than {MAX_EXPORT_FILE_BYTES} bytes", path=item)
             for n, conv in enumerate(mod.read(item, options), 1):
                 read_any += 1
+                if isinstance(conv, dict) and not conv.get("source"):
+                    conv["source"] = options.source  # before measuring: it is in the record
                 for part in limits.fit(conv, item, options, split=split, measure=measure):
                     checked = _validated(part, item, n, options)
                     if checked is not None:
@@ -205,8 +212,6 @@ def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]
 
 
 def _validated(conv: Any, item: Path, n: int, options: ReadOptions) -> dict[str, Any] | None:
-    if isinstance(conv, dict) and not conv.get("source"):
-        conv["source"] = options.source
     try:
         records.validate(conv, f"{item}: conversation {n}")
     except InvalidRecord as exc:

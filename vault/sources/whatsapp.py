@@ -21,6 +21,17 @@ source's ``timezone`` (``options.timezone``) and the offset is kept in
 itself writes (iOS: the author of the first, U+200E-marked encryption
 notice, i.e. the group or contact name, writing a U+200E-marked line) are
 system events (``from: null``); the group name is never a participant.
+
+System lines with ": " in them. Android writes notices without an author
+(``Ana created group "Trip: Paris"``), so the ": " inside a quoted group
+name or subject looks like the end of an author's name. The part before
+it is not taken as an author when it holds a phrase only the chat writes
+("created group", "changed the subject", "changed the group
+description"..., in English, Spanish, German, French and Portuguese) or
+when it leaves a quotation open (``"``, ``“``, ``„``, ``«``...) and no
+other line is written under that name; such a line is a system event
+with its whole text. An iOS chat or group name that itself holds ": " is
+recognised from its notices, where the text after it starts with U+200E.
 ``<Media omitted>``, ``image omitted``, ``<attached: file>`` and
 ``file (file attached)`` become attachments (``omitted: true`` unless the
 file is in the same folder or zip, then hashed); the message text is then
@@ -38,14 +49,17 @@ truncation of old messages.
 
 Cannot map: who is the business side (every person is ``customer``),
 delivery state and reply-to (the text export does not carry them), edit
-and deletion times, and a system line whose text itself contains ": "
-(read as a message from the words before it).
+and deletion times. Known limit: a notice in a language or wording not
+listed above, whose ": " is not inside quotation marks, is still read as a
+message from the words before it; and a person who writes one single
+message under a name with an unclosed quotation mark is read as a notice.
 """
 
 from __future__ import annotations
 
 import re
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -70,6 +84,18 @@ _HEADER = re.compile(
     r"(?:\s*(?P<ampm>[AaPp]\.?\s*[Mm]\.?))?"
     r"(?(open)\]\s|\s+[-\u2013]\s)(?P<rest>.*)$", re.DOTALL)
 _AUTHOR = re.compile(r"^(?P<name>[^:\n]{1,200}?): (?P<text>.*)$", re.DOTALL)
+# iOS: the chat's own notices, "<chat name>: \u200e<text>"; the name may hold ": "
+_NOTICE = re.compile(r"^(?P<name>[^\n]{1,200}?): (?=[\u200e\u200f])")
+# what only the chat writes, found before a ": " that belongs to a quoted name or subject
+_SYSTEM_PHRASE = re.compile(
+    r"\b(?:created (?:the |this )?group|changed (?:the subject|the group name|this group's"
+    r"|the group's|the group description|the group settings)"
+    r"|creó el grupo|cambió (?:el asunto|el nombre del grupo|la descripción)"
+    r"|hat (?:die Gruppe|den Betreff|den Gruppennamen|die Gruppenbeschreibung)"
+    r"|a créé le groupe|a (?:modifié|changé) (?:le sujet|le nom du groupe|la description)"
+    r"|criou o grupo|mudou (?:o assunto|o nome do grupo|a descrição))", re.IGNORECASE)
+_CLOSERS = {"\u201e": "\u201c\u201d", "\u201c": "\u201d", "\u00ab": "\u00bb",
+            "\u2018": "\u2019", "\u300c": "\u300d"}
 _MEDIA = re.compile(
     r"^(?:<Media omitted>|<Médias omis>|<Medien ausgeschlossen>|<Multimedia omitido>"
     r"|(?:image|video|audio|sticker|GIF|document|Contact card) omitted"
@@ -180,10 +206,46 @@ def _moment(entry: _Entry, order: str) -> datetime | None:
 
 def _chat_name(entries: list[_Entry]) -> str | None:
     """The group or contact name the chat writes its own notices under (iOS)."""
-    first = _AUTHOR.match(entries[0].rest)
-    if first and first["text"].startswith(("\u200e", "\u200f")):
-        return _clean_name(first["name"])
-    return None
+    first = _NOTICE.match(entries[0].rest)
+    return _clean_name(first["name"]) if first else None
+
+
+def _open_quote(name: str) -> bool:
+    """Whether ``name`` leaves a quotation open (so its ": " was inside quotes)."""
+    stack: list[str] = []
+    straight = False
+    for ch in name:
+        if ch == '"':
+            straight = not straight
+        elif stack and ch in _CLOSERS[stack[-1]]:
+            stack.pop()
+        elif ch in _CLOSERS:
+            stack.append(ch)
+    return straight or bool(stack)
+
+
+def _not_authors(entries: list[_Entry]) -> set[str]:
+    """Words before a ": " that are the start of a system line, not a person's name."""
+    counts: Counter[str] = Counter()
+    for entry in entries:
+        match = _AUTHOR.match(entry.rest)
+        if match:
+            counts[_clean_name(match["name"])] += 1
+    return {name for name, n in counts.items()
+            if _SYSTEM_PHRASE.search(name) or (n == 1 and _open_quote(name))}
+
+
+def _author(body: str, chat_name: str | None, not_authors: set[str]) -> tuple[str, str]:
+    """(author, text) of a line; ("", body) when the line has no author."""
+    if chat_name:
+        notice = _NOTICE.match(body)
+        if notice and _clean_name(notice["name"]) == chat_name:
+            return chat_name, body[notice.end():]
+    author = _AUTHOR.match(body)
+    if author is None:
+        return "", body
+    name = _clean_name(author["name"])
+    return ("", body) if name in not_authors else (name, author["text"])
 
 
 def _label(path: Path) -> str:
@@ -264,8 +326,9 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     people: dict[str, dict[str, Any]] = {}
     messages: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
+    not_authors = _not_authors(entries)
     for entry in entries:
-        msg = _message(entry, order, chat_name, find, options, path)
+        msg = _message(entry, order, (chat_name, not_authors), find, options, path)
         if msg is None:
             continue
         seen[msg["id"]] = count = seen.get(msg["id"], 0) + 1
@@ -285,7 +348,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
                                extra={"date_order": order, "file": path.name})
 
 
-def _message(entry: _Entry, order: str, chat_name: str | None, find: Finder,
+def _message(entry: _Entry, order: str, chat: tuple[str | None, set[str]], find: Finder,
              options: ReadOptions, path: Path) -> dict[str, Any] | None:
     moment = _moment(entry, order)
     if moment is None:
@@ -299,9 +362,8 @@ def _message(entry: _Entry, order: str, chat_name: str | None, find: Finder,
     at, offset = timestamps.from_local(moment, options.timezone)
     local = moment.isoformat()
 
-    author = _AUTHOR.match(body)
-    name = _clean_name(author["name"]) if author else ""
-    text = author["text"] if author else body
+    chat_name = chat[0]
+    name, text = _author(body, *chat)
     media = _MEDIA.match(text.lstrip(MARKS))
     notice = name == chat_name and text.startswith(("\u200e", "\u200f"))
     if not name or (notice and not media):
