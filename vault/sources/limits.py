@@ -132,6 +132,7 @@ def months(conv: dict[str, Any]) -> Iterator[dict[str, Any]]:
         part["started_at"] = min(m["at"] for m in messages)
         part["participants"] = [p for p in people if p.get("id") in wrote or p.get("id") in silent]
         part["messages"] = messages
-        extra = part.get("extra") if isinstance(part.get("extra"), dict) else {}
-        part["extra"] = {**extra, "part": {"of": cid, "month": month}}
+        extra = part.get("extra")
+        part["extra"] = {**(extra if isinstance(extra, dict) else {}),
+                         "part": {"of": cid, "month": month}}
         yield part
