@@ -320,3 +320,22 @@ def test_zip_with_more_members_than_read_says_so(tmp_path: Path,
     assert len(convs) == 1
     [problem] = opts.problems
     assert problem.refused and "2 of 4 were left out" in problem.expected
+
+
+def test_export_run_seals_the_parts_and_refuses_out_loud(tmp_path: Path) -> None:
+    import export_kit
+    from vault import exporter
+
+    site = export_kit.make_site(tmp_path, convs=[])
+    (tmp_path / "tg").mkdir()
+    (tmp_path / "fd").mkdir()
+    export_kit.add_source(site, "tg", telegram(tmp_path / "tg"), "telegram")
+    export_kit.add_source(site, "fd", _freshdesk(tmp_path / "fd", 9), "freshdesk")
+
+    report = exporter.run(site.exporter.path, media=site.stick)
+    by_name = {s.name: s for s in report.sources}
+    assert by_name["tg"].exit_code == 0 and by_name["tg"].messages == 12
+    assert by_name["fd"].exit_code == 3 and by_name["fd"].conversations == 1
+    assert any("ticket-1" in e and "9 messages" in e for e in by_name["fd"].errors)
+    held = export_kit.vault_view(site)
+    assert sorted(held) == ["42#2024-01", "42#2024-02", "42#2024-03", "ticket-2"]
