@@ -8,7 +8,9 @@ share one matcher and one walk:
 
 * :func:`find` says where identifiers are written in one string:
 
-  - :func:`vault.identifiers.spans`, the matcher ingest and search use;
+  - :func:`vault.identifiers.spans`, the matcher ingest and search use
+    (an address glued to a URL's query, ``?u=ana@example.org``, is taken
+    apart from it);
   - with ``loose``: runs of 8 to 15 digits the strict matcher leaves out
     (glued to letters, ``ref07700900123``), as a phone number when one
     parses with the region, else as the digits;
@@ -44,6 +46,9 @@ _DIGIT_RUN = re.compile(r"(?<![\d+])\+?\d(?:[\s().\-/]{0,3}\d){7,14}(?!\d)")
 #: canonical timestamps and content hashes never hold an identifier: skipped fast
 _INERT = re.compile(r"^(?:\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d)|[0-9a-f]{64})$")
 _MAX_VARIANTS = 6
+_DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
+#: characters an address in a URL is glued to (``?u=ana@example.org``)
+_URL_GLUE = re.compile(r".*[/?=&#:]")
 
 Rewriter = Callable[[str, tuple[Any, ...]], str]
 
@@ -62,7 +67,7 @@ def _overlaps(spans: list[Span], start: int, end: int) -> bool:
 def _loose(text: str, region: str | None, taken: list[Span]) -> list[Span]:
     out = []
     for m in _DIGIT_RUN.finditer(text):
-        if _overlaps(taken, m.start(), m.end()):
+        if _overlaps(taken, m.start(), m.end()) or _DATE.match(m.group(0)):
             continue
         e164 = identifiers.normalise_phone(m.group(0), region)
         digits = re.sub(r"\D", "", m.group(0))
@@ -108,6 +113,28 @@ def _variants(text: str) -> Iterator[str]:
         frontier = nxt
 
 
+def _strict(text: str, region: str | None) -> list[Span]:
+    """:func:`vault.identifiers.spans`, with addresses unglued from URLs.
+
+    The address pattern allows ``/ ? = &`` in the local part, so in
+    ``https://x.example/?u=ana@example.org`` it takes everything from ``//``.
+    A local part holding ``/`` or ``?`` is a URL's: where what follows the
+    last of ``/ ? = & # :`` is an address of its own, that is the address.
+    """
+    out = []
+    for s in identifiers.spans(text, region):
+        if s.kind == "email":
+            written = text[s.start:s.end]
+            local = written.split("@", 1)[0]
+            glue = _URL_GLUE.match(local) if "/" in local or "?" in local else None
+            if glue:
+                value = identifiers.normalise_email(written[glue.end():])
+                if value:
+                    s = Span(s.start + glue.end(), s.end, "email", value)
+        out.append(s)
+    return out
+
+
 def find(text: str, region: str | None, *, loose: bool = False,
          strict: bool = True) -> list[Span]:
     """Where identifiers are written in ``text`` (see the module docstring), in order.
@@ -119,12 +146,12 @@ def find(text: str, region: str | None, *, loose: bool = False,
     if not may_hold(text):
         return []
     text = text[:identifiers.MAX_TEXT_CHARS]
-    out = identifiers.spans(text, region) if strict else []
+    out = _strict(text, region) if strict else []
     if "%" in text or "&" in text:
         # Encoded forms before loose digit runs: "%2B44%207700..." is one number,
         # not the digits "20900123".
         for variant in _variants(text):
-            inner = identifiers.spans(variant, region)
+            inner = _strict(variant, region)
             if loose:
                 inner += _loose(variant, region, inner)
             for s in inner:
