@@ -10,6 +10,7 @@ media finishes the job.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -220,5 +221,97 @@ def test_exfat_stick_round_trip(tmp_path: Path, cli) -> None:
             assert bundle_files(site.stick_outbox) == []
             assert list((stick / "chatvault" / "receipts").iterdir()) == []
             assert bundle_files(site.outbox) == []
+        finally:
+            unmount(stick)
+
+
+def _need_exfat() -> None:
+    need_root()
+    if shutil.which("mount.exfat-fuse") is None or shutil.which("mkfs.exfat") is None:
+        if os.environ.get("CHATVAULT_REQUIRE_MEDIA_TESTS") == "1":
+            pytest.fail("exFAT tools missing")
+        pytest.skip("exFAT tools missing")
+
+
+def _carry(dev: Path, stick: Path) -> None:
+    """Unplug and plug in again: what reaches the other machine is on the device."""
+    subprocess.run(["sync"], check=True)
+    unmount(stick)
+    mount(dev, stick, "exfat")
+
+
+def _flip_middle_byte(path: Path) -> str:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x20
+    path.write_bytes(bytes(data))
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+def test_exfat_stray_damaged_copy_is_removed_and_nothing_is_lost(tmp_path: Path,
+                                                                 cli) -> None:
+    """A leftover damaged copy on an old exFAT stick, after every vault acknowledged it."""
+    from vault import ingest
+
+    _need_exfat()
+    site = make_site(tmp_path)
+    assert cli("export", "run", *site.args()).code == 0
+    name = "web-00000001.cvb"
+    good = (site.stick_outbox / name).read_bytes()
+    ingest.ingest_media(site.vaults[0].path, site.stick)
+    assert _run(cli, site)[1]["receipts"]["completed"] == [name]
+    old = tmp_path / "old-stick"
+    with loop_image(tmp_path / "old.img", "exfat", 16) as dev:
+        mount(dev, old, "exfat")
+        try:
+            copy = old / "chatvault" / "outbox" / name
+            copy.parent.mkdir(parents=True)
+            copy.write_bytes(good)
+            _flip_middle_byte(copy)
+            _carry(dev, old)
+            [out] = ingest.ingest_media(site.vaults[0].path, old)
+            assert out.status == "quarantined"
+            _carry(dev, old)
+
+            res = cli("export", "run", "--home", site.exporter.path, "--media", old, "--json")
+
+            assert res.code == 0, res.err
+            assert res.json()["receipts"]["damaged_removed"] == [name]
+            _carry(dev, old)
+            assert bundle_files(old / "chatvault" / "outbox") == []
+            assert list((old / "chatvault" / "receipts").iterdir()) == []
+        finally:
+            unmount(old)
+    status = cli("export", "status", "--home", site.exporter.path, "--json")
+    assert status.code == 0 and status.json()["strays"][0]["removed_from_media_at"]
+
+
+def test_exfat_damaged_copy_replaced_by_the_next_run(tmp_path: Path, cli) -> None:
+    from vault import ingest
+
+    _need_exfat()
+    stick = tmp_path / "stick"
+    with loop_image(tmp_path / "stick.img", "exfat", 16) as dev:
+        mount(dev, stick, "exfat")
+        try:
+            site = make_site(tmp_path, stick=stick)
+            assert _run(cli, site)[0] == 0
+            name = "web-00000001.cvb"
+            _flip_middle_byte(site.stick_outbox / name)
+            _carry(dev, stick)
+            [out] = ingest.ingest_media(site.vaults[0].path, stick)
+            assert out.status == "quarantined"
+            _carry(dev, stick)
+
+            code, report, _ = _run(cli, site)
+
+            assert code == 3 and report["receipts"]["damaged_removed"] == [name]
+            assert [w["file"] for w in report["media"]["written"]] == [name]
+            _carry(dev, stick)
+            check_consistent(site, settled=True)
+            [out] = ingest.ingest_media(site.vaults[0].path, stick)
+            assert out.status == "ingested"
+            _carry(dev, stick)
+            code, report, _ = _run(cli, site)
+            assert code == 0 and report["receipts"]["completed"] == [name]
         finally:
             unmount(stick)

@@ -284,3 +284,33 @@ def test_quarantine_of_our_own_bytes_is_not_removed_from_the_stick(tmp_path: Pat
     assert code == 3 and report["receipts"]["damaged_removed"] == []
     assert bundle_files(site.stick_outbox) == [NAME]
     assert report["media"]["written"] == []
+
+
+def test_a_state_from_before_quarantine_tracking_is_migrated(tmp_path: Path, cli) -> None:
+    """A state written by the previous release (schema step 1) opens and keeps its data."""
+    import sqlite3
+
+    from vault import exportstate
+
+    site = make_site(tmp_path)
+    folder = site.exporter.path / "state"
+    folder.mkdir(exist_ok=True)
+    db = sqlite3.connect(folder / exportstate.FILE_NAME)
+    db.executescript(exportstate._MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    db.execute("INSERT INTO bundles VALUES ('old', 1, 'old-00000001.cvb', ?, 10, 10, 1, 1, "
+               "'[]', '2024-01-01T00:00:00Z', NULL, '2024-01-02T00:00:00Z', NULL)", ("ab" * 32,))
+    db.execute("INSERT INTO acks VALUES (?, 'V', 'quarantined', 'damaged', "
+               "'2024-01-03T00:00:00Z', '2024-01-03T00:00:00Z')", ("ab" * 32,))
+    db.commit()
+    db.close()
+
+    with site.state() as state:
+        [row] = state.bundles()
+        assert row.acknowledged_at and row.abandoned_at is None
+        [ack] = state.acks()
+        assert ack.status == "quarantined" and ack.copy_sha256 is None
+        assert state.db.execute("PRAGMA user_version").fetchone()[0] == len(
+            exportstate._MIGRATIONS)
+    # a quarantine report on a bundle every vault acknowledged is not an open problem
+    code, status = _status(cli, site)
+    assert status["quarantined"] == [] and status["resolved"][0]["file"] == "old-00000001.cvb"

@@ -134,7 +134,7 @@ class Report:
         if self.resolution is not None or self.bundle.abandoned_at:
             return False
         if self.kind == "stray":
-            return self.removed_at is None
+            return self.damaged_copy and self.removed_at is None
         return not self.bundle.acknowledged_at
 
     def describe(self) -> dict[str, Any]:

@@ -336,6 +336,7 @@ def run(home_path: Path, *, media: Path | None = None, passphrase_file: Path | N
         ctx = Context(cfg, state, identity, outbox, fault, progress)
         for src in cfg.sources:
             report.sources.append(export_source(ctx, src))
+        write_register(home.path, state)  # before any new bundle can reach a stick
         names = [s.name for s in cfg.sources]
         report.media = exportmedia.deliver(state, outbox, media_path, names, fault=fault,
                                            progress=progress)
