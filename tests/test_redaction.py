@@ -40,10 +40,11 @@ def test_a_number_is_found_in_each_form(text: str, written: str) -> None:
 def test_digits_glued_to_letters_only_with_loose() -> None:
     text = "ref07700900123x"
     assert _found(text) == []
-    assert _found(text, loose=True) == [("phone", E164, "07700900123")]
-    # without a region the digits are kept as they are, never guessed
-    assert [(s.kind, s.value) for s in redaction.find(text, None, loose=True)] == [
-        ("phone_unparsed", "07700900123")]
+    # the digits as written (never parsed): a number is tombstoned under each of
+    # its digit forms too
+    assert _found(text, loose=True) == [("phone_unparsed", "07700900123", "07700900123")]
+    assert _found("x004477009001239", loose=True) == [
+        ("phone_unparsed", "4477009001239", "004477009001239")]
 
 
 def test_timestamps_and_hashes_are_skipped_and_nothing_is_invented() -> None:
@@ -86,3 +87,15 @@ def test_an_address_in_a_url_query_is_taken_apart_from_it() -> None:
     # without a URL around it, an address with = in it is left whole
     assert _found("SRS0=ab=cd@example.org") == [
         ("email", "srs0=ab=cd@example.org", "SRS0=ab=cd@example.org")]
+
+
+def test_candidates_are_cheap_over_inclusive_and_stop_at_nul() -> None:
+    found = set(redaction.candidates("chat:ana@example.org\x00c1\x00+44 (0) 7700 900123"
+                                     "\x0045"))
+    assert ("email", "ana@example.org") in found
+    # the national digits hide inside the international form with its (0)
+    assert ("phone_unparsed", "07700900123") in found
+    assert ("phone_unparsed", "0770090012345") not in found  # no run crosses a NUL
+    assert set(redaction.candidates("?u=ana%40example.org")) >= {("email",
+                                                                  "ana@example.org")}
+    assert list(redaction.candidates("no identifier here, order 12345")) == []

@@ -12,8 +12,7 @@ share one matcher and one walk:
     (an address glued to a URL's query, ``?u=ana@example.org``, is taken
     apart from it);
   - with ``loose``: runs of 8 to 15 digits the strict matcher leaves out
-    (glued to letters, ``ref07700900123``), as a phone number when one
-    parses with the region, else as the digits;
+    (glued to letters, ``ref07700900123``), as their digits, never parsed;
   - forms encoded in URLs or HTML (``ana%40example.org``, ``&#64;``,
     ``&commat;``, ``%2B44%207700...``): the string is decoded (twice at
     most) and matched, and each match is found back in the string as
@@ -47,6 +46,13 @@ _DIGIT_RUN = re.compile(r"(?<![\d+])\+?\d(?:[\s().\-/]{0,3}\d){7,14}(?!\d)")
 _INERT = re.compile(r"^(?:\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d)|[0-9a-f]{64})$")
 _MAX_VARIANTS = 6
 _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
+#: the cheap pass: digits and separators in a row (a character class: no backtracking),
+#: cut where more than three separators stand together
+_RUNISH = re.compile(r"[\d(][\d\s().\-/]{6,}")
+_WIDE_GAP = re.compile(r"[\s().\-/]{4,}")
+_NON_DIGIT = re.compile(r"\D")
+#: an e-mail-like token, cut at URL and markup delimiters (the cheap pass)
+_EMAILISH = re.compile(r"[^\s\x00@<>()\[\]{},;:\"'/?=&#\\]+@[^\s\x00@<>()\[\]{},;:\"'/?=&#\\]+")
 #: characters an address in a URL is glued to (``?u=ana@example.org``)
 _URL_GLUE = re.compile(r".*[/?=&#:]")
 
@@ -64,15 +70,21 @@ def _overlaps(spans: list[Span], start: int, end: int) -> bool:
     return any(s.start < end and start < s.end for s in spans)
 
 
-def _loose(text: str, region: str | None, taken: list[Span]) -> list[Span]:
+def _loose(text: str, taken: list[Span]) -> list[Span]:
+    """Digit runs as ``phone_unparsed`` digits (an international ``00`` taken off).
+
+    Never parsed (that is what makes the pass cheap): a number erased is
+    tombstoned under each of its digit forms too
+    (:func:`vault.tombstones.phone_digit_forms`), which these are compared with.
+    """
     out = []
     for m in _DIGIT_RUN.finditer(text):
         if _overlaps(taken, m.start(), m.end()) or _DATE.match(m.group(0)):
             continue
-        e164 = identifiers.normalise_phone(m.group(0), region)
         digits = re.sub(r"\D", "", m.group(0))
-        out.append(Span(m.start(), m.end(), "phone", e164) if e164 else
-                   Span(m.start(), m.end(), "phone_unparsed", digits))
+        if digits.startswith("00"):
+            digits = digits[2:]
+        out.append(Span(m.start(), m.end(), "phone_unparsed", digits))
     return out
 
 
@@ -153,14 +165,44 @@ def find(text: str, region: str | None, *, loose: bool = False,
         for variant in _variants(text):
             inner = _strict(variant, region)
             if loose:
-                inner += _loose(variant, region, inner)
+                inner += _loose(variant, inner)
             for s in inner:
                 for m in encoded_pattern(variant[s.start:s.end]).finditer(text):
                     if not _overlaps(out, m.start(), m.end()):
                         out.append(Span(m.start(), m.end(), s.kind, s.value))
     if loose:
-        out += _loose(text, region, out)
+        out += _loose(text, out)
     return sorted(out, key=lambda s: s.start)
+
+
+def candidates(text: str) -> Iterator[tuple[str, str]]:
+    """Cheap, over-inclusive: (kind, value) pairs an identifier in ``text`` may hash as.
+
+    Regular expressions only, no phone parsing: e-mail-like tokens cut at
+    URL and markup delimiters (normalised), and each digit run's digits with
+    every suffix of 7 digits or more (``+44 (0) 7700 900123`` holds the
+    national ``07700900123``). For a quick "could this record hold an
+    erased identifier?" before :func:`find` does it properly.
+    """
+    if not may_hold(text):
+        return
+    forms = [text]
+    if "%" in text or "&" in text:
+        forms += list(_variants(text))
+    for t in forms:
+        if "@" in t:
+            for m in _EMAILISH.finditer(t):
+                value = identifiers.normalise_email(m.group(0))
+                if value:
+                    yield "email", value
+        if PHONE_HINT.search(t):
+            for m in _RUNISH.finditer(t):
+                for piece in _WIDE_GAP.split(m.group(0)):
+                    digits = _NON_DIGIT.sub("", piece)
+                    if digits.startswith("00"):
+                        digits = digits[2:]
+                    for i in range(len(digits) - 6):
+                        yield "phone_unparsed", digits[i:]
 
 
 def replace(text: str, spans: list[Span], mark: Callable[[Span], str]) -> str:
@@ -201,6 +243,20 @@ def rewrite(value: Any, fn: Rewriter, path: tuple[Any, ...] = ()) -> Any:
             out[key] = new
         return out if changed else value
     return value
+
+
+def texts(value: Any) -> Iterator[str]:
+    """Every string in ``value`` (object keys too), without paths: the fast walk."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from texts(v)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str):
+                yield k
+            yield from texts(v)
 
 
 def strings(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[str, tuple[Any, ...]]]:

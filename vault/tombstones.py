@@ -84,9 +84,14 @@ class IdentifierKey:
         if len(secret) != 32:
             raise ValueError("an identifier key is 32 bytes")
         self._secret = secret
+        self._purposes: dict[str, bytes] = {}
 
     def _derived(self, purpose: str) -> bytes:
-        return hmac.new(self._secret, purpose.encode("ascii"), hashlib.sha256).digest()
+        key = self._purposes.get(purpose)
+        if key is None:
+            key = hmac.new(self._secret, purpose.encode("ascii"), hashlib.sha256).digest()
+            self._purposes[purpose] = key
+        return key
 
     def hash(self, purpose: str, kind: str, value: str) -> str:
         message = kind.encode("utf-8") + b"\x00" + value.encode("utf-8", "surrogatepass")
@@ -198,7 +203,14 @@ def add(conn: sqlite3.Connection, key: IdentifierKey, kind: str, value: str,
 #: where a string is an id other fields refer to: replaced by a pseudonym, never a mark
 _ID_PATHS = {("participants", "id"), ("messages", "id"), ("messages", "from"),
              ("messages", "reply_to")}
-_TEXT_PATHS = {("messages", "text"), ("messages", "attachments", "text")}
+#: participant fields the Loader's identifiers hold already, normalised
+_PEOPLE_KEYS = frozenset(("role", "email", "phone", "customer_id", "platform_ids"))
+#: fields of the model that never hold an identifier (timestamps, enums, flags)
+_PLAIN_KEYS = frozenset(("at", "started_at", "ended_at", "updated_at", "edited_at",
+                         "at_offset", "started_at_offset", "ended_at_offset",
+                         "updated_at_offset", "edited_at_offset", "direction", "visibility",
+                         "content_type", "system", "deleted", "edited", "bot", "ai",
+                         "delivery", "role", "source", "platform"))
 
 
 def _shape(path: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -236,12 +248,19 @@ class Filter:
             assert conn is not None
             hashes = conn.execute("SELECT kind, hash FROM tombstones")
         self.hashes = {(k, h) for k, h in hashes}
+        self._seen: dict[tuple[str, str], bool] = {}
 
     def __bool__(self) -> bool:
         return bool(self.hashes)
 
     def covers(self, kind: str, value: str) -> bool:
-        return (kind, self.key.hash(self.purpose, kind, value)) in self.hashes
+        known = self._seen.get((kind, value))
+        if known is None:
+            if len(self._seen) > 100_000:
+                self._seen.clear()  # bounded: one bundle's identifiers, roughly
+            known = (kind, self.key.hash(self.purpose, kind, value)) in self.hashes
+            self._seen[(kind, value)] = known
+        return known
 
     def blob_erased(self, sha256: str) -> bool:
         """Attachment content erased with a subject: not to be stored again."""
@@ -268,17 +287,33 @@ class Filter:
         return False
 
     def written_anywhere(self, conv: dict[str, Any]) -> bool:
-        """A covered identifier written somewhere ingest's mentions do not look.
+        """Could a covered identifier be written where ingest's mentions do not look?
 
-        Message and alt text were matched strictly for the mentions already:
-        here they only get the loose and decoded passes.
+        Over-inclusive and cheap (:func:`vault.redaction.candidates`, no phone
+        parsing): a yes only sends the conversation to :meth:`decide`. Fields
+        that never hold one (timestamps, roles, flags) and the participants'
+        contact fields (their identifiers are checked already) are skipped.
         """
-        for text, path in redaction.strings(conv):
-            strict = _shape(path) not in _TEXT_PATHS
-            if any(self.covers(s.kind, s.value) for s in redaction.find(
-                    text, self.region, loose=True, strict=strict)):
-                return True
-        return False
+        found: list[str] = []
+
+        def take(value: Any) -> None:
+            if type(value) is str:  # most values: no generator for them
+                found.append(value)
+            else:
+                found.extend(redaction.texts(value))
+
+        for key, value in conv.items():
+            if key == "participants" or key == "messages":
+                skip = _PEOPLE_KEYS if key == "participants" else _PLAIN_KEYS
+                for item in value:
+                    for k, v in item.items():
+                        if k not in skip:
+                            take(v)
+            elif key not in _PLAIN_KEYS:
+                take(value)
+        # One pass over all of it; no e-mail or digit run crosses the NUL between strings.
+        joined = "\x00".join(found)
+        return any(self.covers(k, v) for k, v in redaction.candidates(joined))
 
     def apply(self, conv: dict[str, Any]) -> dict[str, Any] | None:
         """The conversation as it may be stored or shown: None when left out."""
