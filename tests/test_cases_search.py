@@ -224,7 +224,12 @@ def test_any_printable_query_finds_what_contains_it(tmp_path_factory: Any,
         # Only a query with nothing searchable may be refused, and it says so.
         assert any(why in str(exc) for why in ("no letters or digits", "empty search query",
                                                "longer than", "more than"))
-        assert not any(ch.isalnum() for ch in query) or len(query.split()) > 32
+        # "nothing searchable" is judged after folding: a query made only of
+        # marks the index ignores (Arabic harakat in U+FC5E) has no words left
+        from vault import fulltext
+
+        folded = fulltext.fold(query)
+        assert not any(ch.isalnum() for ch in folded) or len(query.split()) > 32
         return
     assert cid in {h.conversation_id for h in hits}, ascii(query)
 
