@@ -263,7 +263,9 @@ def test_damaged_copy_quarantined_by_the_vault_then_rewritten(tmp_path: Path, cl
     assert o["result"] == "quarantined" and o["bundle"] == "web-00000001.cvb"
     assert "the copy the vault read is damaged" in o["reason"]
     code, status = _status(cli, site)
-    assert code == 2 and "rewrite it to a stick" in status["quarantined"][0]["reason"]
+    assert code == 2 and "damaged" in status["quarantined"][0]["reason"]
+    assert any("replaces the damaged copy by a good copy" in a["message"]
+               for a in status["alerts"])
 
     assert cli("export", "rewrite", *site.args()).code == 0
     [outcome] = ingest.ingest_media(site.vaults[0].path, site.stick)

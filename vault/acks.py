@@ -218,7 +218,7 @@ def judge(path: Path, state: ExportState, cfg: ExporterConfig, trust: Any,
                 f"{copy[:16]}…)"), **known)
         # The vault read a damaged copy of one of ours: that is a quarantine of it.
         reason = (f"the copy the vault read is damaged (sha256 {copy[:16]}…, "
-                  f"sealed {row.sha256[:16]}…); rewrite it to a stick: {said}")
+                  f"sealed {row.sha256[:16]}…): {said}")
     if receipt.vault not in row.recipients:
         return _refused(path, NotARecipientVault(f"vault {receipt.vault} was not a recipient "
                                                  f"of {row.file_name}"),

@@ -64,7 +64,7 @@ from typing import Any, Iterator
 
 from vault import acks, atomic, bundle, canonical, exportconfig, exportmedia, exportstate, media
 from vault import timestamps
-from vault.errors import ChatvaultError, PolicyRefused, UsageError, most_severe
+from vault.errors import ChatvaultError, MediaError, PolicyRefused, UsageError, most_severe
 from vault.exportconfig import ExporterConfig
 from vault.exportmedia import Fault, MediaReport, NoProgress, Progress, no_fault
 from vault.exportseal import Context, SourceReport, export_source
@@ -216,7 +216,11 @@ def _evidence(home: Path, cfg: ExporterConfig, state: ExportState | None,
             unknown.append(f"{path} is not recorded in the state")
     if media_path is not None and Path(media_path).is_dir():
         sign_pk = Home(home).public().sign_pk
-        for path in media.safe_files(media.folder(media_path, media.OUTBOX), ".cvb", 2**63):
+        try:
+            on_stick = media.safe_files(media.folder(media_path, media.OUTBOX), ".cvb", 2**63)
+        except MediaError:
+            on_stick = []  # only more evidence; the run reports the stick's trouble itself
+        for path in on_stick:
             found = _BUNDLE_NAME.match(path.name)
             if (found and found["source"] in names and recorded(path.name) is None
                     and _signed_by_us(path, sign_pk)):
@@ -292,8 +296,7 @@ def _session(home_path: Path, command: str, report: RunReport, media: Path | Non
             run_id = state.start_run(command)
             home.sub("outbox").mkdir(mode=0o700, exist_ok=True)
             try:
-                report.recovered = recover(state, home.sub("outbox"),
-                                           read_register(home.path))
+                report.recovered = recover(state, home.sub("outbox"), _heads(home.path))
                 yield home, cfg, state
             except ChatvaultError as exc:
                 state.finish_run(run_id, exc.exit_code, {"error": exc.as_dict()})
@@ -307,6 +310,13 @@ def _session(home_path: Path, command: str, report: RunReport, media: Path | Non
             state.finish_run(run_id, report.exit_code, report.totals())
     log.info("export %s finished with exit code %d: %s", command, report.exit_code,
              report.totals())
+
+
+def _heads(home: Path) -> dict[str, tuple[int, str | None]] | None:
+    try:
+        return read_register(home)
+    except ValueError:
+        return None  # rewritten from the state just before; only a failed write leaves it
 
 
 def _refuse(problem: ChatvaultError | None) -> None:

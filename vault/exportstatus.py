@@ -146,8 +146,8 @@ def _action(r: acks.Report, local: bool) -> str:
         return (f"its local copy is gone, so it cannot be written again: 'chatvault export "
                 f"reseal {r.bundle.source}' seals its conversations again in a new bundle")
     if r.damaged_copy:
-        return ("the next 'chatvault export run' with that stick removes the damaged copy and "
-                "writes a good copy")
+        return ("'chatvault export run' with that stick replaces the damaged copy by a good "
+                "copy (unless done already); then bring the stick to the vault again")
     return (f"the vault refused the bundle itself: fix the cause there, then 'chatvault export "
             f"resolve {r.bundle.file_name}'")
 

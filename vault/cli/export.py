@@ -94,11 +94,13 @@ def _summary(report: "RunReport") -> list[str]:
                   if o.result == "stray"]
         if r.damaged_removed:
             lines.append(f"  damaged copies removed from the stick: "
-                         f"{', '.join(r.damaged_removed)}")
+                         f"{', '.join(r.damaged_removed)} (a run with our copy writes a good "
+                         "one)")
         lines += [f"  refused {o.file} ({o.error}): {o.reason}"
                   for o in r.outcomes if o.result == "refused"]
-        if r.removed_from_media:
-            lines.append(f"  removed from the stick: {', '.join(r.removed_from_media)}")
+        settled = [n for n in r.removed_from_media if n not in r.damaged_removed]
+        if settled:
+            lines.append(f"  removed from the stick: {', '.join(settled)}")
         if r.error:
             lines.append(f"  {r.error}")
     if report.media is None and report.media_path:
