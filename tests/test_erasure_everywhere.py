@@ -276,3 +276,17 @@ def test_a_reason_holding_an_identifier_is_refused(pair: Pair, tmp_path: Path,
     assert r.code == 2 and "audit log" in r.err and ANA not in r.err
     with store.open_store(pair.vault_path / store.FILE_NAME) as conn:
         assert store.dump(conn) == before
+
+
+def test_an_erasure_request_whose_reason_holds_an_identifier_is_refused(
+        tmp_path: Path) -> None:
+    from requests_kit import world
+
+    w = world(tmp_path)
+    before = w.snapshot()
+    w.ask(w.dpo, "erase", emails=["mara.quint@example.org"], phones=[],
+          reason="letter from mara.quint@example.org")
+    [got] = w.answer()
+    assert (got.status, got.reason) == ("refused", "malformed"), got.message
+    assert "audit log" in got.message and "mara.quint" not in got.message
+    assert w.snapshot() == before

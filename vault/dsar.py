@@ -18,8 +18,9 @@ A **package** (:func:`export`) holds, for the case's subject:
   redaction made (what kind, where; never the redacted value).
 
 Fairness to others (Art. 15(4)): other customers' e-mail addresses, phone
-numbers and names are redacted, agents' names too when ``[dsar]
-redact_agent_names`` is set. Where the subject is only mentioned, only the
+numbers, names and ids are redacted in every field the package shows
+(title, channel, status, ids, text, attachment names; :mod:`vault.dsarpack`),
+agents' names too when ``[dsar] redact_agent_names`` is set. Where the subject is only mentioned, only the
 messages that mention them are included. Name-only matches are not put in
 the package: they are returned to the operator as ``needs_review``.
 """

@@ -83,6 +83,7 @@ class Work:
                 raise Refusal("subject_not_found", "the vault holds no conversation with "
                               "these identifiers; no case was opened")
             return
+        erasure.check_reason(_reason(req, params))  # the audit log keeps it for good
         plan = erasure.plan(self.v, subject)
         try:
             erasure.refuse_if_held(self.v, plan, _reason(req, params), None)
