@@ -125,3 +125,23 @@ def test_a_failure_while_writing_removes_what_it_made(shared_chat: Pair, tmp_pat
     kept.mkdir()
     r = cli("dsar", "export", case, "--out", kept, "--home", shared_chat.vault_path)
     assert r.code != 0 and kept.is_dir() and list(kept.iterdir()) == []
+
+
+def test_a_participant_id_that_is_a_plain_word_is_not_replaced_in_text(
+        pair: Pair, tmp_path: Path, cli: Any) -> None:
+    from vault import ingest
+
+    chat = conv("w1", ["the customer service was quick", "glad to hear"])
+    chat["participants"].append({"id": "customer", "role": "customer", "name": "Bo Other"})
+    chat["messages"].append({"id": "m9", "at": chat["started_at"], "from": "customer",
+                             "text": "Bo Other here"})
+    media = stick(tmp_path / "stick")
+    Chain(pair, outbox(media)).seal([chat])
+    ingest.ingest_media(pair.vault_path, media)
+    r = cli("dsar", "export", _case(cli, pair), "--out", tmp_path / "out", "--json",
+            "--home", pair.vault_path)
+    data = json.loads((Path(r.json()["path"]) / "data.json").read_text())  # type: ignore
+    [c] = data["conversations"]
+    assert c["messages"][0]["text"] == "the customer service was quick"
+    assert c["messages"][2] == {"id": "m9", "at": chat["started_at"],
+                                "from": "other-customer-1", "text": "[other customer] here"}

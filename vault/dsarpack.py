@@ -41,6 +41,9 @@ from vault.subjects import Subject, VaultHandle
 _MARK = {"email": "[e-mail redacted]", "phone": "[phone redacted]",
          "phone_unparsed": "[phone redacted]"}
 _CONTACT = ("email", "phone", "customer_id", "platform_ids", "session")
+#: participant ids some exports use that are words, not identifiers: never replaced in text
+_GENERIC_IDS = frozenset(("customer", "agent", "user", "visitor", "client", "guest",
+                          "support", "admin", "operator", "system", "unknown", "contact"))
 
 
 def schema_text() -> str:
@@ -85,7 +88,8 @@ class _Redactor:
         if isinstance(p.get("platform_ids"), dict):
             ids += [str(x) for x in p["platform_ids"].values() if isinstance(x, (str, int))]
         for value in ids:
-            if isinstance(value, str) and len(value.strip()) >= 4:
+            if (isinstance(value, str) and len(value.strip()) >= 4
+                    and value.strip().casefold() not in _GENERIC_IDS):
                 self._words.setdefault(value.strip().casefold(), ("identifier", alias))
 
     def _participants(self, conv: dict[str, Any]) -> tuple[list[dict[str, Any]], set[str]]:
