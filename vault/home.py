@@ -7,10 +7,15 @@ Layout (``H`` is ``--home``, ``$CHATVAULT_HOME`` or ``/var/lib/chatvault``)::
     H/keys/public.key        mailable, printable, self-signed
     H/trust.json             the trust store (vault.trust)
     exporter:  H/state/      export state (SQLite) and H/outbox/ (bundles
-                             kept until every vault acknowledged them)
+                             kept until every vault acknowledged them);
+                             H/chains.json (last sequence and hash per source:
+                             a lost or rolled-back state is refused, not reused)
     vault:     H/store.db    the SQLite store; H/archive/ (sealed bundles, the
-                             source of truth); H/quarantine/; H/staging/;
-                             H/receipts/ (copies of receipts written)
+                             source of truth, and vault-state.cvs, the signed
+                             state file); H/quarantine/; H/staging/;
+                             H/receipts/ (copies of receipts written);
+                             H/reports/ (drill reports); H/keys/identifiers.key
+                             (hashes tombstones and audit targets)
     requester: H/state/      requests asked and answers collected (a DPO's
                              home: signs requests, opens answers; no exporter
                              config, no outbox)
