@@ -38,7 +38,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from vault import audit, canonical, statehook, store, timestamps, vaultconfig
+from vault import audit, statehook, store, timestamps, vaultconfig
 from vault.errors import UsageError
 from vault.subjects import Subject, VaultHandle
 

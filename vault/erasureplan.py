@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from vault import canonical, identifiers, redaction, tombstones
 from vault.subjects import Subject, VaultHandle
@@ -109,23 +109,56 @@ def _customer_ids(v: VaultHandle, pairs: list[tuple[str, str]]) -> Subject:
     return extra
 
 
-def scan_pattern(subject: Subject) -> re.Pattern[str] | None:
-    """What the record scan looks for: e-mails in any encoding, phones' national digits."""
-    parts = [redaction.encoded_pattern(e).pattern for e in subject.emails]
+Test = Callable[[str], bool]
+
+
+def scan_test(subject: Subject) -> Test | None:
+    """What the record scan looks for: e-mails in any encoding, phones' national digits.
+
+    A record with no ``%`` and no ``&`` can only hold an address written
+    plainly: a substring test of its case-folded text answers, at C speed.
+    Only the others go through the pattern of every encoding.
+    """
+    emails = list(subject.emails)
+    encoded = re.compile("|".join(redaction.encoded_pattern(e).pattern for e in emails),
+                         re.IGNORECASE) if emails else None
+    digits = []
     for phone in subject.phones:
         forms = tombstones.phone_digit_forms(phone)
-        digits = forms[1] if len(forms) > 1 else forms[0]
-        parts.append(r"\D{0,6}".join(digits))
-    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
+        digits.append(r"\D{0,6}".join(forms[1] if len(forms) > 1 else forms[0]))
+    phones = re.compile("|".join(digits)) if digits else None
+    if encoded is None and phones is None:
+        return None
+
+    def test(text: str) -> bool:
+        if emails:
+            folded = text.casefold()
+            if any(e in folded for e in emails):
+                return True
+            if ("%" in text or "&" in text) and encoded and encoded.search(text):
+                return True
+        return phones is not None and phones.search(text) is not None
+
+    return test
 
 
-def scan_records(conn: sqlite3.Connection, pattern: re.Pattern[str] | None
+def text_test(needles: Iterable[bytes]) -> Test | None:
+    """Does a text hold a needle (any letter case)? The byte scan's test, on text."""
+    found = sorted({n.decode("utf-8", "replace").casefold() for n in needles})
+    if not found:
+        return None
+    return lambda text: any(n in text.casefold() for n in found)
+
+
+def scan_records(conn: sqlite3.Connection, test: Test | None
                  ) -> list[tuple[int, str, str]]:
-    """(rowid, source, conversation id) of every stored record ``pattern`` occurs in."""
-    if pattern is None:
+    """(rowid, source, conversation id) of every stored record ``test`` says yes to.
+
+    ``test`` is also left registered as the SQL function ``chatvault_holds``.
+    """
+    if test is None:
         return []
-    conn.create_function("chatvault_holds", 1,
-                         lambda text: 1 if pattern.search(text or "") else 0,
+    conn.create_function("chatvault_holds", 1, lambda text: 1 if test(text or "") else 0,
                          deterministic=True)
     return list(conn.execute("SELECT id, source, conversation_id FROM conversations "
                              "WHERE chatvault_holds(record) ORDER BY id"))
@@ -148,7 +181,7 @@ def plan(v: VaultHandle, subject: Subject) -> Plan:
     if not extra.empty():
         found.update({m.conv: (m.source, m.conversation_id)
                       for m in subjects.find(v.conn, extra) if m.conv not in found})
-    for rowid, source, cid in scan_records(v.conn, scan_pattern(subject)):
+    for rowid, source, cid in scan_records(v.conn, scan_test(subject)):
         found.setdefault(rowid, (source, cid))
 
     every = {(k, h) for k, h in v.conn.execute("SELECT kind, hash FROM tombstones")}

@@ -19,14 +19,13 @@ conversations, which other tables (a note, a reason someone typed).
 from __future__ import annotations
 
 import mmap
-import re
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from vault import redaction, store, tombstones
-from vault.erasureplan import Plan, needle_pattern, scan_records, stored_record
+from vault.erasureplan import Plan, needle_pattern, scan_records, stored_record, text_test
 from vault.errors import ChatvaultError
 from vault.subjects import VaultHandle
 
@@ -115,11 +114,6 @@ def _key(found: bytes, inside: dict[bytes, int]) -> bytes:
     return next(k for k in inside if k.lower() == low)
 
 
-def text_pattern(needles: set[bytes]) -> re.Pattern[str] | None:
-    found = needle_pattern(needles)
-    return None if found is None else re.compile(found.pattern.decode("utf-8"), re.IGNORECASE)
-
-
 def others_containing(v: VaultHandle, p: Plan) -> set[bytes]:
     """Other people's addresses and numbers that contain one of the subject's as written.
 
@@ -130,7 +124,7 @@ def others_containing(v: VaultHandle, p: Plan) -> set[bytes]:
     lowered = [n.lower() for n in p.needles]
     out: set[bytes] = set()
     regions: dict[int, str | None] = {}
-    for rowid, _, _ in scan_records(v.conn, text_pattern(p.needles)):
+    for rowid, _, _ in scan_records(v.conn, text_test(p.needles)):
         conv, bundle = stored_record(v.conn, rowid)
         region = tombstones.region_of_bundle(v.conn, v.home, bundle, v.region, regions)
         for text, _ in redaction.strings(conv):
@@ -145,10 +139,10 @@ def others_containing(v: VaultHandle, p: Plan) -> set[bytes]:
 
 def holders(conn: sqlite3.Connection, needles: set[bytes]) -> tuple[list[str], list[str]]:
     """Where the subject is still written: conversations, and other tables' text columns."""
-    pattern = text_pattern(needles)
-    if pattern is None:
+    test = text_test(needles)
+    if test is None:
         return [], []
-    convs = [f"{src}/{cid}" for _, src, cid in scan_records(conn, pattern)]
+    convs = [f"{src}/{cid}" for _, src, cid in scan_records(conn, test)]
     derived = {"conversations", "messages", "participants", "identifiers", "mentions",
                "attachment_refs"}
     places = []
