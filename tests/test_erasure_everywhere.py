@@ -290,3 +290,25 @@ def test_an_erasure_request_whose_reason_holds_an_identifier_is_refused(
     assert (got.status, got.reason) == ("refused", "malformed"), got.message
     assert "audit log" in got.message and "mara.quint" not in got.message
     assert w.snapshot() == before
+
+
+def test_a_copy_the_ingest_hook_would_not_make_is_removed_whole(
+        pair: Pair, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the hook's cheap first look miss a form decide() finds, a rebuild would
+    bring the original back: such a conversation is removed whole and tombstoned so."""
+    from vault import tombstones
+
+    media = stick(tmp_path / "stick")
+    Chain(pair, outbox(media)).seal([
+        conv("x1", ["hello"], email="zed@example.org", phone=None,
+             extra={"html": f"<a href='mailto:{ANA}'>her</a>"}),
+        conv("x2", ["unrelated"], email="zed@example.org", phone=None)])
+    ingest.ingest_media(pair.vault_path, media)
+    monkeypatch.setattr(tombstones.Filter, "written_anywhere", lambda self, conv: False)
+
+    out = erase(cli, pair, "--email", ANA)
+
+    assert (out["removed_whole"], out["conversations_redacted"]) == (1, 0)
+    assert sorted(records(pair.vault_path)) == ["x2"]
+    assert "email" not in ana_traces(rebuilt(cli, pair, tmp_path / "rebuilt"))
+    assert sorted(records(tmp_path / "rebuilt")) == ["x2"]

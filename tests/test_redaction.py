@@ -99,3 +99,10 @@ def test_candidates_are_cheap_over_inclusive_and_stop_at_nul() -> None:
     assert set(redaction.candidates("?u=ana%40example.org")) >= {("email",
                                                                   "ana@example.org")}
     assert list(redaction.candidates("no identifier here, order 12345")) == []
+
+
+def test_a_slash_in_an_address_is_kept_and_both_readings_are_candidates() -> None:
+    assert _found("write to ana/x@example.org") == [
+        ("email", "ana/x@example.org", "ana/x@example.org")]
+    found = set(redaction.candidates("https://crm.example/c/ana/x@example.org"))
+    assert {("email", "ana/x@example.org"), ("email", "x@example.org")} <= found

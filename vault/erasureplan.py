@@ -186,16 +186,18 @@ def plan(v: VaultHandle, subject: Subject) -> Plan:
 
     every = {(k, h) for k, h in v.conn.execute("SELECT kind, hash FROM tombstones")}
     every |= {(k, v.key.hash(tombstones.PURPOSE_TOMBSTONE, k, val)) for k, val in pairs}
-    filters: dict[str | None, tombstones.Filter] = {}
+    filters: dict[tuple[str | None, str], tombstones.Filter] = {}
     regions: dict[int, str | None] = {}
     out = Plan(pairs, [], {})
     originals: dict[int, dict[str, Any]] = {}
+    used: dict[int, tombstones.Filter] = {}
     for rowid, (source, cid) in sorted(found.items()):
         conv, bundle_row = stored_record(v.conn, rowid)
         region = tombstones.region_of_bundle(v.conn, v.home, bundle_row, v.region, regions)
-        f = filters.setdefault(region, tombstones.Filter(None, v.key, source, region,
-                                                         hashes=every))
-        f.source = source
+        f = filters.get((region, source))
+        if f is None:
+            f = filters[(region, source)] = tombstones.Filter(None, v.key, source, region,
+                                                              hashes=every)
         decision = f.decide(conv)
         if decision.action == "keep":
             continue
@@ -205,8 +207,9 @@ def plan(v: VaultHandle, subject: Subject) -> Plan:
             item.attachments = _attachments(conv)
         out.items.append(item)
         originals[rowid] = conv
+        used[rowid] = f
         out.needles |= needles(conv, pairs, region)
-    _drop_unrecognised(out, originals)
+    _drop_unrecognised(out, originals, used)
     out.held = holds.covering(v.conn, v.key, [i.conv for i in out.items])
     return out
 
@@ -216,15 +219,38 @@ def _attachments(conv: dict[str, Any]) -> list[str]:
             if isinstance(a.get("sha256"), str)]
 
 
-def _drop_unrecognised(p: Plan, originals: dict[int, dict[str, Any]]) -> None:
-    """Redacted copies still holding a needle are removed whole (and tombstoned so)."""
+def _drop_unrecognised(p: Plan, originals: dict[int, dict[str, Any]],
+                       filters: dict[int, tombstones.Filter]) -> None:
+    """Redacted copies ingest would not make alike are removed whole (and tombstoned so).
+
+    Two checks: the copy holds no needle (a form the filter does not
+    recognise), and the ingest hook, given the original as an old bundle
+    would bring it, makes the very same copy (its cheap first look could
+    otherwise pass over a form :meth:`Filter.decide` finds, and a rebuild
+    would bring the original back).
+    """
     pattern = needle_pattern(p.needles)
-    if pattern is None:
-        return
     for item in p.redacted:
-        if pattern.search(canonical.dumps(item.redacted)):
+        conv = originals[item.conv]
+        leftover = pattern is not None and pattern.search(canonical.dumps(item.redacted))
+        if leftover or _at_ingest(filters[item.conv], conv) != item.redacted:
             item.action, item.redacted, item.unrecognised = "drop", None, True
-            item.attachments = _attachments(originals[item.conv])
+            item.attachments = _attachments(conv)
+
+
+def _at_ingest(f: tombstones.Filter, conv: dict[str, Any]) -> Any:
+    """What the ingest hook does with ``conv``: True (left out), False, or a copy."""
+    from vault.upsert import participant_identifiers, text_mentions
+
+    people = [(k, v, p["id"]) for p in conv["participants"]
+              for k, v in participant_identifiers(p, f.region)]
+    if isinstance(conv.get("customer_id"), str) and conv["customer_id"]:
+        people.append(("customer_id", conv["customer_id"], None))
+    mentions = [text_mentions("\n".join([m["text"], *[
+        a["text"] for a in m.get("attachments") or ()
+        if isinstance(a, dict) and isinstance(a.get("text"), str) and a["text"]]]), f.region)
+        for m in conv["messages"]]
+    return f(conv, people, mentions)
 
 
 def needles(conv: dict[str, Any], pairs: list[tuple[str, str]],

@@ -51,8 +51,8 @@ _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d
 _RUNISH = re.compile(r"[\d(][\d\s().\-/]{6,}")
 _WIDE_GAP = re.compile(r"[\s().\-/]{4,}")
 _NON_DIGIT = re.compile(r"\D")
-#: an e-mail-like token, cut at URL and markup delimiters (the cheap pass)
-_EMAILISH = re.compile(r"[^\s\x00@<>()\[\]{},;:\"'/?=&#\\]+@[^\s\x00@<>()\[\]{},;:\"'/?=&#\\]+")
+#: an e-mail-like token, cut at markup delimiters (the cheap pass)
+_EMAILISH = re.compile(r"[^\s\x00@<>()\[\]{},;\"'\\]+@[^\s\x00@<>()\[\]{},;\"'\\/?=&#:]+")
 #: characters an address in a URL is glued to (``?u=ana@example.org``)
 _URL_GLUE = re.compile(r".*[/?=&#:]")
 
@@ -130,7 +130,7 @@ def _strict(text: str, region: str | None) -> list[Span]:
 
     The address pattern allows ``/ ? = &`` in the local part, so in
     ``https://x.example/?u=ana@example.org`` it takes everything from ``//``.
-    A local part holding ``/`` or ``?`` is a URL's: where what follows the
+    A local part holding ``//`` or ``?`` is a URL's: where what follows the
     last of ``/ ? = & # :`` is an address of its own, that is the address.
     """
     out = []
@@ -138,7 +138,7 @@ def _strict(text: str, region: str | None) -> list[Span]:
         if s.kind == "email":
             written = text[s.start:s.end]
             local = written.split("@", 1)[0]
-            glue = _URL_GLUE.match(local) if "/" in local or "?" in local else None
+            glue = _URL_GLUE.match(local) if "//" in local or "?" in local else None
             if glue:
                 value = identifiers.normalise_email(written[glue.end():])
                 if value:
@@ -192,9 +192,13 @@ def candidates(text: str) -> Iterator[tuple[str, str]]:
     for t in forms:
         if "@" in t:
             for m in _EMAILISH.finditer(t):
-                value = identifiers.normalise_email(m.group(0))
-                if value:
-                    yield "email", value
+                token = m.group(0)
+                # whole, and after each URL delimiter: either reading may be the address
+                for cut in [0, *(i + 1 for i, ch in enumerate(token.split("@")[0])
+                                 if ch in "/?=&#:")]:
+                    value = identifiers.normalise_email(token[cut:])
+                    if value:
+                        yield "email", value
         if PHONE_HINT.search(t):
             for m in _RUNISH.finditer(t):
                 for piece in _WIDE_GAP.split(m.group(0)):
