@@ -19,10 +19,12 @@ Each conversation is decided by the very filter ingest uses
 add: removed where the subject is the customer, else redacted. A redacted
 copy is then checked for the subject's identifiers **as written** (the
 needles, matched as the final byte scan matches them: bytes, any ASCII
-letter case). A copy that still holds one, written in a form the filter
-does not recognise, is not kept: the conversation is removed whole and
-tombstoned as a conversation, so no bundle, rebuild or restore brings it
-back. Nothing here holds an identifier once the plan is gone.
+letter case), and against what the ingest hook would make of the original
+if an old bundle brought it again. A copy that still holds one (a form the
+filter does not recognise), or that ingest would not make alike, is not
+kept: the conversation is removed whole and tombstoned as a conversation,
+so no bundle, rebuild or restore brings it back. Nothing here holds an
+identifier once the plan is gone.
 """
 
 from __future__ import annotations
