@@ -8,13 +8,15 @@ smoke test holds both). What it looks like:
 * 8 to 16 messages per conversation, between one customer, one agent and,
   in about a third of them, a bot that answers first;
 * every customer has an e-mail address and a phone number (written in
-  several forms) and comes back in about three conversations, so a subject
-  search has several hits;
+  several forms) and comes back in about three conversations, whatever the
+  corpus size (customers return among the last 40 to arrive), so a subject
+  search has a few hits and the same few at every size;
 * about 1 % of messages write an e-mail address or a phone number in their
   text (sometimes of the probe subject), about 3 % an order number (six
   or more digits, which look like a phone number to a cheap test), a few
   carry accented or Japanese text, and timestamps are canonical UTC;
-* the probe subject (:func:`probe`) is customer 7: what ``subject find``
+* the probe subject (:func:`probe`) is customer 100, a customer like any
+  other plus two early conversations of their own: what ``subject find``
   and ``rg`` look for.
 
 Besides the JSONL: :func:`flatten` writes the same messages one per line
@@ -34,14 +36,18 @@ from typing import Any, Iterator
 import orjson
 
 #: bump when the generator's output changes (cached corpora carry it in their name)
-VERSION = 1
+VERSION = 2
 
 #: bytes of canonical JSONL per size name
 SIZES = {"toy": 200_000, "tiny": 2_500_000, "small": 10_000_000,
          "medium": 100_000_000, "large": 500_000_000}
 
 _EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
-_PROBE = 7
+#: the probe subject, and the early conversations that are surely theirs
+_PROBE = 100
+_PROBE_CONVERSATIONS = (7, 11)
+#: a customer comes back among the last this many to arrive: three times on average
+_WINDOW = 40
 _FIRST = ("Mara", "Ines", "Jonas", "Aiko", "Chloé", "Zoë", "Rahul", "Fatima", "Liam",
           "Sofia", "Mateo", "Olga", "Kwame", "Hannah", "Yusuf", "Elena", "Noah", "Priya",
           "Björn", "Léa", "Tomás", "Mei", "Omar", "Ada")
@@ -121,13 +127,25 @@ def _sentence(rng: random.Random) -> str:
     return " ".join(words).capitalize() + rng.choice((".", ".", "?", "!"))
 
 
-def _text(rng: random.Random, who: Person, index: int, customers: int) -> str:
+def _recent(rng: random.Random, conv: int) -> int:
+    """One of the last :data:`_WINDOW` customers to arrive (one every third conversation)."""
+    return max(0, conv // 3 + _WINDOW - rng.randrange(_WINDOW))
+
+
+def _mentioned(rng: random.Random, conv: int) -> Person:
+    """Whose address a message quotes: a recent customer, the probe now and then early on."""
+    if conv < 4000 and rng.random() < 0.01:
+        return customer(_PROBE)
+    return customer(_recent(rng, conv))
+
+
+def _text(rng: random.Random, conv: int, index: int) -> str:
     roll = rng.random()
     if roll < 0.005:
-        other = customer(_PROBE if rng.random() < 0.02 else rng.randrange(customers))
+        other = _mentioned(rng, conv)
         return f"Please send it to {other.email} instead, thanks"
     if roll < 0.010:
-        other = customer(_PROBE if rng.random() < 0.02 else rng.randrange(customers))
+        other = _mentioned(rng, conv)
         form = other.phone_written if rng.random() < 0.5 else other.phone_national
         return f"You can call me back on {form} after 5pm"
     if roll < 0.040:
@@ -144,8 +162,7 @@ def _text(rng: random.Random, who: Person, index: int, customers: int) -> str:
 def conversation(index: int, seed: int = 1) -> dict[str, Any]:
     """Conversation ``index`` of the corpus with ``seed`` (always the same dict)."""
     rng = random.Random(f"{seed}:{index}")
-    customers = max(10, index // 3 + 10)
-    person = customer(rng.randrange(customers) if index != _PROBE else _PROBE)
+    person = customer(_PROBE if index in _PROBE_CONVERSATIONS else _recent(rng, index))
     agent = rng.choice(_AGENTS)
     with_bot = rng.random() < 0.33
     start = _EPOCH + index * 97 + rng.randrange(60)
@@ -165,7 +182,7 @@ def conversation(index: int, seed: int = 1) -> dict[str, Any]:
         else:
             sender = "c" if rng.random() < 0.5 else "a"
         msg: dict[str, Any] = {"id": f"m{n + 1}", "at": _ts(at), "from": sender,
-                               "text": _text(rng, person, n, customers),
+                               "text": _text(rng, index, n),
                                "direction": "inbound" if sender == "c" else "outbound"}
         if sender == "b":
             msg["bot"] = True
