@@ -563,9 +563,15 @@ def test_cli_ingest_media_and_bare_file(pair: Pair, tmp_path: Path, cli: Any) ->
     assert "duplicate" in again.out and "1 quarantined" in again.err
 
 
-def test_cli_ingest_missing_path_is_usage_error(pair: Pair, tmp_path: Path, cli: Any) -> None:
-    res = cli("vault", "ingest", tmp_path / "nope", "--home", pair.vault_path)
-    assert res.code == 2 and "no such file" in res.err
+def test_cli_ingest_missing_path_is_a_media_error_naming_it(pair: Pair, tmp_path: Path,
+                                                            cli: Any) -> None:
+    """A stick that is not mounted (or a mistyped path) is exit 5, like any missing media."""
+    missing = tmp_path / "nope"
+    res = cli("vault", "ingest", missing, "--home", pair.vault_path)
+    assert res.code == 5 and f"{missing}: no such file or folder" in res.err
+
+    doc = cli("vault", "ingest", missing, "--home", pair.vault_path, "--json")
+    assert doc.code == 5
 
 
 def test_delete_ingested_removes_only_receipted_bundles(pair: Pair, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -251,3 +252,19 @@ def test_delete_conversation_leaves_no_trace(pair: Pair, tmp_path: Path) -> None
         assert store.search(conn, "erase.me@example.org") == []
         assert count(conn, "messages_fts") == count(conn, "messages") == 1
         consistent(conn)
+
+
+def test_new_store_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """The store holds plaintext: 0600 from the first byte, -wal and -shm too."""
+    old = os.umask(0o022)
+    try:
+        conn = store.open_store(tmp_path / "store.db")
+        try:
+            conn.execute("INSERT INTO settings (key, value) VALUES ('probe', 'x')")
+            modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+        finally:
+            conn.close()
+    finally:
+        os.umask(old)
+
+    assert modes == {"store.db": 0o600, "store.db-wal": 0o600, "store.db-shm": 0o600}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from datetime import datetime, timedelta
@@ -212,3 +213,119 @@ def test_bad_config_names_key_and_line(pair: Pair, cli: Any) -> None:
     res = cli("vault", "status", "--home", pair.vault_path)
     assert res.code == 2
     assert "expected_every_hour" in res.err and "config.toml:" in res.err
+
+
+# -- the secret key, the store's mode, the table (findings of a new-user trial) ---------
+
+@pytest.mark.parametrize("case,said", [
+    ("removed", "keys/secret.key is missing"),
+    ("world-readable", "is readable by others (mode 0644"),
+    ("damaged", "is damaged"),
+    ("another-vault", "belongs to"),
+    ("unreadable", "cannot be read"),
+])
+def test_secret_key_that_cannot_work_is_critical(pair: Pair, tmp_path: Path, cli: Any,
+                                                 case: str, said: str) -> None:
+    from vault import home
+
+    secret = pair.vault.secret_key
+    if case == "removed":
+        secret.unlink()
+    elif case == "world-readable":
+        secret.chmod(0o644)
+    elif case == "damaged":
+        secret.write_text(secret.read_text().replace("Secret: ", "Secret: x"))
+    elif case == "another-vault":
+        other = home.create("vault", tmp_path / "other", "other-vault")
+        secret.write_text(other.secret_key.read_text())
+    else:
+        secret.unlink()
+        secret.mkdir()  # reading it fails (even for root)
+
+    res = cli("vault", "status", "--home", pair.vault_path, "--json")
+
+    assert res.code == 2, res.out
+    [finding] = [f for f in res.json()["findings"] if f["check"] == "secret_key"]
+    assert finding["level"] == "CRITICAL" and said in finding["message"]
+    text = cli("vault", "status", "--home", pair.vault_path)
+    assert "CRITICAL: keys/secret.key" in text.out and said in text.out
+    if case == "world-readable":  # the mode was the only problem
+        secret.chmod(0o600)
+        assert cli("vault", "status", "--home", pair.vault_path).code == 0
+
+
+def test_passphrase_protected_secret_key_is_fine(pair: Pair) -> None:
+    from vault import keys
+
+    ident = pair.vault.identity()
+    secret = pair.vault.secret_key
+    secret.unlink()
+    keys.write_secret(secret, keys.secret_key_text(ident, b"correct horse"))
+
+    rep = vaultstatus.report(pair.vault_path)
+
+    assert rep["findings"] == [] and rep["status"] == "OK"
+
+
+def test_store_readable_by_others_warns(pair: Pair, tmp_path: Path) -> None:
+    _ingest(pair, tmp_path, [{}])
+    db = pair.vault_path / store.FILE_NAME
+    conn = store.open_store(db)  # -wal and -shm exist while a connection is open
+    try:
+        conn.execute("SELECT count(*) FROM bundles").fetchone()
+        modes = {p.name: p.stat().st_mode & 0o777 for p in pair.vault_path.glob("store.db*")}
+        assert modes == {"store.db": 0o600, "store.db-wal": 0o600, "store.db-shm": 0o600}
+        assert vaultstatus.report(pair.vault_path)["findings"] == []
+
+        db.chmod(0o644)
+        rep = vaultstatus.report(pair.vault_path)
+    finally:
+        conn.close()
+
+    assert _levels(rep) == {"store_mode": "WARNING"} and rep["exit_code"] == 1
+    [f] = rep["findings"]
+    assert "store.db (0644)" in f["message"] and f"chmod 600 {db}*" in f["message"]
+
+
+def test_table_lines_up_and_counts_quarantine_per_source(pair: Pair, tmp_path: Path,
+                                                         cli: Any) -> None:
+    from conftest import make_pair
+
+    media_root = stick(tmp_path / "stick")
+    box = outbox(media_root)
+    ch = Chain(pair, box)
+    ch.seal([conv("c1", ["one"])], source="web")
+    ch.seal([conv("c2", ["two"])], source="a-much-longer-source-name-than-the-column")
+    broken = ch.seal([conv("c3", ["three"])], source="web")
+    data = bytearray(broken.path.read_bytes())
+    data[len(data) // 2] ^= 4
+    broken.path.write_bytes(bytes(data))
+    stranger = make_pair(tmp_path / "stranger")
+    Chain(stranger, box).seal([conv("s1", ["x"])], source="web", sequence=7, prev="ab" * 32)
+    (box / "holiday-photos.cvb").write_bytes(b"JFIF" * 100)
+    ingest.ingest_media(pair.vault_path, media_root)
+
+    res = cli("vault", "status", "--home", pair.vault_path, "--json")
+    text = cli("vault", "status", "--home", pair.vault_path)
+
+    rep = res.json()
+    per = {s["source"]: s["quarantined"] for s in rep["sources"]}
+    assert per == {"web": 2, "a-much-longer-source-name-than-the-column": 0}
+    assert rep["quarantined_without_source"] == 1
+    assert len([f for f in rep["findings"] if f["check"] == "quarantine"]) == 3
+    lines = text.out.splitlines()
+    table = lines[1:lines.index(next(ln for ln in lines if ln.startswith("store ")))]
+    header = table[0]
+    starts = [header.index(h) for h in ("last seq", "last ingest", "gaps", "forks",
+                                        "quarantined")]
+    for row in table[1:]:
+        # every cell ends before the next column starts (two spaces between columns)
+        assert all(row[s - 2:s] == "  " for s in starts), (header, row)
+        assert row[header.index("quarantined") + len("quarantined") - 1] != " "
+    web = next(r for r in table if r.startswith("web "))
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", web), "time to the second"
+    assert web.split()[-1] == "2"
+    assert next(r for r in table if r.startswith("(no source)")).split()[-1] == "1"
+    prom = tmp_path / "m.prom"
+    cli("vault", "status", "--home", pair.vault_path, "--prometheus", prom)
+    assert 'chatvault_vault_source_quarantined_bundles{source="web"} 2' in prom.read_text()

@@ -20,9 +20,14 @@ at commit):
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from vault.errors import ForkDetected
+from vault import timestamps
+from vault.errors import ForkDetected, MalformedHeader
+
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def bundle_row(conn: Any, where: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -30,6 +35,36 @@ def bundle_row(conn: Any, where: str, params: tuple[Any, ...]) -> dict[str, Any]
     cur = conn.execute(f"SELECT * FROM bundles WHERE {where}", params)
     row = cur.fetchone()
     return dict(zip([d[0] for d in cur.description], row)) if row else None
+
+
+def checked_meta(meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """The verified header's meta of an export bundle, its chain fields checked."""
+    assert meta is not None
+    if meta.get("kind") != "export":
+        raise MalformedHeader(f"a {meta.get('kind')!r} bundle cannot be ingested "
+                              "(expected an export bundle)", path=name)
+    if not _SOURCE_NAME.match(meta["source"]):
+        raise MalformedHeader("source name is not [A-Za-z0-9._-]", path=name)
+    if meta["sequence"] < 1:
+        raise MalformedHeader(f"sequence {meta['sequence']} is not positive", path=name)
+    prev = meta.get("prev_hash")
+    if prev is not None and not (isinstance(prev, str) and _SHA256.match(prev)):
+        raise MalformedHeader("prev_hash is not a SHA-256", path=name)
+    if not timestamps.is_canonical(meta["created_at"]):
+        raise MalformedHeader("created_at is not a canonical UTC time", path=name)
+    if not isinstance(meta.get("context", {}), dict):
+        raise MalformedHeader("context is not an object", path=name)
+    return meta
+
+
+def holds(conn: Any, sha: str) -> bool:
+    """Whether a bundle with this SHA-256 is held."""
+    return conn.execute("SELECT 1 FROM bundles WHERE sha256 = ?", (sha,)).fetchone() is not None
+
+
+def held_sizes(conn: Any) -> set[int]:
+    """The file sizes of the bundles held (a file of another size is none of them)."""
+    return {size for (size,) in conn.execute("SELECT DISTINCT size FROM bundles")}
 
 
 def check(conn: Any, meta: dict[str, Any], sha: str) -> dict[str, Any] | None:
@@ -40,7 +75,8 @@ def check(conn: Any, meta: dict[str, Any], sha: str) -> dict[str, Any] | None:
     if same is not None:
         if same["sha256"] == sha:
             return same
-        raise ForkDetected(f"fork: {here} was already ingested with sha256 "
+        # The code says "fork" wherever the reason is shown (fork: <this text>).
+        raise ForkDetected(f"{here} was already ingested with sha256 "
                            f"{same['sha256'][:16]}…, this bundle is {sha[:16]}…")
     if seq == 1 and prev is not None:
         raise ForkDetected(f"{here} names a predecessor; a chain starts without one")
@@ -48,12 +84,13 @@ def check(conn: Any, meta: dict[str, Any], sha: str) -> dict[str, Any] | None:
         raise ForkDetected(f"{here} names no predecessor: the exporter's chain was restarted")
     before = bundle_row(conn, "source = ? AND sequence = ?", (src, seq - 1))
     if before is not None and before["sha256"] != prev:
-        raise ForkDetected(f"rollback or fork: {here} follows {str(prev)[:16]}…, but the "
-                           f"#{seq - 1} held here is {before['sha256'][:16]}…")
+        raise ForkDetected(f"{here} follows {str(prev)[:16]}…, but the #{seq - 1} held "
+                           f"here is {before['sha256'][:16]}… (a rollback or a fork)")
     after = bundle_row(conn, "source = ? AND sequence = ?", (src, seq + 1))
     if after is not None and after["prev_hash"] != sha:
-        raise ForkDetected(f"rollback or fork: the #{seq + 1} held here follows "
-                           f"{str(after['prev_hash'])[:16]}…, not this {here}")
+        raise ForkDetected(f"the #{seq + 1} held here follows "
+                           f"{str(after['prev_hash'])[:16]}…, not this {here} (a rollback "
+                           "or a fork)")
     return None
 
 

@@ -2,8 +2,11 @@
 
 For each staged bundle (:mod:`vault.staging`), in this order:
 
+0. a file staging refused on its first bytes is recorded in quarantine
+   without having been copied (or, seen before, recognised and not read);
 1. a bundle whose SHA-256 is already in the store is a **duplicate**: nothing
-   is opened, the receipt says so;
+   is opened, the receipt says so (staging did not even copy it when the
+   file on the media hashed to a bundle held);
 2. structure, signer trust (role ``exporter``) and signature are checked
    before anything is decrypted, then the header's meta (kind ``export``,
    a source name usable as a folder name, sequence, predecessor hash);
@@ -23,12 +26,23 @@ For each staged bundle (:mod:`vault.staging`), in this order:
 
 A refused bundle moves to ``H/quarantine/`` with a ``.reason.json`` beside
 it and a row in the ``quarantine`` table (:mod:`vault.quarantine`); it is
-never deleted. The other
-bundles carry on. Logs name bundles, codes and counts, never record content.
+never deleted. The other bundles carry on. Messages, reasons and receipts
+name a bundle as the operator knows it (its name on the media, the path
+given), never by its staging copy. Logs name bundles, codes and counts,
+never record content.
+
+Receipts on the media (:func:`write_receipts`): one per outcome, except
+where this vault's receipt for the same bytes already says the same (an
+``ingested`` receipt also stands for a later ``duplicate``), so a stick
+inserted again is not rewritten; a ``quarantined`` receipt whose file has
+left the stick is removed (:func:`vault.quarantine.stale_receipts`).
+``H/receipts/`` keeps a copy of each receipt the first time the vault gives
+it, not again for bytes it recognised without copying them.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import fcntl
@@ -45,8 +59,7 @@ from vault import atomic, audit, canonical, chain, quarantine, receipts, records
 from vault import store
 from vault import statehook, timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record, file_name
-from vault.errors import (EXIT_OK, ChatvaultError, CorruptPayload, InvalidRecord,
-                          MalformedHeader, MediaError, MediaMissing)
+from vault.errors import EXIT_OK, ChatvaultError, CorruptPayload, MediaError
 from vault.home import Home
 from vault.keys import Identity
 from vault.upsert import Loader
@@ -55,10 +68,6 @@ log = logging.getLogger(__name__)
 
 #: test hook: called with the name of each step, so a crash can be injected there
 FAULT: Callable[[str], None] | None = None
-
-_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
 
 def _fault(step: str) -> None:
     if FAULT is not None:
@@ -79,10 +88,13 @@ class Outcome:
     exit_code: int = EXIT_OK
     code: str | None = None
     receipt_paths: list[str] = field(default_factory=list)
+    origin: str | None = None  # the file as the operator knows it
+    recognised: bool = False  # given before for these bytes; nothing was copied
 
     def as_dict(self) -> dict[str, Any]:
         meta = self.meta or {}
-        return {"bundle_file": self.bundle_file, "sha256": self.sha256, "status": self.status,
+        return {"bundle_file": self.bundle_file, "path": self.origin, "sha256": self.sha256,
+                "status": self.status, "recognised": self.recognised,
                 "reason": self.reason, "code": self.code, "exit_code": self.exit_code,
                 "source": meta.get("source"), "sequence": meta.get("sequence"),
                 "bundle_id": meta.get("bundle_id"), "counts": self.counts,
@@ -144,6 +156,7 @@ def _ingest_all(run: _Run, staged: list[staging.Staged], progress: bool,
             run.progress = bar
             for item in staged:
                 outcome = _one(run, item)
+                outcome.origin = item.origin
                 _finish(run, item, outcome)
                 outcomes.append(outcome)
     finally:
@@ -187,11 +200,12 @@ def _with_pending(home: Path, fresh: list[staging.Staged]) -> list[staging.Stage
 
 def write_receipts(media_root: Path, outcomes: list[Outcome], *,
                    delete_ingested: bool = False) -> list[Path]:
-    """Write each outcome's receipt into ``<media>/chatvault/receipts/``.
+    """Write each outcome's receipt into ``<media>/chatvault/receipts/`` (module doc).
 
-    With ``delete_ingested``, a bundle whose receipt says ingested or
-    duplicate is then removed from the outbox, but only if the file there
-    still has the hash that was ingested.
+    Returns the receipts written (not those left as they were). With
+    ``delete_ingested``, a bundle whose receipt says ingested or duplicate
+    is then removed from the outbox, but only if the file there still has
+    the hash that was ingested.
     """
     from vault import media
 
@@ -199,14 +213,25 @@ def write_receipts(media_root: Path, outcomes: list[Outcome], *,
     for out in outcomes:
         if out.receipt is None:
             continue
-        path = receipts.write(Path(media_root), out.receipt)
+        path = receipts.already_said(Path(media_root), out.receipt)
+        if path is None:
+            path = receipts.write(Path(media_root), out.receipt)
+            written.append(path)
         out.receipt_paths.append(str(path))
-        written.append(path)
         if delete_ingested and out.status in ("ingested", "duplicate"):
             bundle = media.folder(Path(media_root), media.OUTBOX) / out.bundle_file
             if bundle.is_file() and not bundle.is_symlink() and _sha256(bundle) == out.sha256:
                 bundle.unlink()
                 log.info("removed %s from the media (receipt written)", out.bundle_file)
+    signer = [o.receipt["signatures"][-1]["key"] for o in outcomes if o.receipt][:1]
+    for stale in quarantine.stale_receipts(Path(media_root), base64.b64decode(signer[0])) \
+            if signer else []:
+        try:
+            stale.unlink()
+        except OSError as exc:
+            raise atomic.media_error(exc, stale) from exc
+        log.info("removed %s from the media: the file it refused is no longer there",
+                 stale.name)
     return written
 
 
@@ -219,58 +244,40 @@ def _sha256(path: Path) -> str:
 
 def _one(run: _Run, item: staging.Staged) -> Outcome:
     meta: dict[str, Any] | None = None
+    media_id = (run.media_label, run.media_serial)
     try:
+        if item.kind == staging.REFUSED:
+            return _refused(item, quarantine.refuse_unread(run.home.path, run.conn, item,
+                                                           media_id))
         known = chain.bundle_row(run.conn, "sha256 = ?", (item.sha256,))
         if known is not None:
             return _duplicate(item, known)
-        if not item.path.exists():
-            return _handled_elsewhere(run, item)
+        if item.kind == staging.HELD or not item.path.exists():
+            return _refused(item, quarantine.handled_elsewhere(run.conn, item))
         try:
             bundle = Bundle(item.path, max_plaintext=run.cfg.max_plaintext_bytes)
         except OSError as exc:
             raise atomic.media_error(exc, item.path) from exc
         with bundle as b:
-            entry = b.check_signer(run.trust, "exporter")
+            entry = run.trust.require(b.prefix.signer, "exporter",
+                                      what=f"signer of {item.bundle_file}")
             sha = b.verify_signature()
             if sha != item.sha256:
-                raise CorruptPayload("staged copy changed after it was hashed", path=item.path)
-            meta = _checked_meta(b.meta, item.bundle_file)
+                raise CorruptPayload("staged copy changed after it was hashed",
+                                     path=item.shown)
+            meta = chain.checked_meta(b.meta, item.bundle_file)
             _fault("verified")
             return _load(run, item, b, meta, entry)
     except ChatvaultError as exc:
         if isinstance(exc, MediaError):
             raise  # the vault's own disk: not the bundle's fault
-        return _quarantine(run, item, exc, meta)
+        return _refused(item, quarantine.refuse(run.home.path, run.conn, item,
+                                                item.as_known(exc), meta, media_id))
 
 
-def _handled_elsewhere(run: _Run, item: staging.Staged) -> Outcome:
-    """A staged copy another ingest run (waited for) has already quarantined."""
-    row = quarantine.recorded(run.conn, item.sha256)
-    if row is None:
-        raise MediaMissing("staged copy vanished before it was ingested", path=item.path)
-    code, reason, src, seq = row
-    meta = {"source": src, "sequence": seq} if src else None
-    return Outcome(item.bundle_file, item.sha256, "quarantined", f"{code}: {reason}", meta,
-                   exit_code=quarantine.exit_code_of(code), code=code)
-
-
-def _checked_meta(meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    assert meta is not None
-    if meta.get("kind") != "export":
-        raise MalformedHeader(f"a {meta.get('kind')!r} bundle cannot be ingested "
-                              "(expected an export bundle)", path=name)
-    if not _SOURCE_NAME.match(meta["source"]):
-        raise MalformedHeader("source name is not [A-Za-z0-9._-]", path=name)
-    if meta["sequence"] < 1:
-        raise MalformedHeader(f"sequence {meta['sequence']} is not positive", path=name)
-    prev = meta.get("prev_hash")
-    if prev is not None and not (isinstance(prev, str) and _SHA256.match(prev)):
-        raise MalformedHeader("prev_hash is not a SHA-256", path=name)
-    if not timestamps.is_canonical(meta["created_at"]):
-        raise MalformedHeader("created_at is not a canonical UTC time", path=name)
-    if not isinstance(meta.get("context", {}), dict):
-        raise MalformedHeader("context is not an object", path=name)
-    return meta
+def _refused(item: staging.Staged, v: quarantine.Verdict) -> Outcome:
+    return Outcome(item.bundle_file, item.sha256, "quarantined", f"{v.code}: {v.reason}",
+                   v.meta, exit_code=v.exit_code, code=v.code, recognised=v.recognised)
 
 
 def _duplicate(item: staging.Staged, row: dict[str, Any]) -> Outcome:
@@ -280,7 +287,8 @@ def _duplicate(item: staging.Staged, row: dict[str, Any]) -> Outcome:
     log.info("%s: duplicate of %s #%d, skipped", item.bundle_file, row["source"],
              row["sequence"])
     return Outcome(item.bundle_file, item.sha256, "duplicate",
-                   f"already ingested as {row['source']} #{row['sequence']}", meta, counts)
+                   f"already ingested as {row['source']} #{row['sequence']}", meta, counts,
+                   recognised=item.kind == staging.HELD)
 
 
 def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
@@ -379,19 +387,7 @@ def _archive(home: Path, item: staging.Staged, meta: dict[str, Any]) -> Path:
     return target
 
 
-# -- refusals, receipts, progress ------------------------------------------------------
-
-def _quarantine(run: _Run, item: staging.Staged, exc: ChatvaultError,
-                meta: dict[str, Any] | None) -> Outcome:
-    """Keep a refused bundle with its reason (:mod:`vault.quarantine`)."""
-    kept = quarantine.keep(run.home.path, run.conn, item, exc, meta or {},
-                           (run.media_label, run.media_serial))
-    # Record-level reasons can quote ids from the data: the log gets the code only.
-    shown = exc.code if isinstance(exc, InvalidRecord) else exc.detail
-    log.warning("quarantined %s: %s (kept as %s)", item.bundle_file, shown, kept.name)
-    return Outcome(item.bundle_file, item.sha256, "quarantined", f"{exc.code}: {exc.detail}",
-                   meta or None, exit_code=exc.exit_code, code=exc.code)
-
+# -- receipts, progress ------------------------------------------------------
 
 def _finish(run: _Run, item: staging.Staged, outcome: Outcome) -> None:
     """Sign the receipt, keep a copy in ``H/receipts/``, forget the staged copy."""
@@ -402,9 +398,10 @@ def _finish(run: _Run, item: staging.Staged, outcome: Outcome) -> None:
     stem = item.bundle_file[:-4] if item.bundle_file.endswith(".cvb") else item.bundle_file
     stamp = re.sub(r"[^0-9TZ]", "", outcome.receipt["body"]["at"])
     copy = run.home.path / "receipts" / f"{stem}.{stamp}.{outcome.status}{receipts.SUFFIX}"
-    copy.parent.mkdir(exist_ok=True, mode=0o700)
-    atomic.write_bytes(copy, canonical.dumps(outcome.receipt) + b"\n", 0o600)
-    outcome.receipt_paths.append(str(copy))
+    if not outcome.recognised:
+        copy.parent.mkdir(exist_ok=True, mode=0o700)
+        atomic.write_bytes(copy, canonical.dumps(outcome.receipt) + b"\n", 0o600)
+        outcome.receipt_paths.append(str(copy))
     if outcome.status != "quarantined":
         staging.remove(item)
     _fault("finished")

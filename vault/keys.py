@@ -268,6 +268,28 @@ def parse_secret(text: str, path: str, passphrase: bytes | None = None) -> Ident
     return ident
 
 
+def secret_fingerprint(text: str, path: str) -> tuple[str, str]:
+    """(fingerprint, protection) of a secret key file, checked without its passphrase.
+
+    Armour, fields and sizes are checked; an unprotected key is parsed in
+    full (its keys must give its fingerprint); a passphrase-protected one can
+    only vouch for the fingerprint it states until it is unwrapped.
+    """
+    f = _unarmor(text, _SEC_ARMOR, path)
+    protection = _need(f, "Protection", path)
+    if protection == "none":
+        return parse_secret(text, path).fingerprint, protection
+    if protection != "argon2id-secretbox":
+        raise BadKeyFile(f"unknown protection {protection!r}", path=path)
+    _unb64(_need(f, "Salt", path), nacl.pwhash.argon2id.SALTBYTES, "Salt", path)
+    boxed = nacl.secret.SecretBox.NONCE_SIZE + 2 * KEY_BYTES + nacl.secret.SecretBox.MACBYTES
+    _unb64(_need(f, "Secret", path), boxed, "Secret", path)
+    try:
+        return normalise_fingerprint(_need(f, "Fingerprint", path)), protection
+    except UsageError:
+        raise BadKeyFile("the Fingerprint field is not a fingerprint", path=path) from None
+
+
 def _unwrap(f: dict[str, str], path: str, passphrase: bytes | None) -> bytes:
     if passphrase is None:
         raise PassphraseNeeded("the secret key is passphrase-protected; set "

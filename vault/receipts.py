@@ -18,17 +18,20 @@ The vault writes one receipt per bundle it found on the media, into
     audit_head      hash of the vault's audit log head at that moment
 
 The exporter verifies receipts against the vault keys it trusts (role
-``vault``) and matches them to its bundles by ``bundle_sha256``.
+``vault``) and matches them to its bundles by ``bundle_sha256``. A vault
+does not rewrite a receipt of its own that already says the same
+(:func:`already_said`): a stick inserted again keeps the receipts it has.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vault import atomic, media, signed, timestamps
-from vault.errors import BadDocument
+from vault.errors import BadDocument, ChatvaultError, UntrustedSigner
 from vault.keys import Identity
 
 SUFFIX = ".receipt.json"
@@ -103,3 +106,51 @@ def verify_file(path: Path, trust: Any) -> Receipt:
 def on_media(media_path: Path) -> list[Path]:
     folder = media.folder(media_path, media.RECEIPTS)
     return media.safe_files(folder, SUFFIX, signed.MAX_DOCUMENT)
+
+
+class _OnlyKey:
+    """A trust store that knows one signing key (a vault recognising its own receipts)."""
+
+    def __init__(self, sign_pk: bytes) -> None:
+        self.sign_pk = sign_pk
+        self.fingerprint = sign_pk.hex()
+
+    def require(self, sign_pk: bytes, role: str, what: str = "signer") -> "_OnlyKey":
+        if sign_pk != self.sign_pk:
+            raise UntrustedSigner(f"{what} is not the expected key")
+        return self
+
+
+def signed_by(doc: dict[str, Any], sign_pk: bytes) -> bool:
+    """Whether a receipt is signed, validly and only, by ``sign_pk``."""
+    try:
+        signed.verify(doc, _OnlyKey(sign_pk), "vault", "receipt", "receipt")
+    except ChatvaultError:
+        return False
+    return True
+
+
+def already_said(media_path: Path, doc: dict[str, Any]) -> Path | None:
+    """The receipt on the media, by the same signer, that already says what ``doc`` says.
+
+    Same file, same hash, same status, reason, position and counts; an
+    ``ingested`` receipt also stands for a later ``duplicate``. A receipt
+    that is missing, damaged or signed by another key is not the same.
+    """
+    body = doc["body"]
+    path = media.folder(media_path, media.RECEIPTS) / file_name(body["bundle_file"],
+                                                                body["vault"])
+    try:
+        old = signed.load(path)
+    except ChatvaultError:
+        return None
+    if not signed_by(old, base64.b64decode(doc["signatures"][-1]["key"])):
+        return None
+    was = old["body"]
+    if any(was.get(k) != body.get(k) for k in ("bundle_file", "bundle_sha256", "vault")):
+        return None
+    if was.get("status") == "ingested" and body["status"] == "duplicate":
+        return path
+    same = all(was.get(k) == body.get(k) for k in ("status", "reason", "source", "sequence",
+                                                   "bundle_id", "counts"))
+    return path if same else None

@@ -6,15 +6,31 @@ copied onto the vault's own disk, and ingest works on that private copy
 
 * **Safe**: files are listed with :func:`vault.media.safe_files` (no
   symlinks, no odd names, no special files) and opened with
-  ``O_NOFOLLOW``; at most :data:`MAX_FILES` per run, each at most the size
-  a bundle within the vault's plaintext limit can have, and never more than
+  ``O_NOFOLLOW``; at most :data:`MAX_FILES` per run, and never more than
   the listing said (a file that grows while copied is refused).
+* **Judged on its first bytes before any copy**: a file whose fixed prefix
+  (:func:`vault.bundle.layout.parse_prefix`) and size cannot be a bundle
+  this vault accepts (bad magic, unsupported version, malformed fields, a
+  size other than the header declares, above ``limits.max_plaintext_bytes``
+  plus the format's overhead) is **refused unread**: only its first and
+  last :data:`SAMPLE_BYTES` are read, and it is named by their SHA-256 with
+  its name and size (:func:`vault.quarantine.identity`). The verdict depends on nothing
+  else, so a later insertion recognises the file by that identity without
+  reading more (its mtime could not change the verdict, so it is left out).
+  :mod:`vault.quarantine` keeps the first :data:`EVIDENCE_BYTES`.
+* **Bytes the vault has are not copied again**: a file of the size of a
+  bundle the vault holds or keeps in quarantine is hashed on the media, in
+  full, writing nothing. The SHA-256 of a held bundle makes it ``held``
+  (ingest reports a duplicate); that of a quarantined copy stages that copy
+  by a hard link (judged again: trust may have changed). Only the full
+  hash decides, never a name or a date, so a file whose bytes could differ
+  from what the vault has is always copied (at the price of a second read).
 * **Atomic and resumable**: a copy is written under a temporary name,
-  fsynced and renamed to ``<sha256[:16]>.<file name>``, then a small
-  ``.staged.json`` beside it records name, size and hash. A copy cut short
-  by a pulled stick is only ever a temporary file, discarded on the next
-  run. A bundle already staged with the same name, size and hash is not
-  copied again (its media copy is read once to compare the hash).
+  fsynced and renamed to ``<sha256[:16]>.<file name>``; a ``.staged.json``
+  beside it records name, size, hash and where it came from. A copy cut
+  short by a pulled stick is only ever a temporary file, discarded on the
+  next run; one already staged (same name, size and hash) is not copied
+  again.
 * **Loses nothing**: when the media disappears mid-run, a MediaError
   (exit 5) is raised carrying in ``.staged`` every bundle fully staged so
   far; they stay in staging (:func:`pending`) until ingested.
@@ -27,31 +43,64 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
+import sqlite3
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from vault import atomic, canonical, media, timestamps
+from vault import atomic, canonical, chain, media, quarantine, store, timestamps
 from vault.bundle import layout
-from vault.errors import InputRejected, MediaError, MediaMissing
+from vault.errors import ChatvaultError, InputRejected, MediaError, MediaMissing
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".cvb"
 SIDECAR = ".staged.json"
 MAX_FILES = 10_000
+#: bytes read at the start and at the end of a file to judge and recognise it
+SAMPLE_BYTES = 64 * 1024
+#: bytes of a file refused unread that are kept as evidence
+EVIDENCE_BYTES = 4096
 _READ = 1024 * 1024
+
+COPY, HELD, REFUSED = "copy", "held", "refused"
 
 
 @dataclass(frozen=True)
 class Staged:
-    """A bundle fully copied to staging: its name on the media, hash, local path, size."""
+    """One bundle file taken from the media (or the command line), and how.
+
+    ``kind`` is ``copy`` (a private copy at ``path`` in staging), ``held``
+    (the vault holds these very bytes: nothing copied, ``path`` is the
+    original) or ``refused`` (refused on its first bytes: nothing copied,
+    ``sha256`` is the file's sample identity, ``refusal`` the verdict).
+    ``origin`` is the file as the operator knows it: its path on the media
+    or on the command line.
+    """
 
     bundle_file: str
     sha256: str
     path: Path
     size: int
+    origin: str | None = field(default=None, compare=False)
+    kind: str = COPY
+    refusal: ChatvaultError | None = field(default=None, compare=False, repr=False)
+    evidence: bytes = field(default=b"", compare=False, repr=False)
+
+    @property
+    def shown(self) -> str:
+        """The name messages use: the path given, or the name on the media."""
+        return self.origin or self.bundle_file
+
+    def as_known(self, exc: ChatvaultError) -> ChatvaultError:
+        """``exc`` naming the file as the operator knows it, never its staging copy."""
+        for staged_name in (str(self.path), self.path.name):
+            exc.detail = exc.detail.replace(staged_name, self.bundle_file)
+        exc.path = self.shown
+        exc.args = (f"{exc.path}: {exc.detail}",)
+        return exc
 
 
 def max_bundle_bytes(max_plaintext: int) -> int:
@@ -81,8 +130,9 @@ def pending(home: Path) -> list[Staged]:
         side = _sidecar(path)
         try:
             info = canonical.loads(side.read_bytes())
+            origin = info.get("from")
             staged = Staged(str(info["bundle_file"]), str(info["sha256"]), path,
-                            int(info["size"]))
+                            int(info["size"]), origin if isinstance(origin, str) else None)
         except (OSError, canonical.CanonicalError, KeyError, TypeError, ValueError):
             staged = _describe(path)  # renamed, but the sidecar never made it
         if staged.size == path.stat().st_size:
@@ -101,14 +151,16 @@ def _describe(path: Path) -> Staged:
     return staged
 
 
-def _write_sidecar(staged: Staged, media_path: str | None = None) -> None:
+def _write_sidecar(staged: Staged) -> None:
     info = {"bundle_file": staged.bundle_file, "sha256": staged.sha256, "size": staged.size,
-            "staged_at": timestamps.now_utc(), "from": media_path}
+            "staged_at": timestamps.now_utc(), "from": staged.origin}
     atomic.write_bytes(_sidecar(staged.path), canonical.dumps(info) + b"\n", 0o600)
 
 
 def remove(staged: Staged) -> None:
-    """Forget a staged bundle once its outcome is committed."""
+    """Forget a staged copy once its outcome is committed (nothing for an uncopied file)."""
+    if staged.kind != COPY:
+        return
     for path in (staged.path, _sidecar(staged.path)):
         try:
             path.unlink()
@@ -118,31 +170,39 @@ def remove(staged: Staged) -> None:
 
 def stage_from_media(home: Path, media_root: Path, *,
                      max_plaintext: int = layout.DEFAULT_MAX_PLAINTEXT) -> list[Staged]:
-    """Copy every bundle in ``<media>/chatvault/outbox/`` to staging (see module doc)."""
+    """Take every bundle in ``<media>/chatvault/outbox/`` (see module doc)."""
     outbox = media.folder(Path(media_root), media.OUTBOX)
-    limit = max_bundle_bytes(max_plaintext)
-    for big in media.oversized_files(outbox, SUFFIX, limit):
-        log.warning("skipping %s: larger than any bundle this vault accepts (%d bytes)",
-                    big.name, limit)
-    return stage_files(home, media.safe_files(outbox, SUFFIX, limit), limit=limit)
+    # no size bound on the listing: an oversized file is refused with a receipt
+    files = media.safe_files(outbox, SUFFIX, 2**63)
+    return stage_files(home, files, max_plaintext=max_plaintext)
 
 
-def stage_files(home: Path, files: list[Path], *, limit: int | None = None) -> list[Staged]:
-    """Stage the given bundle files (from media or given on the command line)."""
+def stage_files(home: Path, files: list[Path], *, limit: int | None = None,
+                max_plaintext: int | None = None) -> list[Staged]:
+    """Stage the given bundle files (from media or given on the command line).
+
+    ``max_plaintext`` defaults to the vault's ``limits.max_plaintext_bytes``;
+    ``limit`` can only lower the file size that bound allows.
+    """
     if len(files) > MAX_FILES:
         raise InputRejected(f"{len(files)} bundles at once; at most {MAX_FILES} per run")
+    if max_plaintext is None:
+        from vault import vaultconfig
+
+        max_plaintext = vaultconfig.load(Path(home)).max_plaintext_bytes
+    bound = max_bundle_bytes(max_plaintext)
+    rules = (max_plaintext, min(limit, bound) if limit else bound)
     target = folder(home)
-    limit = limit or max_bundle_bytes(layout.DEFAULT_MAX_PLAINTEXT)
     done: list[Staged] = []
     # One stager at a time per vault (the daemon and a person at the command
     # line): the temporaries removed below as leftovers of an interrupted run
     # would otherwise include another run's copy in progress.
-    with _staging_lock(Path(home)):
+    with _staging_lock(Path(home)), _holdings(Path(home)) as holdings:
         atomic.remove_stale_temporaries(target)
         known = pending(home)
         for path in files:
             try:
-                done.append(_stage_one(Path(path), target, known, limit))
+                done.append(_stage_one(Path(path), target, known, holdings, rules))
             except InputRejected as exc:
                 log.warning("not staged: %s", exc)
             except MediaError as exc:
@@ -163,7 +223,39 @@ def _staging_lock(home: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _open_source(path: Path, limit: int) -> tuple[int, int]:
+@dataclass
+class _Holdings:
+    """What the vault already has the bytes of: held bundles, quarantined copies."""
+
+    conn: sqlite3.Connection | None = None
+    sizes: set[int] = field(default_factory=set)
+    kept: dict[str, Path] = field(default_factory=dict)
+
+    def holds(self, sha: str) -> bool:
+        return self.conn is not None and chain.holds(self.conn, sha)
+
+
+@contextlib.contextmanager
+def _holdings(home: Path) -> Iterator[_Holdings]:
+    try:
+        conn: sqlite3.Connection | None = store.open_store(home / store.FILE_NAME)
+    except ChatvaultError as exc:
+        # Copy everything, as if the vault held nothing: ingest says what is wrong.
+        log.warning("store not readable while staging (%s): every bundle is copied",
+                    exc.detail)
+        conn = None
+    if conn is None:
+        yield _Holdings()
+        return
+    try:
+        kept = quarantine.kept_copies(home, conn)
+        sizes = chain.held_sizes(conn) | {size for size, _ in kept.values()}
+        yield _Holdings(conn, sizes, {sha: path for sha, (_, path) in kept.items()})
+    finally:
+        conn.close()
+
+
+def _open_source(path: Path) -> tuple[int, int]:
     """(fd, size) of a regular file, never through a symlink."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -177,16 +269,28 @@ def _open_source(path: Path, limit: int) -> tuple[int, int]:
     if not stat.S_ISREG(st.st_mode):
         _close_source(fd)
         raise InputRejected("not a regular file", path=path)
-    if st.st_size > limit:
-        _close_source(fd)
-        raise InputRejected(f"{st.st_size} bytes: larger than any acceptable bundle", path=path)
     return fd, st.st_size
+
+
+def _pread(fd: int, n: int, offset: int, path: Path) -> bytes:
+    parts, got = [], 0
+    try:
+        while got < n:
+            part = os.pread(fd, n - got, offset + got)
+            if not part:
+                raise MediaMissing("file shrank while being read", path=path)
+            parts.append(part)
+            got += len(part)
+    except OSError as exc:
+        raise atomic.media_error(exc, path) from exc
+    return b"".join(parts)
 
 
 def _hash_fd(fd: int, size: int, path: Path) -> str:
     digest = hashlib.sha256()
     left = size
     try:
+        os.lseek(fd, 0, os.SEEK_SET)
         while left:
             part = os.read(fd, min(_READ, left))
             if not part:
@@ -198,21 +302,31 @@ def _hash_fd(fd: int, size: int, path: Path) -> str:
     return digest.hexdigest()
 
 
-def _stage_one(src: Path, target: Path, known: list[Staged], limit: int) -> Staged:
+def _stage_one(src: Path, target: Path, known: list[Staged], holdings: _Holdings,
+               rules: tuple[int, int]) -> Staged:
     name = src.name
-    fd, size = _open_source(src, limit)
+    fd, size = _open_source(src)
     try:
+        head = _pread(fd, min(size, SAMPLE_BYTES), 0, src)
+        refusal = quarantine.first_bytes_verdict(head, name, size, *rules)
+        if refusal is not None:
+            start = max(len(head), size - SAMPLE_BYTES)
+            tail = _pread(fd, size - start, start, src)
+            log.debug("%s refused on its first bytes: %s", name, refusal.code)
+            return Staged(name, quarantine.identity(name, size, head, tail), src, size,
+                          str(src), REFUSED, refusal, head[:EVIDENCE_BYTES])
         same = [s for s in known if s.bundle_file == name and s.size == size]
-        if same:
+        if same or size in holdings.sizes:
             sha = _hash_fd(fd, size, src)
             for s in same:
                 if s.sha256 == sha:
                     log.debug("%s already staged", name)
                     return s
-            try:
-                os.lseek(fd, 0, os.SEEK_SET)
-            except OSError as exc:
-                raise atomic.media_error(exc, src) from exc
+            if holdings.holds(sha):
+                log.debug("%s is held already (sha256 %s): not copied", name, sha[:16])
+                return Staged(name, sha, src, size, str(src), HELD)
+            if sha in holdings.kept:
+                return _relink(holdings.kept[sha], sha, src, size, target)
         media.ensure_space(target, size)
         return _copy(fd, size, src, target)
     finally:
@@ -227,12 +341,34 @@ def _close_source(fd: int) -> None:
         pass
 
 
+def _relink(kept: Path, sha: str, src: Path, size: int, target: Path) -> Staged:
+    """Stage the quarantined copy of these very bytes again (a link, or a local copy)."""
+    tmp = target / f".{src.name}{atomic.TMP_MARK}{os.getpid()}"
+    final = target / f"{sha[:16]}.{src.name}"
+    try:
+        try:
+            os.link(kept, tmp)
+        except OSError:
+            shutil.copyfile(kept, tmp)
+        os.replace(tmp, final)
+        atomic.fsync_dir(target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise atomic.media_error(exc, final, size) from exc
+    staged = Staged(src.name, sha, final, size, str(src))
+    _write_sidecar(staged)
+    log.info("staged %s again from its quarantined copy (sha256 %s)", src.name, sha[:16])
+    return staged
+
+
 def _copy(fd: int, size: int, src: Path, target: Path) -> Staged:
     digest = hashlib.sha256()
     tmp = target / f".{src.name}{atomic.TMP_MARK}{os.getpid()}"
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         left = size
+        os.lseek(fd, 0, os.SEEK_SET)
         while left:
             try:
                 part = os.read(fd, min(_READ, left))
@@ -259,7 +395,7 @@ def _copy(fd: int, size: int, src: Path, target: Path) -> Staged:
     final = target / f"{sha[:16]}.{src.name}"
     os.replace(tmp, final)
     atomic.fsync_dir(target)
-    staged = Staged(src.name, sha, final, size)
-    _write_sidecar(staged, str(src))
+    staged = Staged(src.name, sha, final, size, str(src))
+    _write_sidecar(staged)
     log.info("staged %s (%d bytes, sha256 %s)", src.name, size, sha[:16])
     return staged

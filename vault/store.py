@@ -1,5 +1,8 @@
 """The vault store: one SQLite file, ``H/store.db``.
 
+The file holds plaintext: a new store is created 0600, and its ``-wal``
+and ``-shm`` follow its mode.
+
 Connections. :func:`open_store` returns a plain :class:`sqlite3.Connection`,
 not a ``sqlite_utils.Database``: every part of the vault (audit, GDPR,
 restore) speaks SQL to it, and ``sqlite_utils.Database(conn)`` wraps it for
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import secrets
 import sqlite3
 from contextlib import contextmanager
@@ -56,6 +60,7 @@ def __getattr__(name: str) -> Any:
 
 def connect(path: Path | str) -> sqlite3.Connection:
     """A connection with the store's pragmas, without touching the schema."""
+    _create_private(path)
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
         conn.execute("PRAGMA busy_timeout = 30000")
@@ -67,6 +72,23 @@ def connect(path: Path | str) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise _error(exc, path) from None
     return conn
+
+
+def _create_private(path: Path | str) -> None:
+    """Create a new store file 0600: it holds plaintext, whatever the umask says.
+
+    SQLite gives the ``-wal`` and ``-shm`` files it creates later the mode of
+    the database file, so they are 0600 too. An existing file is left as it
+    is (``vault status`` warns when group or others may read it).
+    """
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise MediaIOError(f"store cannot be created: {exc.strerror}", path=path) from None
 
 
 def open_store(path: Path | str) -> sqlite3.Connection:

@@ -7,7 +7,10 @@ exit 0 / 1 / 2 as monitoring plugins do), a one-line message for people
 and data for ``--json`` and Prometheus. The worst level is the status.
 
 Checks here: chain gaps, forks, quarantined bundles, overdue sources,
-the clock, free disk, the audit chain, bundles waiting in staging. Other
+the clock, free disk, the audit chain, bundles waiting in staging, the
+vault's secret key (present, 0600, readable, matching ``keys/public.key``:
+without it nothing can be ingested, drilled or restored) and who may read
+the store (it holds plaintext: 0600, like its ``-wal`` and ``-shm``). Other
 modules add their own without touching this one: any module named in
 :data:`CHECK_MODULES` that defines ``STATUS_CHECKS`` (a list of check
 functions) is consulted when it is present (DSAR due dates, drill age...).
@@ -15,17 +18,25 @@ functions) is consulted when it is present (DSAR due dates, drill age...).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import re
 import shutil
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import atomic, audit, chain, staging, store, timestamps, vaultconfig
+from vault import atomic, audit, chain, keys, staging, store, timestamps, vaultconfig
+from vault.errors import ChatvaultError
+from vault.home import Home
 
 OK, WARNING, CRITICAL = 0, 1, 2
 LEVELS = ("OK", "WARNING", "CRITICAL")
+#: a bundle file name as exporters write it: what an unverified file claims to be
+_CLAIMED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,127})-\d{8}\.cvb$")
 CHECK_MODULES = ("vault.vaultstatus", "vault.dsar", "vault.retention", "vault.restore",
                  "vault.drill", "vault.daemon", "vault.requestrun", "vault.erasure")
 
@@ -57,6 +68,11 @@ def _ts(text: str | None) -> datetime | None:
     return timestamps.parse(text) if text else None
 
 
+def _short(text: str | None) -> str:
+    """A stored time as people read it: to the second, no fraction."""
+    return re.sub(r"\.\d+Z$", "Z", text) if text else "-"
+
+
 def _ago(then: datetime, now: datetime) -> str:
     hours = (now - then).total_seconds() / 3600
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
@@ -81,11 +97,9 @@ def sources(ctx: Context) -> list[dict[str, Any]]:
         out.setdefault(name, {"source": name, "last_sequence": None, "last_ingest_at": None,
                               "last_created_at": None, "gaps": [], "forks": 0,
                               "quarantined": 0})
-    for src, code, n in ctx.conn.execute(
-            "SELECT source, code = 'fork', count(*) FROM quarantine WHERE resolved_at IS NULL "
-            "AND source IS NOT NULL GROUP BY source, code = 'fork'"):
+    for src, fork, n in _quarantined(ctx):
         if src in out:
-            out[src]["forks" if code else "quarantined"] += n
+            out[src]["forks" if fork else "quarantined"] += n
     for item in out.values():
         every = ctx.cfg.sources.get(item["source"], vaultconfig.SourceSettings())
         item["expected_every_hours"] = every.expected_every_hours
@@ -93,6 +107,30 @@ def sources(ctx: Context) -> list[dict[str, Any]]:
         item["overdue"] = bool(every.expected_every_hours) and (
             last is None or ctx.now - last > timedelta(hours=every.expected_every_hours or 0))
     return sorted(out.values(), key=lambda s: s["source"])
+
+
+def _quarantined(ctx: Context) -> list[tuple[str | None, bool, int]]:
+    """(source, is a fork, count) of unresolved quarantine entries.
+
+    A bundle refused before its header could be verified has no source of
+    record; it is counted under the source its file name claims
+    (``<source>-<sequence>.cvb``), or under None when it claims none.
+    """
+    counts: dict[tuple[str | None, bool], int] = {}
+    for src, file, code in ctx.conn.execute(
+            "SELECT source, file, code FROM quarantine WHERE resolved_at IS NULL"):
+        if src is None:
+            claim = _CLAIMED.match(file)
+            src = claim.group(1) if claim else None
+        key = (src, code == "fork")
+        counts[key] = counts.get(key, 0) + 1
+    return [(src, fork, n) for (src, fork), n in counts.items()]
+
+
+def unattributed(ctx: Context) -> int:
+    """Unresolved quarantine entries that belong to no source in the table."""
+    known = {s["source"] for s in sources(ctx)}
+    return sum(n for src, _, n in _quarantined(ctx) if src not in known)
 
 
 # -- the checks ----------------------------------------------------------------------------
@@ -109,17 +147,18 @@ def check_chain(ctx: Context) -> list[Finding]:
 
 def check_quarantine(ctx: Context) -> list[Finding]:
     out = []
-    for file, code, reason, src, seq, at in ctx.conn.execute(
-            "SELECT file, code, reason, source, sequence, at FROM quarantine "
-            "WHERE resolved_at IS NULL ORDER BY at"):
-        data = {"file": file, "code": code, "source": src, "sequence": seq, "at": at}
+    for file, code, reason, src, seq, at, seen, path in ctx.conn.execute(
+            "SELECT file, code, reason, source, sequence, at, last_seen_at, path "
+            "FROM quarantine WHERE resolved_at IS NULL ORDER BY at"):
+        data = {"file": file, "code": code, "source": src, "sequence": seq, "at": at,
+                "last_seen_at": seen, "kept": path}
         if code == "fork":
             out.append(Finding(CRITICAL, "forks", f"{file}: FORK refused ({reason}); two "
                                "different bundles claim the same place in the chain: "
                                "investigate the exporter", data))
         else:
-            out.append(Finding(WARNING, "quarantine", f"{file} quarantined at {at}: "
-                               f"{code} (see H/quarantine/)", data))
+            out.append(Finding(WARNING, "quarantine", f"{file} quarantined at {_short(at)}"
+                               f" (last seen {_short(seen)}): {code} (kept: H/{path})", data))
     return out
 
 
@@ -202,8 +241,63 @@ def check_staging(ctx: Context) -> list[Finding]:
                     "restart the daemon", {"files": [s.bundle_file for s in waiting]})]
 
 
+def check_secret_key(ctx: Context) -> list[Finding]:
+    """The vault's secret key: present, owner-only, readable, the public key's twin."""
+    h = Home(ctx.home)
+    path, rel = h.secret_key, "keys/secret.key"
+    data = {"path": str(path)}
+    problem: str | None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problem = "is missing"
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    else:
+        data["mode"] = f"{mode:04o}"
+        problem = _key_problem(h, text, mode)
+    if problem is None:
+        return [Finding(OK, "secret_key", f"{rel} matches keys/public.key", data)]
+    return [Finding(CRITICAL, "secret_key", f"{rel} {problem}: the vault cannot ingest, "
+                    "drill or restore; restore the key from its backup (or fix it)", data)]
+
+
+def _key_problem(h: Home, text: str, mode: int) -> str | None:
+    if mode & 0o077:
+        return f"is readable by others (mode {mode:04o}; chmod 600 it)"
+    try:
+        fingerprint, _ = keys.secret_fingerprint(text, "keys/secret.key")
+    except ChatvaultError as exc:
+        return f"is damaged ({exc.detail})"
+    try:
+        public = keys.load_public(h.public_key).fingerprint
+    except ChatvaultError as exc:
+        return f"cannot be checked: keys/public.key is unusable ({exc.detail})"
+    if fingerprint != public:
+        return f"belongs to {fingerprint}, not to this vault's public key {public}"
+    return None
+
+
+def check_store_mode(ctx: Context) -> list[Finding]:
+    """The store holds plaintext: nobody but its owner should be able to read it."""
+    loose = {}
+    for path in sorted(ctx.home.glob(store.FILE_NAME + "*")):
+        with contextlib.suppress(OSError):
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            if mode & 0o077:
+                loose[path.name] = f"{mode:04o}"
+    if not loose:
+        return []
+    names = ", ".join(f"{n} ({m})" for n, m in loose.items())
+    return [Finding(WARNING, "store_mode", f"the store holds plaintext but group or others "
+                    f"may read it: {names}; chmod 600 {ctx.home / store.FILE_NAME}*",
+                    {"files": loose})]
+
+
 STATUS_CHECKS: list[Check] = [check_chain, check_quarantine, check_overdue, check_clock,
-                              check_disk, check_audit, check_staging]
+                              check_disk, check_audit, check_staging, check_secret_key,
+                              check_store_mode]
 
 
 def all_checks() -> list[Check]:
@@ -232,10 +326,32 @@ def report(home: Path, now: datetime | None = None) -> dict[str, Any]:
         conversations = conn.execute("SELECT count(*) FROM conversations").fetchone()[0]
         return {"status": LEVELS[level], "exit_code": level,
                 "at": timestamps.format_utc(ctx.now), "sources": sources(ctx),
+                "quarantined_without_source": unattributed(ctx),
                 "store": {**_disk(ctx), "conversations": conversations},
                 "findings": [f.as_dict() for f in findings if f.level > OK]}
     finally:
         conn.close()
+
+
+def table(rep: dict[str, Any]) -> list[str]:
+    """The per-source table for people, each column as wide as its widest cell."""
+    head = ("source", "last seq", "last ingest", "gaps", "forks", "quarantined", "")
+    rows = [head]
+    for item in rep["sources"]:
+        gaps = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in item["gaps"]) or "-"
+        seq = item["last_sequence"]
+        rows.append((item["source"], "-" if seq is None else str(seq),
+                     _short(item["last_ingest_at"]) if item["last_ingest_at"] else "never",
+                     gaps, str(item["forks"]), str(item["quarantined"]),
+                     "OVERDUE" if item["overdue"] else ""))
+    if rep.get("quarantined_without_source"):
+        rows.append(("(no source)", "-", "-", "-", "0",
+                     str(rep["quarantined_without_source"]), ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    numeric = {1, 4, 5}
+    return ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+                      for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+            for row in rows]
 
 
 # -- Prometheus textfile ------------------------------------------------------------------
@@ -274,6 +390,8 @@ def prometheus(rep: dict[str, Any]) -> str:
     metric("source_quarantined_bundles", "unresolved quarantined bundles",
            each("quarantined", float))
     metric("source_overdue", "1 when the source is overdue", each("overdue", float))
+    metric("quarantined_without_source", "unresolved quarantined files naming no source",
+           [("", rep.get("quarantined_without_source", 0))])
     for key in ("store_bytes", "archive_bytes", "disk_free_bytes", "disk_total_bytes",
                 "conversations"):
         metric(key, key.replace("_", " "), [("", rep["store"][key])])

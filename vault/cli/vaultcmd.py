@@ -13,15 +13,17 @@ from vault.cli.common import (HomeOpt, JsonOpt, QuietOpt, emit_json, resolve_hom
 app = typer.Typer(no_args_is_help=True)
 
 
-def _print_outcomes(outcomes: list[Any]) -> None:
+def _print_outcomes(outcomes: list[Any], given: set[str]) -> None:
+    """One line per bundle, named as the operator knows it (the path given, or its name)."""
     for o in outcomes:
         d = o.as_dict()
+        name = o.origin if o.origin in given else o.bundle_file
         where = f"{d['source']} #{d['sequence']}" if d["source"] else "-"
         c = d["counts"]
         taken = (f"{c.get('conversations', 0)} conv, {c.get('messages', 0)} msg"
                  if o.status == "ingested" else "")
         note = f"  {o.reason}" if o.reason else ""
-        print(f"{o.status:11} {o.bundle_file:32} {where:20} {taken}{note}")
+        print(f"{o.status:11} {name:32} {where:20} {taken}{note}")
 
 
 def _summary(outcomes: list[Any]) -> dict[str, int]:
@@ -62,7 +64,8 @@ def ingest_cmd(
     files = [p for p in paths if not p.is_dir()]
     for p in paths:
         if not p.exists():
-            raise errors.UsageError(f"{p}: no such file or folder")
+            raise errors.MediaMissing("no such file or folder (is the stick mounted?)",
+                                      path=p)
     try:
         for folder in [p for p in paths if p.is_dir()]:
             outcomes += ingest.ingest_media(h, folder, media_label=media_label,
@@ -70,8 +73,7 @@ def ingest_cmd(
                                             delete_ingested=False)
             answered += _answer_requests(h, folder)
         if files:
-            staged = staging.stage_files(h, files, limit=staging.max_bundle_bytes(
-                cfg.max_plaintext_bytes))
+            staged = staging.stage_files(h, files, max_plaintext=cfg.max_plaintext_bytes)
             outcomes += ingest.ingest_staged(h, staged, media_label=media_label,
                                              progress=progress)
     except errors.MediaError as exc:
@@ -86,7 +88,7 @@ def ingest_cmd(
                    "answers": [a.as_dict() for a in answered],
                    "error": failure.as_dict() if failure else None, "exit_code": code})
     else:
-        _print_outcomes(outcomes)
+        _print_outcomes(outcomes, {str(p) for p in files})
         for a in answered:
             why = f" ({a.reason})" if a.reason else ""
             print(f"{a.status:11} {a.file:32} request {a.action or '-'}{why}")
@@ -131,14 +133,8 @@ def status_cmd(
         raise typer.Exit(rep["exit_code"])
     s = rep["store"]
     print(f"vault status: {rep['status']} (at {rep['at']})")
-    print(f"{'source':24} {'last seq':>8}  {'last ingest':22} {'gaps':12} forks  quarantined")
-    for item in rep["sources"]:
-        gaps = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in item["gaps"]) or "-"
-        seq = item["last_sequence"] if item["last_sequence"] is not None else "-"
-        when = item["last_ingest_at"] or "never"
-        late = "  OVERDUE" if item["overdue"] else ""
-        print(f"{item['source']:24} {seq:>8}  {when:22} {gaps:12} {item['forks']:5}  "
-              f"{item['quarantined']:11}{late}")
+    for line in vaultstatus.table(rep):
+        print(line)
     print(f"store {s['store_bytes'] / 1024**2:.1f} MiB, archive {s['archive_bytes'] / 1024**2:.1f}"
           f" MiB, {s['conversations']} conversations, disk free "
           f"{s['disk_free_bytes'] / 1024**3:.1f} GiB")
