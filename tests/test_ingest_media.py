@@ -178,3 +178,66 @@ def test_read_only_stick_ingests_and_says_receipts_failed(pair: Pair, tmp_path: 
         assert len(list((pair.vault_path / "receipts").glob("*.receipt.json"))) == 1
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def _io() -> dict[str, int]:
+    pairs = (ln.split(": ") for ln in Path("/proc/self/io").read_text().splitlines())
+    return {k: int(v) for k, v in pairs}
+
+
+def _receipts_on(mnt: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in receipts.on_media(mnt)}
+
+
+@pytest.mark.media
+def test_junk_on_a_real_stick_is_never_copied_nor_read_twice(pair: Pair, tmp_path: Path,
+                                                              exfat: Stick) -> None:
+    """A large non-bundle on exFAT: refused on its first bytes, recognised when re-inserted."""
+    exfat.mount()
+    box = outbox(exfat.mnt)
+    box.mkdir(parents=True)
+    junk = box / "huge-00000001.cvb"
+    with open(junk, "wb") as fh:
+        fh.write(b"PK\x03\x04")
+        for _ in range(96):
+            fh.write(b"\x5a" * (1024 * 1024))
+    ch = Chain(pair, box)
+    ch.seal([conv("c1", ["hello"])])
+    subprocess.run(["sync"], check=True)
+    exfat.unmount()
+    exfat.mount()
+
+    before = _io()
+    outs = {o.bundle_file: o for o in ingest.ingest_media(pair.vault_path, exfat.mnt)}
+    first = _io()
+
+    assert (outs["huge-00000001.cvb"].status, outs["huge-00000001.cvb"].code) == \
+        ("quarantined", "bad_magic")
+    assert outs["web-00000001.cvb"].status == "ingested"
+    assert first["rchar"] - before["rchar"] < 32 * 1024 * 1024, "junk read in bulk"
+    assert first["wchar"] - before["wchar"] < 32 * 1024 * 1024, "junk copied"
+    assert max(p.stat().st_size for p in (pair.vault_path / "quarantine").iterdir()) <= 4096
+
+    # Inserted again (a fresh mount): nothing read in bulk, no receipt rewritten.
+    exfat.unmount()
+    exfat.mount()
+    said = _receipts_on(exfat.mnt)
+    assert len(said) == 2
+    again = {o.bundle_file: o for o in ingest.ingest_media(pair.vault_path, exfat.mnt)}
+    second = _io()
+    assert again["huge-00000001.cvb"].recognised and again["web-00000001.cvb"].recognised
+    assert second["rchar"] - first["rchar"] < 32 * 1024 * 1024, "junk read again"
+    assert _receipts_on(exfat.mnt) == said
+    assert junk.stat().st_size == 96 * 1024 * 1024 + 4, "the junk stays on the stick"
+
+    # The junk is taken off the stick: its receipt goes with the next insertion.
+    junk.unlink()
+    ch.seal([conv("c2", ["next day"])])
+    exfat.unmount()
+    exfat.mount()
+    ingest.ingest_media(pair.vault_path, exfat.mnt)
+    exfat.unmount()
+    exfat.mount()
+    left = {receipts.verify_file(p, pair.exporter.trust()).body["bundle_file"]
+            for p in receipts.on_media(exfat.mnt)}
+    assert left == {"web-00000001.cvb", "web-00000002.cvb"}

@@ -335,3 +335,44 @@ def test_receipts_are_not_rewritten_and_stale_ones_go(pair: Pair, tmp_path: Path
     for name, seen in first.items():
         if name.startswith("web-00000001"):
             assert kept[name] == seen
+
+
+def test_daemon_reinsertion_needs_no_file_after_unmount(pair: Pair, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    """The daemon ingests after unmounting: held and refused files need nothing more."""
+    from test_daemon import LOOP, FakeMedia, _daemon
+    from vault.udevwatch import Device
+
+    class Vanishing(FakeMedia):
+        """Unmounted, the stick's files are really out of reach."""
+
+        def mount(self, *args: Any, **kw: Any) -> Any:
+            away = self.folder.with_name("away")
+            if away.exists():
+                away.rename(self.folder)
+            return super().mount(*args, **kw)
+
+        def unmount(self, *args: Any, **kw: Any) -> None:
+            super().unmount(*args, **kw)
+            self.folder.rename(self.folder.with_name("away"))
+
+    media_root = stick(tmp_path / "stick")
+    Chain(pair, outbox(media_root)).seal([conv("c1", ["hello"])])
+    sparse_junk(outbox(media_root) / "huge-00000001.cvb", 64 * MiB)
+    fake = Vanishing(media_root).install(monkeypatch)
+    caplog.set_level(logging.INFO, "vault")
+    _daemon(pair).handle(Device.from_properties(LOOP))
+    fake.mount("/dev/loop9", "exfat", media_root, readonly=True, devnum=(7, 9))
+    said = on_stick_receipts(media_root)
+    fake.unmount(None)  # type: ignore[arg-type]
+    caplog.clear()
+
+    _daemon(pair).handle(Device.from_properties(LOOP))
+
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "2 bundle(s): 1 duplicate, 1 quarantined" in caplog.text
+    assert "0 receipt(s) written" in caplog.text
+    fake.mount("/dev/loop9", "exfat", media_root, readonly=True, devnum=(7, 9))
+    assert on_stick_receipts(media_root) == said

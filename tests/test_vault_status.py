@@ -311,7 +311,7 @@ def test_table_lines_up_and_counts_quarantine_per_source(pair: Pair, tmp_path: P
     rep = res.json()
     per = {s["source"]: s["quarantined"] for s in rep["sources"]}
     assert per == {"web": 2, "a-much-longer-source-name-than-the-column": 0}
-    assert rep["quarantined_without_source"] == 1
+    assert rep["quarantined_unknown_source"] == 1
     assert len([f for f in rep["findings"] if f["check"] == "quarantine"]) == 3
     lines = text.out.splitlines()
     table = lines[1:lines.index(next(ln for ln in lines if ln.startswith("store ")))]
@@ -325,7 +325,31 @@ def test_table_lines_up_and_counts_quarantine_per_source(pair: Pair, tmp_path: P
     web = next(r for r in table if r.startswith("web "))
     assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", web), "time to the second"
     assert web.split()[-1] == "2"
-    assert next(r for r in table if r.startswith("(no source)")).split()[-1] == "1"
+    assert next(r for r in table if r.startswith("(unknown source)")).split()[-1] == "1"
     prom = tmp_path / "m.prom"
     cli("vault", "status", "--home", pair.vault_path, "--prometheus", prom)
     assert 'chatvault_vault_source_quarantined_bundles{source="web"} 2' in prom.read_text()
+
+
+def test_quarantined_file_resolved_by_hand(pair: Pair, tmp_path: Path, cli: Any) -> None:
+    media_root = stick(tmp_path / "stick")
+    (outbox(media_root) / "holiday-photos.cvb").write_bytes(b"JFIF" * 100)
+    ingest.ingest_media(pair.vault_path, media_root)
+    res = cli("vault", "status", "--home", pair.vault_path)
+    assert res.code == 1 and "'chatvault vault resolve holiday-photos.cvb'" in res.out
+
+    done = cli("vault", "resolve", "holiday-photos.cvb", "--note", "the photos were copied "
+               "by mistake", "--home", pair.vault_path, "--json")
+
+    assert done.code == 0
+    [entry] = done.json()["resolved"]
+    assert (entry["file"], entry["code"]) == ("holiday-photos.cvb", "bad_magic")
+    assert cli("vault", "status", "--home", pair.vault_path).code == 0
+    assert (pair.vault_path / entry["kept"]).exists(), "the evidence stays"
+    with store.open_store(pair.vault_path / store.FILE_NAME) as conn:
+        assert conn.execute("SELECT resolution FROM quarantine").fetchone()[0] == \
+            "by hand: the photos were copied by mistake"
+        assert conn.execute("SELECT target FROM audit_log WHERE action = "
+                            "'quarantine-resolve'").fetchall() == [("file:holiday-photos.cvb",)]
+    again = cli("vault", "resolve", "holiday-photos.cvb", "--home", pair.vault_path)
+    assert again.code == 2 and "nothing in quarantine" in again.err

@@ -20,11 +20,14 @@ not read again, and only its ``last_seen_at`` moves.
 An entry is **resolved** by itself when a good copy of the same file is
 ingested (a corrupted copy on one stick, a good one on the next); forks
 never resolve by themselves: two different bundles claim one place in a
-source's chain, and a person must find out why.
+source's chain, and a person must find out why. A person settles any entry
+with ``chatvault vault resolve FILE --note ...`` (:func:`resolve_by_hand`,
+recorded in the audit log); the kept files stay.
 
 Receipts for refused files: the vault removes a ``quarantined`` receipt it
 signed itself once the file it speaks of is gone from the stick's outbox
-(:func:`stale_receipts`). Whoever removed the file has dealt with it: the
+(:func:`stale_receipts`, at the next insertion that brings any bundle).
+Whoever removed the file has dealt with it: the
 exporter reads every receipt before it removes a damaged copy, and a file a
 person deleted is written again by the exporter if it was one of its
 bundles. Receipts saying ``ingested`` or ``duplicate`` are the exporter's
@@ -246,6 +249,33 @@ def resolve_by(conn: Any, bundle_file: str, where: str) -> None:
                  "AND code != ? AND resolved_at IS NULL",
                  (timestamps.now_utc(), f"a good copy was ingested as {where}", bundle_file,
                   ForkDetected.code))
+
+
+def resolve_by_hand(home: Path, bundle_file: str, note: str | None) -> list[dict[str, Any]]:
+    """Settle every open entry of ``bundle_file`` (a person dealt with it); returns them."""
+    from vault.errors import UsageError
+
+    name = Path(bundle_file).name
+    conn = store.open_store(Path(home) / store.FILE_NAME)
+    try:
+        with store.transaction(conn):
+            rows = conn.execute("SELECT file, sha256, code, reason, at, path FROM quarantine "
+                                "WHERE file = ? AND resolved_at IS NULL ORDER BY at",
+                                (name,)).fetchall()
+            if not rows:
+                raise UsageError(f"{name}: nothing in quarantine waits to be resolved "
+                                 "('chatvault vault status' lists what does)")
+            said = f"by hand: {note}" if note else "by hand"
+            conn.execute("UPDATE quarantine SET resolved_at = ?, resolution = ? "
+                         "WHERE file = ? AND resolved_at IS NULL",
+                         (timestamps.now_utc(), said, name))
+            audit.append(conn, "quarantine-resolve", target=f"file:{name}",
+                         detail={"entries": len(rows), "codes": sorted({r[2] for r in rows})})
+    finally:
+        conn.close()
+    log.info("quarantine of %s resolved by hand (%d entries)", name, len(rows))
+    keys = ("file", "sha256", "code", "reason", "at", "kept")
+    return [dict(zip(keys, row)) for row in rows]
 
 
 def recorded(conn: Any, sha256: str) -> tuple[str, str, str | None, int | None] | None:

@@ -68,7 +68,7 @@ def _ts(text: str | None) -> datetime | None:
     return timestamps.parse(text) if text else None
 
 
-def _short(text: str | None) -> str:
+def short_time(text: str | None) -> str:
     """A stored time as people read it: to the second, no fraction."""
     return re.sub(r"\.\d+Z$", "Z", text) if text else "-"
 
@@ -155,10 +155,13 @@ def check_quarantine(ctx: Context) -> list[Finding]:
         if code == "fork":
             out.append(Finding(CRITICAL, "forks", f"{file}: FORK refused ({reason}); two "
                                "different bundles claim the same place in the chain: "
-                               "investigate the exporter", data))
+                               "investigate the exporter, then 'chatvault vault resolve "
+                               f"{file}'", data))
         else:
-            out.append(Finding(WARNING, "quarantine", f"{file} quarantined at {_short(at)}"
-                               f" (last seen {_short(seen)}): {code} (kept: H/{path})", data))
+            out.append(Finding(WARNING, "quarantine", f"{file} quarantined at "
+                               f"{short_time(at)} (last seen {short_time(seen)}): {code} "
+                               f"(kept: H/{path}; once dealt with: 'chatvault vault resolve "
+                               f"{file}')", data))
     return out
 
 
@@ -326,32 +329,11 @@ def report(home: Path, now: datetime | None = None) -> dict[str, Any]:
         conversations = conn.execute("SELECT count(*) FROM conversations").fetchone()[0]
         return {"status": LEVELS[level], "exit_code": level,
                 "at": timestamps.format_utc(ctx.now), "sources": sources(ctx),
-                "quarantined_without_source": unattributed(ctx),
+                "quarantined_unknown_source": unattributed(ctx),
                 "store": {**_disk(ctx), "conversations": conversations},
                 "findings": [f.as_dict() for f in findings if f.level > OK]}
     finally:
         conn.close()
-
-
-def table(rep: dict[str, Any]) -> list[str]:
-    """The per-source table for people, each column as wide as its widest cell."""
-    head = ("source", "last seq", "last ingest", "gaps", "forks", "quarantined", "")
-    rows = [head]
-    for item in rep["sources"]:
-        gaps = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in item["gaps"]) or "-"
-        seq = item["last_sequence"]
-        rows.append((item["source"], "-" if seq is None else str(seq),
-                     _short(item["last_ingest_at"]) if item["last_ingest_at"] else "never",
-                     gaps, str(item["forks"]), str(item["quarantined"]),
-                     "OVERDUE" if item["overdue"] else ""))
-    if rep.get("quarantined_without_source"):
-        rows.append(("(no source)", "-", "-", "-", "0",
-                     str(rep["quarantined_without_source"]), ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    numeric = {1, 4, 5}
-    return ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
-                      for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-            for row in rows]
 
 
 # -- Prometheus textfile ------------------------------------------------------------------
@@ -390,8 +372,8 @@ def prometheus(rep: dict[str, Any]) -> str:
     metric("source_quarantined_bundles", "unresolved quarantined bundles",
            each("quarantined", float))
     metric("source_overdue", "1 when the source is overdue", each("overdue", float))
-    metric("quarantined_without_source", "unresolved quarantined files naming no source",
-           [("", rep.get("quarantined_without_source", 0))])
+    metric("quarantined_unknown_source", "unresolved quarantined files of no known source",
+           [("", rep.get("quarantined_unknown_source", 0))])
     for key in ("store_bytes", "archive_bytes", "disk_free_bytes", "disk_total_bytes",
                 "conversations"):
         metric(key, key.replace("_", " "), [("", rep["store"][key])])

@@ -112,6 +112,29 @@ def _answer_requests(home: Path, folder: Path) -> list[Any]:
     return list(requests.answer_media(home, folder))
 
 
+def _table(rep: dict[str, Any]) -> list[str]:
+    """The per-source table for people, each column as wide as its widest cell."""
+    from vault import vaultstatus
+
+    head = ("source", "last seq", "last ingest", "gaps", "forks", "quarantined", "")
+    rows = [head]
+    for item in rep["sources"]:
+        gaps = ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in item["gaps"]) or "-"
+        seq, when = item["last_sequence"], item["last_ingest_at"]
+        rows.append((item["source"], "-" if seq is None else str(seq),
+                     vaultstatus.short_time(when) if when else "never", gaps,
+                     str(item["forks"]), str(item["quarantined"]),
+                     "OVERDUE" if item["overdue"] else ""))
+    if rep.get("quarantined_unknown_source"):
+        rows.append(("(unknown source)", "-", "-", "-", "0",
+                     str(rep["quarantined_unknown_source"]), ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    numeric = {1, 4, 5}
+    return ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+                      for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+            for row in rows]
+
+
 @app.command("status")
 def status_cmd(
     home: HomeOpt = None,
@@ -133,7 +156,7 @@ def status_cmd(
         raise typer.Exit(rep["exit_code"])
     s = rep["store"]
     print(f"vault status: {rep['status']} (at {rep['at']})")
-    for line in vaultstatus.table(rep):
+    for line in _table(rep):
         print(line)
     print(f"store {s['store_bytes'] / 1024**2:.1f} MiB, archive {s['archive_bytes'] / 1024**2:.1f}"
           f" MiB, {s['conversations']} conversations, disk free "
@@ -141,6 +164,29 @@ def status_cmd(
     for f in rep["findings"]:
         print(f"{f['level']}: {f['message']}")
     raise typer.Exit(rep["exit_code"])
+
+
+@app.command("resolve")
+def resolve_cmd(
+    bundle_file: Annotated[str, typer.Argument(help="The file's name (or a path to it)")],
+    home: HomeOpt = None,
+    note: Annotated[Optional[str], typer.Option(
+        "--note", help="What was done about it, kept with the entry")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Settle a quarantined file by hand once it has been dealt with (recorded).
+
+    The kept copy stays in H/quarantine/; 'vault status' stops listing it.
+    """
+    from vault import quarantine
+
+    done = quarantine.resolve_by_hand(resolve_home(home), bundle_file, note)
+    if as_json:
+        emit_json({"resolved": done})
+        return
+    for r in done:
+        say(f"resolved: {r['file']} quarantined at {r['at']} ({r['code']}); kept as "
+            f"H/{r['kept']}")
 
 
 @app.command("daemon")
