@@ -24,9 +24,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
-Step = "Sequence[str] | str"  # an argv, or a shell command line (pipelines)
+Step = Union[Sequence[str], str]  # an argv, or a shell command line (pipelines)
 
 
 class StepFailed(RuntimeError):
@@ -98,7 +98,8 @@ def run_steps(steps: Sequence[Step], env: dict[str, str], cwd: Path | None = Non
     launcher = os.path.exists(GNU_TIME)
     for step in steps:
         shell = isinstance(step, str)
-        argv = ["bash", "-o", "pipefail", "-c", step] if shell else list(step)
+        argv = (["bash", "-o", "pipefail", "-c", str(step)] if shell
+                else [str(arg) for arg in step])
         with tempfile.NamedTemporaryFile() as usage_file, \
                 tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
             full = ([GNU_TIME, "-f", "%U %S %M", "-o", usage_file.name, *argv] if launcher
@@ -166,8 +167,7 @@ def tool_versions() -> dict[str, str | None]:
             "zstd": _first_line(["zstd", "--version"]),
             "rg": _first_line(["rg", "--version"]),
             "tar": _first_line(["tar", "--version"]),
-            "hyperfine": _first_line(["hyperfine", "--version"]),
-            "sqlite-utils": _first_line(["sqlite-utils", "--version"])}
+            "hyperfine": _first_line(["hyperfine", "--version"])}
 
 
 def machine() -> dict[str, Any]:

@@ -95,6 +95,7 @@ def result(b: Any, before: dict[str, Any], started: float) -> dict[str, Any]:
                      **python_versions(), "tools": tool_versions()},
         "rows": rows, "find_in_process": finds,
         "memory": _memory(by_name, b.extra), "hyperfine": b.extra.get("hyperfine"),
+        "profiles": b.extra.get("profiles"),
         "skipped": [{"name": r["name"], "reason": r["skipped"]} for r in rows if r["skipped"]],
     }
 

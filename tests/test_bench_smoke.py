@@ -77,7 +77,7 @@ def test_flattened_and_slack_forms_hold_the_same_messages(tmp_path: Path) -> Non
 def test_a_toy_run_measures_seal_and_open_against_the_peers(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     code = bench_harness.main(["--size", "toy", "--runs", "1", "--only", "seal,open",
-                               "--out", str(tmp_path / "bench"), "--json", str(out)])
+                               "--out", str(tmp_path / "bench"), "--json", str(out), "--keep"])
     assert code == 0
     res = json.loads(out.read_text())
     assert res["size"] == "toy" and res["runs"] == 1 and res["groups"] == ["seal", "open"]
