@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from conftest import Pair
-from vault import audit, drill, ingest, signed, statehook, store, timestamps, tombstones
-from vault import vaultstatus
+from vault import audit, ingest, signed, statefile, statehook, store, timestamps, tombstones
+from vault import drillreports, vaultstatus
 from vault_kit import Chain, conv, outbox, stick
 
 
@@ -49,8 +49,8 @@ def test_healthy_vault_passes_and_report_is_signed_kept_and_audited(filled: Pair
                                   "compare"}
     assert body["recovery_seconds"] == pytest.approx(body["steps"]["restore_create"]
                                                      + body["steps"]["restore_open"])
-    own = drill.statefile.OwnKey(filled.vault.public())
-    signed.verify(report, own, "vault", drill.KIND, "report")
+    own = statefile.OwnKey(filled.vault.public())
+    signed.verify(report, own, "vault", drillreports.KIND, "report")
 
     listed = cli("drill", "list", "--home", filled.vault_path, "--json").json()["drills"]
     assert [(d["drill_id"], d["passed"], d["valid"]) for d in listed] == \
@@ -80,7 +80,7 @@ def test_corrupted_archived_bundle_is_a_mismatch_and_fails(filled: Pair, cli: An
 
     assert res.code == 3
     assert "FAILED" in res.out and "MISMATCH archive_unreadable" in res.out
-    body = drill.reports(filled.vault_path)[0]
+    body = drillreports.reports(filled.vault_path)[0]
     assert not body["passed"] and body["mismatches"] == 1
     rep = vaultstatus.report(filled.vault_path)
     assert rep["status"] == "CRITICAL"
@@ -151,7 +151,7 @@ def test_report_names_no_conversation_content(filled: Pair, cli: Any) -> None:
 
 def _forge_old_report(pair: Pair, days_ago: int, passed: bool = True) -> None:
     at = timestamps.format_utc(datetime.now(timestamps.UTC) - timedelta(days=days_ago))
-    body = {"kind": drill.KIND, "drill_id": "0" * 32, "at": at, "passed": passed,
+    body = {"kind": drillreports.KIND, "drill_id": "0" * 32, "at": at, "passed": passed,
             "bundles": [], "counts": {}, "mismatch_count": 0 if passed else 1,
             "recovery_seconds": 1.5, "total_seconds": 2.0, "mode": "all"}
     doc = signed.sign(body, pair.vault.identity())

@@ -168,8 +168,8 @@ def test_the_readme_exporter_example_is_a_valid_config(tmp_path: Path, cli) -> N
     for command in ("check-config", "run", "status", "resolve", "reseal"):
         assert cli("export", command, "--help").code == 0
     # the lost-state refusal points at this section by name, and it says what to do
-    from vault import exporter
+    from vault import exportrecovery
 
-    assert "README: 'If the exporter state is lost'" in exporter._WAY_OUT
+    assert "README: 'If the exporter state is lost'" in exportrecovery._WAY_OUT
     lost = _readme_section("### If the exporter state is lost")
     assert "restore `H/state/`" in lost and "new `name`" in lost

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from export_kit import (bundle_files, check_consistent, give_receipt, make_site, open_bundle,
                         sha256)
-from vault import ingest, receipts, signed
+from vault import exportschema, ingest, receipts, signed
 
 NAME = "web-00000001.cvb"
 
@@ -296,7 +296,7 @@ def test_a_state_from_before_quarantine_tracking_is_migrated(tmp_path: Path, cli
     folder = site.exporter.path / "state"
     folder.mkdir(exist_ok=True)
     db = sqlite3.connect(folder / exportstate.FILE_NAME)
-    db.executescript(exportstate._MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    db.executescript(exportschema.MIGRATIONS[0] + "PRAGMA user_version = 1;")
     db.execute("INSERT INTO bundles VALUES ('old', 1, 'old-00000001.cvb', ?, 10, 10, 1, 1, "
                "'[]', '2024-01-01T00:00:00Z', NULL, '2024-01-02T00:00:00Z', NULL)", ("ab" * 32,))
     db.execute("INSERT INTO acks VALUES (?, 'V', 'quarantined', 'damaged', "
@@ -310,7 +310,7 @@ def test_a_state_from_before_quarantine_tracking_is_migrated(tmp_path: Path, cli
         [ack] = state.acks()
         assert ack.status == "quarantined" and ack.copy_sha256 is None
         assert state.db.execute("PRAGMA user_version").fetchone()[0] == len(
-            exportstate._MIGRATIONS)
+            exportschema.MIGRATIONS)
     # a quarantine report on a bundle every vault acknowledged is not an open problem
     code, status = _status(cli, site)
     assert status["quarantined"] == [] and status["resolved"][0]["file"] == "old-00000001.cvb"

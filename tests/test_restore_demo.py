@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from vault import drill
+from vault import drillreports
 from vault.demo import Demo
 from vault.demo import bundles as bundles_stage
 from vault.demo import ingest as ingest_stage
@@ -28,5 +28,5 @@ def test_restore_stage_ends_with_a_passing_drill_report(tmp_path: Path) -> None:
     assert "equal: True" in text
     assert "recovery time" in text and "PASSED" in text
     assert text.rstrip().splitlines()[-1].count("PASSED") == 1  # the drill report ends it
-    [report] = drill.reports(demo.state["vault"].path)
+    [report] = drillreports.reports(demo.state["vault"].path)
     assert report["valid"] and report["passed"] and report["records"] == 6

@@ -1,37 +1,19 @@
 """The exporter's memory: ``H/state/export.db``, a small SQLite file.
 
-What it remembers, and why:
-
-``sources``        per source, the last sequence number and the SHA-256 of the
-                   last bundle: the chain the next bundle continues.
-``conversations``  per source and conversation id, the content hash last
-                   sealed: a conversation is sealed again only when it changed.
-``bundles``        every bundle sealed: file name, sequence, SHA-256, size,
-                   counts, the recipient vaults it was sealed to, when it was
-                   written to media, acknowledged, and deleted locally.
-``acks``           per bundle and vault, the latest receipt's status
-                   (ingested, duplicate or quarantined), reason, and the hash
-                   of the copy the vault read when it was not ours.
-``strays``         quarantine reports about damaged stray copies of a bundle
-                   the vault already holds (kept apart: they must never
-                   replace its acknowledgement), and when we removed the
-                   damaged copy from a stick.
-``resolutions``    quarantine reports settled by a person (``export
-                   resolve``) or by sealing the conversations again
-                   (``export reseal``), one per report (bundle, vault, time).
-``runs``, ``source_runs``  run history: when, and how each source fared.
+What it remembers (sources and their chains, conversations' content hashes,
+bundles, acknowledgements, strays, resolutions, run history) and why is
+described with the tables in :mod:`vault.exportschema`; run history lives in
+:mod:`vault.exportruns`. This module opens the database, migrates it and
+keeps the exporter's bookkeeping.
 
 A bundle, its sequence and the hashes of the conversations it carries are
 recorded in **one transaction** (:meth:`ExportState.record_bundle`), after
 the sealed file is durable in the local outbox and before it goes anywhere
 else. That is what makes a crash leave either a complete recorded bundle or
-nothing (see :mod:`vault.exporter` for the recovery side). Commits use
+nothing (see :mod:`vault.exportrecovery` for the recovery side). Commits use
 ``synchronous=FULL``: a bundle that reached a stick must never be forgotten,
 or the next run would seal a different bundle under the same sequence (a
 fork the vault refuses).
-
-Schema changes are numbered steps in ``_MIGRATIONS`` (``PRAGMA user_version``
-counts those applied); never edit a released step, add one.
 """
 
 from __future__ import annotations
@@ -41,100 +23,19 @@ import json
 import os
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vault import timestamps
 from vault.errors import ChatvaultError, EXIT_OTHER
+from vault.exportruns import RunHistory
+from vault.exportschema import (BUNDLE_COLS, MIGRATIONS, Ack, BundleRow, Stray,
+                                bundle_row)
 
 FILE_NAME = "export.db"
 LOCK_NAME = "export.lock"
 _BATCH = 2000
 
-_MIGRATIONS = [
-    """
-    CREATE TABLE sources (
-        name TEXT PRIMARY KEY,
-        last_sequence INTEGER NOT NULL DEFAULT 0,
-        last_hash TEXT
-    );
-    CREATE TABLE conversations (
-        source TEXT NOT NULL,
-        conversation_id TEXT NOT NULL,
-        content_hash TEXT NOT NULL,
-        sequence INTEGER NOT NULL,
-        PRIMARY KEY (source, conversation_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE bundles (
-        source TEXT NOT NULL,
-        sequence INTEGER NOT NULL,
-        file_name TEXT NOT NULL UNIQUE,
-        sha256 TEXT NOT NULL UNIQUE,
-        size INTEGER NOT NULL,
-        plaintext_size INTEGER NOT NULL,
-        conversations INTEGER NOT NULL,
-        messages INTEGER NOT NULL,
-        recipients TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        media_written_at TEXT,
-        acknowledged_at TEXT,
-        local_deleted_at TEXT,
-        PRIMARY KEY (source, sequence)
-    );
-    CREATE TABLE acks (
-        sha256 TEXT NOT NULL,
-        vault TEXT NOT NULL,
-        status TEXT NOT NULL,
-        reason TEXT,
-        receipt_at TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        PRIMARY KEY (sha256, vault)
-    );
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        command TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        exit_code INTEGER,
-        summary TEXT
-    );
-    CREATE TABLE source_runs (
-        run_id INTEGER NOT NULL,
-        source TEXT NOT NULL,
-        at TEXT NOT NULL,
-        exit_code INTEGER NOT NULL,
-        message TEXT,
-        conversations INTEGER NOT NULL,
-        messages INTEGER NOT NULL,
-        bundles INTEGER NOT NULL,
-        PRIMARY KEY (run_id, source)
-    );
-    """,
-    """
-    ALTER TABLE acks ADD COLUMN copy_sha256 TEXT;
-    ALTER TABLE bundles ADD COLUMN abandoned_at TEXT;
-    CREATE TABLE strays (
-        sha256 TEXT NOT NULL,
-        vault TEXT NOT NULL,
-        copy_sha256 TEXT NOT NULL,
-        reason TEXT,
-        receipt_at TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        removed_at TEXT,
-        PRIMARY KEY (sha256, vault, copy_sha256)
-    );
-    CREATE TABLE resolutions (
-        sha256 TEXT NOT NULL,
-        vault TEXT NOT NULL,
-        receipt_at TEXT NOT NULL,
-        resolved_at TEXT NOT NULL,
-        how TEXT NOT NULL,
-        note TEXT,
-        PRIMARY KEY (sha256, vault, receipt_at)
-    );
-    """,
-]
 
 
 class ExportBusy(ChatvaultError):
@@ -151,65 +52,7 @@ class ChainBroken(ChatvaultError):
     code = "chain"
 
 
-@dataclass(frozen=True)
-class BundleRow:
-    source: str
-    sequence: int
-    file_name: str
-    sha256: str
-    size: int
-    plaintext_size: int
-    conversations: int
-    messages: int
-    recipients: tuple[str, ...]
-    created_at: str
-    media_written_at: str | None = None
-    acknowledged_at: str | None = None
-    local_deleted_at: str | None = None
-    abandoned_at: str | None = None  # given up on by 'export reseal'
-
-    def describe(self) -> dict[str, Any]:
-        return {"file": self.file_name, "source": self.source, "sequence": self.sequence,
-                "sha256": self.sha256, "size": self.size,
-                "conversations": self.conversations, "messages": self.messages,
-                "created_at": self.created_at, "media_written_at": self.media_written_at,
-                "acknowledged_at": self.acknowledged_at, "abandoned_at": self.abandoned_at}
-
-
-@dataclass(frozen=True)
-class Ack:
-    sha256: str
-    vault: str
-    status: str
-    reason: str | None
-    receipt_at: str
-    received_at: str
-    copy_sha256: str | None = None  # what the vault read, when it differs from ours
-
-
-@dataclass(frozen=True)
-class Stray:
-    sha256: str
-    vault: str
-    copy_sha256: str
-    reason: str | None
-    receipt_at: str
-    received_at: str
-    removed_at: str | None
-
-
-_BUNDLE_COLS = ("source, sequence, file_name, sha256, size, plaintext_size, conversations, "
-                "messages, recipients, created_at, media_written_at, acknowledged_at, "
-                "local_deleted_at, abandoned_at")
-
-
-def _bundle(row: tuple[Any, ...]) -> BundleRow:
-    values = list(row)
-    values[8] = tuple(json.loads(values[8]))
-    return BundleRow(*values)
-
-
-class ExportState:
+class ExportState(RunHistory):
     """The open state database. One per command; see :meth:`open`."""
 
     def __init__(self, path: Path) -> None:
@@ -245,7 +88,7 @@ class ExportState:
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, step in enumerate(_MIGRATIONS[version:], version + 1):
+        for number, step in enumerate(MIGRATIONS[version:], version + 1):
             with self.transaction():
                 for statement in step.split(";"):
                     if statement.strip():
@@ -357,7 +200,7 @@ class ExportState:
             db.execute("INSERT INTO sources (name, last_sequence, last_hash) VALUES (?, ?, ?) "
                        "ON CONFLICT(name) DO UPDATE SET last_sequence = excluded.last_sequence,"
                        " last_hash = excluded.last_hash", (row.source, row.sequence, row.sha256))
-            db.execute(f"INSERT INTO bundles ({_BUNDLE_COLS}) VALUES "
+            db.execute(f"INSERT INTO bundles ({BUNDLE_COLS}) VALUES "
                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (row.source, row.sequence, row.file_name, row.sha256, row.size,
                         row.plaintext_size, row.conversations, row.messages,
@@ -378,20 +221,20 @@ class ExportState:
         if source is not None:
             where.append("source = ?")
             args.append(source)
-        sql = f"SELECT {_BUNDLE_COLS} FROM bundles"
+        sql = f"SELECT {BUNDLE_COLS} FROM bundles"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_bundle(r) for r in self.db.execute(sql + " ORDER BY source, sequence", args)]
+        return [bundle_row(r) for r in self.db.execute(sql + " ORDER BY source, sequence", args)]
 
     def bundle_by_sha(self, sha256: str) -> BundleRow | None:
-        row = self.db.execute(f"SELECT {_BUNDLE_COLS} FROM bundles WHERE sha256 = ?",
+        row = self.db.execute(f"SELECT {BUNDLE_COLS} FROM bundles WHERE sha256 = ?",
                               (sha256,)).fetchone()
-        return _bundle(row) if row else None
+        return bundle_row(row) if row else None
 
     def bundle_by_name(self, file_name: str) -> BundleRow | None:
-        row = self.db.execute(f"SELECT {_BUNDLE_COLS} FROM bundles WHERE file_name = ?",
+        row = self.db.execute(f"SELECT {BUNDLE_COLS} FROM bundles WHERE file_name = ?",
                               (file_name,)).fetchone()
-        return _bundle(row) if row else None
+        return bundle_row(row) if row else None
 
     def _stamp(self, column: str, sha256: str, at: str | None) -> None:
         with self.transaction() as db:
@@ -476,52 +319,6 @@ class ExportState:
             rows = self.db.execute("SELECT * FROM acks WHERE sha256 = ? ORDER BY vault",
                                    (sha256,))
         return [Ack(*r) for r in rows]
-
-    # -- run history ------------------------------------------------------------------
-
-    def start_run(self, command: str) -> int:
-        with self.transaction() as db:
-            cur = db.execute("INSERT INTO runs (command, started_at) VALUES (?, ?)",
-                             (command, timestamps.now_utc()))
-            return int(cur.lastrowid or 0)
-
-    def record_source_run(self, run_id: int, source: str, exit_code: int, message: str | None,
-                          conversations: int, messages: int, bundles: int) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO source_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (run_id, source, timestamps.now_utc(), exit_code, message,
-                        conversations, messages, bundles))
-
-    def finish_run(self, run_id: int, exit_code: int, summary: dict[str, Any]) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE runs SET finished_at = ?, exit_code = ?, summary = ? "
-                       "WHERE id = ?", (timestamps.now_utc(), exit_code,
-                                        json.dumps(summary, sort_keys=True), run_id))
-
-    def last_run(self, command: str = "run") -> dict[str, Any] | None:
-        row = self.db.execute("SELECT id, started_at, finished_at, exit_code FROM runs "
-                              "WHERE command = ? ORDER BY id DESC LIMIT 1",
-                              (command,)).fetchone()
-        if row is None:
-            return None
-        return {"id": row[0], "started_at": row[1], "finished_at": row[2],
-                "exit_code": row[3]}
-
-    def source_history(self, source: str) -> dict[str, Any]:
-        """The last run of ``source`` and its last successful one."""
-        cols = "at, exit_code, message, conversations, messages, bundles"
-        last = self.db.execute(f"SELECT {cols} FROM source_runs WHERE source = ? "
-                               "ORDER BY run_id DESC LIMIT 1", (source,)).fetchone()
-        ok = self.db.execute("SELECT at FROM source_runs WHERE source = ? AND exit_code = 0 "
-                             "ORDER BY run_id DESC LIMIT 1", (source,)).fetchone()
-        out: dict[str, Any] = {"last_run_at": None, "last_exit_code": None,
-                               "last_message": None, "last_success_at": ok[0] if ok else None}
-        if last:
-            out.update(last_run_at=last[0], last_exit_code=last[1], last_message=last[2],
-                       last_conversations=last[3], last_messages=last[4],
-                       last_bundles=last[5])
-        return out
-
 
 def _moment(text: str) -> Any:
     try:

@@ -7,7 +7,7 @@ The exit code follows the monitoring-plugins convention (0 OK, 1 WARNING,
 Alerts, with the thresholds of the config's ``[alerts]`` table:
 
 * CRITICAL: the state database is missing or older than the chains this
-  home has sealed (:func:`vault.exporter.check_state`: the next run would
+  home has sealed (:func:`vault.exportrecovery.check_state`: the next run would
   fork); a vault reported a bundle quarantined (until a later receipt of
   that vault says it was ingested, ``export reseal`` sealed its conversations
   again or a person ran ``export resolve``), with what to do for the case at
@@ -178,7 +178,7 @@ def _quarantined(home: Path, state: ExportState, out: _Report) -> dict[str, Any]
 def gather(home: Path, cfg: ExporterConfig, state: ExportState,
            now: datetime | None = None) -> dict[str, Any]:
     """The whole status as one JSON-ready document, alerts and level included."""
-    from vault.exporter import check_state
+    from vault.exportrecovery import check_state
 
     now = now or datetime.now(timestamps.UTC)
     out = _Report()

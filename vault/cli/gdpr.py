@@ -1,9 +1,9 @@
-"""GDPR commands on the vault: subject find, search, dsar, erase, restrict, retention,
-hold, audit.
+"""Data-subject commands on the vault: subject find, search, dsar, erase.
 
 Thin: each command parses options, calls :mod:`vault.subjects`,
-:mod:`vault.dsar`, :mod:`vault.erasure`, :mod:`vault.restriction`,
-:mod:`vault.retention`, :mod:`vault.holds` or :mod:`vault.audit`, and prints.
+:mod:`vault.dsar` or :mod:`vault.erasure`, and prints (restriction,
+retention, legal holds and the audit log are in :mod:`vault.cli.governance`,
+which shares the options defined here).
 Everything heavy is imported inside the commands, so ``chatvault subject
 find`` starts without loading rich, phonenumbers' metadata is only touched
 when a phone number is given, and no command pays for another's imports.
@@ -36,18 +36,15 @@ ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: goes into the aud
 subject_app = typer.Typer(no_args_is_help=True)
 dsar_app = typer.Typer(no_args_is_help=True)
 erase_app = typer.Typer(invoke_without_command=True)
-retention_app = typer.Typer(no_args_is_help=True)
-hold_app = typer.Typer(no_args_is_help=True)
-audit_app = typer.Typer(no_args_is_help=True)
 
 
-def _vault(home: Path | None) -> Any:
+def vault_at(home: Path | None) -> Any:
     from vault.subjects import open_vault
 
     return open_vault(resolve_home(home))
 
 
-def _subject(v: Any, email: Many, phone: Many, name: Many = None, ids: Many = None,
+def subject_of(v: Any, email: Many, phone: Many, name: Many = None, ids: Many = None,
              customer: Many = None) -> Any:
     from vault.subjects import Subject
 
@@ -80,7 +77,7 @@ def search_cmd(query: Annotated[str, typer.Argument(help="Words to find (any tex
     """Full-text search over message text, ranked, with snippets."""
     from vault.subjects import search_for
 
-    with _vault(home) as v:
+    with vault_at(home) as v:
         out = search_for(v, query, source=source, limit=limit, purpose=purpose)
     if as_json:
         emit_json(out)
@@ -105,9 +102,9 @@ def dsar_open(received: Annotated[str, typer.Option("--received", help="YYYY-MM-
     """Open a case; due the same day one month after it was received."""
     from vault import dsar
 
-    with _vault(home) as v:
+    with vault_at(home) as v:
         case = dsar.open_case(v, dsar.parse_date(received),
-                              _subject(v, email, phone, name, ids, customer_id), note)
+                              subject_of(v, email, phone, name, ids, customer_id), note)
     if as_json:
         emit_json({"case_id": case.id, "due": case.due, "received": case.received})
     else:
@@ -121,7 +118,7 @@ def dsar_extend(case_id: Annotated[str, typer.Argument()],
     """Extend the deadline by up to two more months, with a reason (Art. 12(3))."""
     from vault import dsar
 
-    with _vault(home) as v:
+    with vault_at(home) as v:
         case = dsar.extend(v, case_id, months, reason)
     if as_json:
         emit_json(case.as_dict())
@@ -135,7 +132,7 @@ def dsar_list(all_cases: Annotated[bool, typer.Option("--all", help="Closed ones
     """Open cases, days left, overdue ones first."""
     from vault import dsar
 
-    with _vault(home) as v:
+    with vault_at(home) as v:
         items = [c.as_dict() for c in dsar.cases(v.conn, all_cases)]
     if as_json:
         emit_json({"cases": items})
@@ -158,7 +155,7 @@ def dsar_export(case_id: Annotated[str, typer.Argument()],
     from vault import dsar
 
     # dsar.export checks the case (and the key to seal to) before it creates --out
-    with _vault(home) as v:
+    with vault_at(home) as v:
         result = dsar.export(v, case_id, out, seal_to=seal_to)
     if as_json:
         emit_json(result)
@@ -178,7 +175,7 @@ def dsar_close(case_id: Annotated[str, typer.Argument()],
     """Close a case (answered, withdrawn...)."""
     from vault import dsar
 
-    with _vault(home) as v:
+    with vault_at(home) as v:
         case = dsar.close(v, case_id, note)
     emit_json(case.as_dict()) if as_json else print(f"{case.id} closed")
 
@@ -200,12 +197,12 @@ def erase_cmd(ctx: typer.Context,
     from vault import dsar, erasure
     from vault.errors import UsageError
 
-    with _vault(home) as v:
+    with vault_at(home) as v:
         if case:
             subject = dsar.subject_of(v.conn, case)
             dsar.get(v.conn, case)
         else:
-            subject = _subject(v, email, phone, None, ids, customer_id)
+            subject = subject_of(v, email, phone, None, ids, customer_id)
         if not subject.exact():
             raise UsageError("nothing to erase by: give --email, --phone, --id, "
                              "--customer-id or --case (a name alone is never enough)")
@@ -274,7 +271,7 @@ def erase_approve(erasure_id: Annotated[str, typer.Argument()], home: HomeOpt = 
     """Approve (and carry out) another operator's erasure request."""
     from vault import erasure
 
-    with _vault(home) as v:
+    with vault_at(home) as v:
         out = {"erasure_id": erasure_id, "status": "done", **erasure.approve(v, erasure_id)}
     emit_json(out) if as_json else say(f"{erasure_id} approved and done")
 
@@ -284,7 +281,7 @@ def erase_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Erasure requests: pending, scrubbing, done, incomplete, refused."""
     from vault import erasure
 
-    with _vault(home) as v:
+    with vault_at(home) as v:
         items = erasure.listing(v.conn)
     if as_json:
         emit_json({"erasures": items})
@@ -295,150 +292,8 @@ def erase_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
               + (f"  {e['note']}" if e["note"] else ""))
 
 
-# -- restrict -------------------------------------------------------------------------
-
-def restrict_cmd(email: EmailOpt = None, phone: PhoneOpt = None, ids: IdOpt = None,
-                 customer_id: CustOpt = None,
-                 lift: Annotated[bool, typer.Option("--lift", help="End it")] = False,
-                 list_all: Annotated[bool, typer.Option("--list")] = False,
-                 reason: Annotated[str, typer.Option("--reason")] = "",
-                 home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """Restrict processing (Art. 18): hide a subject from search and exports."""
-    from vault import restriction
-
-    with _vault(home) as v:
-        if list_all:
-            items = [r.as_dict() for r in restriction.listing(v.conn)]
-            emit_json({"restrictions": items}) if as_json else [
-                print(f"{r['ref']}  since {r['created_at']} by {r['created_by']}: "
-                      f"{r['reason']}") for r in items]
-            return
-        subject = _subject(v, email, phone, None, ids, customer_id)
-        if lift:
-            refs = restriction.lift(v, subject, reason)
-            emit_json({"lifted": refs}) if as_json else say(f"lifted {', '.join(refs)}")
-        else:
-            r = restriction.add(v, subject, reason)
-            emit_json(r.as_dict()) if as_json else say(f"{r.ref}: processing restricted")
-
-
-# -- retention, holds -----------------------------------------------------------------
-
-@retention_app.command("apply")
-def retention_apply(dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
-                    home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """Purge conversations past their source's retention period (held ones stay)."""
-    from vault import retention
-
-    with _vault(home) as v:
-        rep = retention.apply(v, dry_run=dry_run)
-    if as_json:
-        emit_json(rep)
-        return
-    verb = "would purge" if dry_run else "purged"
-    for src, c in sorted(rep["sources"].items()):
-        print(f"{src}: {verb} {c['purged']} conversation(s), {c['messages']} message(s)"
-              + (f"; {c['held']} held ({', '.join(c['holds'])})" if c["held"] else ""))
-    t = rep["totals"]
-    say(f"{verb} {t['purged']} conversation(s); {t['held']} kept by legal holds")
-
-
-@hold_app.command("add")
-def hold_add(name: Annotated[str, typer.Argument()], reason: ReasonOpt,
-             subject: Annotated[Many, typer.Option(
-                 "--subject", help="A subject's e-mail or phone (repeatable)")] = None,
-             email: EmailOpt = None, phone: PhoneOpt = None, ids: IdOpt = None,
-             customer_id: CustOpt = None, source: SourceOpt = None,
-             conversation: Annotated[Optional[str], typer.Option(
-                 "--conversation", help="A conversation id (or SOURCE/ID)")] = None,
-             since: SinceOpt = None, until: UntilOpt = None, home: HomeOpt = None,
-             as_json: JsonOpt = False) -> None:
-    """Place a legal hold: erasure refuses and retention skips what it covers."""
-    from vault import holds
-    from vault.subjects import day_bound
-
-    email = [*(email or []), *[s for s in subject or [] if "@" in s]]
-    phone = [*(phone or []), *[s for s in subject or [] if "@" not in s]]
-    with _vault(home) as v:
-        who = (_subject(v, email, phone, None, ids, customer_id)
-               if email or phone or ids or customer_id else None)
-        h = holds.add(v, name, reason, subject=who, source=source,
-                      conversation=conversation, since=day_bound(since),
-                      until=day_bound(until, True))
-    emit_json(h.as_dict()) if as_json else say(f"hold {h.name} placed: {h.describe()}")
-
-
-@hold_app.command("list")
-def hold_list(all_holds: Annotated[bool, typer.Option("--all", help="Released too")] = False,
-              home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """Active legal holds."""
-    from vault import holds
-
-    with _vault(home) as v:
-        items = [h.as_dict() for h in holds.listing(v.conn, all_holds)]
-    if as_json:
-        emit_json({"holds": items})
-        return
-    for h in items:
-        print(f"{h['name']}  {h['describe']}  since {h['created_at']} by {h['created_by']}: "
-              f"{h['reason']}" + (f"  (released {h['released_at']})" if h["released_at"]
-                                  else ""))
-
-
-@hold_app.command("release")
-def hold_release(name: Annotated[str, typer.Argument()],
-                 reason: Annotated[Optional[str], typer.Option("--reason")] = None,
-                 home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """End a legal hold (kept on record)."""
-    from vault import holds
-
-    with _vault(home) as v:
-        h = holds.release(v, name, reason)
-    emit_json(h.as_dict()) if as_json else say(f"hold {h.name} released")
-
-
-# -- audit ----------------------------------------------------------------------------
-
-@audit_app.command("show")
-def audit_show(limit: Annotated[int, typer.Option("--limit")] = 50,
-               action: Annotated[Optional[str], typer.Option(
-                   "--action", help="One action (erase) or a family (erase*)")] = None,
-               since: SinceOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """The newest audit-log entries (identifiers appear only as keyed hashes)."""
-    from vault import audit
-    from vault.subjects import day_bound
-
-    with _vault(home) as v:
-        items = audit.entries(v.conn, limit, action=action, since=day_bound(since))
-        head = audit.head(v.conn)
-    if as_json:
-        emit_json({"entries": items, "head": head})
-        return
-    for e in items:
-        print(f"{e['seq']:6} {e['at']} {e['operator']:12} {e['action']:20} "
-              f"{e['target'] or '-'}" + (f"  purpose: {e['purpose']}" if e["purpose"] else ""))
-
-
-@audit_app.command("verify")
-def audit_verify(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """Check the whole hash chain; exit 3 naming the first broken entry."""
-    from vault import audit
-
-    with _vault(home) as v:
-        n = audit.check(v.conn)
-        head = audit.head(v.conn)
-    if as_json:
-        emit_json({"ok": True, "entries": n, "head": head})
-    else:
-        print(f"audit log intact: {n} entries, head {head}")
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(subject_app, name="subject", help="Find everything about a person.")
     app.command("search")(search_cmd)
     app.add_typer(dsar_app, name="dsar", help="Access requests: cases and packages.")
     app.add_typer(erase_app, name="erase", help="Erasure (Art. 17) that stays erased.")
-    app.command("restrict")(restrict_cmd)
-    app.add_typer(retention_app, name="retention", help="Retention periods and purges.")
-    app.add_typer(hold_app, name="hold", help="Legal holds.")
-    app.add_typer(audit_app, name="audit", help="The hash-chained audit log.")

@@ -179,9 +179,9 @@ def _print_drill(body: dict[str, Any]) -> None:
 @drill_app.command("list")
 def drill_list(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Past drills, newest first, each report's signature checked."""
-    from vault import drill
+    from vault import drillreports
 
-    rows = drill.reports(resolve_home(home))
+    rows = drillreports.reports(resolve_home(home))
     if as_json:
         emit_json({"drills": rows})
         return
