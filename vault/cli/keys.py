@@ -138,6 +138,7 @@ def list_keys(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
 
     table = Table("fingerprint", "name", "roles", "added", "revoked")
     for r in rows:
-        table.add_row(str(r["fingerprint"]), str(r["name"]), ", ".join(r["roles"]),  # type: ignore[arg-type]
+        roles = ", ".join(r["roles"])  # type: ignore[arg-type]
+        table.add_row(str(r["fingerprint"]), str(r["name"]), roles,
                       str(r["added_at"]), str(r["revoked_at"] or ""))
     Console().print(table)
