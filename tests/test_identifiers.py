@@ -48,6 +48,24 @@ def test_unknown_region_is_an_error(bad: str) -> None:
         ids.region(bad)
 
 
+def test_known_regions_are_the_libraries() -> None:
+    # region() answers from this copy without importing phonenumbers: it must not drift
+    import phonenumbers
+
+    assert ids._KNOWN_REGIONS == frozenset(phonenumbers.SUPPORTED_REGIONS)
+
+
+@pytest.mark.parametrize("name, code", [("gb", "GB"), ("UK", "GB"), ("XX", None)])
+def test_region_outside_the_copy_asks_phonenumbers(monkeypatch: pytest.MonkeyPatch,
+                                                   name: str, code: str | None) -> None:
+    monkeypatch.setattr(ids, "_KNOWN_REGIONS", frozenset())
+    if code is None:
+        with pytest.raises(ValueError, match="unknown phone region"):
+            ids.region(name)
+    else:
+        assert ids.region(name) == code
+
+
 @pytest.mark.parametrize("written", ["07700 900123", "07700-900-123", "07700.900.123",
                                      "(07700) 900123", "+44 7700 900123", "0044 7700 900123",
                                      "+44 (0)7700 900123", "+447700900123"])

@@ -26,10 +26,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vault import keys
 from vault.errors import HomeExists, UsageError
-from vault.trust import TrustStore
+
+# Keys and trust bring PyNaCl; a home that is only located ('subject find') needs neither.
+if TYPE_CHECKING:
+    from vault import keys
+    from vault.trust import TrustStore
 
 KINDS = ("exporter", "vault", "requester")
 
@@ -61,6 +65,8 @@ class Home:
 
     def kind(self) -> str:
         """Which side this home is, from its public key's role."""
+        from vault import keys
+
         return keys.load_public(self.public_key).role
 
     def require(self) -> "Home":
@@ -70,6 +76,8 @@ class Home:
         return self
 
     def identity(self, passphrase_file: Path | None = None) -> keys.Identity:
+        from vault import keys
+
         self.require()
         try:
             text = self.secret_key.read_text(encoding="utf-8")
@@ -78,15 +86,22 @@ class Home:
         return keys.parse_secret(text, str(self.secret_key), keys.read_passphrase(passphrase_file))
 
     def public(self) -> keys.PublicIdentity:
+        from vault import keys
+
         return keys.load_public(self.require().public_key)
 
     def trust(self) -> TrustStore:
+        from vault.trust import TrustStore
+
         return TrustStore.load(self.require().path)
 
 
 def create(kind: str, path: Path, name: str, passphrase: bytes | None = None,
            identity: keys.Identity | None = None) -> Home:
     """Create a new home. Refuses to touch a folder that already holds anything."""
+    from vault import keys
+    from vault.trust import TrustStore
+
     if kind not in KINDS:
         raise UsageError(f"unknown home kind {kind!r}; one of {', '.join(KINDS)}")
     path = Path(path)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 import sqlite3
 from pathlib import Path
 
@@ -67,6 +66,8 @@ def _read_key(path: Path) -> IdentifierKey:
 
 
 def _create_key(path: Path) -> None:
+    import secrets
+
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -29,12 +29,28 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-import phonenumbers
+if TYPE_CHECKING:
+    import phonenumbers
 
 #: regions people write that are not ISO 3166 codes
 _REGION_ALIASES = {"UK": "GB", "EL": "GR"}
+#: phonenumbers.SUPPORTED_REGIONS (9.0.43): checking the configured region, which every
+#: vault command does, need not import phonenumbers (slow to import; an e-mail lookup never
+#: uses it). A code not here is still looked up in phonenumbers; tests/test_identifiers.py
+#: holds this set equal to the installed library's.
+_KNOWN_REGIONS = frozenset("""
+    AC AD AE AF AG AI AL AM AO AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO
+    BQ BR BS BT BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK
+    DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ
+    GR GT GU GW GY HK HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM
+    KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO
+    MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH
+    PK PL PM PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR
+    SS ST SV SX SY SZ TA TC TD TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG US UY UZ VA VC
+    VE VG VI VN VU WF WS XK YE YT ZA ZM ZW
+""".split())
 
 _EMAIL_IN_TEXT = re.compile(
     r"(?<![\w.+-])[\w!#$%&'*+/=?^`{|}~-]+(?:\.[\w!#$%&'*+/=?^`{|}~-]+)*"
@@ -130,6 +146,10 @@ def region(name: str | None) -> str | None:
         return None
     code = name.strip().upper()
     code = _REGION_ALIASES.get(code, code)
+    if code in _KNOWN_REGIONS:
+        return code
+    import phonenumbers
+
     if code not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(f"unknown phone region {name!r}: expected a two-letter ISO 3166 "
                          "code such as GB, US or DE")
@@ -137,6 +157,8 @@ def region(name: str | None) -> str | None:
 
 
 def _e164(number: phonenumbers.PhoneNumber) -> str:
+    import phonenumbers
+
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -146,6 +168,8 @@ def _possible(number: phonenumbers.PhoneNumber) -> bool:
     ``is_possible_number`` also says yes to lengths that are never a whole
     number (``4471`` in GB), so the reason is checked: only ``IS_POSSIBLE``.
     """
+    import phonenumbers
+
     reason = phonenumbers.is_possible_number_with_reason(number)
     return bool(reason == phonenumbers.ValidationResult.IS_POSSIBLE)
 
@@ -163,6 +187,8 @@ def normalise_phone(text: str | None, region_name: str | None = None) -> str | N
         return None
     if value.startswith("00"):
         value = "+" + value[2:]
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value, code)
     except phonenumbers.NumberParseException:
@@ -181,6 +207,8 @@ def _glued(text: str, start: int, end: int) -> bool:
 
 def _phone_matches(text: str, code: str | None) -> Iterator[tuple[int, int, str]]:
     """(start, end, E.164) of each phone number written in ``text``."""
+    import phonenumbers
+
     matcher = phonenumbers.PhoneNumberMatcher(text, code or "ZZ",
                                               leniency=phonenumbers.Leniency.POSSIBLE)
     for m in matcher:

@@ -12,12 +12,17 @@ single-valued one, any other command) goes to the full application, which
 answers exactly as before. ``tests/test_quickcli.py`` holds both paths to
 the same output.
 
+What the lookup does not use is not imported on its way: phonenumbers (only
+for a ``--phone``), PyNaCl, Typer, rich, pydantic, sqlite-utils, and logging.
+Nothing on that path logs, so the quick lane sets logging up only when
+``CHATVAULT_LOG`` asks for a level or something imported logging already;
+``tests/test_quickcli_imports.py`` holds all of this in a fresh process.
+
 :func:`guarded` is the top-level error policy, shared by both paths.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -39,7 +44,8 @@ def main() -> None:
     if argv[:2] == ["subject", "find"]:
         options = parse_find(argv[2:])
         if options is not None:
-            guarded(lambda: subject_find(**options))
+            guarded(lambda: subject_find(**options), logs="CHATVAULT_LOG" in os.environ
+                    or "logging" in sys.modules)
             return
     from vault.cli import main as full
 
@@ -120,6 +126,8 @@ def subject_find(*, email: list[str] | None = None, phone: list[str] | None = No
 # -- the error policy of every command -------------------------------------------------
 
 def setup_logging() -> None:
+    import logging
+
     level = os.environ.get("CHATVAULT_LOG", "WARNING").upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.WARNING),
@@ -128,15 +136,17 @@ def setup_logging() -> None:
     )
 
 
-def guarded(run: Callable[[], Any]) -> None:
+def guarded(run: Callable[[], Any], logs: bool = True) -> None:
     """Run a command and map failures to exit codes.
 
     Usage errors are Typer's own (exit 2); chatvault's failures become one
     stderr line (plus a JSON object with ``--json``) and their exit code;
     anything else is an internal error (exit 1, traceback only with
-    ``CHATVAULT_DEBUG=1``).
+    ``CHATVAULT_DEBUG=1``). ``logs=False`` skips setting logging up, for a
+    command that never logs (importing logging is a few milliseconds).
     """
-    setup_logging()
+    if logs:
+        setup_logging()
     wants_json = "--json" in sys.argv[1:]
     try:
         run()

@@ -23,11 +23,17 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from vault import audit, statehook, store, timestamps, tombstones
+from vault import audit, store, timestamps
 from vault.errors import UsageError
+from vault.identifierkey import PURPOSE_RESTRICTION, IdentifierKey
 from vault.subjects import Subject, VaultHandle, conversation_identifiers
+
+# Imported where used: 'subject find' runs hidden() on every lookup and needs neither the
+# filter (tombstones brings redaction and phone parsing) nor statehook (logging).
+if TYPE_CHECKING:
+    from vault import tombstones
 
 
 def _hash_pairs(subject: Subject) -> list[tuple[str, str]]:
@@ -65,10 +71,12 @@ def add(v: VaultHandle, subject: Subject, reason: str) -> Restriction:
         v.conn.executemany(
             "INSERT INTO restrictions (ref, kind, hash, reason, created_at, created_by) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(ref, k, v.key.hash(tombstones.PURPOSE_RESTRICTION, k, val), reason, now, who)
+            [(ref, k, v.key.hash(PURPOSE_RESTRICTION, k, val), reason, now, who)
              for k, val in pairs])
         audit.append(v.conn, "restrict", target=v.target(subject.exact()), purpose=reason,
                      detail={"ref": ref, "identifiers": len(pairs)})
+    from vault import statehook
+
     statehook.changed(v.home, "restriction")
     return Restriction(ref, reason, now, who, None, len(pairs))
 
@@ -77,7 +85,7 @@ def lift(v: VaultHandle, subject: Subject, reason: str) -> list[str]:
     """End every active restriction that names one of ``subject``'s identifiers."""
     if not reason.strip():
         raise UsageError("--reason is required: say why the restriction ends")
-    hashes = [(k, v.key.hash(tombstones.PURPOSE_RESTRICTION, k, val))
+    hashes = [(k, v.key.hash(PURPOSE_RESTRICTION, k, val))
               for k, val in _hash_pairs(subject)]
     with store.transaction(v.conn):
         refs = sorted({r for k, h in hashes for (r,) in v.conn.execute(
@@ -91,6 +99,8 @@ def lift(v: VaultHandle, subject: Subject, reason: str) -> list[str]:
                            "WHERE ref = ? AND lifted_at IS NULL", (now, who, ref))
         audit.append(v.conn, "restrict.lift", target=v.target(subject.exact()),
                      purpose=reason, detail={"refs": refs})
+    from vault import statehook
+
     statehook.changed(v.home, "restriction")
     return refs
 
@@ -107,7 +117,7 @@ def active_hashes(conn: sqlite3.Connection) -> set[tuple[str, str]]:
         "SELECT kind, hash FROM restrictions WHERE lifted_at IS NULL")}
 
 
-def hidden(conn: sqlite3.Connection, key: tombstones.IdentifierKey,
+def hidden(conn: sqlite3.Connection, key: IdentifierKey,
            convs: Iterable[int]) -> set[int]:
     """The conversations (rowids) among ``convs`` in which a restricted subject appears."""
     active = active_hashes(conn)
@@ -115,16 +125,18 @@ def hidden(conn: sqlite3.Connection, key: tombstones.IdentifierKey,
         return set()
     out = set()
     for conv, found in conversation_identifiers(conn, convs).items():
-        if any((k, key.hash(tombstones.PURPOSE_RESTRICTION, k, val)) in active
+        if any((k, key.hash(PURPOSE_RESTRICTION, k, val)) in active
                for k, val, _ in found):
             out.add(conv)
     return out
 
 
-def output_filter(conn: sqlite3.Connection, key: tombstones.IdentifierKey, source: str,
+def output_filter(conn: sqlite3.Connection, key: IdentifierKey, source: str,
                   region: str | None) -> tombstones.Filter:
     """A :class:`vault.tombstones.Filter` for restrictions, for restore and exports."""
-    f = tombstones.Filter(None, key, source, region, purpose=tombstones.PURPOSE_RESTRICTION,
+    from vault import tombstones
+
+    f = tombstones.Filter(None, key, source, region, purpose=PURPOSE_RESTRICTION,
                           hashes=active_hashes(conn))
     f.label = "restricted"
     return f
@@ -133,4 +145,6 @@ def output_filter(conn: sqlite3.Connection, key: tombstones.IdentifierKey, sourc
 def home_filter(home: Path, conn: sqlite3.Connection, source: str,
                 region: str | None) -> tombstones.Filter:
     """:func:`output_filter` for a vault home (loads the identifier key)."""
-    return output_filter(conn, tombstones.load_key(home, conn), source, region)
+    from vault.identifierkey import load_key
+
+    return output_filter(conn, load_key(home, conn), source, region)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-import secrets
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -123,6 +122,8 @@ def db(conn: sqlite3.Connection) -> sqlite_utils.Database:
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """All or nothing: BEGIN IMMEDIATE, or a savepoint inside an open transaction."""
     if conn.in_transaction:
+        import secrets
+
         name = f"sp_{secrets.token_hex(8)}"
         conn.execute(f"SAVEPOINT {name}")
         try:

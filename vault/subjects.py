@@ -95,6 +95,8 @@ class Subject:
 
     def unparsed_forms(self) -> list[str]:
         """Digit strings this person's numbers would be stored as, without a region."""
+        if not self.phones:
+            return []  # an e-mail lookup: neither tombstones nor phonenumbers imported
         from vault.tombstones import phone_digit_forms
 
         out: list[str] = []
@@ -274,7 +276,7 @@ class VaultHandle:
 
     def target(self, pairs: Iterable[tuple[str, str]]) -> str:
         """Audit-log target for identifiers: keyed hashes, never the values."""
-        from vault.tombstones import PURPOSE_AUDIT
+        from vault.identifierkey import PURPOSE_AUDIT
 
         return ",".join(f"{k}:{self.key.hash(PURPOSE_AUDIT, k, v)[:32]}" for k, v in pairs)
 
@@ -287,14 +289,15 @@ class _Open:
     def __enter__(self) -> VaultHandle:
         from pathlib import Path
 
-        from vault import store, tombstones, vaultconfig
+        from vault import store, vaultconfig
         from vault.home import Home
+        from vault.identifierkey import load_key
 
         path = Home(Path(self.home)).require().path
         cfg = vaultconfig.load(path)
         conn = store.open_store(path / store.FILE_NAME)
         try:
-            key = tombstones.load_key(path, conn)
+            key = load_key(path, conn)
         except BaseException:
             conn.close()
             raise

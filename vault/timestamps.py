@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
+
+# zoneinfo (and the sysconfig it reads its search path from) only where a zone is named:
+# every command stamps times, few name zones.
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 UTC = timezone.utc
 
@@ -88,6 +93,8 @@ def from_epoch(seconds: float) -> str:
 
 
 def zone(name: str) -> ZoneInfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
