@@ -68,6 +68,12 @@ log = logging.getLogger(__name__)
 
 #: test hook: called with the name of each step, so a crash can be injected there
 FAULT: Callable[[str], None] | None = None
+#: SQLite page cache of the ingest connection, KiB. Ingest appends: its pages
+#: are written once and rarely read again, so the store's 64 MiB cache (sized
+#: for lookups) only held memory; a small one keeps peak memory flat however
+#: large the bundle, at no measured cost in speed.
+INGEST_CACHE_KIB = 8192
+
 
 def _fault(step: str) -> None:
     if FAULT is not None:
@@ -152,6 +158,7 @@ def _ingest_lock(home: Path) -> Any:
 def _ingest_all(run: _Run, staged: list[staging.Staged], progress: bool,
                 outcomes: list[Outcome]) -> None:
     try:
+        run.conn.execute(f"PRAGMA cache_size = -{INGEST_CACHE_KIB}")
         with _progress_bar(progress) as bar:
             run.progress = bar
             for item in staged:

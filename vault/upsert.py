@@ -15,8 +15,10 @@ kept as ``phone_unparsed`` digits, never guessed), names as
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
+import itertools
 import re
 import sqlite3
 from dataclasses import dataclass, field
@@ -41,7 +43,14 @@ TombstoneCheck = Callable[[dict[str, Any], list[Identifier], list[list[Mention]]
 
 #: six digits in a row, allowing the separators people write numbers with
 _PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){5}")
+#: the same on ASCII text, where ``\d`` is [0-9]: a bitmap test, twice as fast
+_PHONE_HINT_ASCII = re.compile(r"[0-9](?:[\s().\-/]{0,3}[0-9]){5}")
 _NOTHING: list[Mention] = []
+#: entries of each normalisation cache: a bundle repeats agents' names and a
+#: returning customer's identifiers within a few conversations, and a bounded
+#: cache keeps ingest's memory flat however large the bundle (a full one of
+#: 65,536 entries held about 16 MiB)
+CACHE_ENTRIES = 4096
 
 
 def _text(value: Any) -> str | None:
@@ -207,9 +216,9 @@ class Loader:
         # The hot loop of ingest: one pass per message, cheap tests first.
         texts = [_message_text(m) if m.get("attachments") else m["text"]
                  for m in conv["messages"]]
-        hint, region = _PHONE_HINT.search, self.region
-        mentions = [text_mentions(t, region) if "@" in t or hint(t) else _NOTHING
-                    for t in texts]
+        mentions = [_NOTHING] * len(texts)
+        for i in _suspects(texts):
+            mentions[i] = text_mentions(texts[i], self.region)
         return list(dict.fromkeys(people)), texts, mentions
 
     def _queue(self, conv_id: int, first: str, conv: dict[str, Any], data: bytes, sha: str,
@@ -306,12 +315,35 @@ def _message_text(m: dict[str, Any]) -> str:
     return "\n".join([m["text"], *extra]) if extra else m["text"]
 
 
-@functools.lru_cache(maxsize=65536)
+def _suspects(texts: list[str]) -> list[int]:
+    """Indexes of the texts that may hold an e-mail address or a phone number.
+
+    Most conversations hold neither, so the whole conversation is scanned
+    once, joined by NUL: neither a digit nor a separator of the phone hint,
+    so no match spans two texts, and a text has a match in the joined string
+    exactly when it has one of its own (each match is mapped back to its
+    text by offset). Gives the same texts as testing each one on its own.
+    """
+    joined = "\x00".join(texts)
+    found = [i for i, t in enumerate(texts) if "@" in t] if "@" in joined else []
+    hint = _PHONE_HINT_ASCII if joined.isascii() else _PHONE_HINT
+    match = hint.search(joined)
+    if match is None:
+        return found
+    ends = list(itertools.accumulate(len(t) + 1 for t in texts))
+    while match is not None:
+        i = bisect.bisect_right(ends, match.start())
+        found.append(i)
+        match = hint.search(joined, ends[i])  # the next text on
+    return sorted(set(found))
+
+
+@functools.lru_cache(maxsize=CACHE_ENTRIES)
 def _normal_phone(text: str, region: str | None) -> str | None:
     return identifiers.normalise_phone(text, region)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=CACHE_ENTRIES)
 def _name_key(text: str) -> str:
     return identifiers.name_key(text)
 
