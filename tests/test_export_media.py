@@ -107,6 +107,18 @@ def test_read_only_media(tmp_path: Path, cli, prepared: bool) -> None:
         check_consistent(site, settled=True)
 
 
+def test_read_only_stick_counts_bundles_written_to_another_one(tmp_path: Path, cli) -> None:
+    """A bundle on an earlier stick, unacknowledged, still waits in the outbox: say so."""
+    site = make_site(tmp_path)
+    assert _run(cli, site)[0] == 0 and len(_written(site)) == 1
+    with tmpfs(tmp_path / "second", "8m") as second:
+        sh("mount", "-o", "remount,ro", second)
+        res = cli("export", "run", "--home", site.exporter.path, "--media", second, "--json")
+        assert res.code == 5 and res.json()["media"]["waiting"] == 1
+        text = cli("export", "run", "--home", site.exporter.path, "--media", second)
+        assert "1 bundle(s) wait in the local outbox" in text.out + text.err
+
+
 def test_stick_pulled_mid_write(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """A lazy unmount while the bundle's bytes are in flight, on a real ext4 device."""
     need_root()

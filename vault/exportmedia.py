@@ -188,7 +188,7 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
     report = MediaReport(str(media_path))
     pending = [r for r in state.bundles(unacknowledged=True)
                if r.local_deleted_at is None and r.abandoned_at is None]
-    report.waiting = sum(1 for r in pending if r.media_written_at is None)
+    report.waiting = len(pending)  # until this stick is known to hold some of them
     try:
         folder = media.folder(media_path, media.OUTBOX, create=True)
         remove_stale(folder, set(sources) | {r.source for r in pending})
