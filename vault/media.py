@@ -15,6 +15,7 @@ byte is verified later by whoever reads it. (Mounting and udev live in
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -29,6 +30,8 @@ OUTBOX = "outbox"
 RECEIPTS = "receipts"
 REQUESTS = "requests"
 ANSWERS = "answers"
+
+log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 #: room kept free on media beyond what a write needs (file system metadata)
@@ -64,16 +67,30 @@ def safe_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
     except OSError as exc:
         raise media_error(exc, directory) from exc
     for name in names:
-        if not name.endswith(suffix) or is_temporary(name) or not _SAFE_NAME.match(name):
+        if not name.endswith(suffix) or is_temporary(name):
             continue
         path = directory / name
+        if not _SAFE_NAME.match(name):
+            log.warning("%r in %s: a name chatvault never writes: ignored", name, directory)
+            continue
         try:
             st = os.lstat(path)
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode) and st.st_size <= max_bytes:
+        if not stat.S_ISREG(st.st_mode):
+            log.warning("%s: %s, not a regular file: ignored", path, _kind(st.st_mode))
+        elif st.st_size <= max_bytes:
             found.append(path)
     return found
+
+
+def _kind(mode: int) -> str:
+    for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "a special file"
 
 
 def oversized_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:

@@ -1,0 +1,37 @@
+"""What a media folder listing takes, and what it reports and leaves alone."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from vault import media
+
+
+def test_odd_entries_are_reported_by_name_and_never_taken(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    (folder / "web-00000001.cvb").write_bytes(b"x" * 10)
+    (tmp_path / "elsewhere.cvb").write_bytes(b"y")
+    (folder / "web-00000002.cvb").symlink_to(tmp_path / "elsewhere.cvb")
+    (folder / "web-00000003.cvb").mkdir()
+    os.mkfifo(folder / "web-00000004.cvb")
+    (folder / "wéb-00000005.cvb").write_bytes(b"z")
+    (folder / "big-00000006.cvb").write_bytes(b"z" * 100)
+    (folder / "notes.txt").write_text("not ours")
+
+    with caplog.at_level(logging.WARNING, logger="vault.media"):
+        found = media.safe_files(folder, ".cvb", 50)
+
+    assert [p.name for p in found] == ["web-00000001.cvb"]
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "web-00000002.cvb: a symbolic link, not a regular file" in said
+    assert "web-00000003.cvb: a directory" in said
+    assert "web-00000004.cvb: a FIFO" in said
+    assert "'wéb-00000005.cvb'" in said and "a name chatvault never writes" in said
+    assert "big-00000006" not in said and "notes.txt" not in said  # reported by callers
+    assert (tmp_path / "elsewhere.cvb").read_bytes() == b"y"
