@@ -142,3 +142,26 @@ def test_trusting_a_missing_key_file_is_a_file_problem(pair: Pair, cli, tmp_path
     r = cli("keys", "trust", tmp_path / "nope.pub", "--home", pair.vault_path, "--role",
             "exporter")
     assert r.code == 5 and "nope.pub" in r.err and "not found" in r.err
+
+
+@pytest.mark.parametrize("columns", [200, 80, 60, 30])
+def test_keys_list_never_cuts_a_fingerprint(tmp_path: Path, cli, columns: int,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fingerprints are compared character by character: whole, on one line, any width."""
+    vlt = home.create("vault", tmp_path / "v", "vault-a")
+    names = ["shop-exporter-with-a-rather-long-descriptive-name", "x"]
+    fps = []
+    for name in names:
+        other = home.create("exporter", tmp_path / name, name)
+        r = cli("keys", "trust", other.public_key, "--home", vlt.path, "--role", "exporter")
+        assert r.code == 0, r.err
+        fps.append(other.public().fingerprint)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    r = cli("keys", "list", "--home", vlt.path)
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    for fp in fps:
+        assert any(fp in line for line in lines), (fp, r.out)
+    assert "…" not in r.out
+    if columns >= 80:
+        assert max(len(line) for line in lines) <= columns, r.out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,32 @@ def test_export_run_says_how_many_problems_it_did_not_list(tmp_path: Path, proc:
     assert "... and 5 more problem(s) (CHATVAULT_LOG=DEBUG lists every one)" in result.err
     debug = proc("export", "run", *site.args(), env={"CHATVAULT_LOG": "DEBUG"})
     assert debug.err.count("DEBUG vault.sources:") == 25
+
+
+def test_sources_help_names_the_commands_there_are() -> None:
+    helped = run_cli("sources", "--help")
+    assert helped.code == 0
+    said = re.search(r"readers: ([a-z, ]+)\.", " ".join(helped.out.split()))
+    assert said is not None, helped.out
+    for command in said.group(1).split(", "):
+        assert run_cli("sources", command, "--help").code == 0, command
+    assert run_cli("sources", "list", "--json").json() == run_cli(
+        "sources", "formats", "--json").json()
+
+
+def test_preview_shows_the_ids_convert_writes(tmp_path: Path) -> None:
+    """WhatsApp ids derive from the source name: same defaults, same ids."""
+    chat = tmp_path / "chat.txt"
+    chat.write_text("25/03/2024, 10:01 - Ana: hello\n", encoding="utf-8")
+
+    def ids(*source: str) -> tuple[list[str], list[str]]:
+        shown = run_cli("sources", "preview", chat, "-f", "whatsapp", *source, "--json")
+        out = tmp_path / "out.jsonl"
+        made = run_cli("sources", "convert", chat, "-f", "whatsapp", *source, "-o", out)
+        assert shown.code == 0 and made.code == 0, (shown.err, made.err)
+        written = [json.loads(line)["conversation_id"] for line in out.read_text().splitlines()]
+        return [c["conversation_id"] for c in shown.json()["conversations"]], written
+
+    shown, written = ids()
+    assert shown == written
+    assert ids("--source", "wa-desk")[0] != shown  # why --source must be the exporter's name

@@ -173,7 +173,7 @@ class _Opener:
         if not files:
             return None
         dest = self.out / f"{eff['action']}-{eff['request_id']}.{ans.vault.replace('-', '')[:9]}"
-        if dest.exists():
+        if os.path.lexists(dest):
             raise UsageError(f"{dest} already exists; collect into another --out folder")
         if eff["action"] == "restore":
             from vault import restoreopen
@@ -220,7 +220,7 @@ def collect(home: Path, media_root: Path, out: Path, *, keep: bool = False,
     folder = media.folder(Path(media_root), media.ANSWERS)
     report = Report()
     settled: list[tuple[Path, dict[str, Any]]] = []
-    out.mkdir(parents=True, exist_ok=True)
+    atomic.private_dir(out)
     opener = _Opener(h, trust, Path(out), native, passphrase_file)
     with state(h.path) as known:
         for path in media.safe_files(folder, requests.ANSWER_SUFFIX, signed.MAX_DOCUMENT):

@@ -8,28 +8,51 @@ the next writer removes.
 
 OS errors are mapped to media errors (exit 5) with the bytes needed when the
 disk is full, so every caller reports the same way.
+
+Only a regular file (or nothing) is ever replaced. A rename puts a plain
+file in place of whatever the name held: ``-o /dev/null`` run as root would
+turn the null device into a file of personal data, a symbolic link would be
+swapped for a copy, a FIFO for a file its reader never sees. So the target
+is checked with ``lstat`` before anything is written and again just before
+the rename, and anything else is refused (:class:`NotRegularFile`, exit 2:
+the operator named the wrong thing). The second check narrows the window
+but cannot close it: whoever can create files in the folder can race it.
+
+Files are created private (``0600``) unless a caller asks otherwise, and
+:func:`private_dir` makes folders ``0700``, whatever the umask: most of
+what chatvault writes is personal data or derived from it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Callable
 
-from vault.errors import MediaError, MediaFull, MediaIOError, MediaMissing, MediaReadOnly
+from vault.errors import (MediaError, MediaFull, MediaIOError, MediaMissing, MediaReadOnly,
+                          NotRegularFile, UsageError)
 
 TMP_MARK = ".tmp-"
+#: files and folders holding personal data: the owner only, whatever the umask
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a file"))
 
 
 def is_temporary(name: str) -> bool:
     return name.startswith(".") and TMP_MARK in name
 
 
-def media_error(exc: OSError, path: Path | str, needed: int | None = None) -> MediaError:
-    """The media error an OSError means, naming the path."""
+def media_error(exc: OSError, path: Path | str | None,
+                needed: int | None = None) -> MediaError:
+    """The media error an OSError means, naming the path (when one is known)."""
     code = exc.errno
     if code == errno.ENOSPC or code == errno.EDQUOT:
         need = f"; {needed} bytes needed" if needed else ""
@@ -44,6 +67,60 @@ def media_error(exc: OSError, path: Path | str, needed: int | None = None) -> Me
     if code in (errno.EACCES, errno.EPERM):
         return MediaReadOnly(f"not writable ({exc.strerror})", path=path)
     return MediaIOError(f"I/O error: {exc.strerror or exc}", path=path)
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``st_mode`` is, in words ("a character device")."""
+    for test, words in _KINDS:
+        if test(mode):
+            return words
+    return "of an unknown kind"
+
+
+def check_target(path: Path | str) -> None:
+    """Refuse a ``path`` that exists and is not a regular file (see the module doc)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise media_error(exc, path) from exc
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(f"is {kind_of(mode)}, not a regular file; refusing to "
+                             "replace it (name a new or regular file)", path=path)
+
+
+def private_dir(path: Path | str) -> None:
+    """Create ``path`` and missing parents as ``0700``; existing folders are left as they are."""
+    path = Path(path)
+    missing = [p for p in [path, *path.parents] if not os.path.lexists(p)][::-1]
+    try:
+        for folder in missing:
+            try:
+                folder.mkdir(mode=PRIVATE_DIR)
+            except FileExistsError:
+                continue  # made by someone else meanwhile: theirs, mode included
+            os.chmod(folder, PRIVATE_DIR)  # the umask may have taken more
+        mode = os.stat(path).st_mode  # a link to a folder is a folder here
+    except OSError as exc:
+        raise media_error(exc, path) from exc
+    if not stat.S_ISDIR(mode):
+        raise UsageError(f"is {kind_of(mode)}, not a folder", path=path)
+
+
+def make_private(tree: Path) -> None:
+    """Files under ``tree`` to ``0600``, folders (``tree`` too) to ``0700``; links untouched."""
+    try:
+        os.chmod(tree, PRIVATE_DIR)
+        for root, dirs, files in os.walk(tree):
+            for name in dirs:
+                if not os.path.islink(os.path.join(root, name)):
+                    os.chmod(os.path.join(root, name), PRIVATE_DIR)
+            for name in files:
+                if not os.path.islink(os.path.join(root, name)):
+                    os.chmod(os.path.join(root, name), PRIVATE_FILE)
+    except OSError as exc:
+        raise media_error(exc, exc.filename or tree) from exc
 
 
 def fsync_dir(path: Path) -> None:
@@ -62,10 +139,11 @@ class AtomicFile:
     """``with AtomicFile(path) as fh: fh.write(...)``: commit on success only.
 
     ``fault`` is a hook for tests: called with a step name ("written",
-    "synced", "renamed") so a crash can be injected at each step.
+    "synced", "renamed") so a crash can be injected at each step. ``mode``
+    is set exactly (the umask plays no part); the default is private.
     """
 
-    def __init__(self, path: Path | str, mode: int = 0o644,
+    def __init__(self, path: Path | str, mode: int = PRIVATE_FILE,
                  fault: Callable[[str], None] | None = None) -> None:
         self.path = Path(path)
         self.mode = mode
@@ -74,6 +152,7 @@ class AtomicFile:
         self._tmp: str | None = None
 
     def __enter__(self) -> IO[bytes]:
+        check_target(self.path)
         try:
             fd, self._tmp = tempfile.mkstemp(dir=self.path.parent,
                                              prefix=f".{self.path.name}{TMP_MARK}")
@@ -97,6 +176,7 @@ class AtomicFile:
             os.fsync(self._fh.fileno())
             self._fh.close()
             self.fault("synced")
+            check_target(self.path)
             os.replace(self._tmp, self.path)
             self.fault("renamed")
             fsync_dir(self.path.parent)
@@ -119,7 +199,7 @@ class AtomicFile:
             pass
 
 
-def write_bytes(path: Path | str, data: bytes, mode: int = 0o644) -> None:
+def write_bytes(path: Path | str, data: bytes, mode: int = PRIVATE_FILE) -> None:
     with AtomicFile(path, mode) as fh:
         try:
             fh.write(data)

@@ -38,7 +38,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from vault import audit, statehook, store, timestamps, vaultconfig
+from vault import atomic, audit, statehook, store, timestamps, vaultconfig
 from vault.errors import UsageError
 from vault.subjects import Subject, VaultHandle
 
@@ -242,12 +242,7 @@ def export(v: VaultHandle, case_id: str, out: Path, *,
 def _make_folder(path: Path) -> list[Path]:
     """Create ``path`` and missing parents; the ones created, outermost first."""
     missing = [p for p in [path, *path.parents] if not p.exists()][::-1]
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        from vault.errors import MediaError
-
-        raise MediaError(f"cannot create the folder ({exc.strerror})", path=path) from None
+    atomic.private_dir(path)  # the package is personal data: 0700, whatever the umask
     return missing
 
 

@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import canonical, redaction, store, timestamps, tombstones
+from vault import atomic, canonical, redaction, store, timestamps, tombstones
 from vault.errors import BadDocument
 from vault.subjects import Subject, VaultHandle
 
@@ -155,7 +155,7 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
     """Write the package for ``case`` into ``folder``; returns counts and review list."""
     from vault import dsar, dsarhtml, restriction, subjects
 
-    folder.mkdir(parents=True, exist_ok=True)
+    atomic.private_dir(folder)
     matches = subjects.find(v.conn, subject)
     exact = [m for m in matches if m.exact]
     review = [m for m in matches if not m.exact]
@@ -178,9 +178,9 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
         region = tombstones.region_of_bundle(v.conn, v.home, bundle, v.region, regions)
         r = _Redactor(record, mine, region, agent_names, redactions)
         convs.append(_conversation(r, m, record, blobs, stored))
-    (folder / "attachments").mkdir(exist_ok=True)
+    atomic.private_dir(folder / "attachments")
     for sha, fname in sorted(blobs.items()):
-        with open(folder / "attachments" / fname, "wb") as fh:
+        with atomic.AtomicFile(folder / "attachments" / fname) as fh:
             for part in store.read_attachment(v.conn, sha):
                 fh.write(part)
     package = {"schema": dsar.SCHEMA_ID, "generated_at": timestamps.now_utc(),
@@ -190,9 +190,9 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
                "processing": _processing(v, sorted({c["source"] for c in convs})),
                "conversations": convs}
     _write(folder / "data.json", json.dumps(package, ensure_ascii=False, indent=1))
-    (folder / "schema").mkdir(exist_ok=True)
+    atomic.private_dir(folder / "schema")
     _write(folder / "schema" / "dsar-package.schema.json", schema_text())
-    (folder / "conversations").mkdir(exist_ok=True)
+    atomic.private_dir(folder / "conversations")
     for n, c in enumerate(convs, 1):
         c_file = folder / "conversations" / f"{n:04d}.html"
         _write(c_file, dsarhtml.conversation_page(package, c, n))
@@ -265,7 +265,8 @@ def _processing(v: VaultHandle, sources: list[str]) -> dict[str, Any]:
 
 
 def _write(path: Path, text: str) -> None:
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    """One file of the package: the subject's personal data, so private (0600)."""
+    atomic.write_bytes(path, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
 
 
 # -- sealed packages -----------------------------------------------------------------------
@@ -321,8 +322,8 @@ def unseal(path: Path, identity: Any, trust: Any, out: Path) -> Path:
         data = blobs.get(f["sha256"])
         if data is None:
             raise BadDocument(f"{f['path']} missing from the bundle", path=path)
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        (target / rel).write_bytes(data)
+        atomic.private_dir((target / rel).parent)
+        atomic.write_bytes(target / rel, data)
     return target
 
 

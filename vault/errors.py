@@ -63,6 +63,12 @@ class UsageError(ChatvaultError):
     code = "usage"
 
 
+class NotRegularFile(UsageError):
+    """An output named a device, FIFO, socket, link or folder: never replaced by a file."""
+
+    code = "not_regular_file"
+
+
 class PassphraseNeeded(ChatvaultError):
     """A passphrase-protected key was needed and none was given: a usage matter."""
 

@@ -253,7 +253,8 @@ def prometheus(report: dict[str, Any]) -> str:
 
 def write_prometheus(report: dict[str, Any], path: Path) -> None:
     """Write the textfile atomically, so the collector never reads half of it."""
-    atomic.write_bytes(path, prometheus(report).encode("utf-8"))
+    # counts only, and node_exporter reads it as another user
+    atomic.write_bytes(path, prometheus(report).encode("utf-8"), 0o644)
 
 
 def render(report: dict[str, Any]) -> list[str]:

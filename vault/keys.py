@@ -77,6 +77,30 @@ def normalise_fingerprint(text: str) -> str:
     return "-".join(flat[i:i + 4] for i in range(0, 24, 4))
 
 
+class SignerKey(bytes):
+    """A signing key as a bundle or document carries it, with the fingerprint it claims.
+
+    A fingerprint covers both public keys, so a signing key alone cannot give
+    it; yet an operator refused an unknown signer needs the fingerprint that
+    ``keys list`` and ``keys show`` print to compare. Bundles and signed
+    documents name their signer's fingerprint: it travels here, unverified,
+    for the trust store's refusal to quote. Trust is decided on the key bytes
+    only; ``claimed`` (None unless well-formed) only words the message.
+    """
+
+    claimed: str | None
+
+    def __new__(cls, key: bytes, claimed: object = None) -> "SignerKey":
+        obj = super().__new__(cls, key)
+        obj.claimed = None
+        if isinstance(claimed, str) and len(claimed) < 64:
+            try:
+                obj.claimed = normalise_fingerprint(claimed)
+            except UsageError:
+                pass
+        return obj
+
+
 @dataclass(frozen=True)
 class PublicIdentity:
     """What others need to know of an identity: keys, name, role."""

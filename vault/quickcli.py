@@ -156,7 +156,8 @@ def guarded(run: Callable[[], Any], logs: bool = True) -> None:
     except OSError as exc:
         from vault.atomic import media_error
 
-        err = media_error(exc, exc.filename or "file")
+        # a writer should have named its file; "file" would name nothing
+        err = media_error(exc, exc.filename)
         report(err, wants_json)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:

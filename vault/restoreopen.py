@@ -129,22 +129,27 @@ def open_bundles(paths: Sequence[Path], identity: Identity, trust: Any, out: Pat
         raise UsageError("give at least one restore bundle")
     ordered, missing = complete_sets([check_part(Path(p), trust) for p in paths], partial)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    atomic.private_dir(out)
     sources = sorted({p.meta["source"] for p in ordered})
     clashes = [out / f"{name}.jsonl" for name in sources]
     clashes += [out / "native" / name for name in sources] if native else []
     for clash in clashes:
-        if clash.exists():
+        if os.path.lexists(clash):  # a dangling link too: the rename would replace it
             raise UsageError(f"{clash} already exists; open into an empty folder")
     work = out / f".restore-open{atomic.TMP_MARK}{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
-    (work / "attachments").mkdir(parents=True, mode=0o700)
+    atomic.private_dir(work / "attachments")
     try:
         opened = _decrypt_all(ordered, identity, trust, work)
         opened.out, opened.missing = out, missing
         if native:
             _write_native(work, opened)
+        # plaintext: owner only, whatever the umask and the native writers did
+        atomic.make_private(work)
         _move_into(work, out, sources, native)
+    except OSError as exc:
+        # a write into the work folder names no file: the folder asked for is the one
+        raise atomic.media_error(exc, exc.filename or out) from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("opened %d restore part(s): %d conversations, %d attachments", opened.parts,
@@ -241,12 +246,13 @@ def _move_into(work: Path, out: Path, sources: list[str], native: bool) -> None:
     for src in sources:
         os.replace(work / f"{src}.jsonl", out / f"{src}.jsonl")
     if native and (work / "native").is_dir():
-        (out / "native").mkdir(exist_ok=True)
+        atomic.private_dir(out / "native")
         for folder in sorted((work / "native").iterdir()):
             os.replace(folder, out / "native" / folder.name)
     found = sorted((work / "attachments").iterdir())
     if found:
-        (out / "attachments").mkdir(exist_ok=True)
+        atomic.private_dir(out / "attachments")
         for blob in found:
+            atomic.check_target(out / "attachments" / blob.name)
             os.replace(blob, out / "attachments" / blob.name)
     atomic.fsync_dir(out)

@@ -23,7 +23,7 @@ from nacl.signing import VerifyKey
 
 from vault import canonical
 from vault.errors import BadDocument, UntrustedSigner
-from vault.keys import Identity
+from vault.keys import Identity, SignerKey
 
 MAX_DOCUMENT = 1024 * 1024
 
@@ -115,4 +115,4 @@ def _key_of(item: Any, name: str) -> bytes:
         raise BadDocument("signature key is not base64", path=name) from None
     if len(key) != 32:
         raise BadDocument("signature key has the wrong size", path=name)
-    return key
+    return SignerKey(key, item.get("signer"))

@@ -71,8 +71,10 @@ class OwnKey:
 
     def require(self, sign_pk: bytes, role: str, what: str = "signer") -> "OwnKey":
         if sign_pk != self.public.sign_pk:
+            claimed = getattr(sign_pk, "claimed", None)
             raise UntrustedSigner(f"{what} is not signed by this vault's own key "
-                                  f"{self.fingerprint}")
+                                  f"{self.fingerprint}"
+                                  + (f" (it claims {claimed})" if claimed else ""))
         return self
 
 

@@ -122,9 +122,7 @@ class TrustStore:
         """The entry for ``sign_pk`` if trusted for ``role``; else a policy refusal."""
         entry = self.by_sign_key(sign_pk)
         if entry is None:
-            fp_hint = sign_pk.hex()[:16]
-            raise UntrustedSigner(f"{what} is not in the trust store (signing key {fp_hint}…); "
-                                  f"trust it with 'chatvault keys trust PUBFILE --role {role}'")
+            raise UntrustedSigner(self._unknown(sign_pk, role, what))
         if entry.revoked_at:
             raise RevokedSigner(f"{what} {entry.fingerprint} ({entry.public.name}) was "
                                 f"revoked at {entry.revoked_at}")
@@ -132,6 +130,25 @@ class TrustStore:
             raise WrongRole(f"{what} {entry.fingerprint} ({entry.public.name}) is trusted as "
                             f"{', '.join(entry.roles) or 'nothing'}, not as {role}")
         return entry
+
+    def _unknown(self, sign_pk: bytes, role: str, what: str) -> str:
+        """Why an unknown signer is refused, naming it by fingerprint where it can be.
+
+        Only the fingerprint the file claims is at hand (see keys.SignerKey);
+        one that belongs to a trusted key with another signing key is a forgery
+        or a re-keyed home, and saying "trust it" would be the wrong advice.
+        """
+        claimed = getattr(sign_pk, "claimed", None)
+        known = self.entries.get(claimed) if claimed else None
+        if known is not None:
+            return (f"{what} claims to be {claimed} ({known.public.name}) but is signed with "
+                    "another key: forged, or that home was given a new key")
+        trust_it = f"'chatvault keys trust PUBFILE --role {role}'"
+        if claimed:
+            return (f"{what} is not in the trust store (it claims fingerprint {claimed}; "
+                    f"compare with 'chatvault keys show' on its home, then {trust_it})")
+        return (f"{what} is not in the trust store and names no fingerprint (signing key "
+                f"{bytes(sign_pk).hex()[:16]}…); trust its home's key with {trust_it}")
 
     def with_role(self, role: str) -> list[Entry]:
         return [e for e in self.entries.values() if role in e.roles and not e.revoked_at]

@@ -381,4 +381,5 @@ def prometheus(rep: dict[str, Any]) -> str:
 
 
 def write_prometheus(path: Path, rep: dict[str, Any]) -> None:
-    atomic.write_bytes(path, prometheus(rep).encode("utf-8"))
+    # counts only, and node_exporter reads it as another user
+    atomic.write_bytes(path, prometheus(rep).encode("utf-8"), 0o644)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Iterator, Protocol, cast
 
@@ -29,7 +29,7 @@ import zstandard
 from vault import canonical
 from vault.bundle import crypto, layout, payload
 from vault.errors import CorruptPayload, MalformedHeader, Truncated
-from vault.keys import Identity
+from vault.keys import Identity, SignerKey
 
 _READ = 1024 * 1024
 _REQUIRED_META = {"format": str, "kind": str, "bundle_id": str, "source": str,
@@ -70,6 +70,8 @@ class Bundle:
             raise
         self.header = head + rest
         self._meta_bytes = rest[:self.prefix.meta_len]
+        self.prefix = replace(self.prefix, signer=SignerKey(self.prefix.signer,
+                                                            _claimed(self._meta_bytes)))
         self.recipients = layout.split_recipients(rest[self.prefix.meta_len:])
         self._signed_digest: bytes | None = None
         self.meta: dict[str, Any] | None = None
@@ -181,6 +183,15 @@ class _DecryptingReader(io.RawIOBase):
         if self._signed.digest() != self._b._signed_digest:
             raise CorruptPayload("file changed between verification and decryption",
                                  path=self._b._name)
+
+
+def _claimed(data: bytes) -> object:
+    """The signer fingerprint the (not yet verified) meta names, for messages only."""
+    try:
+        meta = canonical.loads(data)
+    except canonical.CanonicalError:
+        return None
+    return meta.get("signer") if isinstance(meta, dict) else None
 
 
 def _parse_meta(data: bytes, path: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import IO, Any, Sequence
 import zstandard
 
 from vault import __version__, canonical, timestamps
-from vault.atomic import AtomicFile, media_error
+from vault.atomic import AtomicFile, check_target, media_error
 from vault.bundle import crypto, layout, payload
 from vault.errors import InvalidRecord
 from vault.keys import Identity, PublicIdentity
@@ -58,6 +58,7 @@ class BundleWriter:
         if not layout.MIN_CHUNK <= chunk_size <= layout.MAX_CHUNK:
             raise ValueError(f"chunk size {chunk_size} out of range")
         self.path = Path(path)
+        check_target(self.path)  # before any work, and before a temporary lands beside it
         self.signer = signer
         self.recipients = _unique(recipients)
         self.base_meta = {"kind": kind, "source": source, "sequence": sequence,
@@ -76,7 +77,7 @@ class BundleWriter:
         try:
             self._zraw: IO[bytes] = open(self._ztmp, "w+b")
         except OSError as exc:
-            raise media_error(exc, self._ztmp) from exc
+            raise media_error(exc, self.path) from exc
         cctx = zstandard.ZstdCompressor(level=level, threads=_threads(threads))
         self._zw = cctx.stream_writer(self._zraw, closefd=False, write_size=_BUFFER)
 
@@ -94,7 +95,7 @@ class BundleWriter:
             try:
                 self._zw.write(b"".join(self._buf))
             except OSError as exc:
-                raise media_error(exc, self._ztmp) from exc
+                raise media_error(exc, self.path) from exc
             self._buf.clear()
             self._buffered = 0
 
@@ -146,10 +147,15 @@ class BundleWriter:
         try:
             self._put(payload.end_frame(self._counts["conversations"], self._counts["blobs"]))
             self._flush()
-            self._zw.flush(zstandard.FLUSH_FRAME)
-            self._zw.close()
-            payload_size = self._zraw.tell()
-            self._zraw.seek(0)
+            try:
+                # the compressor holds up to a buffer: the disk may fill only here
+                self._zw.flush(zstandard.FLUSH_FRAME)
+                self._zw.close()
+                payload_size = self._zraw.tell()
+                self._zraw.seek(0)
+            except OSError as exc:
+                # named by the bundle asked for: the temporary is ours, not the operator's
+                raise media_error(exc, self.path) from exc
             meta = self._meta()
             return self._encrypt(meta, payload_size)
         finally:
@@ -161,6 +167,8 @@ class BundleWriter:
     def _cleanup(self) -> None:
         try:
             self._zraw.close()
+        except OSError:
+            pass  # flushing what is thrown away anyway (a full disk): not the failure to report
         finally:
             try:
                 os.unlink(self._ztmp)

@@ -22,7 +22,7 @@ _FAMILIES = [
     ("init", None, None),
     ("keys", "keys", "Identities, fingerprints, paper backups and the trust store."),
     ("bundle", "bundle", "Seal, inspect, verify and open bundles by hand."),
-    ("sources", "sources", "Platform export readers: list, preview, convert."),
+    ("sources", "sources", "Platform export readers: formats, preview, convert."),
     ("export", "export", "The online exporter: run, status, receipts."),
     ("vaultcmd", "vault", "The offline vault: ingest, daemon, status, rebuild."),
     ("gdpr", None, None),

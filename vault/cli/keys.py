@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -120,13 +121,23 @@ def revoke(
     say(f"revoked {entry.fingerprint} ({entry.public.name}) at {entry.revoked_at}")
 
 
+#: columns the table needs beside the fingerprint for the other four to stay readable
+_NARROW = 50
+
+
+def _when(stamp: object) -> str:
+    """A timestamp to the second, that may wrap between date and time (--json: exact)."""
+    return re.sub(r"\.\d+", "", str(stamp)).replace("T", " ", 1) if stamp else ""
+
+
 @app.command("list")
 def list_keys(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """The trust store: fingerprints, names, roles, revocations."""
     from vault import home as homes
 
     store = homes.Home(resolve_home(home)).trust()
-    rows = [e.describe() for e in sorted(store.entries.values(), key=lambda e: e.added_at)]
+    entries = sorted(store.entries.values(), key=lambda e: e.added_at)
+    rows = [e.describe() for e in entries]
     if as_json:
         emit_json({"keys": rows})
         return
@@ -136,9 +147,21 @@ def list_keys(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("fingerprint", "name", "roles", "added", "revoked")
-    for r in rows:
-        roles = ", ".join(r["roles"])  # type: ignore[arg-type]
-        table.add_row(str(r["fingerprint"]), str(r["name"]), roles,
-                      str(r["added_at"]), str(r["revoked_at"] or ""))
-    Console().print(table)
+    # fingerprints are compared character by character: never cut or wrapped;
+    # the other columns fold, and a terminal too narrow for that gets lines
+    console = Console()
+    cells = [(e.fingerprint, e.public.name, ", ".join(sorted(e.roles)), _when(e.added_at),
+              _when(e.revoked_at)) for e in entries]
+    fp_width = max(len(row[0]) for row in cells)
+    if console.width < fp_width + _NARROW:
+        for fp, name, roles, added, revoked in cells:
+            print(f"{fp}  {name}\n  roles {roles}; added {added}"
+                  + (f"; revoked {revoked}" if revoked else ""))
+        return
+    table = Table()
+    table.add_column("fingerprint", no_wrap=True, min_width=fp_width)
+    for title in ("name", "roles", "added", "revoked"):
+        table.add_column(title, overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)

@@ -29,7 +29,12 @@ TzOpt = Annotated[Optional[str], typer.Option(
     "--timezone", help="Zone of local times in the export, e.g. Europe/London")]
 RegionOpt = Annotated[Optional[str], typer.Option(
     "--phone-region", help="Region for numbers written without +, e.g. GB")]
-SourceOpt = Annotated[str, typer.Option("--source", help="Source name stored on each record")]
+SourceOpt = Annotated[str, typer.Option("--source", help=(
+    "Source name stored on each record; some formats derive conversation ids from it "
+    "(WhatsApp, JSONL logs), so give the name the exporter's config gives this source "
+    "to see the ids it archives"))]
+#: one default for preview and convert, so both show the same ids
+DEFAULT_SOURCE = "default"
 
 
 def _options(source: str, timezone: str | None, phone_region: str | None) -> "ReadOptions":
@@ -48,6 +53,7 @@ def _options(source: str, timezone: str | None, phone_region: str | None) -> "Re
                        on_problem=lambda p: say(f"problem: {p}"))
 
 
+@app.command("list", hidden=True)  # what the family's help once said: kept as an alias
 @app.command("formats")
 def formats(as_json: JsonOpt = False) -> None:
     """List the export formats chatvault reads (and which it can write back)."""
@@ -91,10 +97,14 @@ def preview(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Conversations to show")] = 5,
     timezone: TzOpt = None,
     phone_region: RegionOpt = None,
-    source: SourceOpt = "preview",
+    source: SourceOpt = DEFAULT_SOURCE,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the first conversations of an export as they will be archived."""
+    """Show the first conversations of an export as convert writes them.
+
+    They are archived the same, ids included, when --source is the exporter's
+    name for this source: some formats derive conversation ids from it.
+    """
     from vault import sources
 
     options = _options(source, timezone, phone_region)
@@ -149,7 +159,7 @@ def convert(
     out: Annotated[Path, typer.Option("-o", "--out", help="Canonical JSONL file to write")],
     timezone: TzOpt = None,
     phone_region: RegionOpt = None,
-    source: SourceOpt = "default",
+    source: SourceOpt = DEFAULT_SOURCE,
     as_json: JsonOpt = False,
 ) -> None:
     """Convert an export to canonical JSONL (one conversation a line), atomically."""
