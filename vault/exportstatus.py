@@ -1,8 +1,10 @@
 """``export status``: what waits, what failed, what a vault refused; OK, WARNING, CRITICAL.
 
 The exit code follows the monitoring-plugins convention (0 OK, 1 WARNING,
-2 CRITICAL), so the command works as a Nagios/Icinga check as it is, and
-``--prometheus FILE`` writes the same facts as a node-exporter textfile.
+2 CRITICAL; 3 UNKNOWN when it could not judge: a usage error, a missing
+home, an unreadable config, see :func:`vault.quickcli.guarded`), so the
+command works as a Nagios/Icinga check as it is, and ``--prometheus FILE``
+writes the same facts as a node-exporter textfile.
 
 Alerts, with the thresholds of the config's ``[alerts]`` table:
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from vault.errors import EXIT_OTHER, ChatvaultError
 
@@ -36,6 +37,10 @@ _MANY = {"--email": "email", "--phone": "phone", "--name": "name", "--id": "ids"
 _ONE = {"--since": "since", "--until": "until", "--source": "source",
         "--purpose": "purpose", "--home": "home"}
 _FLAGS = {"--json": "as_json"}
+#: commands that judge (exit 0 / 1 / 2: OK / WARNING / CRITICAL, as monitoring plugins do)
+STATUS_COMMANDS = {("vault", "status"), ("export", "status")}
+#: what a status command exits with when it could not judge (UNKNOWN)
+STATUS_UNKNOWN = 3
 
 
 def main() -> None:
@@ -142,33 +147,87 @@ def guarded(run: Callable[[], Any], logs: bool = True) -> None:
     Usage errors are Typer's own (exit 2); chatvault's failures become one
     stderr line (plus a JSON object with ``--json``) and their exit code;
     anything else is an internal error (exit 1, traceback only with
-    ``CHATVAULT_DEBUG=1``). ``logs=False`` skips setting logging up, for a
+    ``CHATVAULT_DEBUG=1``); SQLite's "database is locked" is
+    :class:`vault.store.StoreBusy`. A status command exits 3 (UNKNOWN) for
+    every failure, usage ones included. ``logs=False`` skips setting logging up, for a
     command that never logs (importing logging is a few milliseconds).
     """
     if logs:
         setup_logging()
     wants_json = "--json" in sys.argv[1:]
-    try:
-        run()
-    except ChatvaultError as exc:
-        report(exc, wants_json)
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        from vault.atomic import media_error
+    status = _is_status_command(sys.argv[1:])
+    with _status_usage_exit(status):
+        try:
+            run()
+        except ChatvaultError as exc:
+            fail(exc, wants_json, status)
+        except OSError as exc:
+            from vault.atomic import media_error
 
-        # a writer should have named its file; "file" would name nothing
-        err = media_error(exc, exc.filename)
-        report(err, wants_json)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("chatvault: interrupted\n")
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence
-        if os.environ.get("CHATVAULT_DEBUG") == "1":
-            raise
-        sys.stderr.write(f"chatvault: internal error: {type(exc).__name__}: {exc} "
-                         "(set CHATVAULT_DEBUG=1 for a traceback)\n")
-        sys.exit(EXIT_OTHER)
+            # a writer should have named its file; "file" would name nothing
+            fail(media_error(exc, exc.filename), wants_json, status)
+        except KeyboardInterrupt:
+            sys.stderr.write("chatvault: interrupted\n")
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            busy = _busy(exc)
+            if busy is not None:
+                fail(busy, wants_json, status)
+            if os.environ.get("CHATVAULT_DEBUG") == "1":
+                raise
+            sys.stderr.write(f"chatvault: internal error: {type(exc).__name__}: {exc} "
+                             "(set CHATVAULT_DEBUG=1 for a traceback)\n")
+            sys.exit(STATUS_UNKNOWN if status else EXIT_OTHER)
+
+
+def fail(exc: ChatvaultError, wants_json: bool, status: bool = False) -> NoReturn:
+    """Report ``exc`` and exit with its code (3, UNKNOWN, for a status command)."""
+    if status:
+        exc.exit_code = STATUS_UNKNOWN
+    report(exc, wants_json)
+    sys.exit(STATUS_UNKNOWN if status else exc.exit_code)
+
+
+def _is_status_command(args: Sequence[str]) -> bool:
+    words = [a for a in args if not a.startswith("-")][:2]
+    return tuple(words) in STATUS_COMMANDS
+
+
+@contextmanager
+def _status_usage_exit(status: bool) -> Iterator[None]:
+    """For a status command, click's own usage errors exit 3 (UNKNOWN) instead of 2.
+
+    Typer runs click (its own copy, or click itself) in standalone mode,
+    which prints a usage error and exits with ``UsageError.exit_code``;
+    monitoring would read that 2 as CRITICAL. The class attribute is set
+    for this one run and put back.
+    """
+    found = [getattr(sys.modules.get(m), "UsageError", None)
+             for m in ("typer._click.exceptions", "click.exceptions")] if status else []
+    classes = [c for c in found if c is not None]
+    saved = [c.exit_code for c in classes]
+    for c in classes:
+        c.exit_code = STATUS_UNKNOWN
+    try:
+        yield
+    finally:
+        for c, code in zip(classes, saved):
+            c.exit_code = code
+
+
+def _busy(exc: Exception) -> ChatvaultError | None:
+    """SQLite's "database is locked" met outside :func:`vault.store.transaction`: StoreBusy."""
+    if type(exc).__name__ != "OperationalError" or "sqlite3" not in sys.modules:
+        return None
+    from vault import store
+
+    if not store.is_busy(exc):
+        return None
+    args = sys.argv[1:]
+    home = next((a.partition("=")[2] for a in args if a.startswith("--home=")), None)
+    if home is None and "--home" in args[:-1]:
+        home = args[args.index("--home") + 1]
+    return store.busy_error(resolve_home(Path(home) if home else None) / store.FILE_NAME)
 
 
 def report(exc: ChatvaultError, wants_json: bool) -> None:

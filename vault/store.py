@@ -14,6 +14,15 @@ connection has WAL, ``foreign_keys=ON``, ``secure_delete=ON`` (erasure
 overwrites what it deletes) and ``synchronous=FULL`` (a receipt is only
 written after its commit is on disk).
 
+A busy store. Ingest holds the write lock for each bundle it loads, so a
+DPO command that writes (every search leaves an audit entry) may have to
+wait: a connection waits up to :func:`busy_timeout` seconds (five minutes,
+or ``CHATVAULT_BUSY_TIMEOUT``), and :func:`transaction` says on stderr,
+after a second or so, that it is waiting. A wait that runs out is
+:class:`StoreBusy` (exit 1, a message saying what to do), never an
+internal error; :func:`is_busy` tells that failure from others for the
+top-level handler (:func:`vault.quickcli.guarded`).
+
 The schema lives in :mod:`vault.migrations` (its first step draws every
 table); :class:`~vault.upsert.Loader` upserts the conversations of one
 bundle; full-text folding and :func:`~vault.fulltext.search` live in
@@ -27,12 +36,14 @@ import hashlib
 import importlib
 import os
 import sqlite3
+import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from vault import migrations
-from vault.errors import InputRejected, MediaIOError
+from vault.errors import ChatvaultError, InputRejected, MediaIOError
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -40,8 +51,8 @@ if TYPE_CHECKING:
     from vault.fulltext import Hit, search
     from vault.upsert import Loader, LoadCounts
 
-__all__ = ["Hit", "LoadCounts", "Loader", "connect", "db", "delete_conversation", "dump",
-           "open_store", "read_attachment", "search", "transaction"]
+__all__ = ["Hit", "LoadCounts", "Loader", "StoreBusy", "connect", "db", "delete_conversation",
+           "dump", "is_busy", "open_store", "read_attachment", "search", "transaction"]
 
 FILE_NAME = "store.db"
 
@@ -57,19 +68,62 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
-    """A connection with the store's pragmas, without touching the schema."""
-    _create_private(path)
+#: how long a connection waits for the write lock unless CHATVAULT_BUSY_TIMEOUT says
+BUSY_TIMEOUT = 300.0
+#: after how many seconds of waiting :func:`transaction` tells the operator
+NOTICE_AFTER = 1.5
+
+
+class StoreBusy(ChatvaultError):
+    """Another process (an ingest) held the store's write lock for the whole wait.
+
+    Kept here rather than in :mod:`vault.errors` while that module is being
+    edited elsewhere; it belongs to the same vocabulary (exit 1).
+    """
+
+    code = "store_busy"
+
+
+def busy_error(path: Path | str | None) -> StoreBusy:
+    where = f" at {path}" if path else ""
+    return StoreBusy(f"the vault store{where} is busy (an ingest is running); try again "
+                     "when 'vault status' shows it finished")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY, "database is locked": the write lock was not free in time."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith("SQLITE_BUSY") or "database is locked" in str(exc)
+
+
+def busy_timeout() -> float:
+    """Seconds to wait for the write lock: ``CHATVAULT_BUSY_TIMEOUT``, else five minutes."""
+    text = os.environ.get("CHATVAULT_BUSY_TIMEOUT")
     try:
-        conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
-        conn.execute("PRAGMA busy_timeout = 30000")
+        return max(float(text), 0.0) if text else BUSY_TIMEOUT
+    except ValueError:
+        return BUSY_TIMEOUT
+
+
+def connect(path: Path | str, timeout: float | None = None) -> sqlite3.Connection:
+    """A connection with the store's pragmas, without touching the schema.
+
+    ``timeout`` is how long a write waits for the lock (:func:`busy_timeout`).
+    """
+    _create_private(path)
+    wait = busy_timeout() if timeout is None else timeout
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=wait)
+        conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = wal")
         for pragma in ("foreign_keys = ON", "secure_delete = ON", "synchronous = FULL",
                        "cache_size = -65536"):
             conn.execute(f"PRAGMA {pragma}")
     except sqlite3.DatabaseError as exc:
-        raise _error(exc, path) from None
+        raise (busy_error(path) if is_busy(exc) else _error(exc, path)) from None
     return conn
 
 
@@ -97,7 +151,7 @@ def open_store(path: Path | str) -> sqlite3.Connection:
         migrations.migrate(conn, str(path))
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise _error(exc, path) from None
+        raise (busy_error(path) if is_busy(exc) else _error(exc, path)) from None
     except BaseException:
         conn.close()
         raise
@@ -135,7 +189,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             raise
         conn.execute(f"RELEASE {name}")
         return
-    conn.execute("BEGIN IMMEDIATE")
+    _begin_immediate(conn)
     try:
         yield conn
     except BaseException:
@@ -143,6 +197,39 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _store_path(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return row[2] if row and row[2] else None
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    """Take the write lock, waiting out an ingest; say so if the wait is noticeable.
+
+    SQLite waits in its busy handler; a timer thread tells the operator on
+    stderr once the wait lasts (half the timeout, when that is shorter).
+    """
+    wait = conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+    path = _store_path(conn)
+    timer = threading.Timer(min(NOTICE_AFTER, wait / 2), _notice, (path, wait))
+    timer.daemon = True
+    timer.start()
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if is_busy(exc):
+            raise busy_error(path) from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def _notice(path: str | None, wait: float) -> None:
+    where = f" at {path}" if path else ""
+    sys.stderr.write(f"chatvault: the vault store{where} is busy (an ingest is running); "
+                     f"waiting up to {wait:.0f} s for it\n")
+    sys.stderr.flush()
 
 
 def delete_conversation(conn: sqlite3.Connection, conv_id: int, *,

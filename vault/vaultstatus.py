@@ -3,7 +3,9 @@
 The report is built from a list of **checks**: plain functions taking a
 :class:`Context` (home, store connection, config, the vault's clock) and
 returning :class:`Finding` s, each with a level (OK / WARNING / CRITICAL,
-exit 0 / 1 / 2 as monitoring plugins do), a one-line message for people
+exit 0 / 1 / 2 as monitoring plugins do; 3, UNKNOWN, when the command could
+not judge: a usage error, a missing home, an unreadable config or store,
+see :func:`vault.quickcli.guarded`), a one-line message for people
 and data for ``--json`` and Prometheus. The worst level is the status.
 
 Checks here: chain gaps, forks, quarantined bundles, overdue sources,

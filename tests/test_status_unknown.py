@@ -1,0 +1,41 @@
+"""Status commands exit 3 (UNKNOWN) when they cannot judge, never 2 (CRITICAL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import Pair, run_cli, run_proc
+
+
+@pytest.mark.parametrize("family", ["vault", "export"])
+def test_a_missing_home_is_unknown_not_critical(tmp_path: Path, family: str) -> None:
+    r = run_cli(family, "status", "--home", tmp_path / "nowhere")
+    assert r.code == 3, r.err
+    assert "chatvault:" in r.err
+
+
+@pytest.mark.parametrize("family", ["vault", "export"])
+def test_an_unknown_option_is_unknown_not_critical(pair: Pair, family: str) -> None:
+    home = pair.vault_path if family == "vault" else pair.exporter_path
+    r = run_cli(family, "status", "--home", home, "--no-such-option")
+    assert r.code == 3
+    assert "No such option" in r.err
+
+
+def test_an_unreadable_config_is_unknown(pair: Pair) -> None:
+    (pair.vault_path / "config.toml").write_text("[erasure\nfour_eyes = maybe\n")
+    r = run_proc("vault", "status", "--home", pair.vault_path, "--json")
+    assert r.code == 3, r.err
+    assert '"exit_code":3' in r.out.replace(" ", "")
+
+
+def test_usage_errors_of_other_commands_still_exit_2(pair: Pair) -> None:
+    assert run_cli("vault", "ingest", "--no-such-option").code == 2
+    assert run_cli("audit", "verify", "--home", pair.vault_path / "nowhere").code == 2
+
+
+def test_a_judgment_still_exits_0_1_2(pair: Pair) -> None:
+    r = run_cli("vault", "status", "--home", pair.vault_path)
+    assert r.code in (0, 1, 2), r.err
