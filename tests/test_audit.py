@@ -88,14 +88,40 @@ def test_append_inside_a_rolled_back_transaction_leaves_nothing(log: sqlite3.Con
     assert audit.head(log) == head and audit.verify(log) is None
 
 
-def test_operator_is_the_sudo_user(log: sqlite3.Connection,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_operator_never_comes_from_sudo_user(log: sqlite3.Connection,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # anyone can set SUDO_USER: naming someone else there must change nothing
     monkeypatch.setenv("SUDO_USER", "dpo-anna")
     audit.append(log, "search")
-    assert log.execute("SELECT operator FROM audit_log ORDER BY seq DESC").fetchone()[0] == \
+    assert log.execute("SELECT operator FROM audit_log ORDER BY seq DESC").fetchone()[0] != \
         "dpo-anna"
-    monkeypatch.delenv("SUDO_USER")
     assert audit.operator() not in ("", "dpo-anna")
+
+
+def test_login_uid_wins_and_the_entry_says_so(log: sqlite3.Connection,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit, "login_uid", lambda: 0)
+    monkeypatch.setenv("SUDO_UID", "4242")
+    assert audit.identify() == audit.Operator("root", "loginuid")
+    audit.append(log, "search", detail={"hits": 1})
+    who, detail = log.execute("SELECT operator, detail FROM audit_log ORDER BY seq DESC"
+                              ).fetchone()
+    assert who == "root" and '"operator_from":"loginuid"' in detail and '"hits":1' in detail
+    assert audit.verify(log) is None
+
+
+def test_without_a_login_uid_the_real_uid_then_sudo_uid_for_root(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit, "login_uid", lambda: None)
+    monkeypatch.setenv("SUDO_UID", "4242")
+    monkeypatch.setattr(audit.os, "getuid", lambda: 0)
+    assert audit.identify() == audit.Operator("uid:4242", "sudo_uid")
+    # SUDO_UID is only believed when the real uid is root (sudo set it)
+    monkeypatch.setattr(audit.os, "getuid", lambda: 4343)
+    assert audit.identify() == audit.Operator("uid:4343", "uid")
+    monkeypatch.setenv("SUDO_UID", "not a number")
+    monkeypatch.setattr(audit.os, "getuid", lambda: 0)
+    assert audit.identify() == audit.Operator("root", "uid")
 
 
 def test_identifier_targets_are_keyed_hashes(pair: Pair) -> None:
@@ -119,7 +145,8 @@ def test_key_changes_reach_the_vault_log_through_the_hook(pair: Pair) -> None:
     conn = store.open_store(pair.vault_path / store.FILE_NAME)
     try:
         rows = conn.execute("SELECT action, target, detail FROM audit_log").fetchall()
-        assert rows == [("key-trust", "fp:ABCD", '{"role":"dpo"}')]
+        how = audit.identify().how
+        assert rows == [("key-trust", "fp:ABCD", f'{{"operator_from":"{how}","role":"dpo"}}')]
         assert audit.verify(conn) is None
     finally:
         conn.close()

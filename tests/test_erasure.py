@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gdpr_kit import MARA_EMAIL, MARA_TRACES, SAMPLE, Vault, blob, sample_vault, traces
-from vault import bundle, ingest, store
+from vault import audit, bundle, ingest, store
 from vault_kit import Chain, conv, outbox, stick
 
 
@@ -230,7 +230,7 @@ def test_four_eyes_needs_a_different_operator(vault: Vault,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = vault.pair.vault.config
     cfg.write_text(cfg.read_text().replace("four_eyes = false", "four_eyes = true"))
-    monkeypatch.setenv("SUDO_USER", "alice")
+    monkeypatch.setattr(audit, "identify", lambda: audit.Operator("alice", "loginuid"))
     asked = _erase(vault)
     assert asked["status"] == "pending"
     assert len(_ids(vault)) == 6
@@ -239,7 +239,13 @@ def test_four_eyes_needs_a_different_operator(vault: Vault,
     assert same.code == 4 and "different operator" in same.err
     assert len(_ids(vault)) == 6
 
+    # one person naming another in SUDO_USER is still one person
     monkeypatch.setenv("SUDO_USER", "bob")
+    forged = vault.cli("erase", "approve", asked["erasure_id"])
+    assert forged.code == 4 and "different operator" in forged.err
+    assert len(_ids(vault)) == 6
+
+    monkeypatch.setattr(audit, "identify", lambda: audit.Operator("bob", "loginuid"))
     done = vault.cli("erase", "approve", asked["erasure_id"], "--json")
     assert done.code == 0, done.err
     assert done.json()["conversations_removed"] == 2

@@ -22,9 +22,9 @@ counts, ids of bundles and cases, fingerprints.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
+import pwd
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,15 +47,59 @@ class Broken:
         return f"audit log entry {self.seq}: {self.problem}"
 
 
-def operator() -> str:
-    """The person acting: the user behind sudo if any, else the OS user."""
-    sudo = os.environ.get("SUDO_USER")
-    if sudo:
-        return sudo
+#: /proc/self/loginuid when no login set it (containers, CI, services)
+_UNSET_LOGINUID = 4294967295
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Who acts, and how chatvault knows: ``loginuid``, ``uid`` or ``sudo_uid``."""
+
+    name: str
+    how: str
+
+
+def login_uid() -> int | None:
+    """The login uid PAM set at login (kept across sudo and su), None when unset.
+
+    Changing it needs CAP_AUDIT_CONTROL, so a user cannot pass for another
+    by setting an environment variable (``SUDO_USER`` is never read).
+    """
     try:
-        return getpass.getuser()
+        uid = int(Path("/proc/self/loginuid").read_text("ascii").strip())
+    except (OSError, ValueError):
+        return None
+    return None if uid == _UNSET_LOGINUID else uid
+
+
+def identify() -> Operator:
+    """The person acting: the login uid, else the real uid (SUDO_UID only for root).
+
+    The tests simulate two operators by replacing this function. Root on
+    the vault can still forge any identity (and rewrite the log): four-eyes
+    is an accountability control between login accounts, not a barrier
+    against root.
+    """
+    uid = login_uid()
+    if uid is not None:
+        return Operator(_user_name(uid), "loginuid")
+    uid = os.getuid()
+    sudo_uid = os.environ.get("SUDO_UID", "")
+    if uid == 0 and sudo_uid.isdigit():
+        return Operator(_user_name(int(sudo_uid)), "sudo_uid")
+    return Operator(_user_name(uid), "uid")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
     except (KeyError, OSError):
-        return f"uid:{os.geteuid()}"
+        return f"uid:{uid}"
+
+
+def operator() -> str:
+    """The name of the person acting (:func:`identify`)."""
+    return identify().name
 
 
 def entry_hash(seq: int, at: str, who: str, action: str, target: str | None,
@@ -84,8 +128,10 @@ def append(conn: sqlite3.Connection, action: str, *, target: str | None = None,
     with store.transaction(conn):
         seq = _last_number(conn) + 1
         at = timestamps.now_utc()
-        who = operator()
-        text = canonical.dumps(detail).decode("utf-8") if detail is not None else None
+        ident = identify()
+        who = ident.name
+        # how the operator was identified is part of the entry, under the hash
+        text = canonical.dumps({**(detail or {}), "operator_from": ident.how}).decode("utf-8")
         prev = head(conn)
         digest = entry_hash(seq, at, who, action, target, purpose, text, prev)
         conn.execute(f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",

@@ -56,18 +56,31 @@ def four_eyes(v: VaultHandle) -> bool:
     return bool(v.cfg.four_eyes)
 
 
-def refuse_if_held(v: VaultHandle, p: Plan, reason: str, erasure_id: str | None) -> None:
-    """Exit 4 naming the holds (and log the refusal) when anything in scope is held."""
+def refuse_if_held(v: VaultHandle, p: Plan, reason: str, erasure_id: str | None, *,
+                   case_id: str | None = None, listed: bool = False) -> None:
+    """Exit 4 naming the holds (and log the refusal) when anything in scope is held.
+
+    ``listed`` records a new request as ``refused`` so that ``erase list``
+    shows it (without the subject's identifiers: nothing will be erased).
+    """
     if not p.held:
         return
     names = p.holds()
-    audit.append(v.conn, "erase.refused", target=v.target(p.pairs[:4]), purpose=reason,
-                 detail={"erasure": erasure_id, "holds": names,
-                         "held_conversations": len(p.held)})
+    note = f"refused: legal hold {', '.join(names)}"
+    with store.transaction(v.conn):
+        if erasure_id is None and listed:
+            erasure_id = _next_id(v)
+            v.conn.execute("INSERT INTO erasures (id, case_id, reason, status, requested_at, "
+                           "requested_by, note) VALUES (?, ?, ?, 'refused', ?, ?, ?)",
+                           (erasure_id, case_id, reason, timestamps.now_utc(),
+                            audit.operator(), note))
+        elif erasure_id:
+            v.conn.execute("UPDATE erasures SET note = ? WHERE id = ?", (note, erasure_id))
+        audit.append(v.conn, "erase.refused", target=v.target(p.pairs[:4]), purpose=reason,
+                     detail={"erasure": erasure_id, "holds": names,
+                             "held_conversations": len(p.held)})
     if erasure_id:
-        with store.transaction(v.conn):
-            v.conn.execute("UPDATE erasures SET note = ? WHERE id = ?",
-                           (f"refused: legal hold {', '.join(names)}", erasure_id))
+        statehook.changed(v.home, "erasure")
     raise LegalHoldBlocks(f"nothing erased: {len(p.held)} conversation(s) in scope are "
                           f"under legal hold {', '.join(names)}; release the hold "
                           "('chatvault hold release NAME') or narrow the request")
@@ -95,8 +108,7 @@ def request(v: VaultHandle, subject: Subject, reason: str,
     check_reason(reason)
     now, who = timestamps.now_utc(), requested_by or audit.operator()
     with store.transaction(v.conn):
-        n = v.conn.execute("SELECT count(*) FROM erasures").fetchone()[0]
-        eid = f"E-{n + 1:04d}"
+        eid = _next_id(v)
         v.conn.execute("INSERT INTO erasures (id, case_id, reason, status, requested_at, "
                        "requested_by) VALUES (?, ?, ?, 'pending', ?, ?)",
                        (eid, case_id, reason, now, who))
@@ -104,7 +116,13 @@ def request(v: VaultHandle, subject: Subject, reason: str,
                            "VALUES (?, ?, ?)", [(eid, k, val) for k, val in subject.exact()])
         audit.append(v.conn, "erase.request", target=v.target(subject.exact()),
                      purpose=reason, detail={"erasure": eid, "case": case_id})
+    statehook.changed(v.home, "erasure")
     return eid
+
+
+def _next_id(v: VaultHandle) -> str:
+    n = v.conn.execute("SELECT count(*) FROM erasures").fetchone()[0]
+    return f"E-{n + 1:04d}"
 
 
 def pending_subject(v: VaultHandle, erasure_id: str) -> tuple[Subject, dict[str, Any]]:
@@ -157,23 +175,43 @@ def execute(v: VaultHandle, erasure_id: str, subject: Subject, reason: str) -> d
     p = plan(v, subject)
     refuse_if_held(v, p, reason, erasure_id)
     counts = _apply(v, p, erasure_id, subject, reason)
-    statehook.changed(v.home, "tombstones")
-    others = others_containing(v, p)
+    # The state file is saved once the erasure's last change is committed,
+    # whichever way it ends (saved earlier, 'done' would leave it stale).
     try:
-        counts["scrub"] = scrub(v.home, v.conn, p.needles, others)
-    except ErasureIncomplete as exc:
-        counts["scrub"] = {"found": exc.found}
-        raise _incomplete(v, erasure_id, counts, exc, holders(v.conn, p.needles)) from None
-    with store.transaction(v.conn):
-        v.conn.execute("UPDATE erasures SET status = 'done', done_at = ?, counts = ? "
-                       "WHERE id = ?", (timestamps.now_utc(), canonical.dumps(counts).decode(),
-                                        erasure_id))
-        # An earlier run for the same subject that could not finish is finished now.
-        v.conn.execute("UPDATE erasures SET status = 'done', note = ? WHERE id != ? AND "
-                       "status IN ('incomplete', 'scrubbing') AND "
-                       "json_extract(counts, '$.subject_ref') = ?",
-                       (f"completed by {erasure_id}", erasure_id, counts["subject_ref"]))
+        others = others_containing(v, p)
+        try:
+            counts["scrub"] = scrub(v.home, v.conn, p.needles, others)
+        except ErasureIncomplete as exc:
+            counts["scrub"] = {"found": exc.found}
+            raise _incomplete(v, erasure_id, counts, exc,
+                              holders(v.conn, p.needles)) from None
+        with store.transaction(v.conn):
+            v.conn.execute("UPDATE erasures SET status = 'done', done_at = ?, counts = ? "
+                           "WHERE id = ?", (timestamps.now_utc(),
+                                            canonical.dumps(counts).decode(), erasure_id))
+            _complete_earlier(v, erasure_id, counts)
+    finally:
+        statehook.changed(v.home, "tombstones")
     return counts
+
+
+def _complete_earlier(v: VaultHandle, erasure_id: str, counts: dict[str, Any]) -> None:
+    """Earlier runs this clean scan covers are done now (re-evaluated, not left stale).
+
+    An earlier incomplete or interrupted erasure is covered when it was
+    about the same subject, or about identifiers all of which this erasure
+    erased: the byte scan just found none of them.
+    """
+    refs = set(counts.get("subject_refs") or ())
+    for eid, text in v.conn.execute("SELECT id, counts FROM erasures WHERE id != ? AND "
+                                    "status IN ('incomplete', 'scrubbing')",
+                                    (erasure_id,)).fetchall():
+        earlier = canonical.loads(text) if text else {}
+        theirs = set(earlier.get("subject_refs") or ())
+        if earlier.get("subject_ref") == counts["subject_ref"] or (theirs and theirs <= refs):
+            v.conn.execute("UPDATE erasures SET status = 'done', note = ? WHERE id = ?",
+                           (f"completed by {erasure_id}: its byte scan found no trace",
+                            eid))
 
 
 def _incomplete(v: VaultHandle, erasure_id: str, counts: dict[str, Any],
@@ -215,6 +253,42 @@ def _subject_ref(v: VaultHandle, subject: Subject) -> str:
     return v.key.hash(tombstones.PURPOSE_AUDIT, "subject", text)[:32]
 
 
+def _identifier_refs(v: VaultHandle, pairs: list[tuple[str, str]]) -> list[str]:
+    """A keyed hash per identifier: which earlier erasures a later clean scan covers."""
+    return sorted({v.key.hash(tombstones.PURPOSE_AUDIT, k, val)[:32] for k, val in pairs})
+
+
+def _settle_pending(v: VaultHandle, erasure_id: str, pairs: list[tuple[str, str]]
+                    ) -> list[str]:
+    """Other pending requests lose the identifiers erased here; emptied ones are done.
+
+    A pending request keeps its subject's identifiers in ``erasure_subjects``
+    until it runs; once they are erased (and tombstoned) here, keeping them
+    there would only be a trace of the subject, which the byte scan counts.
+    """
+    settled, wanted = [], set(pairs)
+    for (eid,) in v.conn.execute("SELECT id FROM erasures WHERE id != ? AND status = "
+                                 "'pending' ORDER BY id", (erasure_id,)).fetchall():
+        rows = v.conn.execute("SELECT rowid, kind, value FROM erasure_subjects WHERE "
+                              "erasure_id = ?", (eid,)).fetchall()
+        gone = [rowid for rowid, kind, value in rows if (kind, value) in wanted]
+        if not gone:
+            continue
+        v.conn.executemany("DELETE FROM erasure_subjects WHERE rowid = ?",
+                           [(r,) for r in gone])
+        if len(gone) == len(rows):
+            v.conn.execute("UPDATE erasures SET status = 'done', done_at = ?, note = ? "
+                           "WHERE id = ?", (timestamps.now_utc(),
+                                            f"settled by {erasure_id}: the same subject "
+                                            "was erased there", eid))
+        else:
+            v.conn.execute("UPDATE erasures SET note = ? WHERE id = ?",
+                           (f"partly settled by {erasure_id}: {len(gone)} of its "
+                            "identifier(s) were erased there", eid))
+        settled.append(eid)
+    return settled
+
+
 def _apply(v: VaultHandle, p: Plan, erasure_id: str, subject: Subject,
            reason: str) -> dict[str, Any]:
     from vault.upsert import Loader
@@ -243,15 +317,18 @@ def _apply(v: VaultHandle, p: Plan, erasure_id: str, subject: Subject,
         gone = _drop_blobs(conn, v.key, blobs, erasure_id)
         _scrub_cases(v, p.pairs)
         conn.execute("DELETE FROM erasure_subjects WHERE erasure_id = ?", (erasure_id,))
+        settled = _settle_pending(v, erasure_id, [*p.pairs, *subject.exact()])
         counts = {"conversations_removed": len(p.dropped),
                   "conversations_redacted": len(p.redacted), "attachments_removed": gone,
                   "tombstones_added": added, "removed_whole": len(p.whole),
-                  "subject_ref": _subject_ref(v, subject)}
+                  "subject_ref": _subject_ref(v, subject),
+                  "subject_refs": _identifier_refs(v, [*p.pairs, *subject.exact()]),
+                  "settled": settled}
         # Not 'done' yet: that waits for the byte scan (execute).
         conn.execute("UPDATE erasures SET status = 'scrubbing', counts = ? WHERE id = ?",
                      (canonical.dumps(counts).decode(), erasure_id))
         audit.append(conn, "erase", target=v.target(subject.exact()), purpose=reason,
-                     detail={"erasure": erasure_id,
+                     detail={"erasure": erasure_id, "settled": settled,
                              **{k: n for k, n in counts.items() if isinstance(n, int)}})
     return counts
 

@@ -223,7 +223,7 @@ def erase_cmd(ctx: typer.Context,
                 emit_json({"status": "not confirmed", "erased": False})
             return
         assert reason is not None
-        erasure.refuse_if_held(v, p, reason, None)
+        erasure.refuse_if_held(v, p, reason, None, case_id=case, listed=True)
         eid = erasure.request(v, subject, reason, case)
         if erasure.four_eyes(v):
             out = {"erasure_id": eid, "status": "pending"}
