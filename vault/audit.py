@@ -11,9 +11,23 @@ with ``prev`` = 64 zeros for the first entry. :func:`verify` walks the chain
 and names the first entry that is missing, altered, reordered or no longer
 chained; the numbering comes from ``AUTOINCREMENT``, so removing the newest
 entries is detected too (SQLite remembers the highest number it gave).
-What it cannot detect alone: someone able to write the file may rewrite the
-whole chain from some entry on. Receipts carry the head hash
-(:func:`head`) back to the online side, which is the outside witness.
+A chain alone cannot show that its newest entries were cut off (nor a
+chain rewritten from some entry on) by someone who can write the file and
+also resets ``sqlite_sequence``. So :func:`verify` also asks a witness: the
+state file (:mod:`vault.statefile`, signed by the vault's key, written
+after every change of GDPR state and every ingest run) records the log's
+entry count and head hash each time it is saved; a log shorter than that,
+or with another hash at that entry, is broken (``audit verify`` exit 3,
+``vault status`` CRITICAL), unless a ``rebuild`` entry names that head.
+
+What is still not detected: removing or rewriting entries newer than the
+last state file save (searches alone do not save it); someone holding the
+vault's secret key (root on the vault) who rewrites log and state file
+together; and, when the key is passphrase-protected and no passphrase is
+at hand, the witness is not read (said in ``audit verify``'s output).
+Receipts carry the head hash (:func:`head`) back to the online side, but
+the exporter does not keep it, and a hash alone cannot show that the head
+went backwards; comparing it there is left to a person.
 
 Personal data never goes into the log: identifiers appear in ``target``
 only as keyed hashes (:func:`identifier_target`), and ``detail`` holds
@@ -175,7 +189,61 @@ def verify(conn: sqlite3.Connection) -> Broken | None:
         expected += 1
     if _last_number(conn) >= expected:
         return Broken(expected, "missing: the newest entries were removed")
+    recorded = witness(conn)
+    if recorded is None:
+        return None
+    count, digest = recorded
+    return _against_witness(conn, count, digest, expected - 1)
+
+
+def _against_witness(conn: sqlite3.Connection, count: int, digest: str,
+                     held: int) -> Broken | None:
+    if count == 0 or conn.execute("SELECT 1 FROM audit_log WHERE action = 'rebuild' AND "
+                                  "instr(detail, ?) LIMIT 1", (digest,)).fetchone():
+        return None  # nothing recorded yet, or a rebuild started a new log naming it
+    row = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (count,)).fetchone()
+    if row is None:
+        return Broken(held + 1, f"missing: the state file recorded {count} entries (head "
+                                f"{digest[:16]}), the log holds {held}: its newest entries "
+                                "were removed")
+    if row[0] != digest:
+        return Broken(count, f"differs from the head the state file recorded "
+                             f"({digest[:16]}): the log was rewritten")
     return None
+
+
+#: why the last :func:`witness` call could not read the state file (None: it could)
+witness_note: str | None = None
+
+
+def witness(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """(entries, head) the state file beside this store recorded; None if there is none.
+
+    The store's home is the folder of its file; a store elsewhere (tests, a
+    copy) has no witness. The state file is verified against the vault's
+    own key and only its header is decrypted.
+    """
+    global witness_note
+    from vault import bundle, statefile
+    from vault.errors import ChatvaultError
+    from vault.home import Home
+
+    witness_note = None
+    row = conn.execute("PRAGMA database_list").fetchone()
+    path = statefile.path_of(Path(row[2]).parent) if row and row[2] else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        ident = Home(path.parent.parent).identity()
+        with bundle.Bundle(path) as b:
+            b.check_signer(statefile.OwnKey(ident.public()), "vault")
+            b.verify_signature()
+            first = next(iter(b.items(ident)))
+        recorded = canonical.loads(first.data)["audit"]  # type: ignore[union-attr]
+        return int(recorded["entries"]), str(recorded["head"])
+    except (ChatvaultError, OSError, StopIteration, KeyError, TypeError, ValueError) as exc:
+        witness_note = f"the state file's record of the log was not read ({exc})"
+        return None
 
 
 def check(conn: sqlite3.Connection) -> int:
