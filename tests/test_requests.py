@@ -273,6 +273,10 @@ def test_approve_refusals(w: World, tmp_path: Path) -> None:
     declined = run_cli("request", "approve", erase["path"], "--home", w.dpo2.path,
                        input_text="n\n")
     assert declined.code == 1
+    no_tty = run_cli("request", "approve", erase["path"], "--home", w.dpo2.path,
+                     input_text="")
+    assert no_tty.code == 2 and "pass --yes to approve without a prompt" in no_tty.err
+    assert "Aborted" not in no_tty.err
     assert len(json.loads(Path(erase["path"]).read_text())["signatures"]) == 1
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from requests_kit import ANA, JONAS, World, copy_request, past, resign, trust, world
-from vault import answers, home, media, requests, signed
+from vault import answers, home, media, requestrun, requests, signed, timestamps
 from vault.errors import EXIT_POLICY, EXIT_REJECTED
 
 
@@ -102,6 +103,22 @@ def test_expired_request_is_refused_and_recorded(w: World) -> None:
     resign(Path(asked["path"]), w.dpo, created_at=past(20), expires_at=past(6))
     refused(w, "expired")
     assert w.rows()[asked["request_id"]]["status"] == "refused"
+
+
+def test_request_made_in_the_future_is_refused_and_recorded(w: World) -> None:
+    asked = w.ask(w.dpo, "erase", emails=[ANA], phones=[], reason="asked")
+    resign(Path(asked["path"]), w.dpo, created_at=past(-2), expires_at=past(-12))
+    got = refused(w, "clock_skew")
+    assert "ahead of the vault's clock" in got.message and got.exit_code == EXIT_POLICY
+    assert w.rows()[asked["request_id"]]["status"] == "refused"
+
+
+def test_a_few_minutes_of_clock_skew_are_allowed(w: World) -> None:
+    asked = w.ask(w.dpo, "erase", emails=[ANA], phones=[], reason="asked")
+    soon = datetime.now(timestamps.UTC) + requests.CLOCK_SKEW - timedelta(minutes=5)
+    resign(Path(asked["path"]), w.dpo, created_at=timestamps.format_utc(soon))
+    [got] = w.answer()
+    assert got.status == "done", got.message
 
 
 def test_replayed_request_is_refused_with_its_first_answer(w: World, tmp_path: Path) -> None:
@@ -243,12 +260,12 @@ def test_collect_reports_damaged_and_forged_answers(w: World, tmp_path: Path) ->
 def test_answer_from_an_untrusted_vault_is_rejected(w: World, tmp_path: Path) -> None:
     asked = w.ask(w.dpo, "erase", emails=[ANA], phones=[], reason="asked")
     impostor = home.create("vault", tmp_path / "impostor", "impostor")
-    doc = requests.make_answer(impostor.identity(), status="done", reason=None,
+    doc = requestrun.make_answer(impostor.identity(), verified=True, status="done", reason=None,
                                message="all erased", request_id=asked["request_id"],
                                request_digest=asked["digest"], request_file=asked["file"],
                                action="erase")
     folder = media.folder(w.stick, media.ANSWERS, create=True)
-    requests.write_answer(folder, doc, "erase-x.IMPOSTOR1.answer.json")
+    requestrun.write_answer(folder, doc, "erase-x.IMPOSTOR1.answer.json")
     rep = answers.collect(w.dpo.path, w.stick, tmp_path / "out")
     assert [(i.result, i.error["error"]) for i in rep.items] == [("rejected",
                                                                   "untrusted_signer")]

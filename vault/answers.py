@@ -21,6 +21,14 @@ then removed from the stick, and so is each request every vault addressed
 has answered for good (a *pending* erasure request stays: it must go back
 to the vault). An answer that fails verification, or whose files are
 missing or altered, is reported (exit 3) and left where it is.
+
+Only a verified answer with the request's digest settles it. A refusal of a
+file that did not verify (``verified`` false) may claim one of this home's
+ids (anyone can copy a request and break its signature): it is reported
+(exit 3) and settles, overrides and blocks nothing. A ``done`` answer is
+collected even when another answer came first; nothing is removed from the
+stick that was not collected here (files sealed to another key, the answer
+to another request with the same id).
 """
 
 from __future__ import annotations
@@ -59,6 +67,14 @@ class Answer:
     vault: str  # fingerprint of the verified signer
 
     @property
+    def unverified(self) -> bool:
+        """A refusal of a file that did not verify (answers before ``verified``: by reason)."""
+        if "verified" in self.body:
+            return self.body["verified"] is False
+        return self.body.get("status") == "refused" and \
+            self.body.get("reason") in requests.UNVERIFIED
+
+    @property
     def effective(self) -> dict[str, Any]:
         """The answer itself, or for a replay notice the first answer it carries."""
         first = self.body.get("first_answer")
@@ -80,6 +96,8 @@ def verify_answer(path: Path, trust: Any) -> Answer:
         rid = body.get("request_id")
         if rid is not None and not requests.valid_id(rid):
             raise BadDocument("answer names no valid request id", path=path)
+        if body.get("verified", True) not in (True, False):
+            raise BadDocument("answer's 'verified' is not true or false", path=path)
     return Answer(path, doc["body"], signers[0].fingerprint)
 
 
@@ -134,6 +152,7 @@ class Collected:
     message: str | None = None
     out: str | None = None
     error: dict[str, Any] | None = None
+    unverified: bool = False  # a notice: a file claimed this request and did not verify
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -146,7 +165,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_REJECTED if any(c.result == "rejected" for c in self.items) else EXIT_OK
+        bad = any(c.result == "rejected" or c.unverified for c in self.items)
+        return EXIT_REJECTED if bad else EXIT_OK
 
     def as_dict(self) -> dict[str, Any]:
         return {"answers": [c.as_dict() for c in self.items], "removed": self.removed,
@@ -235,11 +255,17 @@ def collect(home: Path, media_root: Path, out: Path, *, keep: bool = False,
 
 def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
          opener: _Opener) -> tuple[Collected, dict[str, Any] | None]:
-    """One answer file: its report line, and (when collected) the answer to tidy away."""
+    """One answer file: its report line, and (when collected) what to tidy away.
+
+    The second value lists the answer file's companions to remove: ``files``
+    only of an answer whose files were opened here (now or before).
+    """
     try:
         ans = verify_answer(path, trust)
     except ChatvaultError as exc:
         return Collected(path.name, "rejected", error=exc.as_dict()), None
+    if ans.unverified:
+        return _unverified(ans, asked, opener.h.path)
     body, eff = ans.body, ans.effective
     entry = asked.get(body.get("request_id") or "")
     item = Collected(path.name, "recorded", body.get("request_id"), body.get("action"),
@@ -248,15 +274,17 @@ def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
         item.result = "not_ours"
         return item, None
     if eff.get("request_digest") != entry["digest"]:
-        # a document that claimed this id (forged, or another home's) was refused
+        # another request with this id (another home's, or a reused id): its answer
         item.result, item.status, item.reason = "notice", body["status"], body.get("reason")
-        return item, eff
+        return item, None
     seen = entry["answers"].get(ans.vault)
-    if seen and seen["status"] in FINAL:
+    if seen and seen["status"] in FINAL and (eff["status"] != "done" or
+                                             seen["status"] == "done"):
         item.result = "already" if body is eff else "notice"
         if body is not eff:
             item.status, item.reason, item.message = "refused", "replay", body.get("message")
-        return item, eff
+        opened = seen["status"] == "done" and seen.get("out")
+        return item, eff if opened else {"files": []}
     if body is not eff and not all((folder / str(f.get("file"))).is_file()
                                    for f in eff.get("files") or [] if isinstance(f, dict)):
         # a replay notice whose first answer's files went out on another stick: that
@@ -275,14 +303,35 @@ def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
     elif eff["status"] == "done" and not mine and eff.get("files"):
         item.message = (f"{eff.get('message')}; sealed to {entry['answer_to']}, not to this "
                         "home: its files stay on the media for that key's holder")
-        eff = {**eff, "files": []}
     got: dict[str, Any] = {
         "status": eff["status"], "reason": eff.get("reason"), "message": eff.get("message"),
         "at": eff.get("at"), "collected_at": timestamps.now_utc(), "out": item.out,
         **{k: eff[k] for k in ("case_id", "erasure_id", "restore_id", "counts") if k in eff}}
     entry["answers"][ans.vault] = got
     _keep_copy(opener.h.path, path)
-    return item, eff
+    return item, eff if dest is not None else {"files": []}
+
+
+def _unverified(ans: Answer, asked: dict[str, Any],
+                home: Path) -> tuple[Collected, dict[str, Any] | None]:
+    """A refusal of a file claiming to be this home's request: reported, kept, nothing else.
+
+    A copy goes to ``H/state/answers/`` and the notice leaves the stick; one
+    about a file that claims none of this home's requests is left alone.
+    """
+    body = ans.body
+    rid = body.get("claimed_request_id", body.get("request_id"))
+    item = Collected(ans.path.name, "not_ours", rid, body.get("claimed_action"), ans.vault,
+                     "refused", body.get("reason"), body.get("message"))
+    if not requests.valid_id(rid) or rid not in asked:
+        return item, None
+    item.result, item.unverified = "notice", True
+    item.message = (f"{body.get('request_file')!r} (sha256 "
+                    f"{str(body.get('request_sha256'))[:16]}...) claimed to be this request "
+                    f"and did not verify ({body.get('message')}); it settles nothing: if "
+                    "nobody here wrote it, someone tampered with the stick")
+    _keep_copy(home, ans.path)
+    return item, {"files": []}
 
 
 def _keep_copy(home: Path, path: Path) -> None:

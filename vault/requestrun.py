@@ -7,13 +7,18 @@ no symlinks, at most 1 MiB, at most :data:`MAX_PER_MEDIUM` per insertion):
    each signer trusted for the action's role (``requester``: restore;
    ``dpo``: dsar, erase), signed by the requester it names. A failure is
    answered with a *notice* (``<file>.<vault>.<reason>.answer.json``) and
-   audited, not recorded as a request: anyone can write any id into a file;
+   audited, not recorded as a request: anyone can write any id into a file
+   (a copy of a real request with its signature broken carries the real id
+   and digest), so the notice names the file and its SHA-256, never the id
+   as its request (``verified: false``), and the id enters no replay memory;
 2. **replay**: a request id found in the ``requests`` table is never run
    again. One still ``working`` (interrupted) resumes; one ``pending``
    approval is looked at again (approved at the vault since? signed by a
    second DPO now?); any other is refused with a ``replay`` notice that
    carries the first answer;
-3. **expiry**, the **parameters** (sealed to this vault?) and what the action
+3. **expiry**, a creation time too far ahead of the vault's clock
+   (:data:`vault.requests.CLOCK_SKEW`), the **parameters** (sealed to this
+   vault?) and what the action
    needs first (the DSAR subject found; no legal hold over the erasure):
    refusals here are final answers, recorded;
 4. **claimed** (a ``working`` row, committed), then **run** by
@@ -162,6 +167,12 @@ class _Run:
         if req.expired():
             return self.finish(req, Outcome("refused", "expired", "the request expired at "
                                             f"{req.body['expires_at']}; make a new one"), None)
+        if req.from_the_future():
+            ahead = int(requests.CLOCK_SKEW.total_seconds() // 60)
+            return self.finish(req, Outcome("refused", "clock_skew", (
+                f"the request was made at {req.body['created_at']}, more than {ahead} "
+                f"minutes ahead of the vault's clock ({timestamps.now_utc()}): check both "
+                "clocks, then make a new one")), None)
         return self.run(req, None)
 
     def run(self, req: requests.Request, row: dict[str, Any] | None) -> Answered:
@@ -232,18 +243,18 @@ class _Run:
             audit.append(conn, action, target=f"request:{req.id}", detail={
                 "action": req.action, "status": out.status, "reason": out.reason,
                 "requester": req.requester, "counts": out.counts, **out.ids})
-            doc = requests.make_answer(
-                self.identity, status=out.status, reason=out.reason, message=out.message,
-                request_id=req.id, request_digest=req.digest, request_file=req.path.name,
-                action=req.action, counts=out.counts, files=out.files,
-                audit_head=audit.head(conn), **out.ids)
+            doc = make_answer(
+                self.identity, verified=True, status=out.status, reason=out.reason,
+                message=out.message, request_id=req.id, request_digest=req.digest,
+                request_file=req.path.name, action=req.action, counts=out.counts,
+                files=out.files, audit_head=audit.head(conn), **out.ids)
             conn.execute("UPDATE requests SET status = ?, reason = ?, answered_at = ?, "
                          "answer = ? WHERE request_id = ?",
                          (out.status, out.reason, doc["body"]["at"],
                           canonical.dumps(doc).decode("utf-8"), req.id))
         self.changed = True
-        name = requests.answer_name(req.stem, self.identity.fingerprint)
-        requests.write_answer(self.answers, doc, name)
+        name = answer_name(req.stem, self.identity.fingerprint)
+        write_answer(self.answers, doc, name)
         level = logging.INFO if out.status in ("done", "pending") else logging.WARNING
         log.log(level, "request %s (%s) from %s: %s%s", req.id[:16], req.action,
                 req.requester, out.status, f" ({out.reason})" if out.reason else "")
@@ -251,40 +262,103 @@ class _Run:
                         out.message, name)
 
     def replay(self, req: requests.Request, row: dict[str, Any]) -> Answered:
+        """Refuse a verified request seen before; the notice carries the first answer."""
         same = row["digest"] == req.digest
         first = canonical.loads(row["answer"])["body"] if same and row["answer"] else None
         message = (f"request {req.id[:16]} was handled at {row['received_at']} "
                    f"({row['status']}); nothing done" if same else
                    f"another request with id {req.id[:16]} was handled before; nothing done")
-        return self._refusal_notice(req.path, req.body, "replay", message, first,
-                                    signer=req.requester)
+        conn = self.v.conn
+        with store.transaction(conn):
+            audit.append(conn, "request.refused", target=f"request:{req.id}", detail={
+                "reason": "replay", "action": req.action, "file": req.path.name,
+                "requester": req.requester})
+            doc = make_answer(
+                self.identity, verified=True, status="refused", reason="replay",
+                message=message, request_id=req.id, request_digest=req.digest,
+                request_file=req.path.name, action=req.action, audit_head=audit.head(conn),
+                first_answer=first)
+        name = self._write_notice(req.path, "replay", doc)
+        log.warning("request file %s refused: replay (%s)", req.path.name, message)
+        return Answered(req.path.name, req.id, req.action, "refused", "replay", message, name)
 
     def notice(self, path: Path, body: dict[str, Any] | None, reason: str,
                message: str) -> Answered:
-        """Answer a file that could not be verified (nothing in it is trusted)."""
-        return self._refusal_notice(path, body, reason, message[:300], None, signer=None)
+        """Answer a file that could not be verified: nothing in it is trusted.
 
-    def _refusal_notice(self, path: Path, body: dict[str, Any] | None, reason: str,
-                        message: str, first: dict[str, Any] | None,
-                        signer: str | None) -> Answered:
+        The answer names the file and its SHA-256, not the request it claims
+        to be (``claimed_request_id``), so that it can never settle that
+        request online; nothing is recorded but the audit entry.
+        """
         body = body if isinstance(body, dict) else {}
-        rid = body.get("request_id") if requests.valid_id(body.get("request_id")) else None
+        message = message[:300]
+        claimed = body.get("request_id") if requests.valid_id(body.get("request_id")) else None
         act = body.get("action") if body.get("action") in requests.ACTIONS else None
-        digest = requests.digest(body) if body else None
+        sha = _small_sha256(path)
         conn = self.v.conn
         with store.transaction(conn):
-            audit.append(conn, "request.refused", target=f"request:{rid}" if rid else None,
-                         detail={"reason": reason, "action": act, "file": path.name,
-                                 "requester": signer})
-            doc = requests.make_answer(
-                self.identity, status="refused", reason=reason, message=message,
-                request_id=rid, request_digest=digest, request_file=path.name, action=act,
-                audit_head=audit.head(conn), first_answer=first)
-        stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.name[:-len(requests.SUFFIX)]).lstrip(".")
-        name = requests.answer_name(stem or "unnamed", self.identity.fingerprint, reason)
-        requests.write_answer(self.answers, doc, name)
+            audit.append(conn, "request.refused", target=None, detail={
+                "reason": reason, "file": path.name, "sha256": sha, "verified": False,
+                "claimed_request_id": claimed, "claimed_action": act})
+            doc = make_answer(
+                self.identity, verified=False, status="refused", reason=reason,
+                message=message, request_id=None, request_digest=None,
+                request_file=path.name, action=None, request_sha256=sha,
+                claimed_request_id=claimed, claimed_action=act, audit_head=audit.head(conn))
+        name = self._write_notice(path, reason, doc)
         log.warning("request file %s refused: %s (%s)", path.name, reason, message)
-        return Answered(path.name, rid, act, "refused", reason, message, name)
+        return Answered(path.name, None, None, "refused", reason, message, name)
+
+    def _write_notice(self, path: Path, reason: str, doc: dict[str, Any]) -> str:
+        """``<file stem>.<vault>.<reason>.answer.json``: never a real answer's name."""
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.name[:-len(requests.SUFFIX)]).lstrip(".")
+        name = answer_name(stem or "unnamed", self.identity.fingerprint, reason)
+        write_answer(self.answers, doc, name)
+        return name
+
+
+# -- answers as the vault writes them ------------------------------------------------
+
+def make_answer(identity: Identity, *, verified: bool, status: str, reason: str | None,
+                message: str, request_id: str | None, request_digest: str | None,
+                request_file: str, action: str | None, **extra: Any) -> dict[str, Any]:
+    """A signed answer (:mod:`vault.requests`); ``verified`` False: a file that did not verify."""
+    if status not in requests.STATUSES:
+        raise ValueError(f"unknown answer status {status!r}")
+    if not verified and (request_id or request_digest or action or status != "refused"):
+        raise ValueError("an unverified file's answer names no request and only refuses")
+    body = {"kind": requests.ANSWER_KIND, "format": requests.FORMAT,
+            "request_id": request_id, "request_digest": request_digest,
+            "request_file": request_file,
+            "action": action, "verified": verified, "status": status, "reason": reason,
+            "message": message, "counts": {}, "files": [], "vault": identity.fingerprint,
+            "at": timestamps.now_utc()}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return signed.sign(body, identity)
+
+
+def answer_name(stem: str, vault_fp: str, notice: str | None = None) -> str:
+    """``<stem>.<vault>.answer.json``; notices (refusals of unverified documents,
+    replays) add their reason, so they never replace a real answer."""
+    tag = f".{notice}" if notice else ""
+    return f"{stem[:100]}.{vault_fp.replace('-', '')[:9]}{tag}{requests.ANSWER_SUFFIX}"
+
+
+def write_answer(folder: Path, doc: dict[str, Any], name: str) -> Path:
+    data = signed.dumps(doc)
+    media.ensure_space(folder, len(data))
+    atomic.write_bytes(folder / name, data)
+    return folder / name
+
+
+def _small_sha256(path: Path) -> str | None:
+    """The file's SHA-256, unless it is too large to be a request (not worth reading)."""
+    try:
+        if os.lstat(path).st_size > signed.MAX_DOCUMENT:
+            return None
+    except OSError as exc:
+        raise atomic.media_error(exc, path) from exc
+    return requests.sha256_file(path)
 
 
 # -- vault status ---------------------------------------------------------------------

@@ -36,15 +36,22 @@ In clear: ``restore`` {source?, since?, until?, conversations?}, ``dsar``
 {emails, phones, received (YYYY-MM-DD), note?}, ``erase`` {emails, phones,
 reason}. Both sides check them with :func:`check_params`.
 
-Answer body: ``request_id``, ``request_digest`` (SHA-256 of the request
-body's canonical JSON, which a second signature does not change),
-``request_file``, ``action``, ``status`` (done, pending, refused, failed),
-``reason`` (a code: untrusted, revoked, wrong_role, forged, malformed,
-expired, replay, not_addressed, legal_hold, subject_not_found,
+Answer body (signed by :func:`vault.requestrun.make_answer`): ``request_id``,
+``request_digest`` (SHA-256 of the request body's canonical JSON, which a
+second signature does not change), ``request_file``, ``action``,
+``verified``, ``status`` (done, pending, refused, failed), ``reason`` (a
+code: untrusted, revoked, wrong_role, forged, malformed, expired,
+clock_skew, replay, not_addressed, legal_hold, subject_not_found,
 approval_needed, or the error code of a failure), ``message``, ``counts``,
 ``files`` (name, sha256, size in ``answers/``), ``case_id`` /
-``erasure_id`` / ``restore_id``, ``vault``, ``at``, ``audit_head``, and for a
-replay the first answer's body as ``first_answer``.
+``erasure_id`` / ``restore_id``, ``vault``, ``at``, ``audit_head``, and for
+a replay the first answer's body as ``first_answer``.
+
+A file that did not verify names no request (a copy of a real one with its
+signature broken carries the real id and digest): ``verified`` false,
+``request_id`` / ``request_digest`` / ``action`` null, the file named by
+``request_file`` and ``request_sha256``, and what it claimed to be in
+``claimed_request_id`` / ``claimed_action``: shown, never settling anything.
 """
 
 from __future__ import annotations
@@ -69,6 +76,12 @@ ROLE_FOR = {"restore": "requester", "dsar": "dpo", "erase": "dpo"}
 STATUSES = ("done", "pending", "refused", "failed")
 SUFFIX, ANSWER_SUFFIX = ".request.json", ".answer.json"
 DEFAULT_DAYS, MAX_DAYS = 14, 90
+#: created_at further ahead of the vault's clock is refused (clock_skew): it would
+#: outlive MAX_DAYS. (Bundles are only warned about, at ``clock_ahead_hours``.)
+CLOCK_SKEW = timedelta(hours=1)
+#: reasons for refusing files before they were verified (also ``malformed``
+#: params of a verified request: answers without ``verified`` cannot tell)
+UNVERIFIED = ("malformed", "forged", "untrusted", "revoked", "wrong_role")
 MAX_IDENTIFIERS, MAX_CONVERSATIONS, MAX_TEXT = 20, 10_000, 500
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -219,6 +232,11 @@ class Request:
         moment = now or datetime.now(timestamps.UTC)
         return timestamps.parse(self.body["expires_at"]) <= moment
 
+    def from_the_future(self, now: datetime | None = None) -> bool:
+        """Made further ahead of ``now`` than :data:`CLOCK_SKEW` allows."""
+        moment = now or datetime.now(timestamps.UTC)
+        return timestamps.parse(self.body["created_at"]) > moment + CLOCK_SKEW
+
 
 def digest(body: dict[str, Any]) -> str:
     return canonical.digest(body)
@@ -354,34 +372,6 @@ def on_media(media_root: Path) -> list[Path]:
 
 
 # -- answers ------------------------------------------------------------------------
-
-def make_answer(identity: keys.Identity, *, status: str, reason: str | None, message: str,
-                request_id: str | None, request_digest: str | None, request_file: str,
-                action: str | None, **extra: Any) -> dict[str, Any]:
-    if status not in STATUSES:
-        raise ValueError(f"unknown answer status {status!r}")
-    body = {"kind": ANSWER_KIND, "format": FORMAT, "request_id": request_id,
-            "request_digest": request_digest, "request_file": request_file,
-            "action": action, "status": status, "reason": reason, "message": message,
-            "counts": {}, "files": [], "vault": identity.fingerprint,
-            "at": timestamps.now_utc()}
-    body.update({k: v for k, v in extra.items() if v is not None})
-    return signed.sign(body, identity)
-
-
-def answer_name(stem: str, vault_fp: str, notice: str | None = None) -> str:
-    """``<stem>.<vault>.answer.json``; notices (refusals of unverified documents,
-    replays) add their reason, so they never replace a real answer."""
-    tag = f".{notice}" if notice else ""
-    return f"{stem[:100]}.{vault_fp.replace('-', '')[:9]}{tag}{ANSWER_SUFFIX}"
-
-
-def write_answer(folder: Path, doc: dict[str, Any], name: str) -> Path:
-    data = signed.dumps(doc)
-    media.ensure_space(folder, len(data))
-    atomic.write_bytes(folder / name, data)
-    return folder / name
-
 
 def sha256_file(path: Path) -> str:
     try:

@@ -122,6 +122,7 @@ def approve_cmd(
 ) -> None:
     """Add your signature to another DPO's erasure request (four eyes)."""
     from vault import ask
+    from vault.errors import UsageError
 
     def confirm(params: dict[str, Any]) -> bool:
         if as_json and yes:
@@ -131,7 +132,15 @@ def approve_cmd(
             for value in params.get(kind, []):
                 say(f"  {kind[:-1]:6} {value}")
         say(f"  reason {params['reason']}")
-        return yes or typer.confirm("approve this erasure?", err=True)
+        if yes:
+            return True
+        try:
+            return typer.confirm("approve this erasure?", err=True)
+        except typer.Abort:
+            # no terminal (or end of input): nobody said yes or no
+            typer.echo("", err=True)
+            raise UsageError(f"{request_file}: no answer to 'approve this erasure?' "
+                             "(no terminal?): pass --yes to approve without a prompt") from None
 
     done = ask.approve(resolve_home(home), request_file, confirm,
                        passphrase_file=passphrase_file)
