@@ -191,7 +191,7 @@ def test_status_interval_zero_and_bad_values(filled: Pair, cli: Any) -> None:
     assert _drill_finding(filled) is None
     cfg.write_text(text.replace("drill_interval_days = 90", "drill_interval_days = \"often\""))
     res = cli("vault", "status", "--home", filled.vault_path)
-    assert res.code == 2 and "drill_interval_days" in res.err
+    assert res.code == 3 and "drill_interval_days" in res.err  # UNKNOWN, not CRITICAL
 
 
 def test_forged_report_is_listed_invalid_and_ignored(filled: Pair, cli: Any) -> None:

@@ -210,8 +210,7 @@ def _complete_earlier(v: VaultHandle, erasure_id: str, counts: dict[str, Any]) -
         theirs = set(earlier.get("subject_refs") or ())
         if earlier.get("subject_ref") == counts["subject_ref"] or (theirs and theirs <= refs):
             v.conn.execute("UPDATE erasures SET status = 'done', note = ? WHERE id = ?",
-                           (f"completed by {erasure_id}: its byte scan found no trace",
-                            eid))
+                           (f"completed by {erasure_id}", eid))
 
 
 def _incomplete(v: VaultHandle, erasure_id: str, counts: dict[str, Any],
