@@ -285,9 +285,14 @@ def _answer_requests(home: Path, target: Path, name: str) -> None:
 def _log_outcomes(name: str, outcomes: list[ingest.Outcome]) -> None:
     """One line per medium (ingest itself logs each bundle and every quarantine)."""
     tally: dict[str, int] = {}
+    erased = 0
     for out in outcomes:
         tally[out.status] = tally.get(out.status, 0) + 1
+        if out.status == "ingested":
+            erased += out.counts.get("tombstoned", 0)
     parts = ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
+    if erased:
+        parts += f"; {erased} conversation(s) left out (erased)"
     level = logging.WARNING if "quarantined" in tally else logging.INFO
     log.log(level, "%s: %d bundle(s): %s", name, len(outcomes), parts or "none")
 

@@ -138,6 +138,12 @@ class InvalidRecord(InputRejected):
     code = "invalid_record"
 
 
+class IngestFailed(InputRejected):
+    """A verified bundle the vault failed on unexpectedly (a bug): quarantined, not lost."""
+
+    code = "ingest_failed"
+
+
 class UnreadableExport(InputRejected):
     """An export file in which nothing can be read in the chosen format."""
 

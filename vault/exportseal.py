@@ -6,7 +6,11 @@ its *last* occurrence in reading order (files in sorted order): that is its
 current version, so an export made of daily files that repeat a growing
 conversation is handled without sealing old versions again and again. The
 current version is sealed when its hash differs from the one sealed last time.
-The second pass reads again only the files holding something to seal.
+The second pass reads again only the files holding something to seal. So two
+conversations of one id in a source are one conversation, the later one, as
+the vault would keep it anyway (a bundle never carries an id twice: the
+vault refuses such a bundle). A conversation naming another source than the
+one configured is reported and left out: the bundle's header files it.
 
 Bundle size. A bundle file must not exceed ``max_bundle_bytes``. It is
 closed before a record would take its *plaintext* past :func:`plaintext_budget`,
@@ -119,6 +123,7 @@ class _Sealer:
         self.budget = plaintext_budget(ctx.cfg.max_bundle_bytes, len(ctx.cfg.recipients))
         self.writer: bundle.BundleWriter | None = None
         self.prev: str | None = None
+        self.ids = records.SeenIds()
 
     def add(self, cid: str, data: bytes, summary: records.Summary, digest: str) -> None:
         size = len(data) + _RECORD_FRAME
@@ -132,6 +137,11 @@ class _Sealer:
         if self.writer is None:
             self._open()
         assert self.writer is not None
+        if self.ids.first(cid, 0) is not None:
+            # only when a file changed between the two passes: the next run seals it
+            self.report.problem(f"conversation {cid[:80]!r} was read twice (its export "
+                                "changed while being read); sealed once")
+            return
         self.writer.add_record(data, summary)
         self.ctx.state.hold(cid, digest)
         self.report.conversations += 1
@@ -141,6 +151,7 @@ class _Sealer:
         state, cfg = self.ctx.state, self.ctx.cfg
         last, self.prev = state.chain(self.src.name)
         path = self.ctx.outbox / bundle.file_name(self.src.name, last + 1)
+        self.ids = records.SeenIds()
         self.writer = bundle.BundleWriter(
             path, self.ctx.identity, [r.public for r in cfg.recipients], kind="export",
             source=self.src.name, sequence=last + 1, prev_hash=self.prev,
@@ -262,6 +273,12 @@ def export_source(ctx: Context, src: Source) -> SourceReport:
                 report.problem(f"{item}: conversation {pos + 1}: cannot be written "
                                f"canonically ({exc})")
                 continue
+            named = conv.get("source")
+            if named != src.name:
+                report.problem(f"{item}: conversation {pos + 1}: field 'source': "
+                               f"{str(named)[:80]!r}, but this source is {src.name!r}: "
+                               "left out")
+                continue
             state.scan_note(conv["conversation_id"], records.content_hash(data), index, pos)
         ctx.progress.advance(_size(item))
     ctx.progress.end()
@@ -274,7 +291,7 @@ def export_source(ctx: Context, src: Source) -> SourceReport:
     try:
         for item, conv in _changed(state, src, files):
             found = _canonical(conv, str(item), report)
-            if found is not None:
+            if found is not None and found[1].source == src.name:
                 digest = records.content_hash(found[0])
                 cid = conv["conversation_id"]
                 # the file may have changed since the first pass: compare again

@@ -15,8 +15,12 @@ For each staged bundle (:mod:`vault.staging`), in this order:
    (:mod:`vault.chain`): a replay is a duplicate, a fork or a rolled-back
    history is refused (exit 4), a gap is ingested and noted;
 4. payload decrypted and decompressed within the declared bounds, every
-   record validated (one invalid record refuses the whole bundle), records
-   covered by a tombstone left out, the rest upserted (:mod:`vault.upsert`);
+   record validated (one invalid record refuses the whole bundle, and so do
+   a conversation id met twice and a record naming another source than the
+   header), records covered by a tombstone left out (counted: "left out
+   (erased)"), the rest upserted (:mod:`vault.upsert`); an exception no step
+   expected (a bug) rolls the bundle back and quarantines it as
+   ``ingest_failed``, naming the record, and the run goes on;
 5. the sealed bundle is archived to ``H/archive/<source>/<file>`` (hard
    link or copy, atomically) *before* the commit: a crash between the two
    leaves an archived file without a store row, which is harmless, and the
@@ -59,7 +63,8 @@ from vault import atomic, audit, canonical, chain, quarantine, receipts, records
 from vault import store
 from vault import statehook, timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record, file_name
-from vault.errors import EXIT_OK, ChatvaultError, CorruptPayload, MediaError
+from vault.errors import (EXIT_OK, ChatvaultError, CorruptPayload, IngestFailed,
+                          InvalidRecord, MediaError, MediaIOError)
 from vault.home import Home
 from vault.keys import Identity
 from vault.upsert import Loader
@@ -77,7 +82,11 @@ INGEST_CACHE_KIB = 8192
 
 def _fault(step: str) -> None:
     if FAULT is not None:
-        FAULT(step)
+        try:
+            FAULT(step)
+        except Exception as exc:
+            exc.injected_crash = True  # type: ignore[attr-defined]  # never handled
+            raise
 
 
 @dataclass
@@ -274,12 +283,40 @@ def _one(run: _Run, item: staging.Staged) -> Outcome:
                                      path=item.shown)
             meta = chain.checked_meta(b.meta, item.bundle_file)
             _fault("verified")
-            return _load(run, item, b, meta, entry)
+            try:
+                return _load(run, item, b, meta, entry)
+            except (ChatvaultError, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bundle must not stop the others
+                if getattr(exc, "injected_crash", False):
+                    raise  # a test standing for the process dying here
+                # rolled back by store.transaction; kept in quarantine like any refusal
+                raise _unexpected(exc, item.bundle_file) from exc
     except ChatvaultError as exc:
         if isinstance(exc, MediaError):
             raise  # the vault's own disk: not the bundle's fault
         return _refused(item, quarantine.refuse(run.home.path, run.conn, item,
                                                 item.as_known(exc), meta, media_id))
+
+
+def _unexpected(exc: Exception, name: str, record: int | None = None) -> ChatvaultError:
+    """What an exception no step expected stands for: the vault's disk, or a bug.
+
+    A bug met while ingesting one verified bundle quarantines that bundle
+    (exit 3, with its receipt) and the run goes on with the others; the log
+    says it was an internal error, with the exception, for a bug report.
+    """
+    if isinstance(exc, IngestFailed):
+        return exc
+    text = f"{type(exc).__name__}: {exc}"
+    disk = ("disk I/O", "disk is full", "unable to open", "readonly database")
+    if isinstance(exc, OSError) or any(d in str(exc) for d in disk):
+        return MediaIOError(f"the vault's own disk failed while ingesting: {text}", path=name)
+    where = f"record {record}: " if record is not None else ""
+    log.error("%s: internal error in ingest (%s%s); the bundle is quarantined, the others "
+              "go on", name, where, text)
+    log.debug("%s: internal error in ingest", name, exc_info=exc)
+    return IngestFailed(f"{where}internal error in ingest: {text}", path=name)
 
 
 def _refused(item: staging.Staged, v: quarantine.Verdict) -> Outcome:
@@ -342,9 +379,10 @@ def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
                              "signer": entry.fingerprint, **counts})
         _fault("before-commit")
     _fault("committed")
-    log.info("ingested %s (%s #%d): %d conversations (%d new, %d updated), %d messages%s",
+    erased = f", {counts['tombstoned']} left out (erased)" if counts["tombstoned"] else ""
+    log.info("ingested %s (%s #%d): %d conversations (%d new, %d updated%s), %d messages%s",
              item.bundle_file, src, seq, counts["conversations"], counts["new"],
-             counts["updated"], counts["messages"], f"; {note}" if note else "")
+             counts["updated"], erased, counts["messages"], f"; {note}" if note else "")
     return Outcome(item.bundle_file, item.sha256, "ingested", note, meta, counts)
 
 
@@ -352,13 +390,16 @@ def _items(run: _Run, b: Bundle, loader: Loader, name: str, meta: dict[str, Any]
     declared = meta["counts"].get("conversations")
     task = run.progress.add_task(name, total=declared) if run.progress else None
     n = 0
+    seen = records.SeenIds()
     for item in b.items(run.identity):
         if isinstance(item, Record):
             n += 1
-            # canonical bytes first (a canonical record is vouched for in C),
-            # then the dict the loader walks
-            data, summary = records.canonical_line(item.data, f"{name}: record {n}")
-            loader.add(canonical.loads(data), data, summary.last_at)
+            try:
+                _record(loader, item.data, f"{name}: record {n}", meta["source"], seen, n)
+            except (ChatvaultError, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - named by its record (see _one)
+                raise _unexpected(exc, name, n) from exc
             if task is not None and n % 200 == 0:
                 run.progress.update(task, completed=n)
         else:
@@ -369,6 +410,23 @@ def _items(run: _Run, b: Bundle, loader: Loader, name: str, meta: dict[str, Any]
     if declared is not None and declared != n:
         raise CorruptPayload(f"header declares {declared} conversations, payload holds {n}",
                              path=name)
+
+
+def _record(loader: Loader, line: bytes, where: str, source: str, seen: records.SeenIds,
+            n: int) -> None:
+    """Validate one record against its bundle and upsert it."""
+    # canonical bytes first (a canonical record is vouched for in C), then the
+    # dict the loader walks
+    data, summary = records.canonical_line(line, where)
+    earlier = seen.first(summary.conversation_id, n)
+    if earlier is not None:
+        raise InvalidRecord(f"{where}: field 'conversation_id': the same id as record "
+                            f"{earlier}; a bundle holds each conversation once")
+    if summary.source is not None and summary.source != source:
+        # the signed header says where the bundle belongs; a record may not say otherwise
+        raise InvalidRecord(f"{where}: field 'source': {summary.source[:80]!r}, but the "
+                            f"bundle's header says {source!r}")
+    loader.add(canonical.loads(data), data, summary.last_at)
 
 
 def _archive(home: Path, item: staging.Staged, meta: dict[str, Any]) -> Path:

@@ -25,8 +25,10 @@ How a yes is proven, in three steps:
    look into (``extra``, ``tags``...) are kept raw and each must be
    canonical by :mod:`vault.canonical` itself.
 3. Per conversation, in Python but over whole lists: timestamps in the plain
-   canonical shape ``YYYY-MM-DDTHH:MM:SS[.f]Z`` with ASCII digits, unique
-   participant and message ids, every sender a participant.
+   canonical shape ``YYYY-MM-DDTHH:MM:SS[.f]Z`` with ASCII digits and each a
+   real time :func:`vault.timestamps.parse` accepts (no month 13, year 0 or
+   leap second), unique participant and message ids, every sender a
+   participant.
 
 Being stricter than the precise path only costs speed; accepting something
 the precise path would refuse or change would be a bug, which
@@ -36,7 +38,10 @@ records, valid and invalid.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections import deque
+from datetime import datetime
 from operator import attrgetter
 from typing import Annotated, Any, Literal
 
@@ -130,6 +135,7 @@ _PLAIN_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
 #: ``YYYY-MM-DDTHH:MM:SSZ|`` with every digit made 0: see :func:`_all_plain`
 _TEMPLATE = b"0000-00-00T00:00:00Z|"
 _ZEROS = bytes.maketrans(b"123456789", b"000000000")
+_PARSE = datetime.fromisoformat
 _AT, _ID, _SENDER = attrgetter("at"), attrgetter("id"), attrgetter("from")
 
 
@@ -144,7 +150,7 @@ def _raw_canonical(raw: Any) -> bool:
 
 
 def _all_plain(stamps: list[str]) -> bool:
-    """Every timestamp canonical, checked for all of them at once.
+    """Every timestamp canonical (:func:`vault.timestamps.is_canonical`), all at once.
 
     The common shape ``YYYY-MM-DDTHH:MM:SSZ`` is checked on the joined
     bytes: digits made ``0`` must give the template repeated, separator
@@ -154,8 +160,67 @@ def _all_plain(stamps: list[str]) -> bool:
     """
     joined = ("|".join(stamps) + "|").encode()
     if joined.translate(_ZEROS) == _TEMPLATE * len(stamps):
-        return True
-    return all(map(_PLAIN_TS, stamps))
+        if _surely_real(joined, len(stamps)):
+            return True
+    elif not all(map(_PLAIN_TS, stamps)):
+        return False
+    # the shape is UTC, so a time that parses is in range (vault.timestamps)
+    try:
+        deque(map(_PARSE, stamps), maxlen=0)
+    except ValueError:
+        return False
+    return True
+
+
+def _lanes(spec: list[tuple[int, bytes]], top: bool) -> bytes:
+    """One stamp's worth of a mask: ``spec`` gives (offset, bytes) of each lane."""
+    out = bytearray(len(_TEMPLATE))
+    for at, value in spec:
+        out[at:at + len(value)] = b"\x80" + bytes(len(value) - 1) if top else value
+    return bytes(out)
+
+
+def _below(bound: bytes) -> bytes:
+    """Added to a lane of digits: its top bit ends up set exactly when the lane > ``bound``."""
+    size = len(bound)
+    return ((0x80 << 8 * (size - 1)) - int.from_bytes(bound, "big") - 1).to_bytes(size, "big")
+
+
+def _from(bound: bytes) -> bytes:
+    """Added to a lane of digits: its top bit ends up set exactly when the lane >= ``bound``."""
+    size = len(bound)
+    return ((0x80 << 8 * (size - 1)) - int.from_bytes(bound, "big")).to_bytes(size, "big")
+
+
+# (offset, highest or lowest text) of each field of ``YYYY-MM-DDTHH:MM:SSZ``; a day
+# past 28 depends on the month and year and is left to the exact check
+_HIGHEST = [(5, b"12"), (8, b"28"), (11, b"23"), (14, b"59"), (17, b"59")]
+_LOWEST = [(0, b"0001"), (5, b"01"), (8, b"01")]
+_MASKS = ((_lanes([(at, _below(b)) for at, b in _HIGHEST], False), _lanes(_HIGHEST, True)),
+          (_lanes([(at, _from(b)) for at, b in _LOWEST], False), _lanes(_LOWEST, True)))
+
+
+@functools.lru_cache(maxsize=256)
+def _masks(count: int) -> tuple[int, int, int, int]:
+    (add_hi, top_hi), (add_lo, top_lo) = _MASKS
+    return tuple(int.from_bytes(m * count, "big")  # type: ignore[return-value]
+                 for m in (add_hi, top_hi, add_lo, top_lo))
+
+
+def _surely_real(joined: bytes, count: int) -> bool:
+    """Every stamp of the plain shape a real time, by arithmetic on all of them at once.
+
+    ``joined`` read as one big integer: each field is a lane of ASCII
+    digits, and adding a constant to a lane sets its top bit exactly when
+    the lane is above a bound (never carrying out of it: digits are at most
+    0x39). Bounds in text order are bounds in value, so one addition checks
+    every month, day, hour, minute and second against its highest value and
+    another against its lowest. False only says "look closer": days 29 to
+    31 and anything out of range go to :meth:`datetime.fromisoformat`.
+    """
+    add_hi, top_hi, add_lo, top_lo = _masks(count)
+    value = int.from_bytes(joined, "big")
+    return (value + add_hi) & top_hi == 0 and (value + add_lo) & top_lo == top_lo
 
 
 def _rare_ok(conv: Any) -> tuple[bool, int]:
@@ -235,4 +300,6 @@ def _summary(conv: Any, attachments: int) -> Summary | None:
         ats.append(conv.updated_at)
     if not _all_plain(ats):
         return None
-    return Summary(conv.conversation_id, len(messages), len(people), attachments, first, last)
+    source = None if conv.source is UNSET else conv.source
+    return Summary(conv.conversation_id, len(messages), len(people), attachments, first, last,
+                   source)

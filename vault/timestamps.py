@@ -6,6 +6,17 @@ one (trailing zeros dropped: ``2024-03-14T09:05:12.25Z``). When the source
 wrote a local time, the offset it used is kept in a sibling field
 (``at_offset: "+01:00"``) so the local wall-clock time can always be shown
 again: local time = UTC time + offset.
+
+**One definition of a valid timestamp**, used when sealing, reading an
+export and ingesting (:func:`parse`): ISO 8601 text as
+:meth:`datetime.fromisoformat` reads it, with an offset or ``Z``, naming
+a real calendar time whose UTC instant lies in years 0001..9999 (what
+:class:`datetime` holds, and what SQLite and every reader of the store can
+order and compare). A leap second (``23:59:60``) is refused, not rounded:
+datetime cannot hold it, and moving it to ``:59`` or to the next day would
+record a time the source never wrote (chat platforms do not write them).
+:func:`is_canonical` is the canonical *shape* and a timestamp :func:`parse`
+accepts, never the shape alone.
 """
 
 from __future__ import annotations
@@ -29,15 +40,27 @@ class TimestampError(ValueError):
 
 
 def is_canonical(value: str) -> bool:
-    return bool(_CANONICAL.match(value))
+    """The canonical shape, naming a time :func:`parse` accepts (not ``2024-13-45...``)."""
+    if not _CANONICAL.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value)  # the shape is UTC: in range once it parses
+    except ValueError:
+        return False
+    return True
 
 
 def format_utc(moment: datetime) -> str:
     """The canonical form of an aware datetime."""
     if moment.tzinfo is None:
         raise TimestampError("naive datetime: a time zone is required")
-    moment = moment.astimezone(UTC)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise TimestampError(f"outside years 0001..9999 in UTC: {moment.isoformat()}") \
+            from None
+    # %Y is not zero-padded below year 1000 on every platform
+    text = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S")
     if moment.microsecond:
         text += "." + f"{moment.microsecond:06d}".rstrip("0")
     return text + "Z"
@@ -55,15 +78,21 @@ def format_offset(moment: datetime) -> str | None:
 
 
 def parse(value: str) -> datetime:
-    """Parse an RFC 3339 / ISO 8601 timestamp that carries an offset or ``Z``."""
+    """Parse a valid timestamp (module docstring): ISO 8601 with an offset or ``Z``."""
     if not isinstance(value, str) or not value:
         raise TimestampError("expected a timestamp string")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise TimestampError(f"not an ISO 8601 timestamp: {value[:40]!r}") from exc
+        # datetime's own words say which part is out of range ("second must be in 0..59")
+        why = "" if str(exc).startswith("Invalid isoformat") else f" ({exc})"
+        raise TimestampError(f"not an ISO 8601 timestamp: {value[:40]!r}{why}") from None
     if moment.tzinfo is None:
         raise TimestampError(f"timestamp has no offset or Z: {value[:40]!r}")
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise TimestampError(f"outside years 0001..9999 in UTC: {value[:40]!r}") from None
     return moment
 
 

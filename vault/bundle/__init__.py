@@ -35,12 +35,29 @@ def file_name(source: str, sequence: int) -> str:
     return f"{source}-{sequence:08d}.cvb"
 
 
-def validate_jsonl(lines: Iterable[bytes], where: str) -> Iterable[tuple[bytes, records.Summary]]:
-    """Canonical bytes and summary of each non-blank line; raises on the first bad one."""
+def validate_jsonl(lines: Iterable[bytes], where: str, source: str | None = None
+                   ) -> Iterable[tuple[bytes, records.Summary]]:
+    """Canonical bytes and summary of each non-blank line; raises on the first bad one.
+
+    One bundle holds each conversation once (the vault refuses one that
+    repeats an id), and with ``source`` every record naming a source names
+    that one: the bundle's header is what the vault files them under.
+    """
+    seen = records.SeenIds()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        yield records.canonical_line(line.rstrip(b"\r\n"), f"{where}: line {lineno}")
+        at = f"{where}: line {lineno}"
+        data, summary = records.canonical_line(line.rstrip(b"\r\n"), at)
+        earlier = seen.first(summary.conversation_id, lineno)
+        if earlier is not None:
+            raise InvalidRecord(f"{at}: field 'conversation_id': the same id as line "
+                                f"{earlier}; a bundle holds each conversation once")
+        named = summary.source
+        if source is not None and named is not None and named != source:
+            raise InvalidRecord(f"{at}: field 'source': {named[:80]!r}, but the "
+                                f"bundle is sealed for source {source!r}")
+        yield data, summary
 
 
 def seal_jsonl(input_path: Path, out: Path, signer: Identity,
@@ -58,7 +75,8 @@ def seal_jsonl(input_path: Path, out: Path, signer: Identity,
                           prev_hash=prev_hash, level=level, threads=threads,
                           chunk_size=chunk_size)
     try:
-        for data, summary in validate_jsonl(open_lines(Path(input_path)), str(input_path)):
+        for data, summary in validate_jsonl(open_lines(Path(input_path)), str(input_path),
+                                            source):
             writer.add_record(data, summary)
     except BaseException:
         writer.abort()
