@@ -138,6 +138,12 @@ class InvalidRecord(InputRejected):
     code = "invalid_record"
 
 
+class StoreBusy(ChatvaultError):
+    """Another process (an ingest) held the store's write lock for the whole wait."""
+
+    code = "store_busy"
+
+
 class IngestFailed(InputRejected):
     """A verified bundle the vault failed on unexpectedly (a bug): quarantined, not lost."""
 

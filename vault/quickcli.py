@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from vault.errors import EXIT_OTHER, ChatvaultError
 
@@ -148,15 +147,18 @@ def guarded(run: Callable[[], Any], logs: bool = True) -> None:
     stderr line (plus a JSON object with ``--json``) and their exit code;
     anything else is an internal error (exit 1, traceback only with
     ``CHATVAULT_DEBUG=1``); SQLite's "database is locked" is
-    :class:`vault.store.StoreBusy`. A status command exits 3 (UNKNOWN) for
-    every failure, usage ones included. ``logs=False`` skips setting logging up, for a
-    command that never logs (importing logging is a few milliseconds).
+    :class:`vault.errors.StoreBusy`. A status command exits 3 (UNKNOWN) for
+    every failure and whenever it stops before its :func:`verdict`, usage
+    errors included. ``logs=False`` skips setting logging up, for a command
+    that never logs (importing logging is a few milliseconds).
     """
     if logs:
         setup_logging()
     wants_json = "--json" in sys.argv[1:]
     status = _is_status_command(sys.argv[1:])
-    with _status_usage_exit(status):
+    global _verdict
+    _verdict = None
+    try:
         try:
             run()
         except ChatvaultError as exc:
@@ -178,6 +180,10 @@ def guarded(run: Callable[[], Any], logs: bool = True) -> None:
             sys.stderr.write(f"chatvault: internal error: {type(exc).__name__}: {exc} "
                              "(set CHATVAULT_DEBUG=1 for a traceback)\n")
             sys.exit(STATUS_UNKNOWN if status else EXIT_OTHER)
+    except SystemExit as exc:
+        if status and _verdict is None and exc.code not in (0, None, STATUS_UNKNOWN):
+            sys.exit(STATUS_UNKNOWN)  # stopped before judging: a usage error, say
+        raise
 
 
 def fail(exc: ChatvaultError, wants_json: bool, status: bool = False) -> NoReturn:
@@ -193,26 +199,19 @@ def _is_status_command(args: Sequence[str]) -> bool:
     return tuple(words) in STATUS_COMMANDS
 
 
-@contextmanager
-def _status_usage_exit(status: bool) -> Iterator[None]:
-    """For a status command, click's own usage errors exit 3 (UNKNOWN) instead of 2.
+def verdict(code: int) -> int:
+    """Record that a status command judged (OK / WARNING / CRITICAL) and return ``code``.
 
-    Typer runs click (its own copy, or click itself) in standalone mode,
-    which prints a usage error and exits with ``UsageError.exit_code``;
-    monitoring would read that 2 as CRITICAL. The class attribute is set
-    for this one run and put back.
+    A status command that exits without a verdict (click's own usage errors
+    exit 2, which monitoring would read as CRITICAL) exits 3, UNKNOWN, in
+    :func:`guarded`.
     """
-    found = [getattr(sys.modules.get(m), "UsageError", None)
-             for m in ("typer._click.exceptions", "click.exceptions")] if status else []
-    classes = [c for c in found if c is not None]
-    saved = [c.exit_code for c in classes]
-    for c in classes:
-        c.exit_code = STATUS_UNKNOWN
-    try:
-        yield
-    finally:
-        for c, code in zip(classes, saved):
-            c.exit_code = code
+    global _verdict
+    _verdict = code
+    return code
+
+
+_verdict: int | None = None
 
 
 def _busy(exc: Exception) -> ChatvaultError | None:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from vault import migrations
-from vault.errors import ChatvaultError, InputRejected, MediaIOError
+from vault.errors import InputRejected, MediaIOError, StoreBusy
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -72,16 +72,6 @@ def __getattr__(name: str) -> Any:
 BUSY_TIMEOUT = 300.0
 #: after how many seconds of waiting :func:`transaction` tells the operator
 NOTICE_AFTER = 1.5
-
-
-class StoreBusy(ChatvaultError):
-    """Another process (an ingest) held the store's write lock for the whole wait.
-
-    Kept here rather than in :mod:`vault.errors` while that module is being
-    edited elsewhere; it belongs to the same vocabulary (exit 1).
-    """
-
-    code = "store_busy"
 
 
 def busy_error(path: Path | str | None) -> StoreBusy:

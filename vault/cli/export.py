@@ -186,6 +186,7 @@ def status(
     from vault import exportconfig, exportstate, exportstatus
     from vault.exportstate import ExportState
     from vault.home import Home
+    from vault.quickcli import verdict
 
     h = Home(resolve_home(home)).require()
     cfg = exportconfig.load(h.path)
@@ -193,6 +194,7 @@ def status(
     db = h.path / "state" / exportstate.FILE_NAME
     with ExportState(db if db.exists() else Path(":memory:")) as state:
         report = exportstatus.gather(h.path, cfg, state)
+    verdict(report["exit_code"])
     if prometheus is not None:
         exportstatus.write_prometheus(report, prometheus)
     if as_json:

@@ -155,7 +155,10 @@ def status_cmd(
     """
     from vault import vaultstatus
 
+    from vault.quickcli import verdict
+
     rep = vaultstatus.report(resolve_home(home))
+    verdict(rep["exit_code"])
     if prometheus is not None:
         vaultstatus.write_prometheus(prometheus, rep)
     if as_json:
