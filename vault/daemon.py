@@ -47,7 +47,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from vault import atomic, ingest, media, mounting, staging, vaultconfig
+from vault import atomic, ingest, ingestlock, media, mounting, staging, vaultconfig
 from vault.errors import (ChatvaultError, ConfigError, MediaError, MediaMissing,
                           MediaReadOnly, UsageError)
 from vault.home import Home
@@ -138,15 +138,16 @@ class Daemon:
 
     def _finish_staged(self) -> None:
         """Ingest bundles a crash left in staging (their media get receipts later)."""
-        left = staging.pending(self.conf.home)
-        if not left:
-            return
-        log.info("ingesting %d bundle(s) left in staging by an interrupted run", len(left))
-        self.notifier.status(f"ingesting {len(left)} bundle(s) left in staging")
-        try:
-            _log_outcomes("staging", ingest.ingest_staged(self.conf.home, left))
-        except ChatvaultError as exc:
-            log.error("bundles left in staging not ingested: %s", exc)
+        with ingestlock.held(self.conf.home):
+            left = staging.pending(self.conf.home)
+            if not left:
+                return
+            log.info("ingesting %d bundle(s) left in staging by an interrupted run", len(left))
+            self.notifier.status(f"ingesting {len(left)} bundle(s) left in staging")
+            try:
+                _log_outcomes("staging", ingest.ingest_staged(self.conf.home, left))
+            except ChatvaultError as exc:
+                log.error("bundles left in staging not ingested: %s", exc)
 
     def _handle_safely(self, device: Device) -> None:
         self.notifier.status(f"reading {device.name}")
@@ -165,17 +166,19 @@ class Daemon:
     def handle(self, device: Device) -> None:
         """Everything one medium goes through (see the module docstring)."""
         log.info("reading %s", device.describe())
-        staged, has_requests, problem = self._read(device)
-        if self.stop.is_set() and problem is None:
-            log.info("stopping: %d bundle(s) staged from %s are ingested at the next start; "
-                     "safe to remove %s", len(staged), device.name, device.name)
-            return
-        outcomes = []
-        if staged:
-            self.notifier.status(f"ingesting {len(staged)} bundle(s) from {device.name}")
-            outcomes = ingest.ingest_staged(self.conf.home, staged, media_label=device.label,
-                                            media_serial=device.serial)
-            _log_outcomes(device.name, outcomes)
+        with ingestlock.held(self.conf.home):  # no by-hand ingest takes what we staged
+            staged, has_requests, problem = self._read(device)
+            if self.stop.is_set() and problem is None:
+                log.info("stopping: %d bundle(s) staged from %s are ingested at the next "
+                         "start; safe to remove %s", len(staged), device.name, device.name)
+                return
+            outcomes = []
+            if staged:
+                self.notifier.status(f"ingesting {len(staged)} bundle(s) from {device.name}")
+                outcomes = ingest.ingest_staged(self.conf.home, staged,
+                                                media_label=device.label,
+                                                media_serial=device.serial)
+                _log_outcomes(device.name, outcomes)
         if problem is not None:
             return  # logged by _read; receipts come with the next insertion
         if not (outcomes or has_requests):

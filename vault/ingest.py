@@ -49,7 +49,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
-import fcntl
 import hashlib
 import logging
 import os
@@ -59,7 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import atomic, audit, canonical, chain, quarantine, receipts, records, staging
+from vault import atomic, audit, canonical, chain, ingestlock, quarantine, receipts, records
+from vault import staging
 from vault import store
 from vault import statehook, timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record, file_name
@@ -134,34 +134,18 @@ def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str 
                   media_serial: str | None = None, progress: bool = False) -> list[Outcome]:
     """Ingest staged bundles one by one; every outcome has a receipt.
 
-    One ingest at a time per vault (the daemon and a person at the command
-    line): a second one waits for ``H/ingest.lock`` rather than for SQLite's
-    write lock, which a large bundle can hold for longer than any timeout.
+    One ingest at a time per vault (:mod:`vault.ingestlock`).
     """
     h = Home(Path(home)).require()
     cfg = vaultconfig.load(h.path)
     run = _Run(h, None, cfg, h.identity(), h.trust(), media_label, media_serial)
     outcomes: list[Outcome] = []
-    with _ingest_lock(h.path):
+    with ingestlock.held(h.path):
         run.conn = store.open_store(h.path / store.FILE_NAME)
         _ingest_all(run, staged, progress, outcomes)
     # the held bundles (and, on first use, the identifier key) are part of the state file
     statehook.changed(h.path, "ingest")
     return outcomes
-
-
-@contextlib.contextmanager
-def _ingest_lock(home: Path) -> Any:
-    fd = os.open(home / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another ingest is running on this vault; waiting for it to finish")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _ingest_all(run: _Run, staged: list[staging.Staged], progress: bool,
@@ -193,14 +177,15 @@ def ingest_media(home: Path, media_root: Path, *, media_label: str | None = None
     cfg = vaultconfig.load(Path(home))
     kw: dict[str, Any] = {"media_label": media_label, "media_serial": media_serial,
                           "progress": progress}
-    try:
-        fresh = staging.stage_from_media(home, media_root,
-                                         max_plaintext=cfg.max_plaintext_bytes)
-    except MediaError as exc:
-        got = getattr(exc, "staged", [])
-        exc.outcomes = ingest_staged(home, _with_pending(home, got), **kw)  # type: ignore
-        raise
-    outcomes = ingest_staged(home, _with_pending(home, fresh), **kw)
+    with ingestlock.held(Path(home)):  # what is pending then is no other run's
+        try:
+            fresh = staging.stage_from_media(home, media_root,
+                                             max_plaintext=cfg.max_plaintext_bytes)
+        except MediaError as exc:
+            got = getattr(exc, "staged", [])
+            exc.outcomes = ingest_staged(home, _with_pending(home, got), **kw)  # type: ignore
+            raise
+        outcomes = ingest_staged(home, _with_pending(home, fresh), **kw)
     try:
         write_receipts(media_root, outcomes, delete_ingested=delete_ingested)
     except MediaError as exc:

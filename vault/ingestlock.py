@@ -1,0 +1,56 @@
+"""One ingest at a time per vault: ``H/ingest.lock``.
+
+The daemon and a person at the command line may both ingest. Each run holds
+this lock from the moment it starts reading a medium until its bundles are
+in the store, so that a second run never takes bundles the first one staged
+(it would ingest them and write their receipts onto the wrong medium) and
+waits for a file lock rather than for SQLite's write lock, which a large
+bundle can hold for longer than any timeout.
+
+The lock is re-entrant within a thread (a run that holds it may call code
+that takes it again); another thread or process waits, and says so once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger("vault.ingest")
+
+FILE_NAME = "ingest.lock"
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def held(home: Path) -> Iterator[None]:
+    """Hold the vault's ingest lock (waiting for another run to finish)."""
+    key = str(Path(home).resolve())
+    depth: dict[str, int] = _held.__dict__.setdefault("depth", {})
+    if depth.get(key):
+        depth[key] += 1
+        try:
+            yield
+        finally:
+            depth[key] -= 1
+        return
+    fd = os.open(Path(home) / FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another ingest is running on this vault (the daemon?); waiting for "
+                        "it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        depth[key] = 1
+        try:
+            yield
+        finally:
+            depth[key] = 0
+    finally:
+        os.close(fd)
