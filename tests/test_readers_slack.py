@@ -124,7 +124,8 @@ def round_trip(convs: list[dict], tmp_path: Path) -> list[dict]:
     out = tmp_path / "native"
     written = slack.write(convs, out)
     assert all(p.is_file() for p in written)
-    back, opts = read_all(out, "slack")
+    # read back under the source they name: a reader files records under the one given
+    back, opts = read_all(out, "slack", source=convs[0]["source"])
     assert opts.problems == []
     return back
 

@@ -9,8 +9,10 @@ current version is sealed when its hash differs from the one sealed last time.
 The second pass reads again only the files holding something to seal. So two
 conversations of one id in a source are one conversation, the later one, as
 the vault would keep it anyway (a bundle never carries an id twice: the
-vault refuses such a bundle). A conversation naming another source than the
-one configured is reported and left out: the bundle's header files it.
+vault refuses such a bundle). Every conversation names the configured
+source (the reading layer sets it, keeping a different name the export
+carried in ``extra.source_in_export``); one that does not is reported and
+left out, as the bundle's header files it.
 
 Bundle size. A bundle file must not exceed ``max_bundle_bytes``. It is
 closed before a record would take its *plaintext* past :func:`plaintext_budget`,

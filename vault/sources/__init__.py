@@ -195,8 +195,8 @@ def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]
                 raise UnreadableExport(f"larger than {MAX_EXPORT_FILE_BYTES} bytes", path=item)
             for n, conv in enumerate(mod.read(item, options), 1):
                 read_any += 1
-                if isinstance(conv, dict) and not conv.get("source"):
-                    conv["source"] = options.source  # before measuring: it is in the record
+                if isinstance(conv, dict):
+                    _file_under(conv, options.source)  # before measuring: in the record
                 for part in limits.fit(conv, item, options, split=split, measure=measure):
                     checked = _validated(part, item, n, options)
                     if checked is not None:
@@ -209,6 +209,24 @@ def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]
     if failed and not read_any:
         raise UnreadableExport(f"none of its {failed} file(s) could be read as {fmt}",
                                path=path)
+
+
+def _file_under(conv: dict[str, Any], source: str) -> None:
+    """Name the configured source in ``conv``: the bundle's header files it there.
+
+    A canonical record may already name a source (a restore opened online,
+    another system's export); the operator's configured name wins, as the
+    vault files every record under its bundle's source, and a different name
+    the record carried is kept in ``extra.source_in_export``.
+    """
+    named = conv.get("source")
+    if named and named != source:
+        extra = conv.get("extra")
+        if extra is None:
+            conv["extra"] = extra = {}
+        if isinstance(extra, dict):
+            extra.setdefault("source_in_export", named)
+    conv["source"] = source
 
 
 def _validated(conv: Any, item: Path, n: int, options: ReadOptions) -> dict[str, Any] | None:
