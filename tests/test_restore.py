@@ -167,6 +167,19 @@ def test_open_refuses_to_overwrite(restored: Any, tmp_path: Path, cli: Any) -> N
     assert res.code == 2 and "already exists" in res.err
 
 
+def test_a_missing_part_is_a_media_problem_and_a_folder_a_usage_one(
+        restored: Any, tmp_path: Path, cli: Any) -> None:
+    pair, _ = restored
+    out = tmp_path / "nothing"
+    res = cli("restore", "open", tmp_path / "gone.cvb", "--home", pair.exporter_path,
+              "--out", out, "--json")
+    assert res.code == 5 and res.json()["error"] == "media_missing"
+    assert "gone.cvb" in res.err
+    assert cli("restore", "open", tmp_path, "--home", pair.exporter_path,
+               "--out", out).code == 2
+    assert not out.exists()
+
+
 # -- what is left out, what is chosen ------------------------------------------------------------
 
 def test_tombstoned_subject_is_left_out_and_audited(pair: Pair, tmp_path: Path,

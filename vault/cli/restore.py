@@ -105,15 +105,17 @@ def open_cmd(
 ) -> None:
     """On the online side: verify the vault's signature, decrypt, write the conversations."""
     from vault import restoreopen
-    from vault.errors import UsageError
+    from vault.errors import MediaMissing, UsageError
     from vault.home import Home
 
     if fmt not in ("jsonl", "native"):
         raise UsageError(f"--format must be jsonl or native, not {fmt!r}")
     h = Home(resolve_home(home))
     for path in bundles:
+        if not path.exists():
+            raise MediaMissing("no such file (is the stick mounted?)", path=path)
         if not path.is_file():
-            raise UsageError(f"{path}: no such file")
+            raise UsageError(f"{path}: not a file; name each part of the restore set")
     opened = restoreopen.open_bundles(bundles, h.identity(passphrase_file), h.trust(), out,
                                       native=fmt == "native", partial=partial)
     if as_json:
