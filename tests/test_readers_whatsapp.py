@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -302,3 +303,16 @@ def test_any_chat_in_any_style_reads_back(tmp_path: Path, chat: list, anchor: in
     got = [(m["from"], m["text"], m["at"]) for m in convs[0]["messages"]]
     want = [(n, t, m.strftime("%Y-%m-%dT%H:%M:%SZ")) for m, n, t in chat]
     assert got == want
+
+
+def test_reading_without_a_timezone_says_times_are_taken_as_utc(
+        caplog: pytest.LogCaptureFixture) -> None:
+    path = corpus_file("whatsapp/whatsapp_chat.txt")
+    with caplog.at_level(logging.WARNING, logger="vault.sources"):
+        read_all(path, "whatsapp")
+    assert "no timezone is set: they are read as UTC" in caplog.text
+    assert str(path) in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vault.sources"):
+        read_all(path, "whatsapp", timezone="Europe/London")
+    assert "no timezone" not in caplog.text

@@ -188,6 +188,10 @@ def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]
     in_folder = path.is_dir() and items != [path]
     split = getattr(mod, "SPLIT_BY_MONTH", False)
     measure = not getattr(mod, "RECORD_SIZE_CHECKED", False)
+    if getattr(mod, "LOCAL_TIMES", False) and options.timezone is None:
+        log.warning("%s: %s exports write local wall-clock times and no timezone is set: "
+                    "they are read as UTC (set the source's timezone, or --timezone)",
+                    path, fmt)
     failed = read_any = 0
     for item in items:
         try:

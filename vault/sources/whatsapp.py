@@ -78,6 +78,9 @@ MARKS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufef
 MAX_MESSAGE_CHARS = 4 * 1024 * 1024
 MAX_ZIP_MEMBERS = 100_000
 
+#: times are local wall-clock times: read without a timezone they are taken as UTC
+LOCAL_TIMES = True
+
 _HEADER = re.compile(
     r"^(?P<open>\[)?(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4})\.?(?:,\s*|\s+)"
     r"(?P<time>\d{1,2}[:.]\d{2}(?:[:.]\d{2})?)\.?"
