@@ -9,24 +9,20 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Pair, run_cli, run_proc
-from vault import ingest, quickcli
+from vault import quickcli
 from vault.cli import common
-from vault_kit import Chain, conv, outbox, stick
+from vault_kit import conv, ingested
 
 
 @pytest.fixture
 def filled(pair: Pair, tmp_path: Path) -> Pair:
-    media_root = stick(tmp_path / "stick")
-    chain = Chain(pair, outbox(media_root))
-    chain.seal([
+    return ingested(pair, tmp_path, [
         conv("w1", ["hello"], email="mara.quint@example.org", phone="07700 900123",
              at="2024-01-10T10:00:00Z"),
         conv("w2", ["call me on 07700 900123"], email="ana@example.org", phone=None,
              at="2024-03-10T10:00:00Z"),
         conv("w3", ["nothing"], email="ana@example.org", phone=None,
              at="2024-05-10T10:00:00Z")])
-    ingest.ingest_media(pair.vault_path, media_root)
-    return pair
 
 
 CASES = [

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Pair
-from vault import ingest
-from vault_kit import Chain, conv, outbox, stick
+from vault_kit import conv, ingested
 
 #: modules an e-mail lookup has no use for (crypto, the Typer stack, phone parsing, logging)
 NOT_FOR_EMAIL = ("phonenumbers", "nacl", "typer", "click", "rich", "pydantic", "sqlite_utils",
@@ -42,15 +41,11 @@ json.dump({"out": json.loads(out.getvalue()), "loaded": loaded,
 
 @pytest.fixture
 def filled(pair: Pair, tmp_path: Path) -> Pair:
-    media_root = stick(tmp_path / "stick")
-    chain = Chain(pair, outbox(media_root))
-    chain.seal([
+    return ingested(pair, tmp_path, [
         conv("w1", ["hello"], email="mara.quint@example.org", phone="07700 900123",
              at="2024-01-10T10:00:00Z"),
         conv("w2", ["write to mara.quint@example.org"], email="ana@example.org", phone=None,
              at="2024-03-10T10:00:00Z")])
-    ingest.ingest_media(pair.vault_path, media_root)
-    return pair
 
 
 def lookup(home: Path, *args: str, env: dict[str, str] | None = None) -> dict:

@@ -77,6 +77,16 @@ class Chain:
         return sealed
 
 
+def ingested(pair: Pair, root: Path, convs: list[dict[str, Any]]) -> Pair:
+    """``pair`` with ``convs`` sealed onto a stick under ``root`` and ingested by its vault."""
+    from vault import ingest
+
+    media_root = stick(root / "stick")
+    Chain(pair, outbox(media_root)).seal(convs)
+    ingest.ingest_media(pair.vault_path, media_root)
+    return pair
+
+
 def open_store(pair: Pair) -> sqlite3.Connection:
     return store.open_store(pair.vault_path / store.FILE_NAME)
 
