@@ -189,3 +189,15 @@ def test_export_run_files_records_naming_another_source_under_its_own(tmp_path: 
     assert by_id["c2"]["extra"]["source_in_export"] == "shop"
     assert by_id["c1"]["source"] == "web" and "source_in_export" not in by_id[
         "c1"].get("extra", {})
+
+
+def test_the_id_ledger_names_the_earliest_repeat() -> None:
+    ledger = records.IdLedger()
+    for position, cid in enumerate(["a", "b", "c", "b", "a", "c"], 1):
+        ledger.add(cid, position)
+    assert ledger.repeat() == (2, 4)  # b repeats first, at position 4
+    clean = records.IdLedger()
+    for position in range(1, 5001):
+        clean.add(f"conv-{position}", position)
+    assert clean.repeat() is None
+    assert records.IdLedger().repeat() is None

@@ -375,12 +375,12 @@ def _items(run: _Run, b: Bundle, loader: Loader, name: str, meta: dict[str, Any]
     declared = meta["counts"].get("conversations")
     task = run.progress.add_task(name, total=declared) if run.progress else None
     n = 0
-    seen = records.SeenIds()
+    ids = records.IdLedger()
     for item in b.items(run.identity):
         if isinstance(item, Record):
             n += 1
             try:
-                _record(loader, item.data, f"{name}: record {n}", meta["source"], seen, n)
+                _record(loader, item.data, f"{name}: record {n}", meta["source"], ids, n)
             except (ChatvaultError, MemoryError):
                 raise
             except Exception as exc:  # noqa: BLE001 - named by its record (see _one)
@@ -390,6 +390,10 @@ def _items(run: _Run, b: Bundle, loader: Loader, name: str, meta: dict[str, Any]
         else:
             loader.add_blob(item.sha256, item.size, item.content)
     loader.flush()
+    repeat = ids.repeat()  # checked before the bundle's transaction commits
+    if repeat is not None:
+        raise InvalidRecord(f"{name}: record {repeat[1]}: field 'conversation_id': the same "
+                            f"id as record {repeat[0]}; a bundle holds each conversation once")
     if task is not None:
         run.progress.update(task, completed=n)
     if declared is not None and declared != n:
@@ -397,16 +401,13 @@ def _items(run: _Run, b: Bundle, loader: Loader, name: str, meta: dict[str, Any]
                              path=name)
 
 
-def _record(loader: Loader, line: bytes, where: str, source: str, seen: records.SeenIds,
+def _record(loader: Loader, line: bytes, where: str, source: str, ids: records.IdLedger,
             n: int) -> None:
     """Validate one record against its bundle and upsert it."""
     # canonical bytes first (a canonical record is vouched for in C), then the
     # dict the loader walks
     data, summary = records.canonical_line(line, where)
-    earlier = seen.first(summary.conversation_id, n)
-    if earlier is not None:
-        raise InvalidRecord(f"{where}: field 'conversation_id': the same id as record "
-                            f"{earlier}; a bundle holds each conversation once")
+    ids.add(summary.conversation_id, n)
     if summary.source is not None and summary.source != source:
         # the signed header says where the bundle belongs; a record may not say otherwise
         raise InvalidRecord(f"{where}: field 'source': {summary.source[:80]!r}, but the "

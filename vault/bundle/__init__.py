@@ -43,21 +43,22 @@ def validate_jsonl(lines: Iterable[bytes], where: str, source: str | None = None
     repeats an id), and with ``source`` every record naming a source names
     that one: the bundle's header is what the vault files them under.
     """
-    seen = records.SeenIds()
+    ids = records.IdLedger()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         at = f"{where}: line {lineno}"
         data, summary = records.canonical_line(line.rstrip(b"\r\n"), at)
-        earlier = seen.first(summary.conversation_id, lineno)
-        if earlier is not None:
-            raise InvalidRecord(f"{at}: field 'conversation_id': the same id as line "
-                                f"{earlier}; a bundle holds each conversation once")
+        ids.add(summary.conversation_id, lineno)
         named = summary.source
         if source is not None and named is not None and named != source:
             raise InvalidRecord(f"{at}: field 'source': {named[:80]!r}, but the "
                                 f"bundle is sealed for source {source!r}")
         yield data, summary
+    repeat = ids.repeat()  # the bundle is not finished until this has passed
+    if repeat is not None:
+        raise InvalidRecord(f"{where}: line {repeat[1]}: field 'conversation_id': the same "
+                            f"id as line {repeat[0]}; a bundle holds each conversation once")
 
 
 def seal_jsonl(input_path: Path, out: Path, signer: Identity,
