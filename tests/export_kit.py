@@ -104,9 +104,11 @@ def make_site(root: Path, *, vaults: int = 1, convs: list[dict[str, Any]] | None
     return Site(root, exp, vault_homes, source, stick)
 
 
-def add_source(site: Site, name: str, path: Path, fmt: str = "jsonl") -> None:
+def add_source(site: Site, name: str, path: Path, fmt: str = "jsonl",
+               timezone: str | None = None) -> None:
+    zone = f'timezone = "{timezone}"\n' if timezone else ""
     with site.exporter.config.open("a") as fh:
-        fh.write(f'\n[[sources]]\nname = "{name}"\nformat = "{fmt}"\npath = "{path}"\n')
+        fh.write(f'\n[[sources]]\nname = "{name}"\nformat = "{fmt}"\npath = "{path}"\n{zone}')
     site.extra_sources.append((name, path))
 
 

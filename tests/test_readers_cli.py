@@ -116,7 +116,7 @@ def test_sources_commands_say_each_problem_once(tmp_path: Path, proc: Any,
     chat = tmp_path / "chat.txt"
     chat.write_text(BAD_CHAT, encoding="utf-8")
     args = ["-o", tmp_path / "out.jsonl"] if command == "convert" else []
-    result = proc("sources", command, chat, "-f", "whatsapp", *args)
+    result = proc("sources", command, chat, "-f", "whatsapp", "--timezone", "UTC", *args)
     assert result.code == 0, result.err
     _said_once(result.err, "line 1: a line starting with a date and a time")
     _said_once(result.err, "line 3: a valid date and time")
@@ -128,7 +128,7 @@ def test_export_run_says_each_problem_once(tmp_path: Path, proc: Any) -> None:
     site = export_kit.make_site(tmp_path, convs=[])
     chat = tmp_path / "chat.txt"
     chat.write_text(BAD_CHAT, encoding="utf-8")
-    export_kit.add_source(site, "wa", chat, "whatsapp")
+    export_kit.add_source(site, "wa", chat, "whatsapp", timezone="UTC")
     for args in ([], ["--json"]):
         result = proc("export", "run", *site.args(*args))
         assert result.code == 3
