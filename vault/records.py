@@ -370,39 +370,45 @@ class IdLedger:
     """The conversation ids of one whole bundle, checked for a repeat once it is read.
 
     Sealing and ingest see every record before the bundle counts, so a repeat
-    need not be caught on the line: each id is kept as an 8-byte digest with
-    its position, 16 bytes a conversation in two arrays, and :meth:`repeat`
-    sorts them once at the end. (A dict of digests took about 150 bytes a
-    conversation, which made peak memory grow with the bundle.) Two ids with
-    the same 64-bit digest would be reported as a repeat: about one chance in
+    need not be caught on its line: each id is kept as an 8-byte digest with
+    its position (16 bytes a conversation, in arrays spread over 256 buckets
+    by the digest's low byte), and :meth:`repeat` looks for a digest twice one
+    bucket at a time, so that no structure of the whole bundle's size is ever
+    built from Python objects. (A dict of digests took about 150 bytes a
+    conversation and made peak memory grow with the bundle.) Two ids with the
+    same 64-bit digest would be reported as a repeat: about one chance in
     10^9 for a bundle of 200,000 conversations, and then nothing is lost, the
     bundle is refused.
     """
 
+    _BUCKETS = 256
+
     def __init__(self) -> None:
         import array
 
-        self._digests = array.array("Q")
-        self._positions = array.array("Q")
+        self._digests = [array.array("Q") for _ in range(self._BUCKETS)]
+        self._positions = [array.array("Q") for _ in range(self._BUCKETS)]
 
     def add(self, conversation_id: str, position: int) -> None:
         import hashlib
 
-        digest = hashlib.blake2b(conversation_id.encode("utf-8", "surrogatepass"),
-                                 digest_size=8).digest()
-        self._digests.append(int.from_bytes(digest, "little"))
-        self._positions.append(position)
+        digest = int.from_bytes(hashlib.blake2b(
+            conversation_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+        bucket = digest & (self._BUCKETS - 1)
+        self._digests[bucket].append(digest)
+        self._positions[bucket].append(position)
 
     def repeat(self) -> tuple[int, int] | None:
         """(first position, later position) of the earliest repeated id, or None."""
-        digests, positions = self._digests, self._positions
-        order = sorted(range(len(digests)), key=digests.__getitem__)
         found: tuple[int, int] | None = None
-        for a, b in zip(order, order[1:]):
-            if digests[a] == digests[b]:
-                pair = tuple(sorted((positions[a], positions[b])))
-                if found is None or pair[1] < found[1]:
-                    found = (pair[0], pair[1])
+        for digests, positions in zip(self._digests, self._positions):
+            if len(set(digests)) == len(digests):
+                continue
+            first: dict[int, int] = {}
+            for digest, position in zip(digests, positions):
+                earlier = first.setdefault(digest, position)
+                if earlier != position and (found is None or position < found[1]):
+                    found = (earlier, position)
         return found
 
 
