@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from conftest import Pair
 from export_kit import conv as export_conv
 from export_kit import make_site, open_bundle, write_jsonl
-from vault import bundle, canonical, recordschema, records, timestamps, upsert
+from vault import bundle, bundleids, canonical, recordschema, records, timestamps, upsert
 from vault.errors import InvalidRecord
 from vault_kit import conv
 
@@ -192,12 +192,12 @@ def test_export_run_files_records_naming_another_source_under_its_own(tmp_path: 
 
 
 def test_the_id_ledger_names_the_earliest_repeat() -> None:
-    ledger = records.IdLedger()
+    ledger = bundleids.IdLedger()
     for position, cid in enumerate(["a", "b", "c", "b", "a", "c"], 1):
         ledger.add(cid, position)
     assert ledger.repeat() == (2, 4)  # b repeats first, at position 4
-    clean = records.IdLedger()
+    clean = bundleids.IdLedger()
     for position in range(1, 5001):
         clean.add(f"conv-{position}", position)
     assert clean.repeat() is None
-    assert records.IdLedger().repeat() is None
+    assert bundleids.IdLedger().repeat() is None

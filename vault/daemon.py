@@ -47,7 +47,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from vault import atomic, ingest, ingestlock, media, mounting, staging, vaultconfig
+from vault import atomic, ingest, ingestlock, media, mounting, receiptdelivery, staging
+from vault import vaultconfig
 from vault.errors import (ChatvaultError, ConfigError, MediaError, MediaMissing,
                           MediaReadOnly, UsageError)
 from vault.home import Home
@@ -245,8 +246,8 @@ class Daemon:
             _remove_dir(target)
             raise
         try:
-            written = ingest.write_receipts(target, outcomes,
-                                            delete_ingested=self.conf.delete_ingested)
+            written = receiptdelivery.deliver(target, outcomes,
+                                              delete_ingested=self.conf.delete_ingested)
             log.info("%s: %d receipt(s) written", device.name, len(written))
             if has_requests:
                 _answer_requests(self.conf.home, target, device.name)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from vault import bundle, canonical, records, sources
+from vault import bundle, bundleids, canonical, records, sources
 from vault.bundle import layout
 from vault.errors import (ChatvaultError, EXIT_OTHER, EXIT_REJECTED, UnreadableExport,
                           most_severe)
@@ -125,7 +125,7 @@ class _Sealer:
         self.budget = plaintext_budget(ctx.cfg.max_bundle_bytes, len(ctx.cfg.recipients))
         self.writer: bundle.BundleWriter | None = None
         self.prev: str | None = None
-        self.ids = records.SeenIds()
+        self.ids = bundleids.SeenIds()
 
     def add(self, cid: str, data: bytes, summary: records.Summary, digest: str) -> None:
         size = len(data) + _RECORD_FRAME
@@ -153,7 +153,7 @@ class _Sealer:
         state, cfg = self.ctx.state, self.ctx.cfg
         last, self.prev = state.chain(self.src.name)
         path = self.ctx.outbox / bundle.file_name(self.src.name, last + 1)
-        self.ids = records.SeenIds()
+        self.ids = bundleids.SeenIds()
         self.writer = bundle.BundleWriter(
             path, self.ctx.identity, [r.public for r in cfg.recipients], kind="export",
             source=self.src.name, sequence=last + 1, prev_hash=self.prev,

@@ -35,34 +35,23 @@ name a bundle as the operator knows it (its name on the media, the path
 given), never by its staging copy. Logs name bundles, codes and counts,
 never record content.
 
-Receipts on the media (:func:`write_receipts`): one per outcome, except
-where this vault's receipt for the same bytes already says the same (an
-``ingested`` receipt also stands for a later ``duplicate``), so a stick
-inserted again is not rewritten; a ``quarantined`` receipt whose file has
-left the stick is removed (:func:`vault.quarantine.stale_receipts`).
-``H/receipts/`` keeps a copy of each receipt the first time the vault gives
-it, not again for bytes it recognised without copying them.
+Receipts go onto the media by :mod:`vault.receiptdelivery`; the bundle is
+archived by :func:`vault.archive.place`.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import errno
-import hashlib
 import logging
-import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import atomic, audit, canonical, chain, ingestlock, quarantine, receipts, records
-from vault import staging
-from vault import store
+from vault import archive, atomic, audit, bundleids, canonical, chain, ingestlock, quarantine
+from vault import receiptdelivery, receipts, records, staging, store
 from vault import statehook, timestamps, tombstones, vaultconfig
-from vault.bundle import Bundle, Record, file_name
+from vault.bundle import Bundle, Record
 from vault.errors import (EXIT_OK, ChatvaultError, CorruptPayload, IngestFailed,
                           InvalidRecord, MediaError, MediaIOError)
 from vault.home import Home
@@ -187,7 +176,7 @@ def ingest_media(home: Path, media_root: Path, *, media_label: str | None = None
             raise
         outcomes = ingest_staged(home, _with_pending(home, fresh), **kw)
     try:
-        write_receipts(media_root, outcomes, delete_ingested=delete_ingested)
+        receiptdelivery.deliver(media_root, outcomes, delete_ingested=delete_ingested)
     except MediaError as exc:
         exc.outcomes = outcomes  # type: ignore[attr-defined]
         raise
@@ -197,48 +186,6 @@ def ingest_media(home: Path, media_root: Path, *, media_label: str | None = None
 def _with_pending(home: Path, fresh: list[staging.Staged]) -> list[staging.Staged]:
     paths = {s.path for s in fresh}
     return fresh + [s for s in staging.pending(home) if s.path not in paths]
-
-
-def write_receipts(media_root: Path, outcomes: list[Outcome], *,
-                   delete_ingested: bool = False) -> list[Path]:
-    """Write each outcome's receipt into ``<media>/chatvault/receipts/`` (module doc).
-
-    Returns the receipts written (not those left as they were). With
-    ``delete_ingested``, a bundle whose receipt says ingested or duplicate
-    is then removed from the outbox, but only if the file there still has
-    the hash that was ingested.
-    """
-    from vault import media
-
-    written = []
-    for out in outcomes:
-        if out.receipt is None:
-            continue
-        path = receipts.already_said(Path(media_root), out.receipt)
-        if path is None:
-            path = receipts.write(Path(media_root), out.receipt)
-            written.append(path)
-        out.receipt_paths.append(str(path))
-        if delete_ingested and out.status in ("ingested", "duplicate"):
-            bundle = media.folder(Path(media_root), media.OUTBOX) / out.bundle_file
-            if bundle.is_file() and not bundle.is_symlink() and _sha256(bundle) == out.sha256:
-                bundle.unlink()
-                log.info("removed %s from the media (receipt written)", out.bundle_file)
-    signer = [o.receipt["signatures"][-1]["key"] for o in outcomes if o.receipt][:1]
-    for stale in quarantine.stale_receipts(Path(media_root), base64.b64decode(signer[0])) \
-            if signer else []:
-        try:
-            stale.unlink()
-        except OSError as exc:
-            raise atomic.media_error(exc, stale) from exc
-        log.info("removed %s from the media: the file it refused is no longer there",
-                 stale.name)
-    return written
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # -- one bundle -----------------------------------------------------------------------
@@ -350,13 +297,13 @@ def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
                         tombstone=tombstones.Filter(conn, key, src, region) or None)
         _items(run, b, loader, item.bundle_file, meta)
         _fault("loaded")
-        archive = _archive(run.home.path, item, meta)
+        archived = archive.place(run.home.path, item.path, meta["source"], meta["sequence"])
         _fault("archived")
         note = chain.gap_note(conn, meta)
         counts = loader.counts.as_dict()
         conn.execute("UPDATE bundles SET archive_path = ?, counts = ?, note = ?, "
                      "ingested_at = ? WHERE id = ?",
-                     (str(archive.relative_to(run.home.path)), canonical.dumps(counts).decode(),
+                     (str(archived.relative_to(run.home.path)), canonical.dumps(counts).decode(),
                       note, timestamps.now_utc(), cur.lastrowid))
         quarantine.resolve_by(conn, item.bundle_file, f"{src} #{seq}")
         audit.append(conn, "ingest", target=f"bundle:{src}#{seq}",
@@ -375,7 +322,7 @@ def _items(run: _Run, b: Bundle, loader: Loader, name: str, meta: dict[str, Any]
     declared = meta["counts"].get("conversations")
     task = run.progress.add_task(name, total=declared) if run.progress else None
     n = 0
-    ids = records.IdLedger()
+    ids = bundleids.IdLedger()
     for item in b.items(run.identity):
         if isinstance(item, Record):
             n += 1
@@ -401,7 +348,7 @@ def _items(run: _Run, b: Bundle, loader: Loader, name: str, meta: dict[str, Any]
                              path=name)
 
 
-def _record(loader: Loader, line: bytes, where: str, source: str, ids: records.IdLedger,
+def _record(loader: Loader, line: bytes, where: str, source: str, ids: bundleids.IdLedger,
             n: int) -> None:
     """Validate one record against its bundle and upsert it."""
     # canonical bytes first (a canonical record is vouched for in C), then the
@@ -413,29 +360,6 @@ def _record(loader: Loader, line: bytes, where: str, source: str, ids: records.I
         raise InvalidRecord(f"{where}: field 'source': {summary.source[:80]!r}, but the "
                             f"bundle's header says {source!r}")
     loader.add(canonical.loads(data), data, summary.last_at)
-
-
-def _archive(home: Path, item: staging.Staged, meta: dict[str, Any]) -> Path:
-    """Place the sealed bundle in the archive atomically (link when possible)."""
-    folder = home / "archive" / meta["source"]
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    target = folder / file_name(meta["source"], meta["sequence"])
-    tmp = folder / f".{target.name}{atomic.TMP_MARK}{os.getpid()}"
-    try:
-        if tmp.exists():
-            tmp.unlink()
-        try:
-            os.link(item.path, tmp)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
-            with atomic.AtomicFile(tmp) as out, open(item.path, "rb") as src:
-                shutil.copyfileobj(src, out, 1024 * 1024)
-        os.replace(tmp, target)
-        atomic.fsync_dir(folder)
-    except OSError as exc:
-        raise atomic.media_error(exc, target) from exc
-    return target
 
 
 # -- receipts, progress ------------------------------------------------------

@@ -12,11 +12,10 @@ copied onto the vault's own disk, and ingest works on that private copy
   (:func:`vault.bundle.layout.parse_prefix`) and size cannot be a bundle
   this vault accepts (bad magic, unsupported version, malformed fields, a
   size other than the header declares, above ``limits.max_plaintext_bytes``
-  plus the format's overhead) is **refused unread**: only its first and
-  last :data:`SAMPLE_BYTES` are read, and it is named by their SHA-256 with
-  its name and size (:func:`vault.quarantine.identity`). The verdict depends on nothing
-  else, so a later insertion recognises the file by that identity without
-  reading more (its mtime could not change the verdict, so it is left out).
+  plus the format's overhead) is **refused unread**: only its first and last
+  :data:`SAMPLE_BYTES` are read, and it is named by their SHA-256 with its
+  name and size (:func:`vault.quarantine.identity`; not its mtime, which
+  cannot change the verdict), so a later insertion recognises it unread.
   :mod:`vault.quarantine` keeps the first :data:`EVIDENCE_BYTES`.
 * **Bytes the vault has are not copied again**: a file of the size of a
   bundle the vault holds or keeps in quarantine is hashed on the media, in

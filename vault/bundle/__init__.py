@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from vault import records
+from vault import bundleids, records
 from vault.atomic import AtomicFile
 from vault.bundle.layout import DEFAULT_CHUNK, DEFAULT_MAX_PLAINTEXT
 from vault.bundle.payload import Blob, Record
@@ -43,7 +43,7 @@ def validate_jsonl(lines: Iterable[bytes], where: str, source: str | None = None
     repeats an id), and with ``source`` every record naming a source names
     that one: the bundle's header is what the vault files them under.
     """
-    ids = records.IdLedger()
+    ids = bundleids.IdLedger()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
