@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import media_kit as mk
-from requests_kit import ANA, JONAS, World, world
+from requests_kit import ANA, JONAS, world
 from vault import answers, subjects
 from vault_kit import Chain, conv
 

@@ -99,7 +99,7 @@ def index_page(package: dict[str, Any]) -> str:
 
 def conversation_page(package: dict[str, Any], conv: dict[str, Any], n: int) -> str:
     people = {p["id"]: p for p in conv["participants"]}
-    parts = [f"<p><a href=\"../index.html\">&larr; all conversations</a></p>",
+    parts = ["<p><a href=\"../index.html\">&larr; all conversations</a></p>",
              f"<h1>Conversation {n}: {_e(conv.get('title') or conv.get('channel') or '')}</h1>",
              f"<p class=\"meta\">{_e(conv['source'])} / {_e(conv['conversation_id'])}, "
              f"started {_e(conv.get('started_at'))}"
