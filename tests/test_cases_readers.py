@@ -7,6 +7,8 @@ case stands for a kind of fault; the reader tests cover the kind further.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from conftest_readers import (case_input, events, found, messages, names, read_all,
@@ -188,3 +190,14 @@ def test_26_zstd_stream_without_content_size() -> None:
     convs, _ = read_all(case_input("26-zstd-stream-no-size.jsonl.zst"), "jsonl")
     assert len(messages(convs)) == 2
     assert sorted(names(convs)) == ["Ana Example", "Ben Sample"]
+
+
+def test_26_messages_without_time_are_a_warning_not_a_failed_run(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing is left out, so the run must not fail; the file is named."""
+    path = case_input("26-zstd-stream-no-size.jsonl.zst")
+    with caplog.at_level(logging.WARNING, logger="vault.sources.jsonl"):
+        convs, opts = read_all(path, "jsonl")
+    assert opts.problems == []
+    assert convs[0]["extra"]["time_source"] == "file modification time"
+    assert str(path) in caplog.text and "modification time" in caplog.text

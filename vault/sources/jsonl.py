@@ -11,8 +11,9 @@ as RFC 3339 or Unix seconds). A line may name its ``conversation``;
 otherwise all message lines of a file are one conversation, whose id is
 derived from the source and the file name. Authors are participants named
 as written (role ``customer``). A file whose messages carry no time at all
-takes the file's modification time, says so in ``extra.time_source`` and
-reports it as a problem.
+takes the file's modification time and says so in ``extra.time_source``
+and in a warning naming the file: nothing is left out, so it is not a
+problem that fails the run (a reader that loses data reports those).
 
 Size. A conversation line is measured only when it is longer than half of
 ``records.MAX_RECORD_BYTES`` (its canonical form cannot be much longer
@@ -24,6 +25,7 @@ Message lines gathered into a conversation are measured once gathered.
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
@@ -36,6 +38,8 @@ from vault.sources import MAX_EXPORT_FILE_BYTES, ReadOptions, epoch_text, limits
 DESCRIPTION = "chatvault canonical JSONL, one conversation per line (.jsonl, .jsonl.zst)"
 FOLDER_RULE = "*.jsonl or *.ndjson, optionally zstd-compressed (.zst)"
 RECORD_SIZE_CHECKED = True
+
+log = logging.getLogger(__name__)
 
 _SUFFIXES = (".jsonl", ".ndjson", ".jsonl.zst", ".ndjson.zst")
 _READ_BUFFER = 1024 * 1024
@@ -165,9 +169,9 @@ class _ChatLog:
         for key, messages in self.convs.items():
             if any(not m["at"] for m in messages):
                 mtime = epoch_text(int(self.path.stat().st_mtime))
-                self.options.problem(self.path, f"conversation {key or 1}",
-                                     "a time on every message; the file's modification "
-                                     "time was used")
+                log.warning("%s: conversation %s: %d message(s) carry no time; the "
+                            "file's modification time (%s) was used for them", self.path,
+                            key or 1, sum(1 for m in messages if not m["at"]), mtime)
                 for m in messages:
                     m["at"] = m["at"] or mtime
                 extra: dict[str, Any] | None = {"time_source": "file modification time"}
