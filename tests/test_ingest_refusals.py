@@ -376,3 +376,23 @@ def test_daemon_reinsertion_needs_no_file_after_unmount(pair: Pair, tmp_path: Pa
     assert "0 receipt(s) written" in caplog.text
     fake.mount("/dev/loop9", "exfat", media_root, readonly=True, devnum=(7, 9))
     assert on_stick_receipts(media_root) == said
+
+
+def test_a_good_file_of_the_same_name_does_not_settle_a_stranger_s(pair: Pair,
+                                                                  tmp_path: Path) -> None:
+    """A forged web-00000001.cvb stays to be looked into when the real one arrives."""
+    stranger = make_pair(tmp_path / "stranger")
+    forged_stick = stick(tmp_path / "forged")
+    forged = Chain(Pair(stranger.exporter, pair.vault, tmp_path), outbox(forged_stick))
+    bad = forged.seal([conv("s1", ["pay here"])])
+    [refused] = ingest.ingest_media(pair.vault_path, forged_stick)
+    assert refused.code == "untrusted_signer"
+
+    good_stick = stick(tmp_path / "good")
+    good = Chain(pair, outbox(good_stick)).seal([conv("c1", ["hello"])])
+    assert good.path.name == bad.path.name
+    [ok] = ingest.ingest_media(pair.vault_path, good_stick)
+    assert ok.status == "ingested"
+    open_ = [f for f in vaultstatus.report(pair.vault_path)["findings"]
+             if f["check"] == "quarantine"]
+    assert open_ and "untrusted_signer" in str(open_), "the forged file was forgotten"

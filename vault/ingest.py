@@ -305,7 +305,7 @@ def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
                      "ingested_at = ? WHERE id = ?",
                      (str(archived.relative_to(run.home.path)), canonical.dumps(counts).decode(),
                       note, timestamps.now_utc(), cur.lastrowid))
-        quarantine.resolve_by(conn, item.bundle_file, f"{src} #{seq}")
+        quarantine.resolve_by(conn, item.bundle_file, item.sha256, f"{src} #{seq}")
         audit.append(conn, "ingest", target=f"bundle:{src}#{seq}",
                      detail={"sha256": item.sha256, "bundle_id": meta["bundle_id"],
                              "signer": entry.fingerprint, **counts})

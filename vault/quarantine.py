@@ -18,7 +18,9 @@ what it did not ingest. Seen again, it is recognised by that identity,
 not read again, and only its ``last_seen_at`` moves.
 
 An entry is **resolved** by itself when a good copy of the same file is
-ingested (a corrupted copy on one stick, a good one on the next); forks
+ingested (a corrupted copy on one stick, a good one on the next). Refusals
+of the maker (an untrusted, revoked or wrong-role signer, a bundle sealed
+for another vault) resolve only when those very bytes are let in; forks
 never resolve by themselves: two different bundles claim one place in a
 source's chain, and a person must find out why. A person settles any entry
 with ``chatvault vault resolve FILE --note ...`` (:func:`resolve_by_hand`,
@@ -46,10 +48,15 @@ from typing import TYPE_CHECKING, Any
 from vault import atomic, audit, canonical, chain, media, receipts, signed, store, timestamps
 from vault.bundle import layout
 from vault.errors import (EXIT_POLICY, EXIT_REJECTED, ChatvaultError, ForkDetected,
-                          InputRejected, InvalidRecord, MediaMissing, Oversize, PolicyRefused)
+                          InputRejected, InvalidRecord, MediaMissing, NotARecipient, Oversize,
+                          PolicyRefused, RevokedSigner, UntrustedSigner, WrongRole)
 
 if TYPE_CHECKING:
     from vault.staging import Staged
+
+#: refusals a good file of the same name does not settle (see resolve_by)
+NOT_DAMAGE = (ForkDetected.code, UntrustedSigner.code, RevokedSigner.code, WrongRole.code,
+              NotARecipient.code)
 
 log = logging.getLogger(__name__)
 
@@ -243,12 +250,20 @@ def kept_copies(home: Path, conn: Any) -> dict[str, tuple[int, Path]]:
     return out
 
 
-def resolve_by(conn: Any, bundle_file: str, where: str) -> None:
-    """A good copy of ``bundle_file`` was ingested (inside that transaction)."""
+def resolve_by(conn: Any, bundle_file: str, sha256: str, where: str) -> None:
+    """A good copy of ``bundle_file`` was ingested (inside that transaction).
+
+    It settles what damage explains: a copy refused as broken. A refusal of
+    who made the file (:data:`NOT_DAMAGE`: an unknown, revoked or wrong-role
+    signer, sealed for another vault, a fork) is settled only by these very
+    bytes being let in (the signer trusted since); a good file of the same
+    name says nothing about where the refused one came from.
+    """
+    marks = ",".join("?" * len(NOT_DAMAGE))
     conn.execute("UPDATE quarantine SET resolved_at = ?, resolution = ? WHERE file = ? "
-                 "AND code != ? AND resolved_at IS NULL",
+                 f"AND resolved_at IS NULL AND (sha256 = ? OR code NOT IN ({marks}))",
                  (timestamps.now_utc(), f"a good copy was ingested as {where}", bundle_file,
-                  ForkDetected.code))
+                  sha256, *NOT_DAMAGE))
 
 
 def resolve_by_hand(home: Path, bundle_file: str, note: str | None) -> list[dict[str, Any]]:
