@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from vault import timestamps
-from vault.errors import ChatvaultError, EXIT_OTHER
+from vault.errors import EXIT_OTHER, ChatvaultError, MediaIOError
 from vault.exportruns import RunHistory
 from vault.exportschema import (BUNDLE_COLS, MIGRATIONS, Ack, BundleRow, Stray,
                                 bundle_row)
@@ -58,10 +58,14 @@ class ExportState(RunHistory):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise _unusable(exc, self.path) from None
         self.db.execute("CREATE TEMP TABLE pending (conversation_id TEXT PRIMARY KEY, "
                         "content_hash TEXT NOT NULL)")
         self.db.execute("CREATE TEMP TABLE scan (conversation_id TEXT PRIMARY KEY, "
@@ -74,7 +78,11 @@ class ExportState(RunHistory):
     @classmethod
     def open(cls, home: Path) -> "ExportState":
         folder = Path(home) / "state"
-        folder.mkdir(mode=0o700, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise MediaIOError(f"cannot create the state folder ({exc.strerror})",
+                               path=folder) from None
         return cls(folder / FILE_NAME)
 
     def close(self) -> None:
@@ -345,3 +353,14 @@ def locked(home: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _unusable(exc: sqlite3.DatabaseError, path: Path) -> ChatvaultError:
+    """The state database cannot be opened: say why in words an operator can act on."""
+    from vault import store
+
+    if store.read_only(exc, path):
+        return MediaIOError(f"export state cannot be used: {store.READ_ONLY}", path=path)
+    if store.is_busy(exc):
+        return ExportBusy(f"export state is locked by another process ({exc})", path=path)
+    return MediaIOError(f"export state cannot be used: {exc}", path=path)

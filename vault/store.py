@@ -104,6 +104,7 @@ def connect(path: Path | str, timeout: float | None = None) -> sqlite3.Connectio
     """
     _create_private(path)
     wait = busy_timeout() if timeout is None else timeout
+    conn = None
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=wait)
         conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
@@ -113,6 +114,8 @@ def connect(path: Path | str, timeout: float | None = None) -> sqlite3.Connectio
                        "cache_size = -65536"):
             conn.execute(f"PRAGMA {pragma}")
     except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
         raise (busy_error(path) if is_busy(exc) else _error(exc, path)) from None
     return conn
 
@@ -150,9 +153,27 @@ def open_store(path: Path | str) -> sqlite3.Connection:
 
 def _error(exc: sqlite3.DatabaseError, path: Path | str) -> Exception:
     text = str(exc)
+    if read_only(exc, path):
+        return MediaIOError(f"store cannot be used: {READ_ONLY}", path=path)
     if "disk I/O" in text or "unable to open" in text or "disk is full" in text:
         return MediaIOError(f"store cannot be used: {text}", path=path)
     return InputRejected(f"not a usable chatvault store: {text}", path=path)
+
+
+READ_ONLY = ("its folder or file is read-only, and SQLite writes beside a database even "
+             "to read it (write-ahead log): copy the home to writable storage to inspect it")
+
+
+def read_only(exc: sqlite3.DatabaseError, path: Path | str) -> bool:
+    """Whether ``exc`` came from a read-only database file or folder."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return True
+    if "unable to open" not in text and "disk I/O" not in text:
+        return False
+    where = Path(path)
+    return not os.access(where.parent, os.W_OK) or (where.exists()
+                                                   and not os.access(where, os.W_OK))
 
 
 def db(conn: sqlite3.Connection) -> sqlite_utils.Database:
