@@ -135,13 +135,24 @@ def test_12_slack_uslackbot_not_in_users_json() -> None:
     ids = found(convs, "GB")
     assert ids.emails == ["ana.example@example.org"]
     assert ids.phones == ["+447700900123"]
+    # Ana never wrote in her DM with Slackbot, yet it is hers: she is one of its participants
+    [dm] = [c for c in convs if c["extra"]["channel_kind"] == "dm"]
+    people = {p["id"]: p for p in dm["participants"]}
+    assert sorted(people) == ["U01ANA0001", "USLACKBOT"]
+    assert people["U01ANA0001"]["email"] == "ana.example@example.org"
+    assert people["U01ANA0001"]["role"] == "customer"
+    assert found([dm], "GB").emails == ["ana.example@example.org"]
 
 
 def test_13_slack_external_user_keeps_raw_id() -> None:
     convs, _ = read_all(case_input("13-slack-external-user.zip"), "slack")
     assert len(convs) == 1
     assert len(messages(convs)) == 2
-    assert names(convs) == ["Carla Muster", "Ana Example"]
+    senders = {m["from"] for m in messages(convs)}
+    writers = [p for p in convs[0]["participants"] if p["id"] in senders]
+    assert [p["name"] for p in writers] == ["Carla Muster", "Ana Example"]
+    # the group DM's third member, who never wrote, follows the writers (see the DM tests)
+    assert names(convs) == ["Carla Muster", "Ana Example", "Ben Sample"]
     assert "U09EXT0009" in [p["id"] for p in convs[0]["participants"]]
     assert "Partner courier here: parcel 4471 is at the depot" in texts(convs)
 

@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 
 from conftest_readers import (canonical, case_input, conversation_strategy, corpus_file,
                               events, found, messages, names, read_all, texts)
-from vault import sources
+from conftest import Pair, run_cli
+from vault import ingest, sources
 from vault.errors import UnreadableExport
 from vault.sources import slack
+from vault_kit import Chain, outbox, stick
 
 
 def test_corpus_export() -> None:
@@ -116,6 +118,88 @@ def test_garbage_zip_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"not a zip at all")
     with pytest.raises(UnreadableExport, match="not a zip archive"):
         read_all(path, "slack")
+
+
+# -- members of DMs and group DMs --------------------------------------------------------
+
+MEMBER_USERS = USERS + [{"id": "U3", "name": "ben", "real_name": "Ben Sample",
+                         "profile": {"real_name": "Ben Sample", "email": "ben@example.org"}}]
+
+
+def say(uid: str, text: str, ts: str = "1709287200.000100") -> list[dict]:
+    return [{"type": "message", "user": uid, "text": text, "ts": ts}]
+
+
+def members_export(tmp_path: Path) -> Path:
+    path = tmp_path / "members.zip"
+    lists = {
+        "channels.json": [{"id": "C1", "name": "support", "members": ["U1", "U2", "U3"]}],
+        "groups.json": [{"id": "G1", "name": "private-team", "members": ["U1", "U3"]},
+                        {"id": "G2", "name": "mpdm-ana--ben--helpbot-1", "is_mpim": True,
+                         "members": ["U1", "U3", "U2"]}],
+        "dms.json": [{"id": "D1", "members": ["U1", "U2"]}],
+        "mpims.json": [{"id": "G3", "name": "mpdm-ana--ben--ux-1",
+                        "members": ["U1", "U3", "UX", 7, "U3"]}],
+    }
+    days = {"support": say("U1", "hello all"), "private-team": say("U1", "team note"),
+            "mpdm-ana--ben--helpbot-1": say("U2", "bot to three"),
+            "D1": say("U2", "your contract ends soon"),
+            "mpdm-ana--ben--ux-1": say("U3", "parcel 4471 is at the depot")}
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("users.json", json.dumps(MEMBER_USERS))
+        for name, data in lists.items():
+            zf.writestr(name, json.dumps(data))
+        for folder, day in days.items():
+            zf.writestr(f"{folder}/2024-03-01.json", json.dumps(day))
+    return path
+
+
+def test_dm_and_group_dm_members_are_participants_even_silent(tmp_path: Path) -> None:
+    convs, opts = read_all(members_export(tmp_path), "slack")
+    assert opts.problems == []
+    by_channel = {c["extra"]["channel_id"]: c for c in convs}
+    roles = {cid: [(p["id"], p["role"]) for p in c["participants"]]
+             for cid, c in by_channel.items()}
+    assert roles == {
+        # channels, public or private: the people who wrote, members stay in extra
+        "C1": [("U1", "customer")],
+        "G1": [("U1", "customer")],
+        # DMs and group DMs: the writers first, then every other member, roles as writers
+        "G2": [("U2", "bot"), ("U1", "customer"), ("U3", "customer")],
+        "D1": [("U2", "bot"), ("U1", "customer")],
+        "G3": [("U3", "customer"), ("U1", "customer"), ("UX", "customer")],
+    }
+    assert by_channel["C1"]["extra"]["channel_info"]["members"] == ["U1", "U2", "U3"]
+    [ana] = [p for p in by_channel["D1"]["participants"] if p["id"] == "U1"]
+    assert ana["email"] == "Ana@Example.org" and ana["name"] == "Ana Example"
+    assert ana["phone"] == "07700 900123" and ana["platform_ids"] == {"slack": "U1"}
+    assert ana["extra"]["member_only"] is True
+    [writer] = [p for p in by_channel["D1"]["participants"] if p["id"] == "U2"]
+    assert "member_only" not in writer.get("extra", {})
+    # a member missing from users.json keeps its raw id, as a writer missing from it does
+    [ux] = [p for p in by_channel["G3"]["participants"] if p["id"] == "UX"]
+    assert "name" not in ux and ux["extra"]["not_in_users_json"] is True
+    assert found([by_channel["D1"]], "GB").emails == ["ana@example.org"]
+    assert found([by_channel["G3"]]).emails == ["ben@example.org", "ana@example.org"]
+    assert found([by_channel["C1"]]).emails == ["ana@example.org"]
+
+
+def test_silent_dm_member_is_found_by_subject_find(pair: Pair, tmp_path: Path) -> None:
+    """Case 12: Ana only received Slackbot's DM; her e-mail and id must still find it."""
+    source = "case-slack"
+    convs = list(sources.read(case_input("12-slack-uslackbot.zip"), "slack",
+                              sources.ReadOptions(source=source, phone_region="GB")))
+    media_root = stick(tmp_path / "stick")
+    Chain(pair, outbox(media_root), context={"phone_region": "GB"}).seal(convs, source=source)
+    [out] = ingest.ingest_media(pair.vault_path, media_root)
+    assert out.status == "ingested", out.reason
+    for how in (["--email", "ANA.EXAMPLE@example.org"], ["--id", "slack:U01ANA0001"]):
+        r = run_cli("subject", "find", *how, "--json", "--home", pair.vault_path)
+        assert r.code == 0, r.err
+        found_ids = {x["conversation_id"]: x for x in r.json()["results"]}  # type: ignore
+        assert sorted(found_ids) == ["C01GEN0001:2024-03-01", "D01DM00001:2024-03-01"]
+        assert found_ids["D01DM00001:2024-03-01"]["match"] == "exact"
+        assert found_ids["D01DM00001:2024-03-01"]["subject_is_customer"]
 
 
 # -- writing -----------------------------------------------------------------------------

@@ -13,8 +13,15 @@ set to its parent's id (the parent's ``ts``), which may sit in an earlier
 day's conversation of the same channel.
 
 Mapping. Message id is ``ts``, kept to the microsecond. Participants are
-the people who wrote that day (channel members stay in ``extra``); names,
-e-mail and phone come from ``users.json``. People missing from it
+the people who wrote that day, first seen first, then, in a direct message
+or group DM (``dms.json``, ``mpims.json``, or a list entry with ``is_mpim``
+or ``is_im``), every other member it lists: the messages are addressed to
+them even when they never answer, so a subject search or erasure must find
+them there. Such a member gets the role a writer would and
+``extra.member_only: true``. Channel members (public or private) stay in
+``extra`` only: a channel is not addressed to each of its readers, and
+listing them all would put every member into every day of a busy channel.
+Names, e-mail and phone come from ``users.json``. People missing from it
 (``USLACKBOT``, shared-channel users of another workspace, deleted users,
 ``bot_message`` entries with only ``bot_id``/``username``) never stop a
 read: their name comes from the message's ``user_profile``, ``username`` or
@@ -65,6 +72,7 @@ SLACKBOT = "USLACKBOT"
 _DAY_FILE = re.compile(r"^([^/]+)/(\d{4}-\d{2}-\d{2})\.json$")
 _LISTS = (("channels.json", "channel"), ("groups.json", "group"), ("mpims.json", "mpim"),
           ("dms.json", "dm"))
+_ADDRESSED = ("dm", "mpim")  # kinds whose members are participants, writing or not
 _SYSTEM_SUBTYPES = {"pinned_item", "unpinned_item", "reminder_add", "tombstone",
                     "message_deleted"}
 _MAPPED = {"type", "user", "text", "ts", "edited", "files", "attachments"}
@@ -165,6 +173,18 @@ def _person(uid: str, raw: dict[str, Any], users: dict[str, Any]) -> dict[str, A
                                name=name if isinstance(name, str) else None,
                                platform_ids={"slack": uid},
                                extra={"team": team, "not_in_users_json": True})
+
+
+def _add_members(members: Any, users: dict[str, Any],
+                 people: dict[str, dict[str, Any]]) -> None:
+    """Members of a DM or group DM who did not write become participants too."""
+    if not isinstance(members, list):
+        return
+    for uid in members:
+        if isinstance(uid, str) and uid and uid not in people:
+            person = _person(uid, {}, users)
+            person["extra"] = {**person.get("extra", {}), "member_only": True}
+            people[uid] = person
 
 
 def _attachments(raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -298,6 +318,8 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
 
     folder, day = _DAY_FILE.match(day_file).groups()  # type: ignore[union-attr]
     kind, info = folders.get(folder, ("channel", {}))
+    if kind in _ADDRESSED or info.get("is_mpim") is True or info.get("is_im") is True:
+        _add_members(info.get("members"), users, people)
     channel_id = info.get("id") if isinstance(info.get("id"), str) else folder
     extra = {"channel_id": channel_id, "channel_kind": kind, "day": day,
              "channel_info": {k: v for k, v in info.items() if k not in ("id", "name")}}
