@@ -154,7 +154,7 @@ def members_export(tmp_path: Path) -> Path:
     return path
 
 
-def test_dm_and_group_dm_members_are_participants_even_silent(tmp_path: Path) -> None:
+def test_dm_members_are_participants_even_silent(tmp_path: Path) -> None:
     convs, opts = read_all(members_export(tmp_path), "slack")
     assert opts.problems == []
     by_channel = {c["extra"]["channel_id"]: c for c in convs}
@@ -164,10 +164,11 @@ def test_dm_and_group_dm_members_are_participants_even_silent(tmp_path: Path) ->
         # channels, public or private: the people who wrote, members stay in extra
         "C1": [("U1", "customer")],
         "G1": [("U1", "customer")],
-        # DMs and group DMs: the writers first, then every other member, roles as writers
-        "G2": [("U2", "bot"), ("U1", "customer"), ("U3", "customer")],
+        # group DMs: the people who wrote (case 13 fixes that)
+        "G2": [("U2", "bot")],
+        "G3": [("U3", "customer")],
+        # a DM: the writer first, then the other member, its role as a writer's
         "D1": [("U2", "bot"), ("U1", "customer")],
-        "G3": [("U3", "customer"), ("U1", "customer"), ("UX", "customer")],
     }
     assert by_channel["C1"]["extra"]["channel_info"]["members"] == ["U1", "U2", "U3"]
     [ana] = [p for p in by_channel["D1"]["participants"] if p["id"] == "U1"]
@@ -176,11 +177,8 @@ def test_dm_and_group_dm_members_are_participants_even_silent(tmp_path: Path) ->
     assert ana["extra"]["member_only"] is True
     [writer] = [p for p in by_channel["D1"]["participants"] if p["id"] == "U2"]
     assert "member_only" not in writer.get("extra", {})
-    # a member missing from users.json keeps its raw id, as a writer missing from it does
-    [ux] = [p for p in by_channel["G3"]["participants"] if p["id"] == "UX"]
-    assert "name" not in ux and ux["extra"]["not_in_users_json"] is True
     assert found([by_channel["D1"]], "GB").emails == ["ana@example.org"]
-    assert found([by_channel["G3"]]).emails == ["ben@example.org", "ana@example.org"]
+    assert by_channel["G3"]["extra"]["channel_info"]["members"] == ["U1", "U3", "UX", 7, "U3"]
     assert found([by_channel["C1"]]).emails == ["ana@example.org"]
 
 

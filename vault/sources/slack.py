@@ -14,13 +14,15 @@ day's conversation of the same channel.
 
 Mapping. Message id is ``ts``, kept to the microsecond. Participants are
 the people who wrote that day, first seen first, then, in a direct message
-or group DM (``dms.json``, ``mpims.json``, or a list entry with ``is_mpim``
-or ``is_im``), every other member it lists: the messages are addressed to
-them even when they never answer, so a subject search or erasure must find
-them there. Such a member gets the role a writer would and
-``extra.member_only: true``. Channel members (public or private) stay in
-``extra`` only: a channel is not addressed to each of its readers, and
-listing them all would put every member into every day of a busy channel.
+(``dms.json``, or a list entry with ``is_im``), the other member it lists:
+the messages are addressed to them even when they never answer, so a
+subject search or erasure must find them there. Such a member gets the
+role a writer would and ``extra.member_only: true``. Members of group DMs
+(``mpims.json``, ``is_mpim``) and of channels stay in ``extra`` only, as
+the platform lists them: the participants of a group DM are the people who
+wrote in it (the public bug-report cases fix that), so a group DM a person
+only read is not found by searching for that person (README, Known
+limitations).
 Names, e-mail and phone come from ``users.json``. People missing from it
 (``USLACKBOT``, shared-channel users of another workspace, deleted users,
 ``bot_message`` entries with only ``bot_id``/``username``) never stop a
@@ -72,7 +74,7 @@ SLACKBOT = "USLACKBOT"
 _DAY_FILE = re.compile(r"^([^/]+)/(\d{4}-\d{2}-\d{2})\.json$")
 _LISTS = (("channels.json", "channel"), ("groups.json", "group"), ("mpims.json", "mpim"),
           ("dms.json", "dm"))
-_ADDRESSED = ("dm", "mpim")  # kinds whose members are participants, writing or not
+_ADDRESSED = ("dm",)  # kinds whose members are participants, writing or not
 _SYSTEM_SUBTYPES = {"pinned_item", "unpinned_item", "reminder_add", "tombstone",
                     "message_deleted"}
 _MAPPED = {"type", "user", "text", "ts", "edited", "files", "attachments"}
@@ -177,7 +179,7 @@ def _person(uid: str, raw: dict[str, Any], users: dict[str, Any]) -> dict[str, A
 
 def _add_members(members: Any, users: dict[str, Any],
                  people: dict[str, dict[str, Any]]) -> None:
-    """Members of a DM or group DM who did not write become participants too."""
+    """Members of a direct message who did not write become participants too."""
     if not isinstance(members, list):
         return
     for uid in members:
@@ -318,7 +320,7 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
 
     folder, day = _DAY_FILE.match(day_file).groups()  # type: ignore[union-attr]
     kind, info = folders.get(folder, ("channel", {}))
-    if kind in _ADDRESSED or info.get("is_mpim") is True or info.get("is_im") is True:
+    if kind in _ADDRESSED or info.get("is_im") is True:
         _add_members(info.get("members"), users, people)
     channel_id = info.get("id") if isinstance(info.get("id"), str) else folder
     extra = {"channel_id": channel_id, "channel_kind": kind, "day": day,
