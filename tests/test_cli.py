@@ -123,3 +123,25 @@ def test_exporter_config_on_a_vault_command_says_so(pair: Pair) -> None:
                                  '[[recipients]]\npublic_key = "x.pub"\n')
     with pytest.raises(ConfigError, match="exporter home"):
         vaultconfig.load(pair.vault_path)
+
+
+@pytest.mark.parametrize("command", [["vault", "status"], ["vault", "ingest", "."],
+                                     ["subject", "find", "--email", "ana@example.org"],
+                                     ["export", "status"]])
+def test_a_wrong_home_is_named_the_same_way_by_every_command(tmp_path: Path,
+                                                             command: list[str]) -> None:
+    """Not 'config file not found' from some commands and 'not a home' from others."""
+    r = run_cli(*command, "--home", tmp_path / "nowhere")
+    assert r.code in (2, 3), r.err  # status commands: 3, UNKNOWN
+    assert "is not a chatvault home" in r.err and "nowhere" in r.err
+
+
+def test_a_file_given_as_media_is_not_a_folder(tmp_path: Path) -> None:
+    from export_kit import make_site
+
+    site = make_site(tmp_path)
+    image = tmp_path / "stick.img"
+    image.write_bytes(b"not a folder")
+    r = run_cli("export", "rewrite", "--home", site.exporter.path, "--media", image)
+    assert r.code == 5, r.err
+    assert "is not a folder" in r.err and "not found" not in r.err

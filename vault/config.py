@@ -123,6 +123,11 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if not (path.parent / "keys" / "public.key").is_file():
+            # the same words as every other command given a wrong --home
+            raise ConfigError("is not a chatvault home (no config.toml, no keys/public.key); "
+                              "create it with 'chatvault init' or pass --home",
+                              path=path.parent) from None
         raise ConfigError("config file not found", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", path=path) from None

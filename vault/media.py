@@ -42,7 +42,9 @@ def folder(media: Path, name: str, create: bool = False) -> Path:
     """``<media>/chatvault/<name>``; created (with parents) on request."""
     media = Path(media)
     if not media.is_dir():
-        raise MediaMissing("media folder not found; is the stick mounted?", path=media)
+        what = ("is not a folder (give the stick's mount point)" if media.exists()
+                else "media folder not found; is the stick mounted?")
+        raise MediaMissing(what, path=media)
     path = media / ROOT / name
     if create:
         try:
