@@ -93,6 +93,7 @@ def test_restore_open_output(archived: Pair, tmp_path: Path, umask: int) -> None
     made = run_cli("restore", "create", "--home", pair.vault_path, "--to",
                    pair.exporter.public_key, "--out", tmp_path / "r", "--source", "web", "--json")
     assert made.code == 0, made.err
+    _all_private(tmp_path / "r")  # sealed, yet named by source and dates: kept private too
     parts = [p["path"] for p in made.json()["parts"]]  # type: ignore[index]
     out = tmp_path / "opened"
     res = run_cli("restore", "open", *parts, "--home", pair.exporter_path, "--out", out,

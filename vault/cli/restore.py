@@ -60,14 +60,14 @@ def create_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Seal conversations into a restore set for the online side (left out: erased, restricted)."""
-    from vault import keys, media, restore
+    from vault import atomic, keys, media, restore
     from vault.errors import UsageError
     from vault.home import Home
 
     if (out is None) == (media_root is None):
         raise UsageError("give exactly one of --out DIR or --media MEDIA")
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        atomic.private_dir(out)
         target = out
     else:
         assert media_root is not None
