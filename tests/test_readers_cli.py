@@ -118,8 +118,8 @@ def test_sources_commands_say_each_problem_once(tmp_path: Path, proc: Any,
     args = ["-o", tmp_path / "out.jsonl"] if command == "convert" else []
     result = proc("sources", command, chat, "-f", "whatsapp", "--timezone", "UTC", *args)
     assert result.code == 0, result.err
-    _said_once(result.err, "line 1: a line starting with a date and a time")
-    _said_once(result.err, "line 3: a valid date and time")
+    _said_once(result.err, "line 1: expected a line starting with a date and a time")
+    _said_once(result.err, "line 3: expected a valid date and time")
 
 
 def test_export_run_says_each_problem_once(tmp_path: Path, proc: Any) -> None:
@@ -132,8 +132,8 @@ def test_export_run_says_each_problem_once(tmp_path: Path, proc: Any) -> None:
     for args in ([], ["--json"]):
         result = proc("export", "run", *site.args(*args))
         assert result.code == 3
-        _said_once(result.err, "line 1: a line starting with a date and a time")
-        _said_once(result.err, "line 3: a valid date and time")
+        _said_once(result.err, "line 1: expected a line starting with a date and a time")
+        _said_once(result.err, "line 3: expected a valid date and time")
 
 
 def test_export_run_says_how_many_problems_it_did_not_list(tmp_path: Path, proc: Any) -> None:

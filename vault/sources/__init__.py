@@ -76,11 +76,13 @@ class Problem:
 
     path: str
     position: str
-    expected: str
+    expected: str  # what was expected there, unless ``said``
     refused: bool = False  # data was left out: a conversation, a part or a whole file
+    said: bool = False  # ``expected`` is a whole statement (a reader's or parser's reason)
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.position}: {self.expected}"
+        what = self.expected if self.said else f"expected {self.expected}"
+        return f"{self.path}: {self.position}: {what}"
 
 
 @dataclass
@@ -92,8 +94,8 @@ class ReadOptions:
     on_problem: Callable[[Problem], None] | None = None
 
     def problem(self, path: Path | str, position: str, expected: str, *,
-                refused: bool = False) -> None:
-        item = Problem(str(path), position, expected, refused)
+                refused: bool = False, said: bool = False) -> None:
+        item = Problem(str(path), position, expected, refused, said)
         self.problems.append(item)
         # the command shows each problem once; the log keeps them for --debug runs only
         log.debug("%s", item)
@@ -162,7 +164,7 @@ def export_files(path: Path, fmt: str, options: ReadOptions | None = None) -> li
             continue
         why = near_miss(item) if near_miss else None
         if why and options is not None:
-            options.problem(path, f"skipped {seen[-1]}", why, refused=True)
+            options.problem(path, f"skipped {seen[-1]}", why, refused=True, said=True)
     if seen and not taken:
         listed = ", ".join(seen[:8]) + (f" and {len(seen) - 8} more" if len(seen) > 8 else "")
         raise UnreadableExport(f"no file here is named like a {fmt} export "
@@ -209,7 +211,7 @@ def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]
             if not in_folder:
                 raise
             failed += 1
-            options.problem(item, "not read", exc.detail, refused=True)
+            options.problem(item, "not read", exc.detail, refused=True, said=True)
     if failed and not read_any:
         raise UnreadableExport(f"none of its {failed} file(s) could be read as {fmt}",
                                path=path)
@@ -239,7 +241,7 @@ def _validated(conv: Any, item: Path, n: int, options: ReadOptions) -> dict[str,
     except InvalidRecord as exc:
         cid = conv.get("conversation_id") if isinstance(conv, dict) else None
         where = f"conversation {n}" + (f" ({cid})" if isinstance(cid, str) else "")
-        options.problem(item, where, f"{exc.detail}: left out", refused=True)
+        options.problem(item, where, f"{exc.detail}: left out", refused=True, said=True)
         return None
     return conv
 
@@ -257,7 +259,7 @@ def capped(items: list[Any], cap: int, path: Path | str, what: str,
     """The first ``cap`` of ``items``; any cut is reported as refused, never silent."""
     if len(items) > cap:
         options.problem(path, what, f"at most {cap:,} are read; {len(items) - cap:,} of "
-                        f"{len(items):,} were left out", refused=True)
+                        f"{len(items):,} were left out", refused=True, said=True)
         return items[:cap]
     return items
 

@@ -142,7 +142,7 @@ def _optional_list(tree: _Tree, name: str, options: ReadOptions) -> list[Any]:
     try:
         data = tree.load(name)
     except UnreadableExport as exc:
-        options.problem(tree.path, name, exc.detail)
+        options.problem(tree.path, name, exc.detail, said=True)
         return []
     if not isinstance(data, list):
         options.problem(tree.path, name, "a JSON list")
@@ -278,7 +278,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
         try:
             loaded = tree.load(META_FILE)
         except UnreadableExport as exc:
-            options.problem(path, META_FILE, exc.detail)
+            options.problem(path, META_FILE, exc.detail, said=True)
             loaded = None
         if isinstance(loaded, dict) and isinstance(loaded.get("conversations"), dict):
             meta = loaded["conversations"]
@@ -299,7 +299,7 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
     try:
         raw = tree.load(day_file)
     except UnreadableExport as exc:
-        options.problem(tree.path, day_file, exc.detail)
+        options.problem(tree.path, day_file, exc.detail, said=True)
         return None
     if not isinstance(raw, list):
         options.problem(tree.path, day_file, "a JSON list of messages")
@@ -311,7 +311,9 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
             if not isinstance(item, dict):
                 raise ValueError("a message object")
             messages.append(_message(item, users, people))
-        except (ValueError, timestamps.TimestampError) as exc:
+        except timestamps.TimestampError as exc:
+            options.problem(tree.path, f"{day_file}: [{n}]", f"a message time ({exc})")
+        except ValueError as exc:
             options.problem(tree.path, f"{day_file}: [{n}]", str(exc))
     if isinstance(meta, dict):
         return {**meta, "messages": messages}
