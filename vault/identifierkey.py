@@ -10,7 +10,8 @@ nothing. What this does not protect against: anyone holding both the
 store and the key file can test guesses of identifiers.
 
 Purposes in use: tombstones (:mod:`vault.tombstones`), audit-log targets,
-legal holds, Art. 18 restrictions, and the pseudonyms erasure puts in ids.
+legal holds, Art. 18 restrictions, the pseudonyms erasure puts in ids, and
+retention purge markers (:mod:`vault.purges`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ PURPOSE_AUDIT = "chatvault/audit-target/v1"
 PURPOSE_HOLD = "chatvault/hold/v1"
 PURPOSE_RESTRICTION = "chatvault/restriction/v1"
 PURPOSE_PSEUDONYM = "chatvault/erased-id/v1"
+PURPOSE_RETENTION = "chatvault/retention-purge/v1"
 _PURPOSE_CHECK = "chatvault/key-check/v1"
 
 

@@ -18,7 +18,9 @@ For each staged bundle (:mod:`vault.staging`), in this order:
    record validated (one invalid record refuses the whole bundle, and so do
    a conversation id met twice and a record naming another source than the
    header), records covered by a tombstone left out (counted: "left out
-   (erased)"), the rest upserted (:mod:`vault.upsert`); an exception no step
+   (erased)"), so are records of a conversation retention purged that has
+   not been active since (:mod:`vault.purges`; counted: "left out
+   (purged)"), the rest upserted (:mod:`vault.upsert`); an exception no step
    expected (a bug) rolls the bundle back and quarantines it as
    ``ingest_failed``, naming the record, and the run goes on;
 5. the sealed bundle is archived to ``H/archive/<source>/<file>`` (hard
@@ -49,7 +51,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vault import archive, atomic, audit, bundleids, canonical, chain, ingestlock, quarantine
-from vault import receiptdelivery, receipts, records, staging, store
+from vault import purges, receiptdelivery, receipts, records, staging, store
 from vault import statehook, timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record
 from vault.errors import (EXIT_OK, ChatvaultError, CorruptPayload, IngestFailed,
@@ -294,7 +296,8 @@ def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
         region = run.cfg.region_for(meta.get("context", {}).get("phone_region"))
         loader = Loader(conn, source=src, bundle=int(cur.lastrowid or 0), sequence=seq,
                         region=region, retention_days=run.cfg.retention_for(src), now=now,
-                        tombstone=tombstones.Filter(conn, key, src, region) or None)
+                        tombstone=tombstones.Filter(conn, key, src, region) or None,
+                        purged=purges.Marks(conn, key, src) or None)
         _items(run, b, loader, item.bundle_file, meta)
         _fault("loaded")
         archived = archive.place(run.home.path, item.path, meta["source"], meta["sequence"])
@@ -312,6 +315,8 @@ def _load(run: _Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
         _fault("before-commit")
     _fault("committed")
     erased = f", {counts['tombstoned']} left out (erased)" if counts["tombstoned"] else ""
+    if counts["purged"]:
+        erased += f", {counts['purged']} left out (purged)"
     log.info("ingested %s (%s #%d): %d conversations (%d new, %d updated%s), %d messages%s",
              item.bundle_file, src, seq, counts["conversations"], counts["new"],
              counts["updated"], erased, counts["messages"], f"; {note}" if note else "")

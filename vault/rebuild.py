@@ -8,14 +8,16 @@ new home:
    ``keys import-paper`` on a fresh machine, or the live home's) and checks
    it was signed by that same key;
 2. gives the new home the trust store, ``config.toml`` and identifier key
-   it records, then the state tables (tombstones first: the ingest filter
-   needs them); tables that point into the conversations are filled only
-   after step 3;
+   it records, then the state tables (tombstones and retention purge
+   markers first: ingest needs them); tables that point into the
+   conversations are filled only after step 3;
 3. re-ingests every archived bundle through the real ingest path
    (:func:`vault.ingest.ingest_staged`), source by source in sequence order,
-   so tombstones apply exactly as they did live, then runs retention
-   (:func:`vault.retention.apply`): what expired is purged again, unless a
-   restored legal hold keeps it;
+   so tombstones apply exactly as they did live and what retention purged
+   live stays out (:mod:`vault.purges`; counted in ``purged_left_out``),
+   whatever legal holds were placed since; then runs retention
+   (:func:`vault.retention.apply`): what expired since the state file was
+   written is purged, unless a restored legal hold keeps it;
 4. compares what was ingested with the bundles the state file says the
    vault held: a bundle the archive lacks is reported as missing;
 5. records the rebuild in the new audit log, naming the old log's head, and
@@ -84,6 +86,7 @@ class Rebuilt:
     quarantined: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     tombstoned: int = 0
+    purged_left_out: int = 0
     purged: int = 0
     digest: dict[str, Any] = field(default_factory=dict)
 
@@ -162,7 +165,7 @@ def _prepare(into: Path, identity: keys.Identity, home: Path | None,
                          f"file to {identity.fingerprint}")
     conn = store.open_store(into / store.FILE_NAME)
     try:
-        used = [t for t in ("conversations", "bundles", "tombstones")
+        used = [t for t in ("conversations", "bundles", "tombstones", "retention_purges")
                 if conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]]
     finally:
         conn.close()
@@ -247,6 +250,7 @@ def _ingest_archive(into: Path, archive: Path, report: Rebuilt) -> None:
         if outcome.status == "ingested":
             report.ingested += 1
             report.tombstoned += outcome.counts.get("tombstoned", 0)
+            report.purged_left_out += outcome.counts.get("purged", 0)
         elif outcome.status == "duplicate":
             report.duplicate += 1
         else:

@@ -10,9 +10,15 @@ period takes effect on what is already stored and a longer one protects it.
 :func:`apply` then removes every expired conversation that no legal hold
 covers, with the same secure deletion as erasure (attachments nobody else
 refers to, FTS5 optimised, WAL truncated), and reports counts per source.
-It does not tombstone what it purged: a replayed bundle or a rebuild from
-the archive stores an expired conversation again with a past expiry, and
-the next run (the systemd timer runs daily) removes it again.
+
+A purge sticks: each purged conversation gets a marker (:mod:`vault.purges`:
+a keyed hash of source and conversation id, with the last activity it was
+judged by), so a replayed or re-exported bundle, or a rebuild from the
+archive, leaves it out instead of storing it again, and a legal hold placed
+after the purge cannot keep a copy that came back. Only a version with later
+activity (the conversation resumed) is stored again. The sealed bundles in
+``H/archive/`` still hold what was purged, encrypted, as they hold erased
+data.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from vault import audit, canonical, statehook, store, timestamps
+from vault import audit, canonical, purges, statehook, store, timestamps
 from vault.subjects import VaultHandle
 
 _BATCH = 500
@@ -89,6 +95,7 @@ def apply(v: VaultHandle, *, dry_run: bool = False,
             if not dry_run:
                 blobs.update(sha for (sha,) in v.conn.execute(
                     "SELECT sha256 FROM attachment_refs WHERE conversation = ?", (conv,)))
+                _mark(v, conv, moment)
                 store.delete_conversation(v.conn, conv)
         gone = 0 if dry_run else _drop_blobs(v, blobs)
         totals = {k: sum(p[k] for p in per.values()) for k in ("expired", "purged",
@@ -102,7 +109,7 @@ def apply(v: VaultHandle, *, dry_run: bool = False,
                                                    canonical.dumps(report).decode()))
             audit.append(v.conn, "retention.purge", target="retention",
                          purpose="retention period over (Art. 5(1)(e))",
-                         detail={"totals": totals,
+                         detail={"totals": totals, "marked": totals["purged"],
                                  "sources": {s: p["purged"] for s, p in per.items()}})
     if not dry_run:
         if restamped or totals["purged"]:
@@ -110,6 +117,14 @@ def apply(v: VaultHandle, *, dry_run: bool = False,
         if totals["purged"]:
             report["scrub"] = erasure.scrub(v.home, v.conn)
     return report
+
+
+def _mark(v: VaultHandle, conv: int, now: str) -> None:
+    """The purge marker of one conversation, by the last activity retention judged."""
+    src, cid, last = v.conn.execute(
+        "SELECT source, conversation_id, coalesce(last_at, started_at) FROM conversations "
+        "WHERE id = ?", (conv,)).fetchone()
+    purges.mark(v.conn, v.key, src, cid, last, now)
 
 
 def _expired_as_if(v: VaultHandle, now: str) -> list[tuple[int, str, int]]:

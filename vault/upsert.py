@@ -40,6 +40,8 @@ Mention = tuple[str, str]  # kind, value
 #: True: leave the conversation out; a dict: store this (redacted) copy instead
 TombstoneCheck = Callable[[dict[str, Any], list[Identifier], list[list[Mention]]],
                           "bool | dict[str, Any]"]
+#: (conversation id, last activity) -> True: retention purged this version of it
+PurgeCheck = Callable[[str, "str | None"], bool]
 
 #: six digits in a row, allowing the separators people write numbers with
 _PHONE_HINT = re.compile(r"\d(?:[\s().\-/]{0,3}\d){5}")
@@ -75,6 +77,7 @@ class LoadCounts:
     unchanged: int = 0
     older: int = 0
     tombstoned: int = 0
+    purged: int = 0
     redacted: int = 0
     tombstoned_blobs: int = 0
     messages: int = 0
@@ -130,18 +133,21 @@ class Loader:
     ``tombstone`` is called with the conversation and its identifiers and
     returns True when the conversation must be left out, or a redacted copy
     to store instead (see :mod:`vault.tombstones`); attachment content it
-    reports erased (``blob_erased``) is not stored.
+    reports erased (``blob_erased``) is not stored. ``purged`` is asked with
+    the conversation id and its last activity, and True leaves it out: a
+    conversation retention purged, met again (:mod:`vault.purges`).
     """
 
     def __init__(self, conn: sqlite3.Connection, *, source: str, bundle: int, sequence: int,
                  region: str | None, retention_days: int, now: str,
-                 tombstone: TombstoneCheck | None = None) -> None:
+                 tombstone: TombstoneCheck | None = None,
+                 purged: PurgeCheck | None = None) -> None:
         if not conn.in_transaction:
             raise RuntimeError("Loader needs an open transaction (store.transaction)")
         self.conn = conn
         self.source, self.bundle, self.sequence = source, bundle, sequence
         self.region, self.retention_days, self.now = region, retention_days, now
-        self.tombstone = tombstone
+        self.tombstone, self.purged = tombstone, purged
         self.counts = LoadCounts()
         self._batch = _Batch()
         self._pending = 0
@@ -170,6 +176,9 @@ class Loader:
                               "WHERE id = ?", (self.bundle, self.sequence, row[0]))
             self.counts.unchanged += 1
             return "unchanged"
+        if self.purged is not None and self.purged(cid, _last_activity(conv, last_at)):
+            self.counts.purged += 1
+            return "purged"
 
         people, texts, mentions = self._rows(conv)
         verdict = self.tombstone(conv, people, mentions) if self.tombstone else False
@@ -225,8 +234,7 @@ class Loader:
                last_at: str | None, people: list[Identifier], texts: list[str],
                mentions: list[list[Mention]]) -> None:
         b, msgs = self._batch, conv["messages"]
-        last = _latest(conv.get("started_at"), conv.get("ended_at"), conv.get("updated_at"),
-                       last_at)
+        last = _last_activity(conv, last_at)
         b.conversations.append((
             conv_id, self.source, conv["conversation_id"], _text(conv.get("platform")),
             conv["started_at"], conv.get("ended_at"), last, _text(conv.get("status")),
@@ -306,6 +314,12 @@ class Loader:
                           (sha256, size, idx, stored, self.now))
         self.counts.blobs_new += 1
         return True
+
+
+def _last_activity(conv: dict[str, Any], last_at: str | None) -> str | None:
+    """What retention counts from (``conversations.last_at``): the latest time given."""
+    return _latest(conv.get("started_at"), conv.get("ended_at"), conv.get("updated_at"),
+                   last_at)
 
 
 def _message_text(m: dict[str, Any]) -> str:

@@ -20,9 +20,10 @@ def _print_outcomes(outcomes: list[Any], given: set[str]) -> None:
         name = o.origin if o.origin in given else o.bundle_file
         where = f"{d['source']} #{d['sequence']}" if d["source"] else "-"
         c = d["counts"]
-        erased = c.get("tombstoned", 0)
+        erased, purged = c.get("tombstoned", 0), c.get("purged", 0)
         taken = (f"{c.get('conversations', 0)} conv, {c.get('messages', 0)} msg"
                  + (f", {erased} left out (erased)" if erased else "")
+                 + (f", {purged} left out (purged)" if purged else "")
                  if o.status == "ingested" else "")
         note = f"  {o.reason}" if o.reason else ""
         print(f"{o.status:11} {name:32} {where:20} {taken}{note}")
@@ -30,13 +31,14 @@ def _print_outcomes(outcomes: list[Any], given: set[str]) -> None:
 
 def _summary(outcomes: list[Any]) -> dict[str, int]:
     out = {"ingested": 0, "duplicate": 0, "quarantined": 0, "conversations": 0, "messages": 0,
-           "left_out_erased": 0}
+           "left_out_erased": 0, "left_out_purged": 0}
     for o in outcomes:
         out[o.status] += 1
         if o.status == "ingested":
             out["conversations"] += o.counts.get("conversations", 0)
             out["messages"] += o.counts.get("messages", 0)
             out["left_out_erased"] += o.counts.get("tombstoned", 0)
+            out["left_out_purged"] += o.counts.get("purged", 0)
     return out
 
 
@@ -97,10 +99,11 @@ def ingest_cmd(
             why = f" ({a.reason})" if a.reason else ""
             print(f"{a.status:11} {a.file:32} request {a.action or '-'}{why}")
         if not quiet:
-            erased = summary["left_out_erased"]
+            erased, purged = summary["left_out_erased"], summary["left_out_purged"]
             say(f"{summary['ingested']} ingested ({summary['conversations']} conversations, "
                 f"{summary['messages']} messages"
-                f"{f', {erased} left out (erased)' if erased else ''}), "
+                f"{f', {erased} left out (erased)' if erased else ''}"
+                f"{f', {purged} left out (purged)' if purged else ''}), "
                 f"{summary['duplicate']} duplicate, "
                 f"{summary['quarantined']} quarantined")
     if failure is not None:
