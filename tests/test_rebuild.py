@@ -234,3 +234,13 @@ def test_after_a_real_erasure_with_a_mention_rebuild_matches(pair: Pair, tmp_pat
         (c2,) = conn.execute("SELECT record FROM conversations WHERE conversation_id = 'c2'"
                              ).fetchone()
     assert ids == ["c2", "c3"] and "[erased" in c2
+
+
+def test_rebuild_text_says_what_was_left_out_and_why(live: Pair, tmp_path: Path,
+                                                    cli: Any) -> None:
+    res = cli("vault", "rebuild", "--home", live.vault_path, "--into", tmp_path / "r")
+    assert res.code == 0, res.err
+    assert res.out.strip() == digest(cli, live.vault_path)
+    assert "3 bundles ingested" in res.err
+    assert "0 erased (tombstones), 0 purged (retention)" in res.err
+    assert "the store holds" in res.err
