@@ -262,9 +262,13 @@ def test_dry_run_and_declined_confirmation_change_nothing(vault: Vault) -> None:
         before = store.dump(conn)
     dry = vault.cli("erase", "--email", MARA_EMAIL, "--dry-run", "--json")
     assert dry.code == 0
-    assert dry.json() == {"remove": ["sample/web-1001", "sample/web-1005"],
-                          "redact": ["sample/web-1003"], "identifiers": 1,
-                          "held_by": [], "held_conversations": 0}
+    plan = dry.json()
+    linked = plan.pop("linked_not_given")  # type: ignore
+    assert plan == {"remove": ["sample/web-1001", "sample/web-1005"],
+                    "redact": ["sample/web-1003"], "identifiers": 1,
+                    "held_by": [], "held_conversations": 0}
+    # her phone is on the same participant record: named, not added
+    assert [(x["kind"], x["value"]) for x in linked] == [("phone", "+447700900123")]
     # Declining is the operator's choice, not a failure: exit 0, said on stderr.
     no = vault.cli("erase", "--email", MARA_EMAIL, "--reason", "r", input_text="n\n")
     assert no.code == 0 and "nothing erased" in no.err and no.out == ""

@@ -20,10 +20,12 @@ A **package** (:func:`export`) holds, for the case's subject:
 Fairness to others (Art. 15(4)): other customers' e-mail addresses, phone
 numbers, names and ids are redacted in every field the package shows
 (title, channel, status, ids, text, attachment names; :mod:`vault.dsarpack`),
-agents' names too when ``[dsar] redact_agent_names`` is set. Where the
-subject is only mentioned, only the messages that mention them are included.
-Name-only matches are not put in the package: they are returned to the
-operator as ``needs_review``.
+agents' names too when ``[dsar] redact_agent_names`` is set; never the
+subject's own, including identifiers held on the same participant record as
+one searched with (listed as ``subject.linked``, not searched with), and
+ids are never read as phone numbers. Where the subject is only mentioned,
+only the messages that mention them are included. Name-only matches are not
+put in the package: they are returned to the operator as ``needs_review``.
 """
 
 from __future__ import annotations

@@ -81,9 +81,13 @@ def index_page(package: dict[str, Any]) -> str:
     register += "".join(f"<tr><th>Retention, {_e(src)}</th><td>{_e(text)}</td></tr>"
                         for src, text in proc.get("retention_by_source", {}).items())
     ids = ", ".join(package["subject"]["emails"] + package["subject"]["phones"])
+    linked = "; ".join(f"{x['value']} ({x['linked_by']})"
+                       for x in package["subject"].get("linked") or ())
     body = (f"<h1>Your data: access request {_e(case['case_id'])}</h1>\n"
             f"<p class=\"meta\">Request received {_e(case['received'])}; this copy made "
-            f"{_e(package['generated_at'])}. Identifiers searched: {_e(ids)}.</p>\n"
+            f"{_e(package['generated_at'])}. Identifiers searched: {_e(ids)}."
+            + (f" Also linked to you in our records: {_e(linked)}." if linked else "")
+            + "</p>\n"
             "<p class=\"note\">Other people's names, e-mail addresses and phone numbers "
             "are redacted to protect their rights (GDPR Art. 15(4)); "
             "<code>manifest.json</code> lists every redaction and the SHA-256 of every "

@@ -13,11 +13,20 @@ Redaction works on the canonical record of each conversation:
   fields; an agent keeps the name unless ``[dsar] redact_agent_names``
   (then ``Agent 1``, id ``agent-1``); contact fields of anyone but the
   subject are dropped;
-* every field shown (title, channel, status, ids, message and alt text,
+* every field shown (title, channel, status, message and alt text,
   attachment names): every e-mail address and phone number that is not
   the subject's is replaced (``[e-mail redacted]``, ``[phone redacted]``),
   and so is every other customer's (and, with the switch, agent's) full
-  name, participant id, platform id and customer id where written.
+  name, participant id, platform id and customer id where written;
+* conversation and message ids are never searched for what looks like an
+  address or a number (a Telegram chat id is ten digits): only another
+  participant's e-mail, phone (as written, E.164 or its digits), name or
+  ids, written whole, are replaced there;
+* the subject's own identifiers are those the case gives and those
+  linked to them (:func:`vault.subjects.linked`: held on the same
+  participant record in a conversation found); linked ones are kept where
+  written and listed in the package's ``subject.linked``, but never
+  searched with nor used to tell who the subject is.
 
 Fields the package does not show are not exported: ``tags`` and the
 platforms' ``extra`` objects (HTML bodies, entities, blocks: copies of the
@@ -36,10 +45,12 @@ from typing import Any, Callable
 
 from vault import atomic, canonical, redaction, store, timestamps, tombstones
 from vault.errors import BadDocument
-from vault.subjects import Subject, VaultHandle
+from vault.subjects import Link, Subject, VaultHandle
 
 _MARK = {"email": "[e-mail redacted]", "phone": "[phone redacted]",
          "phone_unparsed": "[phone redacted]"}
+#: ids: only others' known identifiers, written whole, are replaced there
+_ID_FIELDS = frozenset(("conversation_id", "message.id"))
 _CONTACT = ("email", "phone", "customer_id", "platform_ids", "session")
 #: participant ids some exports use that are words, not identifiers: never replaced in text
 _GENERIC_IDS = frozenset(("customer", "agent", "user", "visitor", "client", "guest",
@@ -64,17 +75,20 @@ class _Redactor:
     """
 
     def __init__(self, conv: dict[str, Any], subject_values: set[str], region: str | None,
-                 agent_names: bool, log: list[dict[str, Any]]) -> None:
+                 agent_names: bool, log: list[dict[str, Any]],
+                 linked: frozenset[str] = frozenset()) -> None:
         self.cid: str = conv["conversation_id"]
         self.mine, self.region, self.agent_names, self.log = subject_values, region, \
             agent_names, log
+        self.keep = subject_values | linked  # never redacted: the subject's own
         self.ids: dict[str, str] = {}  # participant id -> the id the package shows
         self._words: dict[str, tuple[str, str]] = {}  # casefolded -> (kind, replacement)
+        self._contacts: dict[str, tuple[str, str]] = {}  # others' e-mails, phones: for ids
+        self._counts = {"customer": 0, "agent": 0}
         self.people, self.subject_ids = self._participants(conv)
-        words = sorted(self._words, key=len, reverse=True)
-        self._pattern = re.compile(
-            r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)",
-            re.IGNORECASE) if words else None
+        self._pattern = _words_pattern(self._words)
+        self._id_words = {**self._contacts, **self._words}
+        self._id_pattern = _words_pattern(self._id_words)
 
     def _note(self, **entry: Any) -> None:
         self.log.append({"conversation_id": self.cid, **entry})
@@ -96,50 +110,79 @@ class _Redactor:
         from vault.upsert import participant_identifiers
 
         people, subject_ids = [], set()
-        others = agents = 0
         for p in conv["participants"]:
-            found = {v for _, v in participant_identifiers(p, self.region)}
+            found = participant_identifiers(p, self.region)
             q = {k: p[k] for k in ("id", "role", "name", "email", "phone", "customer_id")
                  if k in p}
-            if found & self.mine:
+            if {v for _, v in found} & self.mine:
                 subject_ids.add(p["id"])
-            elif p["role"] == "customer":
-                others += 1
-                q = {"id": f"other-customer-{others}", "role": "customer",
-                     "name": "[other customer]"}
-                self._hide(p, "[other customer]", q["id"])
-                self._note(participant_id=q["id"], kind="other_customer",
-                           replacement="[other customer]")
             else:
-                if p["role"] == "agent" and self.agent_names:
-                    agents += 1
-                    q["name"], q["id"] = f"Agent {agents}", f"agent-{agents}"
-                    self._hide(p, q["name"], q["id"])
-                    self._note(participant_id=q["id"], kind="agent_name",
-                               replacement=q["name"])
-                for key in _CONTACT:
-                    if q.pop(key, None) is not None:
-                        self._note(participant_id=q["id"], kind=key, replacement=None)
+                self._contact(p, found)
+                q = self._other(p, q)
             people.append(q)
         return people, subject_ids
 
+    def _other(self, p: dict[str, Any], q: dict[str, Any]) -> dict[str, Any]:
+        """How the package shows someone who is not the subject."""
+        if p["role"] == "customer":
+            self._counts["customer"] += 1
+            q = {"id": f"other-customer-{self._counts['customer']}", "role": "customer",
+                 "name": "[other customer]"}
+            self._hide(p, "[other customer]", q["id"])
+            self._note(participant_id=q["id"], kind="other_customer",
+                       replacement="[other customer]")
+            return q
+        if p["role"] == "agent" and self.agent_names:
+            self._counts["agent"] += 1
+            n = self._counts["agent"]
+            q["name"], q["id"] = f"Agent {n}", f"agent-{n}"
+            self._hide(p, q["name"], q["id"])
+            self._note(participant_id=q["id"], kind="agent_name", replacement=q["name"])
+        for key in _CONTACT:
+            if q.pop(key, None) is not None:
+                self._note(participant_id=q["id"], kind=key, replacement=None)
+        return q
+
+    def _contact(self, p: dict[str, Any], found: list[tuple[str, str]]) -> None:
+        """Another person's e-mail and phone (as written, normalised, its digits): for ids."""
+        values = [(k, v) for k, v in found if k in _MARK]
+        values += [(k, p[k]) for k in ("email", "phone") if isinstance(p.get(k), str)]
+        values += [("phone", d) for k, v in found if k == "phone"
+                   for d in tombstones.phone_digit_forms(v)]
+        for kind, value in values:
+            value = value.strip()
+            if len(value) >= 4 and value not in self.keep:
+                self._contacts.setdefault(value.casefold(), (kind, _MARK[kind]))
+
     def field(self, text: str, where: str, mid: str | None = None) -> str:
-        """A shown string with others' identifiers and names replaced; each one logged."""
+        """A shown string with others' identifiers and names replaced; each one logged.
+
+        An id (conversation, message) is never searched for what looks like
+        a phone number or an address: only another person's identifiers
+        known from the participants, written whole, are replaced there.
+        """
         at = {"message_id": mid} if mid is not None else {}
-        spans = [s for s in redaction.find(text, self.region) if s.value not in self.mine]
+        if where in _ID_FIELDS:
+            return self._swap(text, self._id_pattern, self._id_words, where, at)
+        spans = [s for s in redaction.find(text, self.region) if s.value not in self.keep]
         out = redaction.replace(text, spans, lambda s: _MARK[s.kind])
         for s in spans:
             self._note(**at, field=where, kind=s.kind, replacement=_MARK[s.kind])
-        if self._pattern is None:
-            return out
+        return self._swap(out, self._pattern, self._words, where, at)
+
+    def _swap(self, text: str, pattern: re.Pattern[str] | None,
+              words: dict[str, tuple[str, str]], where: str, at: dict[str, str]) -> str:
+        """``text`` with each whole word of ``words`` replaced; the counts logged."""
+        if pattern is None:
+            return text
         counts: dict[tuple[str, str], int] = {}
 
         def swap(m: re.Match[str]) -> str:
-            kind, alias = self._words[m.group(0).casefold()]
+            kind, alias = words[m.group(0).casefold()]
             counts[(kind, alias)] = counts.get((kind, alias), 0) + 1
             return alias
 
-        out = self._pattern.sub(swap, out)
+        out = pattern.sub(swap, text)
         for (kind, alias), n in counts.items():
             self._note(**at, field=where, kind=kind, replacement=alias, count=n)
         return out
@@ -149,6 +192,14 @@ class _Redactor:
 
     def mentions_subject(self, text: str) -> bool:
         return any(s.value in self.mine for s in redaction.find(text, self.region))
+
+
+def _words_pattern(words: dict[str, tuple[str, str]]) -> re.Pattern[str] | None:
+    """Any of ``words`` (casefolded) written whole, any case; longest first."""
+    if not words:
+        return None
+    alts = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(r"(?<!\w)(?:" + alts + r")(?!\w)", re.IGNORECASE)
 
 
 def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str, Any]:
@@ -161,6 +212,8 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
     review = [m for m in matches if not m.exact]
     hidden = restriction.hidden(v.conn, v.key, [m.conv for m in exact])
     mine = {val for _, val in subject.exact()} | set(subject.unparsed_forms())
+    links = subjects.linked(v.conn, subject, [m.conv for m in exact])
+    own = _linked_values(links)
     redactions: list[dict[str, Any]] = []
     agent_names = v.cfg.redact_agent_names
     regions: dict[int, str | None] = {}
@@ -176,7 +229,7 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
                                       (m.conv,)).fetchone()
         record = canonical.loads(text)
         region = tombstones.region_of_bundle(v.conn, v.home, bundle, v.region, regions)
-        r = _Redactor(record, mine, region, agent_names, redactions)
+        r = _Redactor(record, mine, region, agent_names, redactions, own)
         convs.append(_conversation(r, m, record, blobs, stored))
     atomic.private_dir(folder / "attachments")
     for sha, fname in sorted(blobs.items()):
@@ -186,7 +239,8 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
     package = {"schema": dsar.SCHEMA_ID, "generated_at": timestamps.now_utc(),
                "case": {"case_id": case.id, "received": case.received, "due": case.due,
                         "extended_due": case.extended_due},
-               "subject": {"emails": subject.emails, "phones": subject.phones},
+               "subject": {"emails": subject.emails, "phones": subject.phones,
+                           "linked": [_package_link(x) for x in links]},
                "processing": _processing(v, sorted({c["source"] for c in convs})),
                "conversations": convs}
     _write(folder / "data.json", json.dumps(package, ensure_ascii=False, indent=1))
@@ -207,8 +261,25 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
     _write(folder / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
     return {"case_id": case.id, "conversations": len(convs), "files": len(files) + 1,
             "attachments": len(blobs), "redactions": len(redactions),
+            "linked": [x.as_dict() for x in links],
             "needs_review": [{"source": m.source, "conversation_id": m.conversation_id,
                               "reasons": m.reasons} for m in review]}
+
+
+def _linked_values(links: list[Link]) -> frozenset[str]:
+    """What the subject's linked identifiers may be found as in text (digit forms too)."""
+    values = {x.value for x in links}
+    phones = Subject(phones=[x.value for x in links if x.kind == "phone"])
+    return frozenset(values | set(phones.unparsed_forms()))
+
+
+def _package_link(link: Link) -> dict[str, Any]:
+    """A linked identifier as the package tells the subject: what, and how it is linked."""
+    d = link.as_dict()
+    first = d["via"][0]["identifier"]
+    return {"kind": d["kind"], "value": d["value"],
+            "linked_by": f"held on the same participant record as {first}",
+            "records": d["records"], "sources": sorted({s for _, _, s, _, _ in link.via})}
 
 
 def _conversation(r: _Redactor, m: Any, record: dict[str, Any], blobs: dict[str, str],

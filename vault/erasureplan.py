@@ -14,6 +14,11 @@ Conversations are found two ways:
   reads the whole table; erasures are rare, and the byte scan that proves
   them reads the whole file anyway.
 
+Identifiers held on the subject's participant records but not given (a
+phone on the record that holds the e-mail given) are named in the plan
+(:attr:`Plan.linked`, from :func:`vault.subjects.linked`), never added: the
+operator approved the identifiers given.
+
 Each conversation is decided by the very filter ingest uses
 (:class:`vault.tombstones.Filter`) with the tombstones this erasure will
 add: removed where the subject is the customer, else redacted. A redacted
@@ -35,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from vault import canonical, identifiers, redaction, tombstones
-from vault.subjects import Subject, VaultHandle
+from vault.subjects import Link, Subject, VaultHandle
 
 
 @dataclass
@@ -57,6 +62,8 @@ class Plan:
     items: list[Item]
     held: dict[int, list[str]]
     needles: set[bytes] = field(default_factory=set, repr=False)
+    #: identifiers on the subject's participant records this erasure does not cover
+    linked: list[Link] = field(default_factory=list, repr=False)
 
     @property
     def dropped(self) -> list[Item]:
@@ -79,7 +86,8 @@ class Plan:
         return {"remove": [f"{i.source}/{i.conversation_id}" for i in self.dropped],
                 "redact": [f"{i.source}/{i.conversation_id}" for i in self.redacted],
                 "identifiers": len(self.pairs), "held_by": self.holds(),
-                "held_conversations": len(self.held)}
+                "held_conversations": len(self.held),
+                "linked_not_given": [x.as_dict() for x in self.linked]}
 
 
 def _pairs(subject: Subject) -> list[tuple[str, str]]:
@@ -212,6 +220,9 @@ def plan(v: VaultHandle, subject: Subject) -> Plan:
         used[rowid] = f
         out.needles |= needles(conv, pairs, region)
     _drop_unrecognised(out, originals, used)
+    covered = set(pairs)
+    out.linked = [x for x in subjects.linked(v.conn, subject)
+                  if (x.kind, x.value) not in covered]
     out.held = holds.covering(v.conn, v.key, [i.conv for i in out.items])
     return out
 

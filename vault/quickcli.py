@@ -103,7 +103,7 @@ def subject_find(*, email: list[str] | None = None, phone: list[str] | None = No
                  as_json: bool = False) -> None:
     """``chatvault subject find``: matches on stdout, the tally on stderr."""
     from vault import canonical
-    from vault.subjects import Subject, day_bound, find_for, open_vault
+    from vault.subjects import Subject, day_bound, find_for, link_lines, open_vault
 
     with open_vault(resolve_home(home)) as v:
         subject = Subject.parse(emails=email or [], phones=phone or [], names=name or [],
@@ -122,6 +122,8 @@ def subject_find(*, email: list[str] | None = None, phone: list[str] | None = No
         for r in rows:
             print(f"  {r['source']}/{r['conversation_id']}  {r['started_at']}  "
                   f"{'; '.join(r['reasons'])}")
+    for line in link_lines(out["linked"]):
+        print(line)
     sys.stderr.write(f"{out['exact']} exact, {out['needs_review']} need review"
                      + (f"; {out['restricted_hidden']} hidden by an Art. 18 restriction"
                         if out["restricted_hidden"] else "") + "\n")

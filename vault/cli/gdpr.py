@@ -153,6 +153,7 @@ def dsar_export(case_id: Annotated[str, typer.Argument()],
                 home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Write the case's package: JSON, HTML transcripts, attachments, manifest."""
     from vault import dsar
+    from vault.subjects import link_lines
 
     # dsar.export checks the case (and the key to seal to) before it creates --out
     with vault_at(home) as v:
@@ -166,6 +167,13 @@ def dsar_export(case_id: Annotated[str, typer.Argument()],
         "match(es) left out for review")
     for r in result["needs_review"]:
         say(f"  needs review: {r['source']}/{r['conversation_id']} ({'; '.join(r['reasons'])})")
+    for line in link_lines(result["linked"], _DSAR_TODO):
+        say(line)
+
+
+#: what a DSAR export says about an identifier linked to the subject but not searched with
+_DSAR_TODO = ("shown unredacted in the package, not searched with: open a case with "
+              "{option} too to include conversations found only by it")
 
 
 @dsar_app.command("close")
@@ -216,7 +224,7 @@ def erase_cmd(ctx: typer.Context,
             return
         if not p.items:
             say("nothing held about this subject; tombstones are recorded all the same")
-        if not yes and not _confirm("erase this?"):
+        if not yes and not _confirm(_question(p.linked)):
             # The operator chose not to: nothing failed, so exit 0.
             say("nothing erased: not confirmed")
             if as_json:
@@ -238,6 +246,7 @@ def erase_cmd(ctx: typer.Context,
                 + (f" ({whole} removed whole: the subject is written there in a form the "
                    "filter does not recognise)" if whole else "")
                 + "; byte scan of the store found no trace")
+        out["linked_not_given"] = p.as_dict()["linked_not_given"]
     if as_json:
         emit_json(out)
 
@@ -251,7 +260,17 @@ def _confirm(question: str) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
+def _question(linked: list[Any]) -> str:
+    """The confirmation: it names what the erasure leaves when identifiers are linked."""
+    if not linked:
+        return "erase this?"
+    return (f"erase this, leaving the {len(linked)} linked identifier(s) named above "
+            "as they are?")
+
+
 def _show_plan(plan: dict[str, Any], as_json: bool) -> None:
+    from vault.subjects import link_lines
+
     if as_json:
         emit_json(plan)
         return
@@ -261,8 +280,15 @@ def _show_plan(plan: dict[str, Any], as_json: bool) -> None:
         say(f"  remove  {c}")
     for c in plan["redact"]:
         say(f"  redact  {c}")
+    for line in link_lines(plan["linked_not_given"], _ERASE_TODO):
+        say(line)
     if plan["held_by"]:
         say(f"HELD by {', '.join(plan['held_by'])}: nothing will be erased")
+
+
+#: what an erasure's plan says about an identifier linked to the subject but not given
+_ERASE_TODO = ("not part of this erasure: kept where it appears without the identifiers "
+               "given; add {option} to include it")
 
 
 @erase_app.command("approve")
