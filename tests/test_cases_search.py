@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import CASES, Pair, make_pair, run_cli
@@ -201,6 +201,10 @@ def _property_store(factory: Any) -> tuple[sqlite3.Connection, Pair]:
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=_printable)
+# a combining mark with no base before it: dropped after the document's space,
+# so dropped at the start of the query word too
+@example(query="\U00016b300")
+@example(query="\u0301e")
 def test_any_printable_query_finds_what_contains_it(tmp_path_factory: Any,
                                                     query: str) -> None:
     conn, pair = _property_store(tmp_path_factory)

@@ -72,7 +72,8 @@ def _accents() -> tuple[re.Pattern[str], frozenset[str]]:
     bases = [c for lo, hi in blocks for c in range(lo, hi + 1) if c not in mark_set]
     bmp_marks = [c for c in marks if c < 0x10000]
     far_marks = [c for c in marks if c >= 0x10000]
-    strip = re.compile(f"(?<=[{_char_class(bases)}])[{_char_class(bmp_marks)}]+")
+    # marks after such a base, or at the very start (see identifiers.fold_text)
+    strip = re.compile(f"(?:^|(?<=[{_char_class(bases)}]))[{_char_class(bmp_marks)}]+")
     return strip, frozenset(chr(c) for c in far_marks)
 
 

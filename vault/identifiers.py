@@ -85,7 +85,9 @@ def fold_text(text: str) -> str:
         return text.lower()  # what every step below comes to on ASCII, 30 times faster
     decomposed = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text).casefold())
     out: list[str] = []
-    base_accentable = False
+    # A mark with no base at the start goes as it would after a space: a query
+    # word starts where the text it was found in had a space before it.
+    base_accentable = True
     for char in decomposed:
         if unicodedata.combining(char):
             if base_accentable:
