@@ -23,7 +23,7 @@ Redaction works on the canonical record of each conversation:
   participant's e-mail, phone (as written, E.164 or its digits), name or
   ids, written whole, are replaced there;
 * the subject's own identifiers are those the case gives and those
-  linked to them (:func:`vault.subjects.linked`: held on the same
+  linked to them (:func:`vault.subjectlinks.linked`: held on the same
   participant record in a conversation found); linked ones are kept where
   written and listed in the package's ``subject.linked``, but never
   searched with nor used to tell who the subject is.
@@ -43,9 +43,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import atomic, canonical, redaction, store, timestamps, tombstones
+from vault import atomic, canonical, redaction, store, subjectlinks, timestamps, tombstones
 from vault.errors import BadDocument
-from vault.subjects import Link, Subject, VaultHandle
+from vault.subjectlinks import Link
+from vault.subjects import Subject, VaultHandle
 
 _MARK = {"email": "[e-mail redacted]", "phone": "[phone redacted]",
          "phone_unparsed": "[phone redacted]"}
@@ -212,7 +213,7 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
     review = [m for m in matches if not m.exact]
     hidden = restriction.hidden(v.conn, v.key, [m.conv for m in exact])
     mine = {val for _, val in subject.exact()} | set(subject.unparsed_forms())
-    links = subjects.linked(v.conn, subject, [m.conv for m in exact])
+    links = subjectlinks.linked(v.conn, subject, [m.conv for m in exact])
     own = _linked_values(links)
     redactions: list[dict[str, Any]] = []
     agent_names = v.cfg.redact_agent_names

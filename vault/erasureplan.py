@@ -16,7 +16,7 @@ Conversations are found two ways:
 
 Identifiers held on the subject's participant records but not given (a
 phone on the record that holds the e-mail given) are named in the plan
-(:attr:`Plan.linked`, from :func:`vault.subjects.linked`), never added: the
+(:attr:`Plan.linked`, from :func:`vault.subjectlinks.linked`), never added: the
 operator approved the identifiers given.
 
 Each conversation is decided by the very filter ingest uses
@@ -39,8 +39,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from vault import canonical, identifiers, redaction, tombstones
-from vault.subjects import Link, Subject, VaultHandle
+from vault import canonical, identifiers, redaction, subjectlinks, tombstones
+from vault.subjectlinks import Link
+from vault.subjects import Subject, VaultHandle
 
 
 @dataclass
@@ -221,7 +222,7 @@ def plan(v: VaultHandle, subject: Subject) -> Plan:
         out.needles |= needles(conv, pairs, region)
     _drop_unrecognised(out, originals, used)
     covered = set(pairs)
-    out.linked = [x for x in subjects.linked(v.conn, subject)
+    out.linked = [x for x in subjectlinks.linked(v.conn, subject)
                   if (x.kind, x.value) not in covered]
     out.held = holds.covering(v.conn, v.key, [i.conv for i in out.items])
     return out

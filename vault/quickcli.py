@@ -103,7 +103,8 @@ def subject_find(*, email: list[str] | None = None, phone: list[str] | None = No
                  as_json: bool = False) -> None:
     """``chatvault subject find``: matches on stdout, the tally on stderr."""
     from vault import canonical
-    from vault.subjects import Subject, day_bound, find_for, link_lines, open_vault
+    from vault.subjectlinks import link_lines
+    from vault.subjects import Subject, day_bound, find_for, open_vault
 
     with open_vault(resolve_home(home)) as v:
         subject = Subject.parse(emails=email or [], phones=phone or [], names=name or [],

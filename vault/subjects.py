@@ -10,10 +10,10 @@ the store's indexes, never by reading messages:
 * ``identifiers (kind, value)``: the person is a participant;
 * ``mentions (kind, value)``: the identifier is written in a message.
 
-:func:`linked` names the identifiers held on the same participant records as
-the subject's but not given (her phone on the record that holds her
-e-mail): ``subject find``, DSAR export and erasure show them and say which
-option would include them; none of them adds them on its own.
+:mod:`vault.subjectlinks` names the identifiers held on the same participant
+records as the subject's but not given (her phone on the record that holds
+her e-mail): ``subject find``, DSAR export and erasure show them and say
+which option would include them; none of them adds them on its own.
 
 Every :class:`Match` carries its reasons ("participant e-mail (customer)",
 "phone mentioned in message 3"). Two kinds of match are never merged
@@ -34,7 +34,7 @@ from vault import identifiers, timestamps
 from vault.errors import UsageError
 
 #: how the CLI names each identifier kind in reasons
-_NOUN = {"email": "e-mail", "phone": "phone", "phone_unparsed": "phone digits",
+NOUN = {"email": "e-mail", "phone": "phone", "phone_unparsed": "phone digits",
          "customer_id": "customer id", "platform_id": "platform id", "name": "name"}
 _CHUNK = 500
 
@@ -197,7 +197,7 @@ def find(conn: sqlite3.Connection, subject: Subject, *, since: str | None = None
             params):
         if (kind, value) in exact:
             who = f" ({role})" if role else ""
-            note(conv, 0, f"participant {_NOUN[kind]}{who}", True,
+            note(conv, 0, f"participant {NOUN[kind]}{who}", True,
                  role == "customer" or (role is None and kind == "customer_id"))
         elif kind == "phone_unparsed":
             note(conv, 0, "participant phone written without a country code "
@@ -209,7 +209,7 @@ def find(conn: sqlite3.Connection, subject: Subject, *, since: str | None = None
             "SELECT x.kind, x.value, x.conversation, m.position FROM w CROSS JOIN mentions x "
             "ON x.kind = w.k AND x.value = w.v JOIN messages m ON m.id = x.message", params):
         if (kind, value) in exact:
-            note(conv, 1 + pos, f"{_NOUN[kind]} mentioned in message {pos + 1}", True, False)
+            note(conv, 1 + pos, f"{NOUN[kind]} mentioned in message {pos + 1}", True, False)
         elif kind == "phone_unparsed":
             note(conv, 1 + pos, f"phone digits without a country code in message {pos + 1} "
                                 "(needs review)", False, False, True)
@@ -243,83 +243,6 @@ def _matches(conn: sqlite3.Connection,
             out.append(m)
     out.sort(key=lambda m: (not m.exact, m.started_at, m.source, m.conversation_id))
     return out
-
-
-#: the option that adds each kind of identifier to a search, an erasure or a case
-OPTION = {"email": "--email", "phone": "--phone", "phone_unparsed": "--phone",
-          "platform_id": "--id", "customer_id": "--customer-id"}
-#: records named per linked identifier (the count says how many there are)
-_VIA_SHOWN = 3
-
-
-@dataclass
-class Link:
-    """An identifier held on the same participant record as one the subject was given by.
-
-    ``via`` holds (given kind, given value, source, conversation id,
-    participant id) of each record that links it.
-    """
-
-    kind: str
-    value: str
-    via: list[tuple[str, str, str, str, str]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "value": self.value, "option": OPTION[self.kind],
-                "linked_by": "same participant record", "records": len(self.via),
-                "via": [{"identifier": f"{_NOUN[k]} {v}", "source": s,
-                         "conversation_id": c, "participant_id": p}
-                        for k, v, s, c, p in self.via[:_VIA_SHOWN]]}
-
-
-def describe(link: dict[str, Any]) -> str:
-    """A :meth:`Link.as_dict` in words: what, and on which record."""
-    first, more = link["via"][0], link["records"] - 1
-    return (f"{_NOUN[link['kind']]} {link['value']} (participant {first['participant_id']} in "
-            f"{first['source']}/{first['conversation_id']}, on the same record as "
-            f"{first['identifier']}" + (f"; {more} more record(s)" if more else "") + ")")
-
-
-def link_lines(links: Iterable[dict[str, Any]],
-               todo: str = "add {option} to include it") -> list[str]:
-    """One line per linked identifier not given, saying what would include it."""
-    return [f"also linked to this subject: {describe(x)}; {todo.format(option=x['option'])}"
-            for x in links]
-
-
-def linked(conn: sqlite3.Connection, subject: Subject,
-           within: Iterable[int] | None = None) -> list[Link]:
-    """Identifiers on the participant records that hold one of ``subject``'s, not given.
-
-    Only the very records an exact identifier of the subject is on (never
-    further: what those identifiers are on elsewhere is not followed);
-    ``within`` limits them to some conversations (rowids). Names are left out.
-    """
-    given = set(subject.exact())
-    if not given:
-        return []
-    digits = set(subject.unparsed_forms())
-    allowed = None if within is None else set(within)
-    wanted = sorted(given)
-    rows = ",".join("(?, ?)" for _ in wanted)
-    out: dict[tuple[str, str], Link] = {}
-    for conv, kind, value, by_kind, by_value, source, cid, pid in conn.execute(
-            f"WITH w(k, v) AS (VALUES {rows}) "
-            "SELECT DISTINCT i.conversation, x.kind, x.value, i.kind, i.value, c.source, "
-            "c.conversation_id, i.participant_id FROM w CROSS JOIN identifiers i "
-            "ON i.kind = w.k AND i.value = w.v JOIN identifiers x "
-            "ON x.conversation = i.conversation AND x.participant_id = i.participant_id "
-            "JOIN conversations c ON c.id = i.conversation "
-            "WHERE i.participant_id IS NOT NULL AND x.kind != 'name' "
-            "ORDER BY c.started_at, c.source, c.conversation_id",
-            [x for pair in wanted for x in pair]):
-        if ((kind, value) in given or (kind == "phone_unparsed" and value in digits)
-                or (allowed is not None and conv not in allowed)):
-            continue
-        link = out.setdefault((kind, value), Link(kind, value))
-        if (by_kind, by_value, source, cid, pid) not in link.via:
-            link.via.append((by_kind, by_value, source, cid, pid))
-    return list(out.values())
 
 
 def conversation_identifiers(conn: sqlite3.Connection, convs: Iterable[int], *,
@@ -402,12 +325,12 @@ def find_for(v: VaultHandle, subject: Subject, *, since: str | None = None,
              until: str | None = None, source: str | None = None,
              purpose: str | None = None) -> dict[str, Any]:
     """``subject find``: matches minus restricted ones (counted), logged to the audit."""
-    from vault import audit, restriction
+    from vault import audit, restriction, subjectlinks
 
     matches = find(v.conn, subject, since=since, until=until, source=source)
     hidden = restriction.hidden(v.conn, v.key, [m.conv for m in matches])
     shown = [m for m in matches if m.conv not in hidden]
-    links = linked(v.conn, subject, [m.conv for m in shown if m.exact])
+    links = subjectlinks.linked(v.conn, subject, [m.conv for m in shown if m.exact])
     audit.append(v.conn, "subject.find", target=v.target(subject.pairs()), purpose=purpose,
                  detail={"results": len(shown), "restricted": len(hidden),
                          "source": source, "since": since, "until": until})

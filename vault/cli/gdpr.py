@@ -153,7 +153,7 @@ def dsar_export(case_id: Annotated[str, typer.Argument()],
                 home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Write the case's package: JSON, HTML transcripts, attachments, manifest."""
     from vault import dsar
-    from vault.subjects import link_lines
+    from vault.subjectlinks import link_lines
 
     # dsar.export checks the case (and the key to seal to) before it creates --out
     with vault_at(home) as v:
@@ -269,7 +269,7 @@ def _question(linked: list[Any]) -> str:
 
 
 def _show_plan(plan: dict[str, Any], as_json: bool) -> None:
-    from vault.subjects import link_lines
+    from vault.subjectlinks import link_lines
 
     if as_json:
         emit_json(plan)
