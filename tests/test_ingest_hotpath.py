@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import Pair
 from vault import identifiers, ingest, upsert
+from vault import recordidentifiers as rids
 from vault_kit import Chain, outbox, stick
 
 # digits (ASCII and others), the hint's separators, NUL, '@' and some letters
@@ -21,13 +22,13 @@ _PIECES = st.text(alphabet="0123456789٣४ ().-/\n\t\x00@aZé", max_size=40)
 @given(st.lists(_PIECES, max_size=8))
 def test_suspects_are_the_texts_each_test_finds(texts: list[str]) -> None:
     one_by_one = [i for i, t in enumerate(texts)
-                  if "@" in t or upsert._PHONE_HINT.search(t)]
-    assert upsert._suspects(texts) == one_by_one
+                  if "@" in t or rids._PHONE_HINT.search(t)]
+    assert rids.suspects(texts) == one_by_one
 
 
 def test_suspects_cannot_join_digits_across_messages() -> None:
-    assert upsert._suspects(["call 077", "00 900123", "no digits"]) == [1]
-    assert upsert._suspects(["ab 123", "456", "x@y.org", "tel 07700 900123"]) == [2, 3]
+    assert rids.suspects(["call 077", "00 900123", "no digits"]) == [1]
+    assert rids.suspects(["ab 123", "456", "x@y.org", "tel 07700 900123"]) == [2, 3]
 
 
 @given(st.text(alphabet=st.characters(max_codepoint=127)))
@@ -38,13 +39,13 @@ def test_fold_text_on_ascii_is_the_full_folding(text: str) -> None:
 
 
 def test_normalisation_caches_stay_bounded() -> None:
-    upsert._normal_phone.cache_clear()
-    upsert._name_key.cache_clear()
-    for n in range(upsert.CACHE_ENTRIES + 500):
+    rids._normal_phone.cache_clear()
+    rids._name_key.cache_clear()
+    for n in range(rids.CACHE_ENTRIES + 500):
         person = {"id": "c", "phone": f"+4477009{n:05d}", "name": f"Customer {n}"}
-        upsert.participant_identifiers(person, "GB")
-    assert upsert._normal_phone.cache_info().currsize == upsert.CACHE_ENTRIES
-    assert upsert._name_key.cache_info().currsize == upsert.CACHE_ENTRIES
+        rids.participant_identifiers(person, "GB")
+    assert rids._normal_phone.cache_info().currsize == rids.CACHE_ENTRIES
+    assert rids._name_key.cache_info().currsize == rids.CACHE_ENTRIES
 
 
 def test_ingest_connection_uses_the_small_page_cache(pair: Pair, tmp_path: Path,

@@ -108,7 +108,7 @@ class _Redactor:
                 self._words.setdefault(value.strip().casefold(), ("identifier", alias))
 
     def _participants(self, conv: dict[str, Any]) -> tuple[list[dict[str, Any]], set[str]]:
-        from vault.upsert import participant_identifiers
+        from vault.recordidentifiers import participant_identifiers
 
         people, subject_ids = [], set()
         for p in conv["participants"]:

@@ -254,7 +254,7 @@ def _drop_unrecognised(p: Plan, originals: dict[int, dict[str, Any]],
 
 def _at_ingest(f: tombstones.Filter, conv: dict[str, Any]) -> Any:
     """What the ingest hook does with ``conv``: True (left out), False, or a copy."""
-    from vault.upsert import participant_identifiers, text_mentions
+    from vault.recordidentifiers import participant_identifiers, text_mentions
 
     people = [(k, v, p["id"]) for p in conv["participants"]
               for k, v in participant_identifiers(p, f.region)]

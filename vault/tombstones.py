@@ -251,7 +251,7 @@ class Filter:
         # A conversation named by the identifier cannot be kept under another name.
         if self._spans(conv["conversation_id"]):
             return Decision("drop")
-        from vault.upsert import participant_identifiers
+        from vault.recordidentifiers import participant_identifiers
 
         marked: set[str] = set()
         for p in conv["participants"]:
