@@ -203,3 +203,15 @@ def test_a_conversation_active_after_its_purge_is_stored(aged: Pair, tmp_path: P
     later = _next_bundle(aged, tmp_path / "later",
                          [conv("old1", ["back again", "and now"], at=NEW)])
     assert later.counts["new"] == 1 and "old1" in _ids(aged)
+
+
+def test_a_drill_counts_purged_conversations_after_the_policy_is_lengthened(
+        aged: Pair) -> None:
+    """The purge markers, not today's policy, say what retention removed."""
+    _apply(aged)
+    cfg = aged.vault.config
+    cfg.write_text(cfg.read_text().replace("retention_days = 365", "retention_days = 36500"))
+    r = run_cli("drill", "--all", "--json", "--home", aged.vault_path)
+    assert r.code == 0, r.out
+    body = r.json()["body"]  # type: ignore[index]
+    assert body["mismatches"] == [] and body["counts"]["purged"] == 2

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from vault import __version__, atomic, audit, canonical, keys, records, restore
-from vault import restoreopen, signed, store, timestamps, tombstones, vaultconfig
+from vault import purges, restoreopen, signed, store, timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record
 from vault.errors import ChatvaultError, UsageError
 from vault.drillreports import KIND, PREFIX
@@ -83,6 +83,7 @@ class _Held:
     archived: str | None = None  # hash of the archived record after the tombstone filter
     erased: bool = False
     expires: str | None = None
+    purged: bool = False  # a retention purge marker covers this version (vault.purges)
 
 
 class _Clock:
@@ -172,6 +173,7 @@ def _read_archive(home: Path, conn: Any, h: Home, identity: keys.Identity,
         region = tombstones.region_of_bundle(conn, home, b["id"], cfg.phone_region)
         flt = tombstones.Filter(conn, key, b["source"], region)
         days = cfg.retention_for(b["source"])
+        marks = purges.Marks(conn, key, b["source"])
         try:
             with Bundle(home / b["archive_path"]) as bundle:
                 bundle.check_signer(trust, "exporter")
@@ -181,7 +183,7 @@ def _read_archive(home: Path, conn: Any, h: Home, identity: keys.Identity,
                 for item in bundle.items(identity):
                     if isinstance(item, Record):
                         n += 1
-                        held.append(_held(b, n, item.data, flt, days))
+                        held.append(_held(b, n, item.data, flt, days, marks))
                         seen.add(held[-1].key)
         except (ChatvaultError, OSError) as exc:
             code = getattr(exc, "code", "media")
@@ -196,7 +198,8 @@ def _read_archive(home: Path, conn: Any, h: Home, identity: keys.Identity,
     return held
 
 
-def _held(b: dict[str, Any], n: int, data: bytes, flt: Any, days: int) -> _Held:
+def _held(b: dict[str, Any], n: int, data: bytes, flt: Any, days: int,
+          marks: purges.Marks) -> _Held:
     conv = canonical.loads(data)
     summary = records.validate(conv, f"{b['source']} #{b['sequence']} record {n}")
     shown = flt.apply(conv) if flt else conv
@@ -204,9 +207,12 @@ def _held(b: dict[str, Any], n: int, data: bytes, flt: Any, days: int) -> _Held:
     out = _Held((b["source"], summary.conversation_id), b, n, digest, erased=shown is None)
     stamps = [t for t in (conv.get("started_at"), conv.get("ended_at"), conv.get("updated_at"),
                           summary.last_at) if isinstance(t, str)]
-    if days and stamps:
+    if stamps:
         last = max(timestamps.parse(t) for t in stamps)
-        out.expires = timestamps.format_utc(last + timedelta(days=days))
+        # purged is what the markers say; expires also covers a purge not yet run
+        out.purged = bool(marks) and marks(summary.conversation_id, timestamps.format_utc(last))
+        if days:
+            out.expires = timestamps.format_utc(last + timedelta(days=days))
     return out
 
 
@@ -225,7 +231,8 @@ def _compare_store(home: Path, conn: Any, held: list[_Held],
         if row is None:
             if item.erased:
                 c["erased"] += 1
-            elif item.expires and timestamps.parse(item.expires) <= timestamps.parse(now):
+            elif item.purged or (item.expires and
+                                 timestamps.parse(item.expires) <= timestamps.parse(now)):
                 c["purged"] += 1
             else:
                 tally.bad("missing_from_store", **where)
