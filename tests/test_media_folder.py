@@ -35,3 +35,32 @@ def test_odd_entries_are_reported_by_name_and_never_taken(
     assert "'wéb-00000005.cvb'" in said and "a name chatvault never writes" in said
     assert "big-00000006" not in said and "notes.txt" not in said  # reported by callers
     assert (tmp_path / "elsewhere.cvb").read_bytes() == b"y"
+
+
+def test_vault_ingest_names_odd_entries_and_exits_3(tmp_path: Path) -> None:
+    """A link or a FIFO where bundles go is someone else's doing: said, exit 3, never read."""
+    from conftest import make_pair, run_cli
+    from vault_kit import Chain, conv, outbox, stick
+
+    pair = make_pair(tmp_path)
+    root = stick(tmp_path / "stick")
+    Chain(pair, outbox(root)).seal([conv("c1", ["hello"])])
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not for the vault")
+    (outbox(root) / "web-00000009.cvb").symlink_to(secret)
+    os.mkfifo(outbox(root) / "web-00000010.cvb")
+    requests = root / "chatvault" / "requests"
+    requests.mkdir()
+    (requests / "r1.request.json").symlink_to(secret)
+
+    r = run_cli("vault", "ingest", root, "--json", "--home", pair.vault_path)
+    assert r.code == 3, r.err
+    out = r.json()
+    assert [o["status"] for o in out["outcomes"]] == ["ingested"]  # type: ignore[index]
+    ignored = "\n".join(out["ignored"])  # type: ignore[index]
+    assert "web-00000009.cvb: a symbolic link" in ignored
+    assert "web-00000010.cvb: a FIFO" in ignored
+    assert "r1.request.json: a symbolic link" in ignored
+    assert secret.read_bytes() == b"not for the vault"
+    text = run_cli("vault", "ingest", root, "--home", pair.vault_path)
+    assert text.code == 3 and "3 odd entries ignored" in text.err

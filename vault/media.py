@@ -58,12 +58,40 @@ def safe_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
     """Regular files named ``*suffix`` in ``directory``, sorted, skipping anything odd.
 
     Symlinks are never followed (checked with lstat), temporary files of
-    interrupted writes and names with unusual characters are ignored, and
-    files above ``max_bytes`` are left out (the caller reports them).
+    interrupted writes are passed over, names chatvault never writes and
+    entries that are not regular files are logged by name and ignored
+    (:func:`odd_entries` lists them), and files above ``max_bytes`` are
+    left out (the caller reports them).
     """
+    found, odd = _entries(directory, suffix, max_bytes)
+    for path, why in odd:
+        log.warning("%s: ignored", describe_odd(path, why))
+    return found
+
+
+def describe_odd(path: Path, why: str) -> str:
+    """An odd entry in words; a strange name is quoted (it may hold anything)."""
+    if _SAFE_NAME.match(path.name):
+        return f"{path}: {why}"
+    return f"{path.name!r} in {path.parent}: {why}"
+
+
+def odd_entries(directory: Path, suffix: str) -> list[tuple[Path, str]]:
+    """Entries named ``*suffix`` that :func:`safe_files` ignores, with why.
+
+    Nothing chatvault writes looks like this: a symbolic link, a FIFO or a
+    strange name in an outbox is someone else's doing, so commands report
+    them (and exit 3) instead of passing over them in silence.
+    """
+    return _entries(directory, suffix, 2**63)[1]
+
+
+def _entries(directory: Path, suffix: str,
+             max_bytes: int) -> tuple[list[Path], list[tuple[Path, str]]]:
     if not directory.is_dir() or directory.is_symlink():
-        return []
-    found = []
+        return [], []
+    found: list[Path] = []
+    odd: list[tuple[Path, str]] = []
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
@@ -73,17 +101,17 @@ def safe_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
             continue
         path = directory / name
         if not _SAFE_NAME.match(name):
-            log.warning("%r in %s: a name chatvault never writes: ignored", name, directory)
+            odd.append((path, "a name chatvault never writes"))
             continue
         try:
             st = os.lstat(path)
         except OSError:
             continue
         if not stat.S_ISREG(st.st_mode):
-            log.warning("%s: %s, not a regular file: ignored", path, _kind(st.st_mode))
+            odd.append((path, f"{_kind(st.st_mode)}, not a regular file"))
         elif st.st_size <= max_bytes:
             found.append(path)
-    return found
+    return found, odd
 
 
 def _kind(mode: int) -> str:

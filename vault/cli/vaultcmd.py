@@ -66,6 +66,7 @@ def ingest_cmd(
     progress = show_progress(quiet or as_json)
     outcomes: list[Any] = []
     answered: list[Any] = []
+    ignored: list[str] = []
     failure: errors.ChatvaultError | None = None
     files = [p for p in paths if not p.is_dir()]
     for p in paths:
@@ -78,6 +79,7 @@ def ingest_cmd(
                                             progress=progress,
                                             delete_ingested=False)
             answered += _answer_requests(h, folder)
+            ignored += _odd_on_media(folder)
         if files:
             staged = staging.stage_files(h, files, max_plaintext=cfg.max_plaintext_bytes)
             outcomes += ingest.ingest_staged(h, staged, media_label=media_label,
@@ -87,11 +89,12 @@ def ingest_cmd(
         failure = exc
 
     code = errors.most_severe([o.exit_code for o in outcomes + answered]
-                              + ([failure.exit_code] if failure else []))
+                              + ([failure.exit_code] if failure else [])
+                              + ([errors.EXIT_REJECTED] if ignored else []))
     summary = _summary(outcomes)
     if as_json:
         emit_json({"outcomes": [o.as_dict() for o in outcomes], "summary": summary,
-                   "answers": [a.as_dict() for a in answered],
+                   "answers": [a.as_dict() for a in answered], "ignored": ignored,
                    "error": failure.as_dict() if failure else None, "exit_code": code})
     else:
         _print_outcomes(outcomes, {str(p) for p in files})
@@ -105,10 +108,29 @@ def ingest_cmd(
                 f"{f', {erased} left out (erased)' if erased else ''}"
                 f"{f', {purged} left out (purged)' if purged else ''}), "
                 f"{summary['duplicate']} duplicate, "
-                f"{summary['quarantined']} quarantined")
+                f"{summary['quarantined']} quarantined"
+                + (f", {len(ignored)} odd entries ignored (named above)" if ignored else ""))
     if failure is not None:
         say(f"chatvault: {failure}")
     raise typer.Exit(code)
+
+
+def _odd_on_media(folder: Path) -> list[str]:
+    """Links, FIFOs, folders or strange names where bundles and requests go, in words.
+
+    Ingest passes over them (they are never followed or read) and logs them;
+    they are reported here too, and make the command exit 3, because nothing
+    chatvault writes looks like that: someone else put them there.
+    """
+    from vault import media, staging
+
+    root = folder / media.ROOT
+    odd = media.odd_entries(root / media.OUTBOX, staging.SUFFIX)
+    if (root / media.REQUESTS).is_dir():
+        from vault import requests
+
+        odd += media.odd_entries(root / media.REQUESTS, requests.SUFFIX)
+    return [media.describe_odd(path, why) for path, why in odd]
 
 
 def _answer_requests(home: Path, folder: Path) -> list[Any]:
