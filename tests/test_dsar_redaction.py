@@ -145,3 +145,28 @@ def test_a_participant_id_that_is_a_plain_word_is_not_replaced_in_text(
     assert c["messages"][0]["text"] == "the customer service was quick"
     assert c["messages"][2] == {"id": "m9", "at": chat["started_at"],
                                 "from": "other-customer-1", "text": "[other customer] here"}
+
+
+def test_the_manifest_names_ids_as_shown_never_as_they_were(pair: Pair, tmp_path: Path,
+                                                            cli: Any) -> None:
+    """Its redaction log must not give back an address an id held."""
+    from vault import ingest
+
+    chat = conv("olaf@example.org-2026", ["Olaf wrote to me", "noted"])
+    chat["participants"].append({"id": "olaf", "role": "customer", "name": "Olaf Other",
+                                 "email": "olaf@example.org"})
+    chat["messages"][1]["id"] = "m-olaf@example.org-1"
+    media = stick(tmp_path / "stick")
+    Chain(pair, outbox(media)).seal([chat])
+    ingest.ingest_media(pair.vault_path, media)
+    r = cli("dsar", "export", _case(cli, pair), "--out", tmp_path / "out", "--json", "--home",
+            pair.vault_path)
+    assert r.code == 0, r.err
+    pkg = Path(r.json()["path"])  # type: ignore
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    assert manifest["redactions"], "nothing was redacted: the test proves nothing"
+    for p in pkg.rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".html"):
+            assert "olaf@example.org" not in p.read_text("utf-8"), p.name
+    shown = {e["conversation_id"] for e in manifest["redactions"]}
+    assert shown == {"[e-mail redacted]-2026"}

@@ -86,13 +86,33 @@ class _Redactor:
         self._words: dict[str, tuple[str, str]] = {}  # casefolded -> (kind, replacement)
         self._contacts: dict[str, tuple[str, str]] = {}  # others' e-mails, phones: for ids
         self._counts = {"customer": 0, "agent": 0}
+        self._early: list[dict[str, Any]] | None = []  # notes made before the id pattern
         self.people, self.subject_ids = self._participants(conv)
         self._pattern = _words_pattern(self._words)
         self._id_words = {**self._contacts, **self._words}
         self._id_pattern = _words_pattern(self._id_words)
+        early, self._early = self._early, None
+        for entry in early:
+            self._note(**entry)
 
     def _note(self, **entry: Any) -> None:
-        self.log.append({"conversation_id": self.cid, **entry})
+        """One line of the manifest's redaction log, its ids as the package shows them.
+
+        The log names where a replacement was made; written with the original
+        ids it would give back what was replaced (an id holding an address).
+        """
+        if self._early is not None:
+            self._early.append(entry)
+            return
+        if entry.get("message_id") is not None:
+            entry["message_id"] = self._shown_id(entry["message_id"])
+        self.log.append({"conversation_id": self._shown_id(self.cid), **entry})
+
+    def _shown_id(self, text: str) -> str:
+        """An id as the package shows it (others' identifiers replaced), not logged."""
+        if self._id_pattern is None:
+            return text
+        return self._id_pattern.sub(lambda m: self._id_words[m.group(0).casefold()][1], text)
 
     def _hide(self, p: dict[str, Any], alias: str, shown_id: str) -> None:
         """Whatever names participant ``p`` is replaced by ``alias`` where written."""
