@@ -169,3 +169,55 @@ def test_erase_with_the_linked_phone_names_nothing_more(linked: Pair) -> None:
     plan = _cli(linked, "erase", "--email", EMAIL, "--phone", PHONE, "--reason", "Art. 17",
                 "--dry-run", "--json").json()
     assert plan["linked_not_given"] == []
+
+
+# -- a phone two people share -------------------------------------------------------------
+
+MARA, OLAF, SHARED = "mara@example.org", "olaf@example.org", "+447700900777"
+
+
+@pytest.fixture
+def household(pair: Pair, tmp_path: Path) -> Pair:
+    """Mara and Olaf give the same home phone; Mara's chat names Olaf's address."""
+    mara = _chat("c-mara", _ana("m1", email=MARA, phone=SHARED, name="Mara"),
+                 [f"Your neighbour {OLAF} complained", "noted"])
+    olaf = _chat("c-olaf", _ana("o1", email=OLAF, phone=SHARED, name="Olaf"),
+                 ["where is my parcel", "on its way"])
+    media = stick(tmp_path / "stick")
+    Chain(pair, outbox(media)).seal([mara, olaf], source="web")
+    assert {o.status for o in ingest.ingest_media(pair.vault_path, media)} == {"ingested"}
+    return pair
+
+
+def test_a_shared_phone_is_named_as_shared_not_suggested(household: Pair) -> None:
+    r = _cli(household, "subject", "find", "--email", MARA)
+    assert r.code == 0, r.err
+    said = r.out + r.err
+    assert "also on records with 1 other e-mail address(es)" in said
+    assert "add --phone to include it" not in said
+    [link] = _cli(household, "subject", "find", "--email", MARA, "--json").json()["linked"]
+    assert (link["value"], link["shared_with"], link["conflict"]) == (SHARED, 1, False)
+
+
+def test_a_dsar_by_a_shared_phone_warns_and_keeps_nothing_linked_as_hers(
+        household: Pair, tmp_path: Path) -> None:
+    r = _cli(household, "dsar", "open", "--received", "2024-09-02", "--phone", SHARED, "--json")
+    r = _cli(household, "dsar", "export", r.json()["case_id"], "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert "WARNING: the records reached name more than one e-mail address" in r.err
+    assert f"e-mail {OLAF}" in r.err and "perhaps another person" in r.err
+    pkg = next((tmp_path / "out").iterdir())
+    data = json.loads((pkg / "data.json").read_text())
+    assert data["subject"]["linked"] == []
+    mara = next(c for c in data["conversations"] if "Your neighbour" in
+                c["messages"][0]["text"])
+    assert mara["messages"][0]["text"] == "Your neighbour [e-mail redacted] complained"
+
+
+def test_erase_plan_does_not_suggest_another_person_s_address(household: Pair) -> None:
+    r = _cli(household, "erase", "--email", MARA, "--phone", SHARED, "--dry-run", "--json")
+    assert r.code == 0, r.err
+    [link] = r.json()["linked_not_given"]
+    assert (link["value"], link["conflict"]) == (OLAF, True)
+    text = _cli(household, "erase", "--email", MARA, "--phone", SHARED, "--dry-run")
+    assert "perhaps another person: do not add --email without checking" in text.err + text.out

@@ -26,7 +26,10 @@ Redaction works on the canonical record of each conversation:
   linked to them (:func:`vault.subjectlinks.linked`: held on the same
   participant record in a conversation found); linked ones are kept where
   written and listed in the package's ``subject.linked``, but never
-  searched with nor used to tell who the subject is.
+  searched with nor used to tell who the subject is; a link that is also
+  on another person's record, or all links when the identifiers given
+  lead to different people (:func:`vault.subjectlinks.own`), are treated
+  as anyone else's: redacted, not listed.
 
 Fields the package does not show are not exported: ``tags`` and the
 platforms' ``extra`` objects (HTML bodies, entities, blocks: copies of the
@@ -234,7 +237,8 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
     hidden = restriction.hidden(v.conn, v.key, [m.conv for m in exact])
     mine = {val for _, val in subject.exact()} | set(subject.unparsed_forms())
     links = subjectlinks.linked(v.conn, subject, [m.conv for m in exact])
-    own = _linked_values(links)
+    theirs = subjectlinks.own(links)  # shared or ambiguous links are someone else's too
+    own = _linked_values(theirs)
     redactions: list[dict[str, Any]] = []
     agent_names = v.cfg.redact_agent_names
     regions: dict[int, str | None] = {}
@@ -261,7 +265,7 @@ def build(v: VaultHandle, case: Any, subject: Subject, folder: Path) -> dict[str
                "case": {"case_id": case.id, "received": case.received, "due": case.due,
                         "extended_due": case.extended_due},
                "subject": {"emails": subject.emails, "phones": subject.phones,
-                           "linked": [_package_link(x) for x in links]},
+                           "linked": [_package_link(x) for x in theirs]},
                "processing": _processing(v, sorted({c["source"] for c in convs})),
                "conversations": convs}
     _write(folder / "data.json", json.dumps(package, ensure_ascii=False, indent=1))
