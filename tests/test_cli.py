@@ -127,13 +127,20 @@ def test_exporter_config_on_a_vault_command_says_so(pair: Pair) -> None:
 
 @pytest.mark.parametrize("command", [["vault", "status"], ["vault", "ingest", "."],
                                      ["subject", "find", "--email", "ana@example.org"],
-                                     ["export", "status"]])
+                                     ["export", "status"], ["vault", "digest"]])
 def test_a_wrong_home_is_named_the_same_way_by_every_command(tmp_path: Path,
                                                              command: list[str]) -> None:
     """Not 'config file not found' from some commands and 'not a home' from others."""
     r = run_cli(*command, "--home", tmp_path / "nowhere")
     assert r.code in (2, 3), r.err  # status commands: 3, UNKNOWN
     assert "is not a chatvault home" in r.err and "nowhere" in r.err
+    assert not (tmp_path / "nowhere").exists(), "a store was made where none was"
+
+
+def test_vault_digest_never_makes_a_store_in_an_exporter_home(pair: Pair) -> None:
+    r = run_cli("vault", "digest", "--home", pair.exporter_path)
+    assert r.code == 2 and "exporter home" in r.err, r.err
+    assert not (pair.exporter_path / "store.db").exists()
 
 
 def test_a_file_given_as_media_is_not_a_folder(tmp_path: Path) -> None:

@@ -70,7 +70,12 @@ def digest(conn: Any) -> dict[str, Any]:
 
 
 def digest_of(home: Path) -> dict[str, Any]:
-    conn = store.open_store(Path(home) / store.FILE_NAME)
+    """The digest of a vault home's store; never creates one (not a vault: usage error)."""
+    from vault import vaultconfig
+
+    path = homes.Home(Path(home)).require().path
+    vaultconfig.load(path)  # an exporter's home is refused by its config
+    conn = store.open_store(path / store.FILE_NAME)
     try:
         return digest(conn)
     finally:
