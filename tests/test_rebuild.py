@@ -242,5 +242,5 @@ def test_rebuild_text_says_what_was_left_out_and_why(live: Pair, tmp_path: Path,
     assert res.code == 0, res.err
     assert res.out.strip() == digest(cli, live.vault_path)
     assert "3 bundles ingested" in res.err
-    assert "0 erased (tombstones), 0 purged (retention)" in res.err
+    assert "archived copies left out: 0 erased (tombstones), 0 purged (retention)" in res.err
     assert "the store holds" in res.err

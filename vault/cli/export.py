@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True)
 
 MediaOpt = Annotated[Optional[Path], typer.Option(
-    "--media", help="Where the stick is mounted (default: [media] path in the config)")]
+    "--media", help="Where the stick is mounted (default: the media path in the config)")]
 PassOpt = Annotated[Optional[Path], typer.Option(
     "--passphrase-file", help="Passphrase of the exporter's secret key")]
 
@@ -227,7 +227,7 @@ def resolve(
 
 @app.command("reseal")
 def reseal(
-    source: Annotated[str, typer.Argument(help="A [[sources]] name")],
+    source: Annotated[str, typer.Argument(help="A source name, as in the sources list of config.toml")],
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -222,8 +222,8 @@ def rebuild_cmd(
         emit_json(report.as_dict())
     else:
         print(report.digest["digest"])
-        say(f"rebuilt {into}: {report.ingested} bundles ingested; conversations left out: "
-            f"{report.tombstoned} erased (tombstones), {report.purged_left_out} purged "
+        say(f"rebuilt {into}: {report.ingested} bundles ingested; archived copies left "
+            f"out: {report.tombstoned} erased (tombstones), {report.purged_left_out} purged "
             f"(retention); the store holds {report.digest['conversations']} conversations "
             "(compare the digest above with 'chatvault vault digest' on the live vault)")
         for item in report.missing:

@@ -103,8 +103,8 @@ def ingest_cmd(
             print(f"{a.status:11} {a.file:32} request {a.action or '-'}{why}")
         if not quiet:
             erased, purged = summary["left_out_erased"], summary["left_out_purged"]
-            say(f"{summary['ingested']} ingested ({summary['conversations']} conversations, "
-                f"{summary['messages']} messages"
+            say(f"{summary['ingested']} ingested ({summary['conversations']} conversations "
+                f"read, {summary['messages']} messages stored"
                 f"{f', {erased} left out (erased)' if erased else ''}"
                 f"{f', {purged} left out (purged)' if purged else ''}), "
                 f"{summary['duplicate']} duplicate, "
