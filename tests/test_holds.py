@@ -84,3 +84,16 @@ def test_holds_never_store_the_identifier(held: Pair) -> None:
         rows = " ".join(str(x) for r in conn.execute("SELECT * FROM legal_holds") for x in r)
         actions = [a for (a,) in conn.execute("SELECT action FROM audit_log")]
     assert "ana" not in rows and "hold.add" in actions
+
+
+@pytest.mark.parametrize("args,said", [
+    (["--source", "wbe"], "no source named 'wbe' is stored or configured (known: app, web)"),
+    (["--since", "2024-03-01", "--until", "2024-01-01"], "is after --until"),
+])
+def test_a_hold_that_could_cover_nothing_is_refused(held: Pair, args: list[str],
+                                                    said: str) -> None:
+    r = run_cli("hold", "add", "H", "--reason", "litigation", *args,
+                "--home", held.vault_path)
+    assert r.code == 2 and said in r.err, r.err
+    listed = run_cli("hold", "list", "--json", "--home", held.vault_path)
+    assert listed.json()["holds"] == []  # type: ignore[index]

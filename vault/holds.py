@@ -78,6 +78,7 @@ def add(v: VaultHandle, name: str, reason: str, *, subject: Subject | None = Non
         pairs = subject.exact() + [("phone_unparsed", d) for d in subject.unparsed_forms()]
         scope["subject"] = sorted([k, v.key.hash(tombstones.PURPOSE_HOLD, k, val)]
                                   for k, val in pairs)
+    _check_scope(v, source, since, until)
     for k, val in (("source", source), ("conversation", conversation), ("since", since),
                    ("until", until)):
         if val:
@@ -98,6 +99,20 @@ def add(v: VaultHandle, name: str, reason: str, *, subject: Subject | None = Non
                      | {"subject_identifiers": len(scope.get("subject") or [])})
     statehook.changed(v.home, "hold")
     return Hold(int(cur.lastrowid or 0), name, scope, reason, now, who, None, None)
+
+
+def _check_scope(v: VaultHandle, source: str | None, since: str | None,
+                 until: str | None) -> None:
+    """A hold that could never cover anything is a typo, not a hold: refused."""
+    if since and until and timestamps.parse(since) > timestamps.parse(until):
+        raise UsageError(f"--since {since} is after --until {until}: the hold would cover "
+                         "nothing")
+    if not source:
+        return
+    known = {n for (n,) in v.conn.execute("SELECT name FROM sources")} | set(v.cfg.sources)
+    if source not in known:
+        raise UsageError(f"no source named {source!r} is stored or configured (known: "
+                         f"{', '.join(sorted(known)) or 'none'}): the hold would cover nothing")
 
 
 def release(v: VaultHandle, name: str, reason: str | None = None) -> Hold:
