@@ -72,3 +72,17 @@ def test_entries_after_the_last_save_are_not_witnessed(vault: Vault) -> None:
     assert vault.cli("subject", "find", "--email", MARA_EMAIL).code == 0
     _cut(vault, n)
     assert vault.cli("audit", "verify").code == 0
+
+
+def test_without_a_state_file_verify_says_the_end_is_unchecked(vault: Vault) -> None:
+    """A deleted state file must not let a cut log pass as fully checked."""
+    _cut(vault, _witnessed(vault) - 2)
+    statefile.path_of(vault.home).unlink()
+
+    r = vault.cli("audit", "verify", "--json")
+    assert r.code == 0, r.err  # the chain itself holds
+    assert r.json()["state_file_compared"] is False  # type: ignore
+    assert "there is no state file" in r.err and "cut off the end" in r.err
+    status = vault.cli("vault", "status", "--json")
+    assert any(f["check"] == "state_file" and "audit entries cut off" in f["message"]
+               for f in status.json()["findings"]), status.out  # type: ignore

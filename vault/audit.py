@@ -231,7 +231,12 @@ def witness(conn: sqlite3.Connection) -> tuple[int, str] | None:
     witness_note = None
     row = conn.execute("PRAGMA database_list").fetchone()
     path = statefile.path_of(Path(row[2]).parent) if row and row[2] else None
-    if path is None or not path.is_file():
+    if path is None:
+        return None
+    if not path.is_file():
+        if conn.execute("SELECT 1 FROM audit_log LIMIT 1").fetchone():
+            witness_note = (f"there is no state file ({path}), so entries cut off the end "
+                            "of the log would not be seen; 'vault status' says why")
         return None
     try:
         ident = Home(path.parent.parent).identity()

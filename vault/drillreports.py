@@ -97,7 +97,8 @@ def check_state_file(ctx: Any) -> list[Any]:
         if not held:
             return []
         return [Finding(WARNING, "state_file", f"no state file at {info['path']}: the archive "
-                        "alone cannot restore tombstones, holds and cases; run "
+                        "alone cannot restore tombstones, holds and cases, and audit entries "
+                        "cut off the end of the log would not be seen; run "
                         "'chatvault vault state-save'", info)]
     if not info["current"]:
         return [Finding(WARNING, "state_file", "the state file is out of date (a change was "
