@@ -9,6 +9,7 @@ others are read.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,19 @@ def test_export_run_reports_skipped_and_unmatched_folders(tmp_path: Path) -> Non
     assert by_name["fb"].exit_code == 3
     assert any("no file here is named like a messenger export" in e
                for e in by_name["fb"].errors)
+
+
+def test_a_symbolic_link_in_a_folder_is_named_not_followed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("")
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text('{"text": "never read", "from": "x", "at": "2024-01-01T00:00:00Z"}\n')
+    (folder / "b.jsonl").symlink_to(outside)
+    (folder / "gone.jsonl").symlink_to(tmp_path / "missing.jsonl")
+    with caplog.at_level(logging.WARNING, logger="vault.sources"):
+        files = sources.export_files(folder, "jsonl")
+    assert [f.name for f in files] == ["a.jsonl"]
+    assert "b.jsonl: a symbolic link: not followed" in caplog.text
+    assert "gone.jsonl: a symbolic link: not followed" in caplog.text

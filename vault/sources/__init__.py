@@ -126,7 +126,8 @@ def describe() -> list[tuple[str, str, bool]]:
 def export_files(path: Path, fmt: str, options: ReadOptions | None = None) -> list[Path]:
     """The files of ``path`` for ``fmt``: the file itself, or what a folder holds.
 
-    A folder is walked in sorted order, symlinks not followed, hidden files
+    A folder is walked in sorted order, symlinks not followed (one named
+    like the format's data is logged as a warning), hidden files
     and folders (``.name``: macOS's ``._*`` twins on exFAT sticks, temporary
     files, ``.git``) passed over. A file the
     reader does not take but that looks like its data is reported through
@@ -150,7 +151,12 @@ def export_files(path: Path, fmt: str, options: ReadOptions | None = None) -> li
         rel = item.relative_to(path)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if item.is_symlink() or any(root in item.parents for root in taken):
+        if any(root in item.parents for root in taken):
+            continue
+        if item.is_symlink():
+            if mod.wants(item):
+                log.warning("%s: a symbolic link: not followed (copy the file itself into "
+                            "the export folder to have it read)", item)
             continue
         if item.is_dir():
             if nested and mod.wants(item):
