@@ -396,3 +396,51 @@ def test_a_good_file_of_the_same_name_does_not_settle_a_stranger_s(pair: Pair,
     open_ = [f for f in vaultstatus.report(pair.vault_path)["findings"]
              if f["check"] == "quarantine"]
     assert open_ and "untrusted_signer" in str(open_), "the forged file was forgotten"
+
+
+def test_quarantine_keeps_large_refused_copies_as_heads(pair: Pair, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stick must not fill the vault's disk with copies that fail their signature."""
+    from vault import quarantine
+
+    monkeypatch.setattr(quarantine, "WHOLE_MAX", 64 * 1024)
+    monkeypatch.setattr(quarantine, "HEAD_BYTES", 4096)
+    root = stick(tmp_path / "stick")
+    noise = os.urandom(200_000)
+    sealed = Chain(pair, outbox(root)).seal([conv("c1", ["x"])],
+                                            blobs={hashlib.sha256(noise).hexdigest(): noise})
+    data = bytearray(sealed.path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    sealed.path.write_bytes(bytes(data))
+
+    [out] = ingest.ingest_media(pair.vault_path, root)
+    assert out.status == "quarantined" and out.sha256 == hashlib.sha256(data).hexdigest()
+    kept = sorted((pair.vault_path / "quarantine").iterdir())
+    assert [p.suffix for p in kept] == [".head", ".json"]
+    assert kept[0].read_bytes() == bytes(data[:4096])
+    reason = json.loads(kept[1].read_text())
+    assert reason["size"] == len(data) and "the first 4096 bytes" in reason["kept"]
+    assert staging.pending(pair.vault_path) == []
+    assert sealed.path.read_bytes() == bytes(data), "the stick's file is left as it was"
+    [again] = ingest.ingest_media(pair.vault_path, root)  # read again, kept once
+    assert again.status == "quarantined"
+    assert len(list((pair.vault_path / "quarantine").iterdir())) == 2
+
+
+def test_quarantine_keeps_heads_once_its_budget_is_spent(pair: Pair, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault import quarantine
+
+    root = stick(tmp_path / "stick")
+    chain = Chain(pair, outbox(root))
+    first, second = chain.seal([conv("c1", ["x" * 5000])]), chain.seal([conv("c2", ["y"])])
+    monkeypatch.setattr(quarantine, "TOTAL_MAX", first.size + 10)
+    for sealed in (first, second):
+        data = bytearray(sealed.path.read_bytes())
+        data[-10] ^= 0x01
+        sealed.path.write_bytes(bytes(data))
+    outs = ingest.ingest_media(pair.vault_path, root)
+    assert [o.status for o in outs] == ["quarantined", "quarantined"]
+    kept = sorted(p.name for p in (pair.vault_path / "quarantine").iterdir()
+                  if not p.name.endswith(".json"))
+    assert [n.rsplit(".", 1)[1] for n in kept] == ["cvb", "head"]

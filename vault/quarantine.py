@@ -7,6 +7,17 @@ a fork, an invalid record...) is moved from staging to
 sequence when the header could be verified, media label and serial, time),
 and recorded in the ``quarantine`` table, where ``vault status`` finds it.
 
+A refused copy is kept **whole** up to :data:`WHOLE_MAX` bytes, while the
+quarantine folder's kept copies stay under :data:`TOTAL_MAX`; beyond
+either, only its first :data:`HEAD_BYTES` are kept (``<...>.head``, the
+reason file says so, with the whole file's hash and size). A stick must not
+be able to fill the vault's disk: a file that declares a large size, fails
+its signature and differs by one byte each time would otherwise be kept in
+full again and again. Nothing is lost: the file stays on the stick and the
+exporter keeps its own copy until a vault acknowledges it; a head kept
+this way is not a copy to judge again, so the next insertion reads the
+file from the stick.
+
 A file **refused on its first bytes** (:mod:`vault.staging`: not a bundle,
 or not one this vault could accept, judged on its fixed prefix and size) is
 never copied: only its first :data:`~vault.staging.EVIDENCE_BYTES` are kept,
@@ -62,6 +73,11 @@ log = logging.getLogger(__name__)
 
 FOLDER = "quarantine"
 EVIDENCE = ".head"
+#: a refused copy larger than this is kept as its first HEAD_BYTES only
+WHOLE_MAX = 64 * 1024 * 1024
+#: kept whole copies stop here; later ones are kept as heads
+TOTAL_MAX = 1024 * 1024 * 1024
+HEAD_BYTES = 1024 * 1024
 _IDENTITY_DOMAIN = b"chatvault/media-file-sample/v1\x00"
 _POLICY_CODES = {cls.code for cls in PolicyRefused.__subclasses__()} | {PolicyRefused.code}
 
@@ -169,19 +185,45 @@ def keep(home: Path, conn: Any, item: Staged, exc: ChatvaultError,
     folder.mkdir(exist_ok=True, mode=0o700)
     kept = folder / f"{_stem(item)}.{item.sha256[:12]}.cvb"
     now = timestamps.now_utc()
+    info = _info(item, exc, meta, media_id, now)
     try:
         if kept.exists():
             staging.remove(item)  # the very same bytes are already kept
+        elif item.size > WHOLE_MAX or _kept_bytes(folder) + item.size > TOTAL_MAX:
+            kept = kept.with_suffix(EVIDENCE)
+            info.update(_keep_head(item, kept))
+            staging.remove(item)
         else:
             os.replace(item.path, kept)
             atomic.fsync_dir(folder)
         atomic.write_bytes(kept.with_name(kept.name + ".reason.json"),
-                           canonical.dumps(_info(item, exc, meta, media_id, now)) + b"\n",
-                           0o600)
+                           canonical.dumps(info) + b"\n", 0o600)
     except OSError as err:
         raise atomic.media_error(err, kept) from err
     _record(home, conn, item, exc, meta, media_id, kept, now)
     return kept
+
+
+def _kept_bytes(folder: Path) -> int:
+    """Bytes of the whole copies kept in ``folder`` (heads are small and not counted)."""
+    total = 0
+    for entry in os.scandir(folder):
+        if entry.name.endswith(".cvb") and entry.is_file(follow_symlinks=False):
+            total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def _keep_head(item: Staged, kept: Path) -> dict[str, Any]:
+    """Keep the first HEAD_BYTES of a refused copy; what the reason file says of it."""
+    with open(item.path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    atomic.write_bytes(kept, head, 0o600)
+    log.warning("%s: refused copy of %d bytes kept as its first %d (quarantine keeps whole "
+                "copies up to %d bytes, %d in all); the file itself stays on the medium",
+                item.bundle_file, item.size, len(head), WHOLE_MAX, TOTAL_MAX)
+    return {"size": item.size,
+            "kept": f"the first {len(head)} bytes of {item.size}; the whole file was read "
+                    "and its sha256 is the one above; it stays on the medium it came from"}
 
 
 def keep_unread(home: Path, conn: Any, item: Staged,
