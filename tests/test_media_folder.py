@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,24 @@ def test_vault_ingest_names_odd_entries_and_exits_3(tmp_path: Path) -> None:
     assert secret.read_bytes() == b"not for the vault"
     text = run_cli("vault", "ingest", root, "--home", pair.vault_path)
     assert text.code == 3 and "3 odd entries ignored" in text.err
+
+
+def test_receipts_belong_to_whoever_owns_the_chatvault_folder(tmp_path: Path) -> None:
+    """On ext4 the exporter, running as its own user, must be able to read them."""
+    from conftest import make_pair
+    from vault import ingest, receipts
+    from vault_kit import Chain, conv, outbox, stick
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to write as root and hand over")
+    pair = make_pair(tmp_path)
+    root = stick(tmp_path / "stick")
+    Chain(pair, outbox(root)).seal([conv("c1", ["hello"])])
+    for path in [root / "chatvault", *(root / "chatvault").rglob("*")]:
+        os.chown(path, 1000, 1000)
+    ingest.ingest_media(pair.vault_path, root)
+    [receipt] = receipts.on_media(root)
+    for path in (receipt, receipt.parent):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (1000, 1000), path
+    assert stat.S_IMODE(os.stat(receipt).st_mode) == 0o600

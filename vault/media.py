@@ -15,6 +15,7 @@ byte is verified later by whoever reads it. (Mounting and udev live in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -52,6 +53,34 @@ def folder(media: Path, name: str, create: bool = False) -> Path:
         except OSError as exc:
             raise media_error(exc, path) from exc
     return path
+
+
+def hand_over(media_root: Path, *paths: Path, tree: bool = False) -> None:
+    """Give what the vault wrote on a medium to the owner of its ``chatvault`` folder.
+
+    The vault runs as root and writes 0600; on a file system with owners
+    (ext4) the exporter, which runs as its own user, could then not read its
+    receipts and answers. The folder's owner is whoever made it: the
+    exporter. With ``tree``, folders are handed over with what they hold.
+    Where owners cannot be set (FUSE exFAT: the mount decides) nothing is
+    done.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(Path(media_root) / ROOT)
+    except OSError:
+        return
+    if st.st_uid == 0 and st.st_gid == 0:
+        return
+    for path in paths:
+        todo = [path]
+        if tree and path.is_dir() and not path.is_symlink():
+            todo += [Path(root) / n for root, dirs, files in os.walk(path)
+                     for n in dirs + files]
+        for item in todo:
+            with contextlib.suppress(OSError):
+                os.chown(item, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
 def safe_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:

@@ -87,6 +87,7 @@ def write(media_path: Path, doc: dict[str, Any]) -> Path:
     data = signed.dumps(doc)
     media.ensure_space(folder, len(data))
     atomic.write_bytes(target, data)
+    media.hand_over(media_path, folder, target)
     return target
 
 

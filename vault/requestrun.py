@@ -115,6 +115,7 @@ def answer_media(home: Path, media_root: Path) -> list[Answered]:
         finally:
             if run.changed:
                 statehook.changed(h.path, "requests")
+            media.hand_over(media_root, answers, tree=True)
     return out
 
 
