@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 import types
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -185,6 +186,10 @@ def test_prometheus_textfile(pair: Pair, tmp_path: Path, cli: Any) -> None:
     assert samples['chatvault_vault_check_level{check="gaps"}'] == "1"
     assert float(samples["chatvault_vault_disk_free_bytes"]) > 0
     assert samples["chatvault_vault_conversations"] == "2"
+    # whole numbers written whole: a Unix time in %g would be half an hour off
+    stamp = samples['chatvault_vault_source_last_ingest_timestamp_seconds{source="web"}']
+    assert "e" not in stamp and abs(float(stamp) - time.time()) < 600
+    assert samples["chatvault_vault_disk_free_bytes"].isdigit()
     assert all(line.startswith(("# HELP chatvault_", "# TYPE chatvault_", "chatvault_"))
                for line in lines)
 

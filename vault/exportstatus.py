@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from vault import acks, atomic, timestamps
+from vault import acks, atomic, promtext, timestamps
 from vault.exportconfig import ExporterConfig
 from vault.exportstate import LOCK_NAME, ExportState
 
@@ -204,15 +204,6 @@ def gather(home: Path, cfg: ExporterConfig, state: ExportState,
             "abandoned": abandoned}
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
 def prometheus(report: dict[str, Any]) -> str:
     """The status as Prometheus text exposition (for node-exporter's textfile collector)."""
     metrics: dict[str, tuple[str, list[tuple[str, float]]]] = {}
@@ -220,7 +211,7 @@ def prometheus(report: dict[str, Any]) -> str:
     def put(name: str, help_text: str, value: float | None, source: str | None = None) -> None:
         if value is None:
             return
-        labels = f'{{source="{_label(source)}"}}' if source is not None else ""
+        labels = f'{{source="{promtext.label(source)}"}}' if source is not None else ""
         metrics.setdefault(name, (help_text, []))[1].append((labels, value))
 
     put("chatvault_export_status", "0 OK, 1 WARNING, 2 CRITICAL", report["exit_code"])
@@ -249,7 +240,7 @@ def prometheus(report: dict[str, Any]) -> str:
     lines = []
     for name, (help_text, samples) in metrics.items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        lines += [f"{name}{labels} {_number(value)}" for labels, value in samples]
+        lines += [f"{name}{labels} {promtext.number(value)}" for labels, value in samples]
     return "\n".join(lines) + "\n"
 
 

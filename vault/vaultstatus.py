@@ -31,7 +31,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import atomic, audit, chain, keys, staging, store, timestamps, vaultconfig
+from vault import atomic, audit, chain, keys, promtext, staging, store, timestamps
+from vault import vaultconfig
 from vault.errors import ChatvaultError
 from vault.home import Home
 
@@ -340,10 +341,6 @@ def report(home: Path, now: datetime | None = None) -> dict[str, Any]:
 
 # -- Prometheus textfile ------------------------------------------------------------------
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
-
-
 def prometheus(rep: dict[str, Any]) -> str:
     """The report as Prometheus text exposition (for node_exporter's textfile collector)."""
     lines = []
@@ -351,18 +348,19 @@ def prometheus(rep: dict[str, Any]) -> str:
     def metric(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
         lines.append(f"# HELP chatvault_vault_{name} {help_text}")
         lines.append(f"# TYPE chatvault_vault_{name} gauge")
-        lines.extend(f"chatvault_vault_{name}{labels} {value:g}" for labels, value in samples)
+        lines.extend(f"chatvault_vault_{name}{labels} {promtext.number(value)}"
+                     for labels, value in samples)
 
     metric("status", "0 OK, 1 WARNING, 2 CRITICAL", [("", rep["exit_code"])])
     checks: dict[str, int] = {}
     for f in rep["findings"]:
         checks[f["check"]] = max(checks.get(f["check"], 0), LEVELS.index(f["level"]))
     metric("check_level", "worst level per check", [
-        (f'{{check="{_label(c)}"}}', v) for c, v in sorted(checks.items())])
+        (f'{{check="{promtext.label(c)}"}}', v) for c, v in sorted(checks.items())])
     per = rep["sources"]
 
     def each(key: str, fn: Callable[[Any], float]) -> list[tuple[str, float]]:
-        return [(f'{{source="{_label(s["source"])}"}}', fn(s[key])) for s in per
+        return [(f'{{source="{promtext.label(s["source"])}"}}', fn(s[key])) for s in per
                 if s[key] is not None]
 
     metric("source_last_sequence", "highest sequence ingested", each("last_sequence", float))

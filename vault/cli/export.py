@@ -227,7 +227,7 @@ def resolve(
 
 @app.command("reseal")
 def reseal(
-    source: Annotated[str, typer.Argument(help="A source name, as in the sources list of config.toml")],
+    source: Annotated[str, typer.Argument(help="A source name from config.toml")],
     home: HomeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
