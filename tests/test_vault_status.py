@@ -358,3 +358,28 @@ def test_quarantined_file_resolved_by_hand(pair: Pair, tmp_path: Path, cli: Any)
                             "'quarantine-resolve'").fetchall() == [("file:holiday-photos.cvb",)]
     again = cli("vault", "resolve", "holiday-photos.cvb", "--home", pair.vault_path)
     assert again.code == 2 and "nothing in quarantine" in again.err
+
+
+def test_staged_bundles_of_a_running_ingest_are_not_called_leftovers(
+        pair: Pair, tmp_path: Path, cli: Any) -> None:
+    import fcntl
+    import os
+
+    from vault import ingestlock, staging
+
+    sealed = Chain(pair, tmp_path / "made").seal([conv("c1", ["hello"])])
+    staging.stage_files(pair.vault_path, [sealed.path])
+    idle = cli("vault", "status", "--home", pair.vault_path, "--json").json()
+    assert [f["check"] for f in idle["findings"] if f["check"] == "staging"] == ["staging"]
+    assert idle["ingest_running"] is False
+
+    fd = os.open(pair.vault_path / ingestlock.FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as the daemon holds it while it ingests
+        busy = cli("vault", "status", "--home", pair.vault_path, "--json").json()
+        text = cli("vault", "status", "--home", pair.vault_path)
+    finally:
+        os.close(fd)
+    assert busy["ingest_running"] is True
+    assert not [f for f in busy["findings"] if f["check"] == "staging"]
+    assert "an ingest is running" in text.out

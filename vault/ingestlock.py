@@ -54,3 +54,18 @@ def held(home: Path) -> Iterator[None]:
             depth[key] = 0
     finally:
         os.close(fd)
+
+
+def busy(home: Path) -> bool:
+    """Whether a run holds the lock now (without waiting, creating or taking it)."""
+    try:
+        fd = os.open(Path(home) / FILE_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False

@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import atomic, audit, chain, keys, promtext, staging, store, timestamps
-from vault import vaultconfig
+from vault import atomic, audit, chain, ingestlock, keys, promtext, staging, store
+from vault import timestamps, vaultconfig
 from vault.errors import ChatvaultError
 from vault.home import Home
 
@@ -240,8 +240,8 @@ def check_audit(ctx: Context) -> list[Finding]:
 
 def check_staging(ctx: Context) -> list[Finding]:
     waiting = staging.pending(ctx.home)
-    if not waiting:
-        return []
+    if not waiting or ingestlock.busy(ctx.home):
+        return []  # staged bundles of the run going on are no leftovers
     return [Finding(WARNING, "staging", f"{len(waiting)} bundle(s) staged but not ingested "
                     "(an interrupted run?): run 'chatvault vault ingest' with the media or "
                     "restart the daemon", {"files": [s.bundle_file for s in waiting]})]
@@ -332,6 +332,7 @@ def report(home: Path, now: datetime | None = None) -> dict[str, Any]:
         conversations = conn.execute("SELECT count(*) FROM conversations").fetchone()[0]
         return {"status": LEVELS[level], "exit_code": level,
                 "at": timestamps.format_utc(ctx.now), "sources": sources(ctx),
+                "ingest_running": ingestlock.busy(home),
                 "quarantined_unknown_source": unattributed(ctx),
                 "store": {**_disk(ctx), "conversations": conversations},
                 "findings": [f.as_dict() for f in findings if f.level > OK]}

@@ -190,7 +190,8 @@ def status_cmd(
         emit_json(rep)
         raise typer.Exit(rep["exit_code"])
     s = rep["store"]
-    print(f"vault status: {rep['status']} (at {rep['at']})")
+    print(f"vault status: {rep['status']} (at {rep['at']})"
+          + ("; an ingest is running" if rep.get("ingest_running") else ""))
     for line in _table(rep):
         print(line)
     print(f"store {s['store_bytes'] / 1024**2:.1f} MiB, archive {s['archive_bytes'] / 1024**2:.1f}"
