@@ -170,4 +170,5 @@ def ensure_space(path: Path, needed: int) -> None:
     """Refuse before writing when ``needed`` bytes (plus a margin) will not fit."""
     free = free_bytes(path)
     if free < needed + MARGIN:
-        raise MediaFull(f"{needed} bytes needed, {free} free", path=path)
+        raise MediaFull(f"{needed:,} bytes needed and {MARGIN:,} kept spare, {free:,} free: "
+                        "make room (or use another stick) and try again", path=path)
