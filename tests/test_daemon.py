@@ -27,7 +27,7 @@ import pytest
 
 import media_kit as mk
 from conftest import REPO, Pair
-from vault import daemon, ingest, mounting, receipts, sdnotify, staging
+from vault import daemon, ingest, mounting, receipts, sdnotify, staging, udevwatch
 from vault.errors import MediaFull, MediaMissing, MediaReadOnly, PolicyRefused
 from vault.udevwatch import Device
 from vault_kit import Chain, conv, open_store, outbox, stick
@@ -51,6 +51,7 @@ class FakeMedia:
         monkeypatch.setattr(mounting, "mount", self.mount)
         monkeypatch.setattr(mounting, "unmount", self.unmount)
         monkeypatch.setattr(mounting, "sync", lambda m: self.steps.append("sync"))
+        monkeypatch.setattr(udevwatch, "medium_changed", lambda device: None)
         return self
 
     def mount(self, devnode: str, fs_type: str, target: Path, *, readonly: bool,

@@ -159,3 +159,34 @@ def test_mounted_devices_and_other_actions_are_left_alone() -> None:
     assert q.waiting() == 0
     assert _queue("usb").offer("add", USB_PARTITION)
     assert not _queue("usb").offer("add", SD_CARD)
+
+
+def test_a_stick_pulled_while_queued_leaves_the_queue(caplog) -> None:
+    q = _queue()
+    assert q.offer("change", LOOP_EXFAT) and q.waiting() == 1
+    assert not q.offer("change", LOOP_DETACHED)  # losetup -d while it waits its turn
+    assert q.waiting() == 0 and "went away before its turn" in caplog.text
+    usb = _queue("usb")
+    assert usb.offer("add", USB_PARTITION) and not usb.offer("remove", USB_PARTITION)
+    assert usb.take(0) is None
+
+
+def test_another_insertion_on_the_node_replaces_the_queued_one() -> None:
+    """Even when the event of the pull was missed, or the newcomer is not taken."""
+    q = _queue()
+    assert q.offer("change", LOOP_EXFAT)
+    newcomer = {**LOOP_EXFAT, "DISKSEQ": "14", "ID_FS_LABEL": "OTHER", "ID_FS_UUID": "1-2"}
+    assert q.offer("change", newcomer)
+    assert [d.label for d in q.queued()] == ["OTHER"]
+    labelled = _queue("ID_FS_LABEL=CV*")
+    assert labelled.offer("change", {**LOOP_EXFAT, "ID_FS_LABEL": "CVA"})
+    assert not labelled.offer("change", newcomer) and labelled.waiting() == 0
+
+
+def test_the_medium_is_checked_by_more_than_its_device_number() -> None:
+    queued = Device.from_properties(LOOP_EXFAT)
+    assert queued.differs_from(LOOP_EXFAT) is None
+    assert "no file system" in queued.differs_from(LOOP_DETACHED)
+    for key, value in (("DISKSEQ", "14"), ("ID_FS_UUID", "0000-0000"),
+                       ("ID_FS_LABEL", "OTHER"), ("ID_FS_TYPE", "vfat")):
+        assert "another medium" in queued.differs_from({**LOOP_EXFAT, key: value}), key

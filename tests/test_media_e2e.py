@@ -14,6 +14,7 @@ expects exit 0.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -300,3 +301,40 @@ def test_sigterm_mid_copy_unmounts_and_the_next_start_finishes(setup) -> None:
         assert daemon.stop() == 0
     assert "ingesting 1 bundle(s) left in staging" in log
     assert stored_ids(pair) == {("web", "big")}
+
+
+# -- sticks that go away, or cannot be written -------------------------------------------
+
+def test_stick_pulled_while_queued_is_not_read_under_its_name(setup) -> None:
+    """A queued stick pulled, another given the same loop device: only the other is read."""
+    pair, prefix, mount_root, loops = setup
+    chain = Chain(pair, pair.root / "sealed")
+    images = {}
+    for name in "AB":
+        sealed = chain.seal([conv(f"conv{name}", ["hi"])], source=f"src{name.lower()}")
+        images[name] = mk.exfat_image(pair.root / f"{name}.img", prefix + name,
+                                      mk.outbox_files([sealed.path]))
+    lock = os.open(pair.vault_path / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the daemon is busy: sticks wait their turn
+        with start(pair, prefix, mount_root) as daemon:
+            daemon.wait_for("another ingest is running")
+            first = mk.attach(images["A"])
+            loops.append(first)
+            daemon.wait_for(rf"noticed {prefix}A")
+            mk.detach(loops.pop())
+            daemon.wait_for(rf"{prefix}A \({first}, exfat\) went away before its turn")
+            loops.append(mk.attach(images["B"]))
+            assert loops[0] == first, "losetup gave the second stick another device"
+            daemon.wait_for(rf"noticed {prefix}B")
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            log = daemon.wait_for(rf"safe to remove {prefix}B")
+            assert daemon.stop() == 0, log
+    finally:
+        os.close(lock)
+    assert f"reading {prefix}A" not in log
+    assert len(re.findall(rf"reading {prefix}B", log)) == 1, log
+    with open_store(pair) as conn:
+        rows = conn.execute("SELECT media_label FROM bundles").fetchall()
+    assert rows == [(prefix + "B",)]
+    assert stored_ids(pair) == {("srcb", "convB")}

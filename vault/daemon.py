@@ -48,7 +48,7 @@ from types import FrameType
 from typing import Any
 
 from vault import atomic, ingest, ingestlock, media, mounting, receiptdelivery, staging
-from vault import vaultconfig
+from vault import udevwatch, vaultconfig
 from vault.errors import (ChatvaultError, ConfigError, MediaError, MediaMissing,
                           MediaReadOnly, UsageError)
 from vault.home import Home
@@ -166,8 +166,13 @@ class Daemon:
 
     def handle(self, device: Device) -> None:
         """Everything one medium goes through (see the module docstring)."""
-        log.info("reading %s", device.describe())
         with ingestlock.held(self.conf.home):  # no by-hand ingest takes what we staged
+            changed = udevwatch.medium_changed(device)
+            if changed is not None:  # pulled while queued; another may be there now
+                log.warning("%s went away before its turn (%s): not read",
+                            device.describe(), changed)
+                return
+            log.info("reading %s", device.describe())
             staged, has_requests, problem = self._read(device)
             if self.stop.is_set() and problem is None:
                 log.info("stopping: %d bundle(s) staged from %s are ingested at the next "

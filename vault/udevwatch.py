@@ -24,6 +24,14 @@ card reader gets), or the file system UUID where the kernel has no
 ``DISKSEQ``. The ``change`` events udev sends again when a writer closes
 the device (our own read-write mount does) are therefore ignored, and a
 stick pulled and inserted again is handled again.
+
+A stick pulled while it waits its turn leaves the queue (its ``remove``
+event, or the ``change`` event without a file system that a detached loop
+device or an emptied card reader sends). A device node is reused at once
+(a loop device, ``/dev/sdb1`` for the next stick), so before each mount the
+daemon asks :func:`medium_changed` whether the node still holds the medium
+that was queued: same ``major:minor``, same disk sequence number, same file
+system UUID, label and type. Anything else is another medium, or none.
 """
 
 from __future__ import annotations
@@ -31,9 +39,9 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import queue
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -123,6 +131,21 @@ class Device:
     def describe(self) -> str:
         return f"{self.name} ({self.devnode}, {self.fs_type or 'unknown'})"
 
+    def differs_from(self, props: Mapping[str, str]) -> str | None:
+        """Why udev's current ``props`` for this node are not this medium (None: same)."""
+        if not carries_filesystem(props):
+            return "no file system there any more"
+        now = Device.from_properties(props)
+        for what, queued, current in (("device number", self.devnum, now.devnum),
+                                      ("disk sequence number", self.props.get("DISKSEQ"),
+                                       props.get("DISKSEQ")),
+                                      ("file system UUID", self.uuid, now.uuid),
+                                      ("label", self.label, now.label),
+                                      ("file system", self.fs_type, now.fs_type)):
+            if queued != current:
+                return f"another medium there now ({what} {current or 'none'})"
+        return None
+
 
 def mounted_devnums(mountinfo: Path = Path("/proc/self/mountinfo")) -> set[tuple[int, int]]:
     """``major:minor`` of every block device mounted in this mount namespace."""
@@ -152,7 +175,8 @@ class DeviceQueue:
         self.match = match
         self._is_mounted = is_mounted or (lambda devnum: devnum in mounted_devnums())
         self._lock = threading.Lock()
-        self._waiting: "queue.Queue[Device]" = queue.Queue()
+        self._ready = threading.Condition(self._lock)
+        self._waiting: deque[Device] = deque()
         self._seen: set[tuple[str, str]] = set()
 
     def offer(self, action: str, props: Mapping[str, str]) -> bool:
@@ -163,9 +187,15 @@ class DeviceQueue:
         if action == "remove" or not carries_filesystem(props):
             self._forget(devnode)
             return False
-        if action not in ("add", "change") or not self.match.accepts(props):
+        if action not in ("add", "change"):
             return False
         device = Device.from_properties(props)
+        with self._lock:
+            # another insertion on this node, taken or not: what waited there was pulled
+            dropped = self._drop_waiting(devnode, keep=device.key)
+        _log_dropped(dropped)
+        if not self.match.accepts(props):
+            return False
         with self._lock:
             if device.key in self._seen:
                 return False
@@ -174,25 +204,93 @@ class DeviceQueue:
                 self._seen.add(device.key)
                 return False
             self._seen.add(device.key)
+            self._waiting.append(device)
+            self._ready.notify()
         log.info("noticed %s", device.describe())
-        self._waiting.put(device)
         return True
 
     def _forget(self, devnode: str) -> None:
         with self._lock:
             gone = {key for key in self._seen if key[0] == devnode}
             self._seen -= gone
+            dropped = self._drop_waiting(devnode)
+        _log_dropped(dropped)
         if gone:
             log.debug("%s removed", devnode)
 
+    def _drop_waiting(self, devnode: str,
+                      keep: tuple[str, str] | None = None) -> list[Device]:
+        """Take the devices queued on ``devnode`` (but ``keep``) out of the queue (lock held)."""
+        dropped = [d for d in self._waiting if d.devnode == devnode and d.key != keep]
+        for device in dropped:
+            self._waiting.remove(device)
+        return dropped
+
     def take(self, timeout: float) -> Device | None:
-        try:
-            return self._waiting.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        with self._ready:
+            if not self._ready.wait_for(lambda: bool(self._waiting), timeout=timeout):
+                return None
+            return self._waiting.popleft()
 
     def waiting(self) -> int:
-        return self._waiting.qsize()
+        with self._lock:
+            return len(self._waiting)
+
+    def queued(self) -> list[Device]:
+        with self._lock:
+            return list(self._waiting)
+
+
+def _log_dropped(dropped: list[Device]) -> None:
+    for device in dropped:
+        log.warning("%s went away before its turn: not read", device.describe())
+
+
+def medium_changed(device: Device) -> str | None:
+    """Why ``device.devnode`` no longer holds the medium that was queued (None: it does).
+
+    Asks the kernel (the node's ``major:minor``, size and disk sequence
+    number) and udev's database (the file system's UUID, label and type as
+    udev last probed them): a node that holds no medium, or one udev has not
+    finished probing, is not the medium that was queued either.
+    """
+    try:
+        st = os.stat(device.devnode)
+    except OSError as exc:
+        return f"device gone ({exc.strerror})"
+    devnum = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    if device.devnum is not None and devnum != device.devnum:
+        return "the device node now names another device"
+    sysfs = Path(f"/sys/dev/block/{devnum[0]}:{devnum[1]}")
+    try:
+        if int((sysfs / "size").read_text()) == 0:
+            return "device gone (no medium)"
+    except (OSError, ValueError):
+        return "device gone (not in /sys)"
+    if device.props.get("DISKSEQ"):
+        seq = _read(sysfs / "diskseq") or _read(sysfs.resolve().parent / "diskseq")
+        if seq and seq != device.props["DISKSEQ"]:
+            return f"another medium there now (disk sequence number {seq})"
+    return device.differs_from(udev_properties(devnum))
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def udev_properties(devnum: tuple[int, int]) -> dict[str, str]:
+    """What udev's database says now about block device ``devnum`` (empty: nothing)."""
+    import pyudev
+
+    try:
+        dev = pyudev.Devices.from_device_number(pyudev.Context(), "block",
+                                                os.makedev(*devnum))
+    except (pyudev.DeviceNotFoundError, OSError, ValueError):
+        return {}
+    return _props(dev)
 
 
 class Watcher:
