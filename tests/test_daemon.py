@@ -252,23 +252,50 @@ def test_bundles_left_in_staging_are_ingested_at_start(pair: Pair) -> None:
 
 def test_stop_requested_while_reading_leaves_ingest_to_the_next_start(
         pair: Pair, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    media, sealed = _stick_with(pair, 2)
+    """SIGTERM during a copy: that copy ends, no further bundle is copied nor ingested."""
+    media, sealed = _stick_with(pair, 3)
     fake = FakeMedia(media).install(monkeypatch)
     d = _daemon(pair)
-    real_stage = staging.stage_from_media
+    real_stage_one = staging._stage_one
 
-    def stage_during_sigterm(home, root, **kw):
-        d.stop.set()  # as the SIGTERM handler does
-        return real_stage(home, root, **kw)
+    def stage_during_sigterm(*args, **kw):
+        d.stop.set()  # as the SIGTERM handler does, while the first copy is made
+        return real_stage_one(*args, **kw)
 
-    monkeypatch.setattr(staging, "stage_from_media", stage_during_sigterm)
+    monkeypatch.setattr(staging, "_stage_one", stage_during_sigterm)
     caplog.set_level(logging.INFO, "vault")
     d.handle(Device.from_properties(LOOP))
     assert fake.steps == ["mount ro", "unmount"]
-    assert _stored(pair) == set() and len(staging.pending(pair.vault_path)) == 2
-    assert "ingested at the next start" in caplog.text and "safe to remove CVFLOW" in caplog.text
+    assert _stored(pair) == set() and len(staging.pending(pair.vault_path)) == 1
+    assert "1 bundle(s) staged from CVFLOW are ingested at the next start" in caplog.text
+    assert "2 bundle file(s) not read" in caplog.text
+    assert caplog.messages[-1].endswith("safe to remove CVFLOW")
     _daemon(pair)._finish_staged()
-    assert _stored(pair) == {"c0", "c1"}
+    assert _stored(pair) == {"c0"}
+
+
+def test_stop_requested_while_ingesting_ingests_no_further_bundle(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    media, sealed = _stick_with(pair, 3)
+    fake = FakeMedia(media).install(monkeypatch)
+    d = _daemon(pair)
+    real_one = ingest._one
+
+    def one_during_sigterm(*args, **kw):
+        d.stop.set()  # SIGTERM while the first bundle is ingested
+        return real_one(*args, **kw)
+
+    monkeypatch.setattr(ingest, "_one", one_during_sigterm)
+    caplog.set_level(logging.INFO, "vault")
+    d.handle(Device.from_properties(LOOP))
+    assert fake.steps == ["mount ro", "unmount"], "not mounted again after the stop"
+    assert _stored(pair) == {"c0"} and len(staging.pending(pair.vault_path)) == 2
+    assert ("1 of 3 bundle(s) from CVFLOW ingested, 2 left in staging for the next start"
+            in caplog.text)
+    assert caplog.messages[-1].endswith("safe to remove CVFLOW")
+    monkeypatch.setattr(ingest, "_one", real_one)
+    _daemon(pair)._finish_staged()
+    assert _stored(pair) == {"c0", "c1", "c2"}
 
 
 # -- settings ---------------------------------------------------------------------------

@@ -276,14 +276,15 @@ def test_stick_pulled_mid_copy_loses_nothing(setup) -> None:
 
 @pytest.mark.slow
 def test_sigterm_mid_copy_unmounts_and_the_next_start_finishes(setup) -> None:
-    """systemctl stop while a large bundle is copied: a clean stop, nothing lost."""
+    """systemctl stop while a large bundle is copied: that copy ends, the next stays."""
     pair, prefix, mount_root, loops = setup
     chain = Chain(pair, pair.root / "sealed")
     blob = os.urandom(BIG)
     big = chain.seal([_big_conversation(blob)], blobs={hashlib.sha256(blob).hexdigest(): blob})
     del blob
+    after = chain.seal([conv("after", ["not copied after the signal"])])
     image = mk.exfat_image(pair.root / "stick.img", prefix + "S",
-                           mk.outbox_files([big.path]), size_mb=1024)
+                           mk.outbox_files([big.path, after.path]), size_mb=1024)
 
     with start(pair, prefix, mount_root) as daemon:
         loops.append(mk.attach(image))
@@ -292,15 +293,54 @@ def test_sigterm_mid_copy_unmounts_and_the_next_start_finishes(setup) -> None:
         assert daemon.stop() == 0, daemon.text()
     log = daemon.text()
     assert re.search(rf"1 bundle\(s\) staged from {prefix}S are ingested at the next start; "
-                     rf"safe to remove {prefix}S", log), log
+                     rf".*safe to remove {prefix}S", log), log
+    assert f"staged {after.path.name}" not in log, "a bundle was copied after SIGTERM"
     assert mk.mounts_of(loops[0]) == [] and stored_ids(pair) == set()
 
     with start(pair, prefix, mount_root, name="again") as daemon:
-        daemon.wait_for(rf"{prefix}S: 1 bundle\(s\): 1 duplicate")  # coldplug: still there
+        daemon.wait_for(rf"{prefix}S: 2 bundle\(s\): 1 duplicate, 1 ingested")  # coldplug
         log = daemon.wait_for(rf"safe to remove {prefix}S")
         assert daemon.stop() == 0
     assert "ingesting 1 bundle(s) left in staging" in log
-    assert stored_ids(pair) == {("web", "big")}
+    assert stored_ids(pair) == {("web", "big"), ("web", "after")}
+
+
+@pytest.mark.slow
+def test_sigterm_mid_ingest_ingests_no_further_bundle(setup) -> None:
+    """systemctl stop while a bundle is ingested: it is committed, the next waits."""
+    pair, prefix, mount_root, loops = setup
+    chain = Chain(pair, pair.root / "sealed")
+    first = chain.seal([conv("first", ["in before the signal"])])
+    blob = os.urandom(BIG // 3)
+    big = chain.seal([_big_conversation(blob)], blobs={hashlib.sha256(blob).hexdigest(): blob})
+    del blob
+    last = chain.seal([conv("last", ["left for the next start"])])
+    image = mk.exfat_image(pair.root / "stick.img", prefix + "I",
+                           mk.outbox_files([s.path for s in (first, big, last)]), size_mb=512)
+
+    with start(pair, prefix, mount_root) as daemon:
+        loops.append(mk.attach(image))
+        daemon.wait_for(rf"ingested {first.path.name}", timeout=180)
+        daemon.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert daemon.stop() == 0, daemon.text()
+        took = time.monotonic() - signalled
+    log = daemon.text()
+    assert f"ingested {last.path.name}" not in log, "a bundle was ingested after SIGTERM"
+    assert re.search(rf"stopping: 2 of 3 bundle\(s\) from {prefix}I ingested, 1 left in "
+                     rf"staging for the next start; .*safe to remove {prefix}I", log), log
+    assert "receipt(s) written" not in log and mk.mounts_of(loops[0]) == []
+    assert stored_ids(pair) == {("web", "first"), ("web", "big")}, f"{took:.1f} s"
+
+    with start(pair, prefix, mount_root, name="again") as daemon:
+        log = daemon.wait_for(rf"safe to remove {prefix}I")
+        assert daemon.stop() == 0
+    assert "ingesting 1 bundle(s) left in staging" in log
+    assert stored_ids(pair) == {("web", "first"), ("web", "big"), ("web", "last")}
+    mk.detach(loops.pop())
+    with mk.mounted_image(image, readonly=True) as point:
+        got = verified_receipts(pair, point)
+    assert {r.status for r in got.values()} == {"duplicate"} and len(got) == 3
 
 
 # -- sticks that go away, or cannot be written -------------------------------------------

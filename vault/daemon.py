@@ -29,8 +29,15 @@ each medium and bundle, WARNING for what an operator should look at
 only: never record content.
 
 systemd learns READY, STATUS and STOPPING (:mod:`vault.sdnotify`). SIGTERM
-and SIGINT stop the daemon once the current step is done. The daemon opens
-no network socket; the systemd unit makes sure of it.
+and SIGINT stop the daemon after the bundle in hand: the file being copied
+is copied to the end (a bundle can be large, but one is bounded by
+``limits.max_plaintext_bytes``), the bundle being ingested is committed, and
+no further bundle is copied or ingested. The stick is not mounted again:
+what was ingested gets its receipts when the stick is inserted again (as
+"duplicate", which acknowledges it the same way; copies of the receipts
+given are in ``H/receipts/``), what was staged is ingested at the next
+start, and sticks still waiting are read at the next start if still there.
+The daemon opens no network socket; the systemd unit makes sure of it.
 """
 
 from __future__ import annotations
@@ -127,13 +134,18 @@ class Daemon:
             self.notifier.stopping()
             if watcher is not None:
                 watcher.stop()
+            waiting = self.queue.queued()
+            if waiting:
+                log.info("stopping: %d stick(s) not read (%s); each is read at the next "
+                         "start if still attached", len(waiting),
+                         ", ".join(d.name for d in waiting))
             for sig, handler in old.items():
                 signal.signal(sig, handler)
             log.info("stopped; %d insertion(s) handled", self.handled)
             self.notifier.close()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        log.info("%s received: stopping once the current step is done",
+        log.info("%s received: stopping after the bundle in hand",
                  signal.Signals(signum).name)
         self.stop.set()
 
@@ -146,7 +158,8 @@ class Daemon:
             log.info("ingesting %d bundle(s) left in staging by an interrupted run", len(left))
             self.notifier.status(f"ingesting {len(left)} bundle(s) left in staging")
             try:
-                _log_outcomes("staging", ingest.ingest_staged(self.conf.home, left))
+                _log_outcomes("staging", ingest.ingest_staged(self.conf.home, left,
+                                                              stop=self.stop.is_set))
             except ChatvaultError as exc:
                 log.error("bundles left in staging not ingested: %s", exc)
 
@@ -176,17 +189,26 @@ class Daemon:
             staged, has_requests, problem = self._read(device)
             if self.stop.is_set() and problem is None:
                 log.info("stopping: %d bundle(s) staged from %s are ingested at the next "
-                         "start; safe to remove %s", len(staged), device.name, device.name)
+                         "start; its receipts are written when it is inserted again; safe "
+                         "to remove %s", _copies(staged), device.name, device.name)
                 return
             outcomes = []
             if staged:
                 self.notifier.status(f"ingesting {len(staged)} bundle(s) from {device.name}")
                 outcomes = ingest.ingest_staged(self.conf.home, staged,
                                                 media_label=device.label,
-                                                media_serial=device.serial)
+                                                media_serial=device.serial,
+                                                stop=self.stop.is_set)
                 _log_outcomes(device.name, outcomes)
         if problem is not None:
             return  # logged by _read; receipts come with the next insertion
+        if self.stop.is_set():
+            log.info("stopping: %d of %d bundle(s) from %s ingested, %d left in staging for "
+                     "the next start; its receipts are written when it is inserted again "
+                     "(copies in %s); safe to remove %s", len(outcomes), len(staged),
+                     device.name, _copies(staged[len(outcomes):]),
+                     self.conf.home / "receipts", device.name)
+            return
         if not (outcomes or has_requests):
             log.info("safe to remove %s", device.name)
             return
@@ -214,7 +236,8 @@ class Daemon:
             else:
                 try:
                     staged = staging.stage_from_media(self.conf.home, target,
-                                                      max_plaintext=self.conf.max_plaintext)
+                                                      max_plaintext=self.conf.max_plaintext,
+                                                      stop=self.stop.is_set)
                 except MediaError as exc:
                     staged, problem = list(getattr(exc, "staged", [])), exc
                     what = ("went away while being read" if isinstance(exc, MediaMissing)
@@ -260,6 +283,11 @@ class Daemon:
         finally:
             mounting.unmount(mounted)
         log.info("safe to remove %s", device.name)
+
+
+def _copies(staged: list[staging.Staged]) -> int:
+    """How many of ``staged`` are copies in staging (the others were never copied)."""
+    return sum(1 for s in staged if s.kind == staging.COPY)
 
 
 def _read_error(exc: OSError, target: Path) -> MediaError:

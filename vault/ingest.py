@@ -122,10 +122,14 @@ class _Run:
 # -- the whole run ------------------------------------------------------------------
 
 def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str | None = None,
-                  media_serial: str | None = None, progress: bool = False) -> list[Outcome]:
+                  media_serial: str | None = None, progress: bool = False,
+                  stop: Callable[[], bool] | None = None) -> list[Outcome]:
     """Ingest staged bundles one by one; every outcome has a receipt.
 
-    One ingest at a time per vault (:mod:`vault.ingestlock`).
+    One ingest at a time per vault (:mod:`vault.ingestlock`). When ``stop()``
+    turns true (the daemon's SIGTERM), the bundle in hand is finished and no
+    other is begun: the outcomes returned are fewer than ``staged``, and the
+    staged copies not begun stay in staging (:func:`vault.staging.pending`).
     """
     h = Home(Path(home)).require()
     cfg = vaultconfig.load(h.path)
@@ -133,19 +137,25 @@ def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str 
     outcomes: list[Outcome] = []
     with ingestlock.held(h.path):
         run.conn = store.open_store(h.path / store.FILE_NAME)
-        _ingest_all(run, staged, progress, outcomes)
+        _ingest_all(run, staged, progress, outcomes, stop)
     # the held bundles (and, on first use, the identifier key) are part of the state file
     statehook.changed(h.path, "ingest")
     return outcomes
 
 
 def _ingest_all(run: _Run, staged: list[staging.Staged], progress: bool,
-                outcomes: list[Outcome]) -> None:
+                outcomes: list[Outcome], stop: Callable[[], bool] | None) -> None:
     try:
         run.conn.execute(f"PRAGMA cache_size = -{INGEST_CACHE_KIB}")
         with _progress_bar(progress) as bar:
             run.progress = bar
-            for item in staged:
+            for n, item in enumerate(staged):
+                if stop is not None and stop():
+                    left = staged[n:]
+                    kept = sum(1 for s in left if s.kind == staging.COPY)
+                    log.info("stopping: %d bundle(s) not ingested (%d kept in staging for "
+                             "the next start)", len(left), kept)
+                    break
                 outcome = _one(run, item)
                 outcome.origin = item.origin
                 _finish(run, item, outcome)

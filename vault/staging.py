@@ -33,6 +33,9 @@ copied onto the vault's own disk, and ingest works on that private copy
 * **Loses nothing**: when the media disappears mid-run, a MediaError
   (exit 5) is raised carrying in ``.staged`` every bundle fully staged so
   far; they stay in staging (:func:`pending`) until ingested.
+* **Stoppable between files**: with ``stop`` (the daemon's SIGTERM), the
+  file in hand is finished and no further file is opened; what was staged
+  is returned, the rest stays on the media.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import sqlite3
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from vault import atomic, canonical, chain, media, quarantine, store, timestamps
 from vault.bundle import layout
@@ -168,20 +171,23 @@ def remove(staged: Staged) -> None:
 
 
 def stage_from_media(home: Path, media_root: Path, *,
-                     max_plaintext: int = layout.DEFAULT_MAX_PLAINTEXT) -> list[Staged]:
+                     max_plaintext: int = layout.DEFAULT_MAX_PLAINTEXT,
+                     stop: Callable[[], bool] | None = None) -> list[Staged]:
     """Take every bundle in ``<media>/chatvault/outbox/`` (see module doc)."""
     outbox = media.folder(Path(media_root), media.OUTBOX)
     # no size bound on the listing: an oversized file is refused with a receipt
     files = media.safe_files(outbox, SUFFIX, 2**63)
-    return stage_files(home, files, max_plaintext=max_plaintext)
+    return stage_files(home, files, max_plaintext=max_plaintext, stop=stop)
 
 
 def stage_files(home: Path, files: list[Path], *, limit: int | None = None,
-                max_plaintext: int | None = None) -> list[Staged]:
+                max_plaintext: int | None = None,
+                stop: Callable[[], bool] | None = None) -> list[Staged]:
     """Stage the given bundle files (from media or given on the command line).
 
     ``max_plaintext`` defaults to the vault's ``limits.max_plaintext_bytes``;
-    ``limit`` can only lower the file size that bound allows.
+    ``limit`` can only lower the file size that bound allows. When ``stop()``
+    turns true, the files not begun yet are left where they are.
     """
     if len(files) > MAX_FILES:
         raise InputRejected(f"{len(files)} bundles at once; at most {MAX_FILES} per run")
@@ -199,7 +205,11 @@ def stage_files(home: Path, files: list[Path], *, limit: int | None = None,
     with _staging_lock(Path(home)), _holdings(Path(home)) as holdings:
         atomic.remove_stale_temporaries(target)
         known = pending(home)
-        for path in files:
+        for n, path in enumerate(files):
+            if stop is not None and stop():
+                log.info("stopping: %d bundle file(s) not read (%d taken); they stay where "
+                         "they are", len(files) - n, len(done))
+                break
             try:
                 done.append(_stage_one(Path(path), target, known, holdings, rules))
             except InputRejected as exc:
