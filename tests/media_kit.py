@@ -86,9 +86,10 @@ def token() -> str:
 
 # -- images and loop devices ---------------------------------------------------------
 
-def attach(image: Path) -> str:
-    out = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
-                         capture_output=True, text=True)
+def attach(image: Path, *, readonly: bool = False) -> str:
+    """``losetup --find``; ``readonly`` makes a write-protected medium (``-r``)."""
+    out = subprocess.run(["losetup", *(["-r"] if readonly else []), "--find", "--show",
+                          str(image)], check=True, capture_output=True, text=True)
     return out.stdout.strip()
 
 

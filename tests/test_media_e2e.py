@@ -378,3 +378,22 @@ def test_stick_pulled_while_queued_is_not_read_under_its_name(setup) -> None:
         rows = conn.execute("SELECT media_label FROM bundles").fetchall()
     assert rows == [(prefix + "B",)]
     assert stored_ids(pair) == {("srcb", "convB")}
+
+
+def test_write_protected_exfat_stick_is_safe_to_remove(setup) -> None:
+    """losetup -r: exFAT through FUSE behaves as ext4 does (warning, receipts at home)."""
+    pair, prefix, mount_root, loops = setup
+    chain = Chain(pair, pair.root / "sealed")
+    sealed = chain.seal([conv("ro1", ["hello"])])
+    image = mk.exfat_image(pair.root / "ro.img", prefix + "R", mk.outbox_files([sealed.path]))
+    before = sha256(image)
+    with start(pair, prefix, mount_root) as daemon:
+        loops.append(mk.attach(image, readonly=True))
+        log = daemon.wait_for(rf"safe to remove {prefix}R")
+        assert daemon.stop() == 0, log
+    assert re.search(rf"{prefix}R is write-protected .*no receipts written", log), log
+    assert " ERROR " not in log, log
+    assert stored_ids(pair) == {("web", "ro1")}
+    assert len(list((pair.vault_path / "receipts").glob("*.receipt.json"))) == 1
+    mk.detach(loops.pop())
+    assert sha256(image) == before

@@ -265,24 +265,35 @@ class Daemon:
             mounted = mounting.mount(device.devnode, device.fs_type, target, readonly=False,
                                      devnum=device.devnum)
         except MediaReadOnly as exc:
-            log.warning("%s is write-protected (%s): no receipts written (copies are in "
-                        "%s); safe to remove %s", device.name, exc.detail,
-                        self.conf.home / "receipts", device.name)
             _remove_dir(target)
+            self._write_protected(device, exc)
             return
         except MediaError:
             _remove_dir(target)
             raise
+        read_only: MediaReadOnly | None = None
         try:
-            written = receiptdelivery.deliver(target, outcomes,
-                                              delete_ingested=self.conf.delete_ingested)
-            log.info("%s: %d receipt(s) written", device.name, len(written))
-            if has_requests:
-                _answer_requests(self.conf.home, target, device.name)
-            mounting.sync(mounted)
+            try:
+                written = receiptdelivery.deliver(target, outcomes,
+                                                  delete_ingested=self.conf.delete_ingested)
+            except MediaReadOnly as exc:  # a driver that mounted read-only without a word
+                read_only = exc
+            else:
+                log.info("%s: %d receipt(s) written", device.name, len(written))
+                if has_requests:
+                    _answer_requests(self.conf.home, target, device.name)
+                mounting.sync(mounted)
         finally:
             mounting.unmount(mounted)
+        if read_only is not None:
+            self._write_protected(device, read_only)
+            return
         log.info("safe to remove %s", device.name)
+
+    def _write_protected(self, device: Device, exc: MediaError) -> None:
+        log.warning("%s is write-protected (%s): no receipts written (copies are in "
+                    "%s); safe to remove %s", device.name, exc.detail,
+                    self.conf.home / "receipts", device.name)
 
 
 def _copies(staged: list[staging.Staged]) -> int:

@@ -23,6 +23,14 @@ their flags by a bind remount of the mount point right after mounting
 remount). For the same reason the daemon never remounts: it unmounts after
 reading and mounts again read-write to write receipts.
 
+A write-protected medium (a lock switch, ``losetup -r``) is refused a
+read-write mount up front (``BLKROGET``), with :class:`MediaReadOnly`, as
+the kernel drivers refuse it: ``mount.exfat-fuse -o rw`` would mount it
+read-only with only a warning, and the bind remount would then mark the
+mount itself ``rw``. For the same reason a read-write mount is checked with
+``statvfs`` (which sees the file system's read-only flag, not only the
+mount's) before it is used.
+
 Kernel mounts are made with :func:`mount(2)` directly (no ``mount(8)``
 helper lookup, no path canonicalisation); unmounts use ``UMOUNT_NOFOLLOW``.
 Mount points are plain folders under ``[daemon] mount_root``, named after
@@ -34,11 +42,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import logging
 import os
 import re
 import shutil
 import stat
+import struct
 import subprocess
 import time
 from dataclasses import dataclass
@@ -51,6 +61,7 @@ log = logging.getLogger(__name__)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_NOSYMFOLLOW, MS_REMOUNT, MS_BIND = 256, 32, 4096
 MNT_DETACH, UMOUNT_NOFOLLOW = 2, 8
+BLKROGET = 0x125E  # _IO(0x12, 94): is the block device read-only?
 SAFE_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOSYMFOLLOW
 REQUIRED = ("nosuid", "nodev", "noexec")
 
@@ -157,6 +168,9 @@ def mount(devnode: str, fs_type: str, target: Path, *, readonly: bool,
           devnum: tuple[int, int] | None = None) -> Mounted:
     """Mount ``devnode`` on ``target`` safely (see the module doc); checked after."""
     _check_device(devnode, devnum)
+    if not readonly and device_read_only(devnode):
+        raise MediaReadOnly("cannot mount read-write: the medium is write-protected",
+                            path=devnode)
     p = plan(fs_type, readonly=readonly, kernel=kernel_filesystems(),
              fuse_helper=shutil.which(FUSE_EXFAT))
     if p.driver == "fuse":
@@ -182,6 +196,21 @@ def _check_device(devnode: str, devnum: tuple[int, int] | None) -> None:
         raise MediaError("not a block device", path=devnode)
     if devnum and (os.major(st.st_rdev), os.minor(st.st_rdev)) != devnum:
         raise MediaMissing("device node now names another device", path=devnode)
+
+
+def device_read_only(devnode: str) -> bool:
+    """True when the kernel says the block device is read-only (False when unsure)."""
+    try:
+        fd = os.open(devnode, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flag = fcntl.ioctl(fd, BLKROGET, struct.pack("i", 0))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return struct.unpack("i", flag)[0] != 0
 
 
 def _mount_kernel(devnode: str, target: Path, p: Plan) -> None:
@@ -252,6 +281,13 @@ def _check_flags(target: Path, readonly: bool) -> None:
     if missing:
         raise MediaError(f"mounted without {','.join(missing)}; refusing to use it",
                          path=target)
+    try:
+        fs_flags = os.statvfs(target).f_flag
+    except OSError as exc:
+        raise MediaMissing(f"mount not usable ({exc.strerror})", path=target) from None
+    if not readonly and fs_flags & os.ST_RDONLY:
+        raise MediaReadOnly("the file system was mounted read-only (write-protected?)",
+                            path=target)
     if "nosymfollow" not in opts:
         log.debug("kernel has no nosymfollow; symlinks on media are skipped by lstat")
 
