@@ -397,3 +397,38 @@ def test_write_protected_exfat_stick_is_safe_to_remove(setup) -> None:
     assert len(list((pair.vault_path / "receipts").glob("*.receipt.json"))) == 1
     mk.detach(loops.pop())
     assert sha256(image) == before
+
+
+@pytest.mark.slow
+def test_stick_pulled_before_its_receipts_gets_them_when_inserted_again(setup) -> None:
+    pair, prefix, mount_root, loops = setup
+    chain = Chain(pair, pair.root / "sealed")
+    first = chain.seal([conv("first", ["hello"])])
+    blob = os.urandom(BIG // 4)
+    big = chain.seal([_big_conversation(blob)], blobs={hashlib.sha256(blob).hexdigest(): blob})
+    del blob
+    image = mk.exfat_image(pair.root / "stick.img", prefix + "G",
+                           mk.outbox_files([first.path, big.path]), size_mb=256)
+
+    with start(pair, prefix, mount_root) as daemon:
+        devnode = mk.attach(image)
+        loops.append(devnode)
+        daemon.wait_for(rf"staged {big.path.name}", timeout=120)
+        # pulled while its bundles are ingested (a busy loop device is detached
+        # as soon as the read-only mount lets go of it)
+        subprocess.run(["losetup", "-d", devnode], check=True)
+        loops.pop()
+        log = daemon.wait_for(rf"{prefix}G went away before its receipts were written",
+                              timeout=120)
+        assert re.search(r"insert it again to get them \(copies are in .*receipts\)", log)
+        assert f"safe to remove {prefix}G" not in log
+        assert stored_ids(pair) == {("web", "first"), ("web", "big")}
+
+        loops.append(mk.attach(image))
+        log = daemon.wait_for(rf"safe to remove {prefix}G")
+        assert daemon.stop() == 0, log
+    mk.detach(loops.pop())
+    with mk.mounted_image(image, readonly=True) as point:
+        got = verified_receipts(pair, point)
+    assert {name: r.status for name, r in got.items()} == {
+        first.path.name: "duplicate", big.path.name: "duplicate"}

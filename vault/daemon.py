@@ -260,6 +260,10 @@ class Daemon:
                     has_requests: bool) -> None:
         """Mount read-write: receipts, deletions, answers; sync; unmount."""
         self.notifier.status(f"writing receipts to {device.name}")
+        gone = udevwatch.medium_changed(device)
+        if gone is not None:
+            self._gone_before_receipts(device, gone)
+            return
         target = mounting.mount_point(self.conf.mount_root, device.name)
         try:
             mounted = mounting.mount(device.devnode, device.fs_type, target, readonly=False,
@@ -270,7 +274,13 @@ class Daemon:
             return
         except MediaError:
             _remove_dir(target)
-            raise
+            # a mount that fails on a vanished device says so in its own words
+            # ("failed to get size of '/dev/loop0'"): ask again what is there
+            gone = udevwatch.medium_changed(device)
+            if gone is None:
+                raise
+            self._gone_before_receipts(device, gone)
+            return
         read_only: MediaReadOnly | None = None
         try:
             try:
@@ -294,6 +304,17 @@ class Daemon:
         log.warning("%s is write-protected (%s): no receipts written (copies are in "
                     "%s); safe to remove %s", device.name, exc.detail,
                     self.conf.home / "receipts", device.name)
+
+    def _gone_before_receipts(self, device: Device, why: str) -> None:
+        """The stick left between reading and writing back; the next insertion writes.
+
+        Its bundles are held by then, so they are recognised without being
+        copied and get signed "duplicate" receipts, which acknowledge a
+        bundle as "ingested" ones do.
+        """
+        log.error("%s went away before its receipts were written (%s): insert it again to "
+                  "get them (copies are in %s)", device.name, why,
+                  self.conf.home / "receipts")
 
 
 def _copies(staged: list[staging.Staged]) -> int:
