@@ -307,7 +307,12 @@ def test_sigterm_mid_copy_unmounts_and_the_next_start_finishes(setup) -> None:
 
 @pytest.mark.slow
 def test_sigterm_mid_ingest_ingests_no_further_bundle(setup) -> None:
-    """systemctl stop while a bundle is ingested: it is committed, the next waits."""
+    """systemctl stop during an ingest run: the bundle in hand is committed, no other.
+
+    The signal follows the first bundle's ingest; whether the big second one
+    had begun by then is up to the scheduler, so both are right: it is then
+    ingested whole, or left in staging with the third.
+    """
     pair, prefix, mount_root, loops = setup
     chain = Chain(pair, pair.root / "sealed")
     first = chain.seal([conv("first", ["in before the signal"])])
@@ -327,15 +332,17 @@ def test_sigterm_mid_ingest_ingests_no_further_bundle(setup) -> None:
         took = time.monotonic() - signalled
     log = daemon.text()
     assert f"ingested {last.path.name}" not in log, "a bundle was ingested after SIGTERM"
-    assert re.search(rf"stopping: 2 of 3 bundle\(s\) from {prefix}I ingested, 1 left in "
-                     rf"staging for the next start; .*safe to remove {prefix}I", log), log
+    said = re.search(rf"stopping: ([12]) of 3 bundle\(s\) from {prefix}I ingested, ([12]) "
+                     rf"left in staging for the next start; .*safe to remove {prefix}I", log)
+    assert said and int(said[1]) + int(said[2]) == 3, log
     assert "receipt(s) written" not in log and mk.mounts_of(loops[0]) == []
-    assert stored_ids(pair) == {("web", "first"), ("web", "big")}, f"{took:.1f} s"
+    done = {("web", "first")} | ({("web", "big")} if said[1] == "2" else set())
+    assert stored_ids(pair) == done, f"{took:.1f} s"
 
     with start(pair, prefix, mount_root, name="again") as daemon:
         log = daemon.wait_for(rf"safe to remove {prefix}I")
         assert daemon.stop() == 0
-    assert "ingesting 1 bundle(s) left in staging" in log
+    assert f"ingesting {said[2]} bundle(s) left in staging" in log
     assert stored_ids(pair) == {("web", "first"), ("web", "big"), ("web", "last")}
     mk.detach(loops.pop())
     with mk.mounted_image(image, readonly=True) as point:
