@@ -30,63 +30,33 @@ from pathlib import Path
 import pytest
 
 import media_kit as mk
-from conftest import REPO, make_pair
+import unit_kit as uk
+from conftest import make_pair
 from vault import config, receipts
 from vault_kit import Chain, conv
 
-UNIT = REPO / "systemd" / "chatvault-vault.service"
-SHIPPED_BINARY = "/usr/local/bin/chatvault"
-
-needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                   reason="systemd-analyze is not installed")
+UNIT = uk.UNITS / "chatvault-vault.service"
 
 
 def directives() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    section = None
-    for line in UNIT.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        found.setdefault(f"{section}.{key}", []).append(value)
-    return found
+    return uk.directives(UNIT.name)
 
 
 def _copy_for_verify(tmp_path: Path) -> Path:
-    """The unit with ExecStart pointing at this checkout (verify wants a real binary)."""
-    wrapper = tmp_path / "chatvault"
-    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m vault \"$@\"\n")
-    wrapper.chmod(0o755)
-    text = UNIT.read_text()
-    assert f"ExecStart={SHIPPED_BINARY} vault daemon --home /var/lib/chatvault" in text
-    (tmp_path / UNIT.name).write_text(text.replace(SHIPPED_BINARY, str(wrapper)))
-    return tmp_path
+    return uk.copy_for_verify(tmp_path, UNIT.name, "vault daemon --home /var/lib/chatvault")
 
 
-@needs_analyze
+@uk.needs_analyze
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    folder = _copy_for_verify(tmp_path)
-    proc = subprocess.run(["systemd-analyze", "verify", UNIT.name], cwd=folder,
-                          capture_output=True, text=True, timeout=60)
-    ours = [line for line in proc.stderr.splitlines() if "chatvault" in line]
-    assert proc.returncode == 0 and ours == [], proc.stderr
+    uk.assert_verifies(_copy_for_verify(tmp_path), UNIT.name)
 
 
-@needs_analyze
+@uk.needs_analyze
 def test_exposure_is_as_low_as_mounting_allows(tmp_path: Path) -> None:
-    folder = _copy_for_verify(tmp_path)
-    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
-                           UNIT.name], cwd=folder, capture_output=True, text=True, timeout=60)
-    out = proc.stdout
-    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
-    assert match, out + proc.stderr
+    level, out = uk.exposure(_copy_for_verify(tmp_path), UNIT.name)
     # root with CAP_SYS_ADMIN, host network namespace and block devices are
     # what the job needs; everything else is closed
-    assert float(match.group(1)) <= 2.5, out
+    assert level <= 2.5, out
     for closed in ("Service cannot allocate Internet sockets",
                    "Service blocks all IP address ranges",
                    "Service cannot create writable executable memory mappings",

@@ -167,13 +167,13 @@ def dsar_export(case_id: Annotated[str, typer.Argument()],
         "match(es) left out for review")
     for r in result["needs_review"]:
         say(f"  needs review: {r['source']}/{r['conversation_id']} ({'; '.join(r['reasons'])})")
-    for line in link_lines(result["linked"], _DSAR_TODO):
+    for line in link_lines(result["linked"], _DSAR_FOLLOW_UP):
         say(line)
 
 
 #: what a DSAR export says about an identifier linked to the subject but not searched with
-_DSAR_TODO = ("shown unredacted in the package, not searched with: open a case with "
-              "{option} too to include conversations found only by it")
+_DSAR_FOLLOW_UP = ("shown unredacted in the package, not searched with: open a case with "
+                   "{option} too to include conversations found only by it")
 
 
 @dsar_app.command("close")
@@ -280,15 +280,15 @@ def _show_plan(plan: dict[str, Any], as_json: bool) -> None:
         say(f"  remove  {c}")
     for c in plan["redact"]:
         say(f"  redact  {c}")
-    for line in link_lines(plan["linked_not_given"], _ERASE_TODO):
+    for line in link_lines(plan["linked_not_given"], _ERASE_FOLLOW_UP):
         say(line)
     if plan["held_by"]:
         say(f"HELD by {', '.join(plan['held_by'])}: nothing will be erased")
 
 
 #: what an erasure's plan says about an identifier linked to the subject but not given
-_ERASE_TODO = ("not part of this erasure: kept where it appears without the identifiers "
-               "given; add {option} to include it")
+_ERASE_FOLLOW_UP = ("not part of this erasure: kept where it appears without the identifiers "
+                    "given; add {option} to include it")
 
 
 @erase_app.command("approve")
