@@ -34,7 +34,6 @@ to another request with the same id).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -46,7 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from vault import atomic, keys, media, requests, signed, timestamps
+from vault import atomic, filelock, keys, media, requests, signed, timestamps
 from vault.errors import (EXIT_OK, EXIT_REJECTED, BadDocument, ChatvaultError,
                           InputRejected, UsageError)
 from vault.home import Home
@@ -112,15 +111,11 @@ def state(home: Path) -> Iterator[dict[str, Any]]:
     """The state, locked for the block, saved atomically when the block succeeds."""
     folder = Path(home) / "state"
     folder.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(folder / "requests.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with filelock.exclusive(folder / "requests.lock"):
         current = load_state(home)
         yield current
         atomic.write_bytes(_state_path(home), json.dumps(current, indent=1, sort_keys=True)
                            .encode("utf-8") + b"\n", mode=0o600)
-    finally:
-        os.close(fd)
 
 
 def load_state(home: Path) -> dict[str, Any]:

@@ -40,17 +40,15 @@ parameters.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from vault import (atomic, audit, canonical, media, requests, signed, statehook, store,
-                   timestamps)
+from vault import (atomic, audit, canonical, filelock, media, requests, signed, statehook,
+                   store, timestamps)
 from vault.errors import (EXIT_OK, EXIT_OTHER, EXIT_POLICY, EXIT_REJECTED, BadDocument,
                           ChatvaultError, CorruptPayload, LegalHoldBlocks, MediaError,
                           NotARecipient, RevokedSigner, UntrustedSigner, UsageError, WrongRole)
@@ -104,7 +102,8 @@ def answer_media(home: Path, media_root: Path) -> list[Answered]:
     answers = media.folder(media_root, media.ANSWERS, create=True)
     atomic.remove_stale_temporaries(answers)
     out: list[Answered] = []
-    with _lock(h.path), open_vault(h.path) as v:
+    # one run at a time per vault: the daemon and a person at the command line
+    with filelock.exclusive(h.path / "requests.lock"), open_vault(h.path) as v:
         run = _Run(v, h.identity(), h.trust(), answers)
         try:
             for path in too_big:
@@ -117,17 +116,6 @@ def answer_media(home: Path, media_root: Path) -> list[Answered]:
                 statehook.changed(h.path, "requests")
             media.hand_over(media_root, answers, tree=True)
     return out
-
-
-@contextlib.contextmanager
-def _lock(home: Path) -> Iterator[None]:
-    """One run at a time per vault: the daemon and a person at the command line."""
-    fd = os.open(home / "requests.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _unverified(exc: ChatvaultError) -> str:

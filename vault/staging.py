@@ -41,7 +41,6 @@ copied onto the vault's own disk, and ingest works on that private copy
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -52,7 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from vault import atomic, canonical, chain, media, quarantine, store, timestamps
+from vault import (atomic, canonical, chain, filelock, media, quarantine, store,
+                   timestamps)
 from vault.bundle import layout
 from vault.errors import ChatvaultError, InputRejected, MediaError, MediaMissing
 
@@ -202,7 +202,7 @@ def stage_files(home: Path, files: list[Path], *, limit: int | None = None,
     # One stager at a time per vault (the daemon and a person at the command
     # line): the temporaries removed below as leftovers of an interrupted run
     # would otherwise include another run's copy in progress.
-    with _staging_lock(Path(home)), _holdings(Path(home)) as holdings:
+    with filelock.exclusive(Path(home) / "staging.lock"), _holdings(Path(home)) as holdings:
         atomic.remove_stale_temporaries(target)
         known = pending(home)
         for n, path in enumerate(files):
@@ -220,16 +220,6 @@ def stage_files(home: Path, files: list[Path], *, limit: int | None = None,
                           len(done), exc.detail)
                 raise
     return done
-
-
-@contextlib.contextmanager
-def _staging_lock(home: Path) -> Iterator[None]:
-    fd = os.open(home / "staging.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 @dataclass
