@@ -344,3 +344,29 @@ def test_precise_path_reached_for_what_needs_changing(tmp_path: Path) -> None:
     data, summary = records.canonical_line(line, "x")
     assert orjson.loads(data)["started_at"] == "2024-03-14T09:05:12Z"
     assert orjson.loads(data)["started_at_offset"] == "+01:00"
+
+
+@pytest.mark.parametrize("ats", [["2024-05-05T10:00:00Z", "2024-05-05T10:00:00.5Z"],
+                                 ["2024-05-05T10:00:00.5Z", "2024-05-05T10:00:00Z"],
+                                 ["2024-05-05T10:00:00.12Z", "2024-05-05T10:00:00.123Z",
+                                  "2024-05-05T09:59:59.999999Z"]])
+def test_first_and_last_are_in_time_order_not_text_order(ats: list[str]) -> None:
+    conv = {"conversation_id": "c", "started_at": ats[0],
+            "participants": [{"id": "p", "role": "customer"}],
+            "messages": [{"id": f"m{i}", "at": at, "text": "t", "from": "p",
+                          "direction": "inbound"} for i, at in enumerate(ats)]}
+    line = canonical.dumps(conv)
+    moments = sorted(ats, key=timestamps.parse)
+    for summary in (recordschema.check_line(line), records.precise_line(line, "x")[1]):
+        assert summary is not None
+        assert (summary.first_at, summary.last_at) == (moments[0], moments[-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.datetimes(min_value=datetime.datetime(1, 1, 2),
+                             max_value=datetime.datetime(9999, 12, 30),
+                             timezones=st.just(datetime.timezone.utc)), min_size=2, max_size=6))
+def test_order_key_sorts_canonical_times_as_times(moments: list[datetime.datetime]) -> None:
+    texts = [timestamps.format_utc(m) for m in moments]
+    assert sorted(texts, key=timestamps.order_key) == [timestamps.format_utc(m)
+                                                       for m in sorted(moments)]

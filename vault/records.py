@@ -274,8 +274,9 @@ def validate_precise(conv: Any, where: str = "record") -> Summary:
             raise _fail(where, f"messages[{i}].id", f"duplicate id {m['id']!r}")
         seen.add(m["id"])
         at = m["at"]
-        first = at if first is None or at < first else first
-        last = at if last is None or at > last else last
+        key = timestamps.order_key(at)
+        first = at if first is None or key < timestamps.order_key(first) else first
+        last = at if last is None or key > timestamps.order_key(last) else last
 
     source = conv.get("source")
     return Summary(conv["conversation_id"], len(messages), len(people), attachments,

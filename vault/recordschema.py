@@ -49,6 +49,7 @@ import msgspec
 import orjson
 
 from vault.records import MAX_ID_CHARS, MAX_ITEMS, MAX_RECORD_BYTES, Summary
+from vault.timestamps import order_key
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -292,7 +293,8 @@ def _summary(conv: Any, attachments: int) -> Summary | None:
     if len(set(map(_ID, messages))) != len(messages):
         return None
     ats = list(map(_AT, messages))
-    first, last = (min(ats), max(ats)) if ats else (None, None)
+    first, last = ((min(ats, key=order_key), max(ats, key=order_key)) if ats
+                   else (None, None))
     ats.append(conv.started_at)
     if conv.ended_at is not UNSET:
         ats.append(conv.ended_at)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from vault import atomic, audit, bundle, canonical, media, records, store
+from vault import atomic, audit, bundle, canonical, media, records, store, timestamps
 from vault.bundle import BundleWriter
 from vault.config import FAT32_MAX
 from vault.errors import InputRejected, InvalidRecord, MediaIOError, UsageError
@@ -217,7 +217,8 @@ def _stored(conn: Any, row: Row) -> tuple[bytes, records.Summary]:
     times = [m["at"] for m in msgs]
     return raw, records.Summary(conv["conversation_id"], len(msgs), len(conv["participants"]),
                                 sum(len(m.get("attachments") or ()) for m in msgs),
-                                min(times, default=None), max(times, default=None))
+                                min(times, default=None, key=timestamps.order_key),
+                                max(times, default=None, key=timestamps.order_key))
 
 
 def place(sealed: Path, folder: Path, sha256: str) -> Path:

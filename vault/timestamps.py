@@ -50,6 +50,19 @@ def is_canonical(value: str) -> bool:
     return True
 
 
+def order_key(canonical_text: str) -> str:
+    """A key that sorts canonical times in time order.
+
+    The canonical text itself does not: a fraction never ends in ``0`` and a
+    whole second has none, so ``...:00Z`` sorts after ``...:00.5Z`` ('Z' is
+    above '.'). Without the final ``Z`` the shorter text is the earlier time.
+    The store compares its columns as text and keeps this sub-second quirk
+    (see README, Known limitations); code picking a first or last time uses
+    this key.
+    """
+    return canonical_text[:-1]
+
+
 def format_utc(moment: datetime) -> str:
     """The canonical form of an aware datetime."""
     if moment.tzinfo is None:

@@ -107,9 +107,11 @@ class BundleWriter:
         c["messages"] += summary.messages
         c["participants"] += summary.participants
         c["attachments"] += summary.attachments
-        if summary.first_at and (self._first is None or summary.first_at < self._first):
+        key = timestamps.order_key
+        if summary.first_at and (self._first is None
+                                 or key(summary.first_at) < key(self._first)):
             self._first = summary.first_at
-        if summary.last_at and (self._last is None or summary.last_at > self._last):
+        if summary.last_at and (self._last is None or key(summary.last_at) > key(self._last)):
             self._last = summary.last_at
 
     def add_blob(self, sha256_hex: str, content: IO[bytes], size: int) -> bool:
