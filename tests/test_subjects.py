@@ -7,6 +7,7 @@ Telegram, Messenger, Slack and Bot Framework inputs through their readers.)
 from __future__ import annotations
 
 import sqlite3
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,35 @@ def test_find_is_a_plain_function_too(people: Pair) -> None:
     finally:
         conn.close()
     assert [m.conversation_id for m in got] == ["w1", "w3"]
+
+
+def test_a_stored_number_that_does_not_parse_is_found_by_its_digits(pair: Pair,
+                                                                    tmp_path: Path) -> None:
+    """WhatsApp's sample export holds '+12 345 578': no country has such numbers."""
+    media_root = stick(tmp_path / "stick")
+    Chain(pair, outbox(media_root)).seal([
+        conv("odd", ["hello"], email=None, phone="+12 345 578", at="2024-01-10T10:00:00Z"),
+        conv("other", ["hi"], email=None, phone="+12 345 579", at="2024-01-11T10:00:00Z")])
+    ingest.ingest_media(pair.vault_path, media_root)
+
+    r = run_cli("subject", "find", "--phone", "+12 345 578", "--json", "--home", pair.vault_path)
+    assert r.code == 0, r.err
+    assert "the --phone value is not a possible phone number: looked up as the digits" in r.err
+    out = r.json()
+    assert _ids(out) == [] and _ids(out, "needs review") == ["odd"]
+    # too few digits to name anybody: refused, the value not repeated
+    r = run_cli("subject", "find", "--phone", "12 34", "--phone", "+44 7700 900123",
+                "--home", pair.vault_path)
+    assert r.code == 2 and "--phone value 1 of 2 is not a possible phone number" in r.err
+    assert "12 34" not in r.err
+
+
+def test_a_dsar_case_keeps_a_number_that_does_not_parse(pair: Pair) -> None:
+    from vault import dsar
+    from vault.subjects import open_vault
+
+    subject = Subject.parse(emails=["mara@example.org"], phones=["+12 345 578"])
+    assert subject.phone_digits == ["12345578"] and subject.notes
+    with open_vault(pair.vault_path) as v:
+        case = dsar.open_case(v, date(2024, 1, 1), subject)
+        assert dsar.subject_of(v.conn, case.id) == subject

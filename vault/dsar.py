@@ -114,11 +114,9 @@ def get(conn: Any, case_id: str) -> Case:
 def subject_of(conn: Any, case_id: str) -> Subject:
     """The case's identifiers (those not yet replaced by an erasure)."""
     s = Subject()
-    buckets = {"email": s.emails, "phone": s.phones, "name": s.names,
-               "platform_id": s.platform_ids, "customer_id": s.customer_ids}
     for kind, value in conn.execute("SELECT kind, value FROM dsar_subjects WHERE case_id = ? "
                                     "AND erased = 0 ORDER BY rowid", (case_id,)):
-        buckets[kind].append(value)
+        s.bucket(kind).append(value)
     return s
 
 
@@ -206,7 +204,8 @@ def export(v: VaultHandle, case_id: str, out: Path, *,
     subject = subject_of(v.conn, case_id)
     if not subject.exact():
         raise UsageError(f"{case_id} has no e-mail, phone or id left to search with "
-                         "(erased, or only a name was given)")
+                         "(erased, or only a name or a number that is not a possible phone "
+                         "number was given)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")

@@ -113,8 +113,10 @@ def request(v: VaultHandle, subject: Subject, reason: str,
                        "requested_by) VALUES (?, ?, ?, 'pending', ?, ?)",
                        (eid, case_id, reason, now, who))
         v.conn.executemany("INSERT INTO erasure_subjects (erasure_id, kind, value) "
-                           "VALUES (?, ?, ?)", [(eid, k, val) for k, val in subject.exact()])
-        audit.append(v.conn, "erase.request", target=v.target(subject.exact()),
+                           "VALUES (?, ?, ?)", [(eid, k, val) for k, val in
+                                                (subject.exact() + subject.digit_pairs())])
+        audit.append(v.conn, "erase.request",
+                     target=v.target(subject.exact() + subject.digit_pairs()),
                      purpose=reason, detail={"erasure": eid, "case": case_id})
     statehook.changed(v.home, "erasure")
     return eid
@@ -139,8 +141,7 @@ def pending_subject(v: VaultHandle, erasure_id: str) -> tuple[Subject, dict[str,
     s = Subject()
     for kind, value in v.conn.execute("SELECT kind, value FROM erasure_subjects WHERE "
                                       "erasure_id = ?", (erasure_id,)):
-        {"email": s.emails, "phone": s.phones, "platform_id": s.platform_ids,
-         "customer_id": s.customer_ids}[kind].append(value)
+        s.bucket(kind).append(value)
     return s, info
 
 
@@ -248,7 +249,8 @@ def _incomplete(v: VaultHandle, erasure_id: str, counts: dict[str, Any],
 
 def _subject_ref(v: VaultHandle, subject: Subject) -> str:
     """A keyed hash naming the subject, so a later run can finish an incomplete one."""
-    text = "\n".join(sorted(f"{k}:{val}" for k, val in subject.exact()))
+    text = "\n".join(sorted(f"{k}:{val}" for k, val in subject.exact()
+                               + subject.digit_pairs()))
     return v.key.hash(tombstones.PURPOSE_AUDIT, "subject", text)[:32]
 
 

@@ -110,6 +110,8 @@ def subject_find(*, email: list[str] | None = None, phone: list[str] | None = No
         subject = Subject.parse(emails=email or [], phones=phone or [], names=name or [],
                                 ids=ids or [], customer_ids=customer_id or [],
                                 region=v.region)
+        for note in subject.notes:
+            sys.stderr.write(f"note: {note}\n")
         out = find_for(v, subject, since=day_bound(since), until=day_bound(until, True),
                        source=source, purpose=purpose)
     if as_json:

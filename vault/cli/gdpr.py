@@ -48,8 +48,11 @@ def subject_of(v: Any, email: Many, phone: Many, name: Many = None, ids: Many = 
              customer: Many = None) -> Any:
     from vault.subjects import Subject
 
-    return Subject.parse(emails=email or [], phones=phone or [], names=name or [],
-                         ids=ids or [], customer_ids=customer or [], region=v.region)
+    subject = Subject.parse(emails=email or [], phones=phone or [], names=name or [],
+                            ids=ids or [], customer_ids=customer or [], region=v.region)
+    for note in subject.notes:
+        say(f"note: {note}")
+    return subject
 
 
 # -- subject find, search --------------------------------------------------------------
@@ -213,7 +216,8 @@ def erase_cmd(ctx: typer.Context,
             subject = subject_of(v, email, phone, None, ids, customer_id)
         if not subject.exact():
             raise UsageError("nothing to erase by: give --email, --phone, --id, "
-                             "--customer-id or --case (a name alone is never enough)")
+                             "--customer-id or --case (a name alone, or a number that is "
+                             "not a possible phone number, is never enough)")
         if not dry_run:
             erasure.check_reason(reason)
         p = erasure.plan(v, subject)
