@@ -117,4 +117,5 @@ def gap_note(conn: Any, meta: dict[str, Any]) -> str | None:
     if not missing:
         return None
     ranges = ", ".join(f"#{a}" if a == b else f"#{a}-{b}" for a, b in missing)
-    return f"chain gap: {meta['source']} {ranges} not received yet; ingested anyway"
+    return (f"chain gap: {meta['source']} {ranges} not ingested yet (never arrived, or "
+            "quarantined); this one ingested anyway")

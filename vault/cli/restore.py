@@ -124,6 +124,9 @@ def open_cmd(
     for name, info in sorted(opened.sources.items()):
         native = f", native: {info['native']}/" if info["native"] else ""
         print(f"{out / info['jsonl']}  {info['conversations']} conversations{native}")
+        if fmt == "native" and not info["native"]:
+            say(f"note: {name}: chatvault cannot write {info['format']} exports back "
+                "(see 'chatvault sources formats'); only the canonical JSONL was written")
     if opened.missing:
         say(f"PARTIAL: missing {', '.join(opened.missing)}")
     say(f"opened {opened.parts} part(s): {opened.conversations} conversations, "
