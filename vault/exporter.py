@@ -143,8 +143,8 @@ def _heads(home: Path) -> dict[str, tuple[int, str | None]] | None:
 
 
 def _refuse(problem: ChatvaultError | None) -> None:
+    # not logged as well: the command prints it once, on stderr (the journal under systemd)
     if problem is not None:
-        log.error("%s", problem)
         raise problem
 
 
