@@ -65,4 +65,6 @@ def run(keep: bool = False) -> Path:
             shutil.rmtree(root, ignore_errors=True)
     if keep:
         demo.console.print(f"files kept in {root}")
+    else:
+        demo.console.print(f"{root} removed; 'scripts/demo --keep' keeps it to look around")
     return root
