@@ -96,6 +96,9 @@ def trust(
         emit_json(entry.describe())
         return
     say(f"trusted {entry.fingerprint} ({entry.public.name}) as {', '.join(entry.roles)}")
+    if entry.fingerprint == h.public().fingerprint:
+        say(f"note: {entry.fingerprint} is this home's own key; the other side's public key "
+            "is what is usually trusted here (see 'chatvault keys show')")
 
 
 @app.command("revoke")
