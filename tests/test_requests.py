@@ -8,13 +8,14 @@ real exFAT stick through udev and the daemon. Refusals are in
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
 from requests_kit import ANA, JONAS, MARA, World, world
-from vault import answers, home, holds, media, records, requests, subjects
+from vault import answers, home, holds, media, records, requests, subjects, timestamps
 from vault.errors import MediaFull
 
 
@@ -252,6 +253,27 @@ def test_four_eyes_second_signature_on_a_pending_request(w: World) -> None:
     assert r.code == 0, r.err
     [got] = w.answer()
     assert got.status == "done" and "second DPO signature" in got.message
+    assert _found(w, MARA) == 0
+
+
+def test_a_second_signature_after_expiry_does_not_approve(w: World,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    w.four_eyes()
+    asked = w.ask(w.dpo, "erase", emails=[MARA], phones=[], reason="asked")
+    assert w.answer()[0].status == "pending"
+    held = _found(w, MARA)
+    assert held > 0
+    r = run_cli("request", "approve", asked["path"], "--home", w.dpo2.path, "--yes")
+    assert r.code == 0, r.err
+    later = datetime.now(timestamps.UTC) + timedelta(days=60)  # the stick came back late
+    real = requests.Request.expired
+    monkeypatch.setattr(requests.Request, "expired", lambda self, now=None: real(self, later))
+    [got] = w.answer()
+    assert (got.status, got.reason) == ("pending", "expired"), got.message
+    assert "erase approve E-0001" in got.message
+    assert _found(w, MARA) == held, "an expired request's second signature approves nothing"
+    approved = w.vault.cli("erase", "approve", "E-0001", "--json")  # the vault still can
+    assert approved.code == 0, approved.err
     assert _found(w, MARA) == 0
 
 

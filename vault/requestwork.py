@@ -17,7 +17,9 @@ an erasure); :meth:`Work.run` then does it:
   request (the approver is ``dpo:<fingerprint>``); otherwise it stays
   pending until an operator runs ``chatvault erase approve ID`` (any
   operator: the requester was not one of them), and the request, still on
-  the stick, is answered finally at the next insertion.
+  the stick, is answered finally at the next insertion. A second signature
+  counts only before the request expires; after that the pending erasure
+  waits for the operator's approval alone.
 
 A run interrupted after its work was recorded resumes from what the row
 names (the DSAR case, the erasure) instead of doing it twice.
@@ -173,6 +175,13 @@ class Work:
                     f"{eid}' at the vault, or a second DPO signature ('chatvault request "
                     "approve'); leave the request on the stick: the next insertion brings "
                     "the final answer"), ids=ids)
+            if req.expired():
+                # signatures count only while the request is valid: the erasure was
+                # accepted before, so it waits for the vault's own approval
+                return Outcome("pending", "expired", (
+                    f"the request expired at {req.body['expires_at']}, so its second "
+                    f"signature no longer counts; erasure {eid} waits for 'chatvault erase "
+                    f"approve {eid}' at the vault"), ids=ids)
             done = erasure.approve(self.v, eid, approver=f"dpo:{second[0]}")
             return _erased(eid, done, f"approved by the second DPO signature {second[0]}")
         subject, info = erasure.pending_subject(self.v, eid)
