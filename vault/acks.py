@@ -54,6 +54,14 @@ log = logging.getLogger(__name__)
 
 ACKNOWLEDGING = ("ingested", "duplicate")
 
+#: tests replace this to stop a run at a named receipt step (tests/test_export_crash.py),
+#: as :data:`vault.exporter.fault_hook` does for sealing and writing. Steps:
+#: ack-recording / ack-recorded (around each receipt's state commit in :func:`judge`),
+#: settle-acknowledged, settle-unlinked, settle-recorded (after each of the three
+#: writes of :func:`settle`), tidy-removed (after each file :func:`tidy_media`
+#: removes from the stick).
+fault_hook: exportmedia.Fault = exportmedia.no_fault
+
 
 class UnknownBundle(InputRejected):
     code = "unknown_bundle"
@@ -228,8 +236,10 @@ def judge(path: Path, state: ExportState, cfg: ExporterConfig, trust: Any,
     at = at if isinstance(at, str) else "1970-01-01T00:00:00Z"
     if receipt.status == "quarantined" and _holds(state, row, receipt.vault):
         return _stray(state, path, row, receipt.vault, copy, said, at, known)
+    fault_hook("ack-recording")
     changed = state.record_ack(row.sha256, receipt.vault, receipt.status, reason, at,
                                copy if copy != row.sha256 else None)
+    fault_hook("ack-recorded")
     if not changed:
         result = "already"
     elif receipt.status == "quarantined":
@@ -269,10 +279,16 @@ def settle(state: ExportState, cfg: ExporterConfig, outbox: Path) -> list[Bundle
         acked = {a.vault for a in state.acks(row.sha256) if a.status in ACKNOWLEDGING}
         if not required_vaults(row, cfg) <= acked:
             continue
+        # In this order, so a crash between two steps leaves an acknowledged bundle
+        # whose local copy recovery deletes (exportrecovery.recover), never a local
+        # copy gone from a bundle the state still waits for.
         state.mark_acknowledged(row.sha256)
+        fault_hook("settle-acknowledged")
         local = outbox / row.file_name
         local.unlink(missing_ok=True)
+        fault_hook("settle-unlinked")
         state.mark_local_deleted(row.sha256)
+        fault_hook("settle-recorded")
         log.info("%s acknowledged by every vault; local copy deleted", row.file_name)
         done.append(row)
     return done
@@ -332,7 +348,11 @@ def tidy_media(state: ExportState, media_path: Path, sources: set[str],
                     "vault)", path.name, digest[:16])
     if report is not None:
         report.damaged_removed = gone
-    return gone + exportmedia.remove(doomed)
+    removed: list[str] = []
+    for path in doomed:  # one by one (each made durable), so a crash may stop between two
+        removed += exportmedia.remove([path])
+        fault_hook("tidy-removed")
+    return gone + removed
 
 
 def collect(state: ExportState, cfg: ExporterConfig, trust: Any, media_path: Path,

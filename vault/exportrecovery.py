@@ -191,6 +191,16 @@ def recover(state: ExportState, outbox: Path,
             path.unlink()
             state.mark_local_deleted(row.sha256)
             notes.append(f"{path.name} was already acknowledged: local copy removed")
+    # A run killed in acks.settle after deleting an acknowledged bundle's local copy
+    # but before recording it leaves no outbox file for the loop above to find, and
+    # settle only looks at unacknowledged bundles: without this the state would say
+    # forever that the local copy was never deleted.
+    for row in state.bundles():
+        if (row.acknowledged_at and row.local_deleted_at is None
+                and not (outbox / row.file_name).exists()):
+            state.mark_local_deleted(row.sha256)
+            notes.append(f"{row.file_name} was already acknowledged and its local copy "
+                         "removed: recorded")
     for note in notes:
         log.warning("recovery: %s", note)
     return notes
