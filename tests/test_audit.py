@@ -16,7 +16,7 @@ N = 6
 
 @pytest.fixture
 def log(tmp_path: Path) -> sqlite3.Connection:
-    conn = store.open_store(tmp_path / "store.db")
+    conn = store.open_store(tmp_path / "store.db", create=True)
     for i in range(N):
         audit.append(conn, "search" if i % 2 else "export", target=f"case:{i}",
                      purpose="DSAR 2024-17", detail={"hits": i})

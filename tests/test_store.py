@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conftest import CASES, Pair
 from vault import fulltext, identifiers, ingest, migrations, store
-from vault.errors import InputRejected, UnsupportedVersion, UsageError
+from vault.errors import InputRejected, StoreDamaged, UnsupportedVersion, UsageError
 from vault_kit import Chain, consistent, conv, count, open_store, outbox, stick
 
 
@@ -22,7 +22,7 @@ from vault_kit import Chain, consistent, conv, count, open_store, outbox, stick
 
 def test_new_store_records_each_migration_once(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
-    conn = store.open_store(path)
+    conn = store.open_store(path, create=True)
     rows = conn.execute("SELECT number, name FROM migrations").fetchall()
     conn.close()
     assert rows == [(s.number, s.name) for s in migrations.steps()]
@@ -35,7 +35,7 @@ def test_new_store_records_each_migration_once(tmp_path: Path) -> None:
 
 
 def test_pragmas_on_every_connection(tmp_path: Path) -> None:
-    conn = store.open_store(tmp_path / "store.db")
+    conn = store.open_store(tmp_path / "store.db", create=True)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
@@ -45,7 +45,7 @@ def test_pragmas_on_every_connection(tmp_path: Path) -> None:
 
 def test_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
-    store.open_store(path).close()
+    store.open_store(path, create=True).close()
     raw = sqlite3.connect(path)
     raw.execute("INSERT INTO migrations VALUES (99, 'future', '2030-01-01T00:00:00Z')")
     raw.commit()
@@ -57,7 +57,7 @@ def test_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 def test_a_new_step_applies_in_order_and_a_failing_one_leaves_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "store.db"
-    store.open_store(path).close()
+    store.open_store(path, create=True).close()
     shipped = migrations.steps()
 
     def add_holds(db: Any) -> None:
@@ -84,12 +84,12 @@ def test_a_new_step_applies_in_order_and_a_failing_one_leaves_nothing(
 def test_not_a_database_is_refused_clearly(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(InputRejected, match="not a usable chatvault store"):
+    with pytest.raises(StoreDamaged, match="store is damaged.*vault rebuild"):
         store.open_store(path)
 
 
 def test_transaction_rolls_back_everything_on_error(tmp_path: Path) -> None:
-    conn = store.open_store(tmp_path / "store.db")
+    conn = store.open_store(tmp_path / "store.db", create=True)
     with pytest.raises(ValueError):
         with store.transaction(conn):
             conn.execute("INSERT INTO settings VALUES ('a', '1')")
@@ -258,7 +258,7 @@ def test_new_store_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     """The store holds plaintext: 0600 from the first byte, -wal and -shm too."""
     old = os.umask(0o022)
     try:
-        conn = store.open_store(tmp_path / "store.db")
+        conn = store.open_store(tmp_path / "store.db", create=True)
         try:
             conn.execute("INSERT INTO settings (key, value) VALUES ('probe', 'x')")
             modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
@@ -268,3 +268,26 @@ def test_new_store_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
         os.umask(old)
 
     assert modes == {"store.db": 0o600, "store.db-wal": 0o600, "store.db-shm": 0o600}
+
+
+@pytest.mark.parametrize("how", ["removed", "emptied"])
+def test_a_lost_store_is_never_replaced_by_an_empty_one(tmp_path: Path, how: str) -> None:
+    """An empty store would say 'nothing held' and take erased people back from old bundles."""
+    from conftest import run_cli
+    from vault import home
+
+    h = home.create("vault", tmp_path / "v", "vault-a")
+    db = h.path / store.FILE_NAME
+    for extra in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        extra.unlink(missing_ok=True)
+    if how == "emptied":
+        db.write_bytes(b"")
+
+    for args in (["subject", "find", "--email", "a@example.org"], ["search", "hello"],
+                 ["vault", "ingest", tmp_path], ["vault", "state-save"]):
+        got = run_cli(*args, "--home", h.path)
+        assert got.code == 5, (args, got.err)
+        assert "store is " in got.err and "vault rebuild" in got.err, got.err
+        assert db.exists() == (how == "emptied") and not Path(f"{db}-wal").exists()
+    status = run_cli("vault", "status", "--home", h.path, "--json")
+    assert status.code == 3 and status.json()["error"] == "store_missing"  # type: ignore

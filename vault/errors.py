@@ -203,6 +203,12 @@ class LegalHoldBlocks(PolicyRefused):
     code = "legal_hold"
 
 
+class StateRegression(PolicyRefused):
+    """A state file would be replaced by one that remembers fewer erasures or purges."""
+
+    code = "state_regression"
+
+
 class HomeExists(PolicyRefused):
     code = "home_exists"
 
@@ -228,6 +234,18 @@ class MediaReadOnly(MediaError):
 
 class MediaIOError(MediaError):
     code = "media_io"
+
+
+class StoreMissing(MediaError):
+    """A vault home whose ``store.db`` is gone: never replaced by an empty one in silence."""
+
+    code = "store_missing"
+
+
+class StoreDamaged(MediaError):
+    """SQLite found the store's file damaged (``database disk image is malformed``)."""
+
+    code = "store_damaged"
 
 
 def most_severe(codes: list[int]) -> int:

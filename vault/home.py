@@ -129,7 +129,7 @@ def _create_store(path: Path) -> None:
         from vault import store
     except ImportError:
         return
-    store.open_store(path / "store.db").close()
+    store.open_store(path / "store.db", create=True).close()
 
 
 def _template(kind: str, name: str) -> str:

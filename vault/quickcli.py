@@ -220,18 +220,34 @@ _verdict: int | None = None
 
 
 def _busy(exc: Exception) -> ChatvaultError | None:
-    """SQLite's "database is locked" met outside :func:`vault.store.transaction`: StoreBusy."""
-    if type(exc).__name__ != "OperationalError" or "sqlite3" not in sys.modules:
+    """SQLite's failures met outside the store module, as the operator should see them.
+
+    "database is locked" is :class:`~vault.errors.StoreBusy`; a damaged file
+    ("database disk image is malformed", found by a query long after the
+    store was opened) is :class:`~vault.errors.StoreDamaged`, naming the
+    store and what to do, not an internal error.
+    """
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
         return None
     from vault import store
 
-    if not store.is_busy(exc):
-        return None
+    if store.is_busy(exc):
+        return store.busy_error(_store_file())
+    if store.is_damaged(exc):
+        return store.damaged_error(exc, _store_file())
+    return None
+
+
+def _store_file() -> Path:
+    """The store of the home the command line names (or the default home)."""
+    from vault import store
+
     args = sys.argv[1:]
     home = next((a.partition("=")[2] for a in args if a.startswith("--home=")), None)
     if home is None and "--home" in args[:-1]:
         home = args[args.index("--home") + 1]
-    return store.busy_error(resolve_home(Path(home) if home else None) / store.FILE_NAME)
+    return resolve_home(Path(home) if home else None) / store.FILE_NAME
 
 
 def report(exc: ChatvaultError, wants_json: bool) -> None:

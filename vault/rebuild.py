@@ -77,6 +77,7 @@ def digest_of(home: Path) -> dict[str, Any]:
     vaultconfig.load(path)  # an exporter's home is refused by its config
     conn = store.open_store(path / store.FILE_NAME)
     try:
+        store.check_integrity(conn, path / store.FILE_NAME)
         return digest(conn)
     finally:
         conn.close()

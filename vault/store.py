@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from vault import migrations
-from vault.errors import InputRejected, MediaIOError, StoreBusy
+from vault.errors import InputRejected, MediaIOError, StoreBusy, StoreDamaged, StoreMissing
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -97,12 +97,20 @@ def busy_timeout() -> float:
         return BUSY_TIMEOUT
 
 
-def connect(path: Path | str, timeout: float | None = None) -> sqlite3.Connection:
+def connect(path: Path | str, timeout: float | None = None, *,
+            create: bool = False) -> sqlite3.Connection:
     """A connection with the store's pragmas, without touching the schema.
 
     ``timeout`` is how long a write waits for the lock (:func:`busy_timeout`).
+    Only ``create`` makes a new store (``chatvault init``, a rebuild): a
+    vault whose store vanished must not carry on with an empty one, which
+    would answer "nothing held" to every search and take erased people back
+    from any old bundle (:func:`require_existing`).
     """
-    _create_private(path)
+    if create:
+        _create_private(path)
+    else:
+        require_existing(path)
     wait = busy_timeout() if timeout is None else timeout
     conn = None
     try:
@@ -137,9 +145,36 @@ def _create_private(path: Path | str) -> None:
         raise MediaIOError(f"store cannot be created: {exc.strerror}", path=path) from None
 
 
-def open_store(path: Path | str) -> sqlite3.Connection:
-    """Open (creating and migrating as needed) the store at ``path``."""
-    conn = connect(path)
+def require_existing(path: Path | str) -> None:
+    """Refuse a store file that is missing or empty (:class:`StoreMissing`)."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    where = Path(path)
+    try:
+        size = where.stat().st_size
+    except FileNotFoundError:
+        size = None
+    except OSError as exc:
+        raise MediaIOError(f"store cannot be used: {exc.strerror}", path=path) from None
+    wal = Path(f"{where}-wal")
+    if size or (size == 0 and wal.is_file() and wal.stat().st_size):
+        return
+    state = where.parent / "archive" / "vault-state.cvs"
+    after = (" The state file (archive/vault-state.cvs) and the archived bundles hold "
+             "everything: rebuild from them with 'chatvault vault rebuild --into NEWHOME "
+             f"--home {where.parent}', check it with 'vault digest', then use NEWHOME."
+             if state.is_file() else
+             " Restore it from a backup, or rebuild from the archive and state file "
+             "('chatvault vault rebuild --into NEWHOME').")
+    raise StoreMissing(("the store is missing" if size is None else "the store is an empty "
+                        "file") + "; nothing was created in its place (an empty store would "
+                        "answer 'nothing held' and take erased people back from old "
+                        "bundles)." + after, path=path)
+
+
+def open_store(path: Path | str, *, create: bool = False) -> sqlite3.Connection:
+    """Open and migrate the store at ``path``; only ``create`` makes a new one."""
+    conn = connect(path, create=create)
     try:
         migrations.migrate(conn, str(path))
     except sqlite3.DatabaseError as exc:
@@ -151,12 +186,30 @@ def open_store(path: Path | str) -> sqlite3.Connection:
     return conn
 
 
+_DAMAGED = ("malformed", "file is not a database", "database corrupt")
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether SQLite says the file itself is damaged (not busy, not read-only)."""
+    return isinstance(exc, sqlite3.DatabaseError) and any(t in str(exc) for t in _DAMAGED)
+
+
+def damaged_error(exc: BaseException, path: Path | str) -> StoreDamaged:
+    return StoreDamaged(
+        f"the store is damaged (SQLite: {exc}): keep a copy of the file for analysis, stop "
+        "the vault daemon, and rebuild the store from the archive and the state file "
+        "('chatvault vault rebuild --into NEWHOME'); 'chatvault vault digest' on the "
+        "rebuilt home shows what it holds", path=path)
+
+
 def _error(exc: sqlite3.DatabaseError, path: Path | str) -> Exception:
     text = str(exc)
     if read_only(exc, path):
         return MediaIOError(f"store cannot be used: {READ_ONLY}", path=path)
     if "disk I/O" in text or "unable to open" in text or "disk is full" in text:
         return MediaIOError(f"store cannot be used: {text}", path=path)
+    if is_damaged(exc):
+        return damaged_error(exc, path)
     return InputRejected(f"not a usable chatvault store: {text}", path=path)
 
 
@@ -174,6 +227,22 @@ def read_only(exc: sqlite3.DatabaseError, path: Path | str) -> bool:
     where = Path(path)
     return not os.access(where.parent, os.W_OK) or (where.exists()
                                                    and not os.access(where, os.W_OK))
+
+
+def check_integrity(conn: sqlite3.Connection, path: Path | str) -> None:
+    """SQLite's ``quick_check`` over the whole file; :class:`StoreDamaged` when it fails.
+
+    It reads every page (seconds per gigabyte), so only the commands that
+    vouch for the whole store run it (``vault digest``, ``audit verify``).
+    """
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        if is_busy(exc):
+            raise busy_error(path) from None
+        raise damaged_error(exc, path) from None
+    if rows != ["ok"]:
+        raise damaged_error(RuntimeError("; ".join(rows)[:300]), path)
 
 
 def db(conn: sqlite3.Connection) -> sqlite_utils.Database:
