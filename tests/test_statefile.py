@@ -186,3 +186,52 @@ def test_wrapped_key_without_passphrase_leaves_it_stale_then_state_save(
     assert res.code == 0 and res.json()["current"] is True
     state = statefile.read(statefile.path_of(vlt.path), vlt.identity(tmp_path / "pass"))
     assert "exp" in state.header["trust"]
+
+
+def test_a_damaged_state_file_is_critical_and_state_save_replaces_it(vault: Pair,
+                                                                     cli: Any) -> None:
+    """Found by vault status long before a rebuild would need the file."""
+    add_tombstone(vault.vault_path, "x@example.org")
+    statehook.changed(vault.vault_path, "tombstones")
+    path = statefile.path_of(vault.vault_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # in the encrypted payload: the header still parses
+    path.write_bytes(bytes(data))
+
+    status = cli("vault", "status", "--home", vault.vault_path, "--json")
+    assert status.code == 2, status.err
+    [found] = [f for f in status.json()["findings"] if f["check"] == "state_file"]
+    assert found["level"] == "CRITICAL" and "does not verify" in found["message"]
+
+    saved = cli("vault", "state-save", "--home", vault.vault_path)
+    assert saved.code == 0, saved.err
+    state = statefile.read(path, vault.vault.identity())
+    assert len(state.rows["tombstones"]) == 1
+    status = cli("vault", "status", "--home", vault.vault_path, "--json")
+    assert not [f for f in status.json()["findings"] if f["check"] == "state_file"]
+
+
+def test_a_store_older_than_the_state_file_never_overwrites_it(vault: Pair,
+                                                               cli: Any) -> None:
+    """An old store put back would make the state file forget an erasure."""
+    db = vault.vault_path / store.FILE_NAME
+    old = vault.vault_path.parent / "old-store.db"
+    conn = store.open_store(db)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("VACUUM INTO ?", (str(old),))
+    finally:
+        conn.close()
+    add_tombstone(vault.vault_path, "x@example.org")
+    statehook.changed(vault.vault_path, "tombstones")
+    path = statefile.path_of(vault.vault_path)
+    before = path.read_bytes()
+
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    db.write_bytes(old.read_bytes())  # the backup from before the erasure
+    saved = cli("vault", "state-save", "--home", vault.vault_path, "--json")
+    assert saved.code == 4, saved.err
+    assert saved.json()["error"] == "state_regression"
+    assert "tombstones: 1 in the state file, 0 in the store" in saved.err
+    assert path.read_bytes() == before, "the state file still remembers the erasure"

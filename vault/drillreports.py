@@ -88,10 +88,16 @@ def check_drill(ctx: Any) -> list[Any]:
 
 
 def check_state_file(ctx: Any) -> list[Any]:
-    """WARNING when the state file beside the archive is missing or out of date."""
-    from vault.vaultstatus import OK, WARNING, Finding
+    """WARNING when the state file is missing or out of date, CRITICAL when it does not verify."""
+    from vault.vaultstatus import CRITICAL, OK, WARNING, Finding
 
     info = statefile.describe(ctx.home)
+    if info.get("problem"):
+        return [Finding(CRITICAL, "state_file", f"the state file {info['path']} does not "
+                        f"verify ({info['problem']}): a rebuild could not restore tombstones, "
+                        "holds and cases from it. The store still holds them: run "
+                        "'chatvault vault state-save' to write it again (the damaged file is "
+                        "replaced), and check the disk", info)]
     held = ctx.conn.execute("SELECT count(*) FROM bundles").fetchone()[0]
     if not info["exists"]:
         if not held:

@@ -43,7 +43,7 @@ from typing import Any, Iterator
 from vault import audit, bundle, canonical, store, timestamps, tombstones
 from vault.bundle import BundleWriter, Record
 from vault.errors import (BadDocument, BadPassphrase, InputRejected, MalformedHeader,
-                          PassphraseNeeded, UntrustedSigner)
+                          PassphraseNeeded, StateRegression, UntrustedSigner)
 from vault.home import Home
 from vault.keys import Identity, PublicIdentity
 from vault.records import Summary
@@ -58,6 +58,8 @@ DERIVED = frozenset({
     "migrations", "sources", "bundles", "quarantine", "conversations", "participants",
     "messages", "identifiers", "mentions", "attachments", "attachment_chunks",
     "attachment_refs", "audit_log"})
+#: state tables whose rows are never deleted: a state file is never replaced by fewer
+GROW_ONLY = ("tombstones", "retention_purges")
 _ROWS_PER_RECORD = 5000
 _SUMMARY = Summary("state", 0, 0, 0, None, None)
 
@@ -159,6 +161,36 @@ def _previous(path: Path) -> tuple[int, str | None, str | None]:
         return 0, None, None
 
 
+def _kept(snap: dict[str, Any]) -> dict[str, int]:
+    """How many rows of the tables that only ever grow the snapshot holds."""
+    return {name: len(snap["tables"].get(name, {}).get("rows", [])) for name in GROW_ONLY}
+
+
+def _refuse_forgetting(path: Path, snap: dict[str, Any]) -> None:
+    """Refuse to replace a state file that remembers more erasures or purges than the store.
+
+    Tombstones and purge markers are never deleted, so a store holding fewer
+    than the state file on disk is older than it (an old backup put back) or
+    was tampered with: saving it would forget erasures, and the next rebuild
+    would bring the people back. The counts are in the signed header.
+    """
+    try:
+        before = (bundle.inspect(path)["meta"].get("context") or {}).get("kept") or {}
+    except (OSError, InputRejected):
+        return  # unreadable: vault status reports it; the store is all there is
+    now = _kept(snap)
+    lost = {t: (int(n), now[t]) for t, n in before.items()
+            if t in now and isinstance(n, int) and now[t] < n}
+    if lost:
+        said = ", ".join(f"{t}: {was} in the state file, {has} in the store"
+                         for t, (was, has) in sorted(lost.items()))
+        raise StateRegression(
+            f"the store remembers less than the state file ({said}): it is older than the "
+            "state file or was altered, and saving it would forget erasures or purges. "
+            "Nothing was written. Rebuild the store from the archive and this state file "
+            "('chatvault vault rebuild --into NEWHOME'), then use NEWHOME", path=path)
+
+
 def write(home: Path, reason: str, identity: Identity | None = None) -> Path:
     """Write the state file of the vault at ``home`` when its content changed."""
     home = Path(home)
@@ -171,8 +203,9 @@ def write(home: Path, reason: str, identity: Identity | None = None) -> Path:
             conn.close()
         digest = content_digest(snap)
         sequence, prev_sha, prev_digest = _previous(path)
-        if prev_digest == digest:
-            return path
+        if prev_digest == digest and _damage(home, path) is None:
+            return path  # a damaged copy with the same content is written again
+        _refuse_forgetting(path, snap)
         try:
             ident = identity or Home(home).identity()
         except (BadPassphrase, PassphraseNeeded):
@@ -183,7 +216,8 @@ def write(home: Path, reason: str, identity: Identity | None = None) -> Path:
             return path
         writer = BundleWriter(path, ident, [ident.public()], kind=KIND, source=SOURCE,
                               sequence=sequence + 1, prev_hash=prev_sha,
-                              context={"digest": digest, "reason": reason[:64]})
+                              context={"digest": digest, "reason": reason[:64],
+                                       "kept": _kept(snap)})
         try:
             for rec in _records(snap, reason):
                 writer.add_record(canonical.dumps(rec), _SUMMARY)
@@ -266,10 +300,30 @@ def describe(home: Path) -> dict[str, Any]:
                             "sequence": sequence or None, "current": False}
     if not info["exists"]:
         return info
+    info["problem"] = _damage(home, path)
     conn = store.open_store(Path(home) / store.FILE_NAME)
     try:
-        info["current"] = digest == content_digest(snapshot(home, conn))
+        info["current"] = (info["problem"] is None
+                           and digest == content_digest(snapshot(home, conn)))
     finally:
         conn.close()
-    info["written_at"] = bundle.inspect(path)["meta"].get("created_at")
+    if info["problem"] is None:
+        info["written_at"] = bundle.inspect(path)["meta"].get("created_at")
     return info
+
+
+def _damage(home: Path, path: Path) -> str | None:
+    """Why the state file does not verify (signature by the vault's own key), or None.
+
+    Only the signature is checked (no key needed to decrypt): enough to see
+    a damaged or replaced file long before a rebuild needs it.
+    """
+    try:
+        with bundle.Bundle(path) as b:
+            b.check_signer(OwnKey(Home(home).public()), "vault")
+            b.verify_signature()
+    except (InputRejected, UntrustedSigner) as exc:
+        return exc.detail
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
