@@ -131,6 +131,10 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError("config file not found", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", path=path) from None
+    if text.startswith("\ufeff"):
+        # a byte order mark, as some Windows editors write: TOML allows none, but it is
+        # plainly no content; the line numbers in messages stay the same without it
+        text = text[1:]
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:

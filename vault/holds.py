@@ -107,12 +107,8 @@ def _check_scope(v: VaultHandle, source: str | None, since: str | None,
     if since and until and timestamps.parse(since) > timestamps.parse(until):
         raise UsageError(f"--since {since} is after --until {until}: the hold would cover "
                          "nothing")
-    if not source:
-        return
-    known = {n for (n,) in v.conn.execute("SELECT name FROM sources")} | set(v.cfg.sources)
-    if source not in known:
-        raise UsageError(f"no source named {source!r} is stored or configured (known: "
-                         f"{', '.join(sorted(known)) or 'none'}): the hold would cover nothing")
+    if source:
+        v.require_source(source, "the hold would cover nothing")
 
 
 def release(v: VaultHandle, name: str, reason: str | None = None) -> Hold:

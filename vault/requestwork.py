@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vault import atomic, canonical, requests
-from vault.errors import LegalHoldBlocks
+from vault.errors import LegalHoldBlocks, UsageError
 from vault.keys import Identity
 from vault.subjects import Subject, VaultHandle
 
@@ -76,6 +76,10 @@ class Work:
 
         if req.action == "restore":
             _selection(params).check()
+            try:
+                self.v.require_source(params.get("source"), "there is nothing to restore")
+            except UsageError as exc:
+                raise Refusal("unknown_source", exc.detail) from None
             return
         subject = self._subject(params)
         if req.action == "dsar":

@@ -327,6 +327,28 @@ class VaultHandle:
         return ",".join(f"{k}:{self.key.hash(PURPOSE_AUDIT, k, v)[:32]}" for k, v in pairs)
 
 
+    def require_source(self, source: str | None, what: str) -> None:
+        """Refuse a source name the vault neither stores nor configures (a typo).
+
+        An unknown ``--source`` would otherwise answer "nothing found": for a
+        data-subject request, a false "we hold nothing".
+        """
+        require_source(self.conn, self.cfg.sources, source, what)
+
+
+def require_source(conn: sqlite3.Connection, configured: Iterable[str], source: str | None,
+                   what: str) -> None:
+    """:meth:`VaultHandle.require_source` for code holding a connection and a config."""
+    if source is None:
+        return
+    from vault.errors import UsageError
+
+    known = {n for (n,) in conn.execute("SELECT name FROM sources")} | set(configured)
+    if source not in known:
+        raise UsageError(f"no source named {source!r} is stored or configured (known: "
+                         f"{', '.join(sorted(known)) or 'none'}): {what}")
+
+
 class _Open:
     def __init__(self, home: Any) -> None:
         self.home = home
@@ -368,6 +390,7 @@ def find_for(v: VaultHandle, subject: Subject, *, since: str | None = None,
     """``subject find``: matches minus restricted ones (counted), logged to the audit."""
     from vault import audit, restriction, subjectlinks
 
+    v.require_source(source, "nothing could be found in it")
     matches = find(v.conn, subject, since=since, until=until, source=source)
     hidden = restriction.hidden(v.conn, v.key, [m.conv for m in matches])
     shown = [m for m in matches if m.conv not in hidden]
@@ -390,6 +413,7 @@ def search_for(v: VaultHandle, query: str, *, source: str | None = None, limit: 
     """
     from vault import audit, fulltext, restriction
 
+    v.require_source(source, "nothing could be found in it")
     found = fulltext.search_conversations(v.conn, query, source, limit, v.region)
     rowids = {(s, c): i for i, s, c in v.conn.execute(
         "SELECT id, source, conversation_id FROM conversations WHERE conversation_id IN "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Iterator, Protocol, cast
@@ -28,7 +29,7 @@ import zstandard
 
 from vault import canonical
 from vault.bundle import crypto, layout, payload
-from vault.errors import CorruptPayload, MalformedHeader, Truncated
+from vault.errors import CorruptPayload, InputRejected, MalformedHeader, Truncated
 from vault.keys import Identity, SignerKey
 
 _READ = 1024 * 1024
@@ -58,7 +59,7 @@ class Bundle:
     def __init__(self, path: Path | str, *, max_plaintext: int = layout.DEFAULT_MAX_PLAINTEXT):
         self.path = Path(path)
         self._name = str(path)
-        self._fh: IO[bytes] = open(self.path, "rb")
+        self._fh: IO[bytes] = _open_regular(self.path)
         try:
             self.size = os.fstat(self._fh.fileno()).st_size
             head = self._fh.read(layout.PREFIX_BYTES)
@@ -216,6 +217,25 @@ def verify(path: Path | str, trust: SignerCheck, role: str = "exporter", *,
         sha = b.verify_signature()
         assert b.meta is not None
         return Verified(b.path, sha, b.size, b.meta, entry, b.prefix)
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """Open a bundle file for reading; a FIFO, device or folder is refused, never waited on.
+
+    ``O_NONBLOCK`` keeps opening a FIFO from blocking until a writer comes;
+    the descriptor is made blocking again once it is known to be a file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputRejected("is not a regular file (a bundle is one file); nothing "
+                                "was read from it", path=path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def inspect(path: Path | str) -> dict[str, Any]:

@@ -226,6 +226,9 @@ def erase_cmd(ctx: typer.Context,
             if p.held:
                 erasure.refuse_if_held(v, p, reason or "dry run", None)
             return
+        assert reason is not None
+        # a hold refuses the whole erasure: nothing to confirm
+        erasure.refuse_if_held(v, p, reason, None, case_id=case, listed=True)
         if not p.items:
             say("nothing held about this subject; tombstones are recorded all the same")
         if not yes and not _confirm(_question(p.linked)):
@@ -234,8 +237,6 @@ def erase_cmd(ctx: typer.Context,
             if as_json:
                 emit_json({"status": "not confirmed", "erased": False})
             return
-        assert reason is not None
-        erasure.refuse_if_held(v, p, reason, None, case_id=case, listed=True)
         eid = erasure.request(v, subject, reason, case)
         if erasure.four_eyes(v):
             out = {"erasure_id": eid, "status": "pending"}
@@ -259,9 +260,17 @@ def _confirm(question: str) -> bool:
     """Ask on stderr, read stdin; stdout stays for data (click's prompt writes a space there)."""
     import sys
 
+    from vault.errors import UsageError
+
     sys.stderr.write(f"{question} [y/N]: ")
     sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
+    line = sys.stdin.readline()
+    if not line:
+        # end of input (no terminal, < /dev/null): nobody said yes or no
+        sys.stderr.write("\n")
+        raise UsageError(f"no answer to '{question}' (no terminal?): nothing was erased; "
+                         "pass --yes to erase without a prompt")
+    return line.strip().lower() in ("y", "yes")
 
 
 def _question(linked: list[Any]) -> str:

@@ -50,7 +50,24 @@ def _options(source: str, timezone: str | None, phone_region: str | None) -> "Re
     except (ValueError, timestamps.TimestampError) as exc:
         raise UsageError(str(exc)) from None
     return ReadOptions(source=source, timezone=timezone, phone_region=region,
-                       on_problem=lambda p: say(f"problem: {p}"))
+                       on_problem=_ProblemPrinter())
+
+
+class _ProblemPrinter:
+    """Print the first :data:`SHOWN` problems; count the rest (a wrong --format is many)."""
+
+    SHOWN = 20
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def __call__(self, problem: object) -> None:
+        self.seen += 1
+        if self.seen <= self.SHOWN:
+            say(f"problem: {problem}")
+        elif self.seen == self.SHOWN + 1:
+            say(f"problem: ... more problems not shown (only the first {self.SHOWN} are; "
+                "is --format right for this file?)")
 
 
 @app.command("list", hidden=True)  # what the family's help once said: kept as an alias

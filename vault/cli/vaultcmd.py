@@ -42,6 +42,25 @@ def _summary(outcomes: list[Any]) -> dict[str, int]:
     return out
 
 
+def _require_media_folder(folder: Path) -> None:
+    """A folder given to ``vault ingest`` must be a stick's top: it holds ``chatvault/``.
+
+    Anything else would be read as a stick with nothing on it ("0 ingested").
+    """
+    from vault import errors, media
+
+    if (folder / media.ROOT).is_dir() and not (folder / media.ROOT).is_symlink():
+        return
+    top = next((p for p in [folder, *folder.parents] if p.name == media.ROOT), None)
+    hint = (f"give the stick's top folder instead: {top.parent}" if top is not None else
+            "give the stick's top folder (the one holding chatvault/)")
+    loose = sorted(folder.glob("*.cvb"))[:1]
+    if loose and top is None:
+        hint += f"; bundle files can be given one by one ({folder}/*.cvb)"
+    raise errors.UsageError(f"is not a media folder: it holds no {media.ROOT}/ folder, so "
+                            f"nothing would be read from it; {hint}", path=folder)
+
+
 @app.command("ingest")
 def ingest_cmd(
     paths: Annotated[list[Path], typer.Argument(
@@ -73,6 +92,8 @@ def ingest_cmd(
         if not p.exists():
             raise errors.MediaMissing("no such file or folder (is the stick mounted?)",
                                       path=p)
+        if p.is_dir():
+            _require_media_folder(p)
     try:
         for folder in [p for p in paths if p.is_dir()]:
             outcomes += ingest.ingest_media(h, folder, media_label=media_label,

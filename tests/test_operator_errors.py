@@ -1,0 +1,122 @@
+"""What an operator gets wrong at 2 a.m., and what chatvault must say instead of guessing.
+
+Each case once ended in a silent wrong answer (a false "nothing held", "0
+ingested"), a hang or an internal error; each must now be one clear line
+naming the file or value, with the documented exit code, and nothing changed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from gdpr_kit import MARA_EMAIL, Vault, sample_vault
+from vault import media, store
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Vault:
+    return sample_vault(tmp_path)
+
+
+def test_a_fifo_named_like_a_bundle_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "web-00000001.cvb"
+    os.mkfifo(fifo)
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(
+        run_cli("bundle", "inspect", fifo).code), daemon=True)
+    worker.start()
+    worker.join(20)
+    if not done:  # unblock the reader so the thread can end, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("bundle inspect waited on a FIFO")
+    assert done == [3]
+
+
+@pytest.mark.parametrize("where", ["outbox", "elsewhere"])
+def test_ingest_of_a_folder_that_is_not_a_stick_says_so(vault: Vault, tmp_path: Path,
+                                                        where: str) -> None:
+    folder = (vault.stick / media.ROOT / media.OUTBOX if where == "outbox"
+              else tmp_path / "somewhere")
+    folder.mkdir(exist_ok=True)
+    got = vault.cli("vault", "ingest", folder)
+    assert got.code == 2, got.err
+    assert "is not a media folder" in got.err and str(folder) in got.err
+    if where == "outbox":
+        assert f"give the stick's top folder instead: {vault.stick}" in got.err
+
+
+@pytest.mark.parametrize("args", [
+    ["subject", "find", "--email", MARA_EMAIL, "--source", "smaple"],
+    ["search", "order", "--source", "smaple"],
+    ["hold", "add", "h1", "--reason", "r", "--source", "smaple"],
+], ids=["subject-find", "search", "hold"])
+def test_an_unknown_source_is_refused_never_answered_with_nothing(vault: Vault,
+                                                                  args: list[str]) -> None:
+    """A typo in --source must not read as 'we hold nothing about this person'."""
+    got = vault.cli(*args, "--json")
+    assert got.code == 2, got.err
+    assert "no source named 'smaple'" in got.err and "known: sample" in got.err
+
+
+def test_restore_of_an_unknown_source_is_refused(vault: Vault, tmp_path: Path) -> None:
+    out = tmp_path / "restore"
+    got = vault.cli("restore", "create", "--to", vault.pair.exporter.public_key,
+                    "--source", "smaple", "--out", out)
+    assert got.code == 2 and "no source named 'smaple'" in got.err, got.err
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_erase_with_no_answer_is_a_usage_error(vault: Vault) -> None:
+    """End of input (a script, < /dev/null) is not a 'no': exit 2, and nothing erased."""
+    got = vault.cli("erase", "--email", MARA_EMAIL, "--reason", "Art. 17", input_text="")
+    assert got.code == 2 and "pass --yes" in got.err, got.err
+    assert vault.cli("subject", "find", "--email", MARA_EMAIL, "--json").json()[
+        "exact"] > 0  # type: ignore[index]
+
+
+def test_erase_under_a_hold_is_refused_without_asking(vault: Vault) -> None:
+    assert vault.cli("hold", "add", "lit-1", "--reason", "claim",
+                     "--source", "sample").code == 0
+    got = vault.cli("erase", "--email", MARA_EMAIL, "--reason", "Art. 17", input_text="")
+    assert got.code == 4, got.err
+    assert "lit-1" in got.err and "[y/N]" not in got.err
+
+
+def test_a_config_with_a_byte_order_mark_is_read(vault: Vault) -> None:
+    cfg = vault.home / "config.toml"
+    cfg.write_bytes(b"\xef\xbb\xbf" + cfg.read_bytes())
+    got = vault.cli("vault", "status", "--json")
+    assert got.code in (0, 1), got.err
+
+
+def test_a_damaged_store_is_named_with_what_to_do(vault: Vault) -> None:
+    db = vault.home / store.FILE_NAME
+    with vault.conn() as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    data = bytearray(db.read_bytes())
+    for page in range(2, pages):  # every page but the schema's: whatever a query reads
+        start = page * size + 16
+        data[start:start + 64] = os.urandom(64)
+    db.write_bytes(bytes(data))
+
+    for args in (["search", "order"], ["vault", "digest"]):
+        got = vault.cli(*args, "--json")
+        assert got.code == 5, (args, got.code, got.err)
+        assert got.json()["error"] == "store_damaged", got.out  # type: ignore[index]
+        assert "vault rebuild" in got.err and "internal error" not in got.err
+
+
+def test_preview_with_the_wrong_format_shows_a_bounded_list(tmp_path: Path) -> None:
+    text = tmp_path / "chat.log"
+    text.write_text("".join(f"10:{i:02d} <ana> hello {i}\n" for i in range(60)))
+    got = run_cli("sources", "preview", text, "-f", "jsonl")
+    assert got.code == 3
+    assert got.err.count("problem: ") == 21  # twenty, then one line saying there are more
+    assert "is --format right for this file?" in got.err
