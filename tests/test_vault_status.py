@@ -128,6 +128,25 @@ def test_bundle_signed_ahead_of_the_vault_clock(pair: Pair, tmp_path: Path,
     assert any("behind its own last ingest" in f["message"] for f in clock)
 
 
+def test_bundle_signed_long_before_the_last_ingest(pair: Pair, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter's clock (or the vault's) is a month off: said, since dates rely on it."""
+    real = timestamps.now_utc
+    _ingest(pair, tmp_path / "a", [{}])
+    media_root = stick(tmp_path / "b")
+    monkeypatch.setattr(timestamps, "now_utc", lambda: timestamps.format_utc(
+        datetime.now(timestamps.UTC) - timedelta(days=40)))  # while sealing only
+    Chain(pair, outbox(media_root), last={"web": _last(pair)}).seal([conv("c9", ["x"])])
+    monkeypatch.setattr(timestamps, "now_utc", real)
+    ingest.ingest_media(pair.vault_path, media_root)
+
+    clock = [f for f in vaultstatus.report(pair.vault_path)["findings"]
+             if f["check"] == "clock"]
+    assert [f["data"]["sequence"] for f in clock] == [2], clock
+    assert "before the ingest that preceded it" in clock[0]["message"]
+    assert clock[0]["level"] == "WARNING"
+
+
 def _last(pair: Pair) -> tuple[int, str]:
     with store.open_store(pair.vault_path / store.FILE_NAME) as conn:
         return conn.execute("SELECT sequence, sha256 FROM bundles ORDER BY sequence DESC"

@@ -192,9 +192,12 @@ def check_clock(ctx: Context) -> list[Finding]:
         out.append(Finding(WARNING, "clock", f"the vault's clock ({timestamps.format_utc(ctx.now)}"
                            f") is behind its own last ingest ({then}): was it set back? Due "
                            "dates and retention depend on it", {"last_ingest_at": then}))
+    # per source the newest in the chain and the last received (a gap filled late)
     for src, seq, created, received in ctx.conn.execute(
             "SELECT source, sequence, created_at, received_at FROM bundles b WHERE sequence = "
-            "(SELECT max(sequence) FROM bundles x WHERE x.source = b.source)"):
+            "(SELECT max(sequence) FROM bundles x WHERE x.source = b.source) OR sequence = "
+            "(SELECT y.sequence FROM bundles y WHERE y.source = b.source "
+            " ORDER BY y.received_at DESC, y.sequence DESC LIMIT 1) ORDER BY source, sequence"):
         signed_at, got = timestamps.parse(created), timestamps.parse(received)
         data = {"source": src, "sequence": seq, "created_at": created, "received_at": received}
         if signed_at - got > ahead:
