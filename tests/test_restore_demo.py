@@ -30,3 +30,10 @@ def test_restore_stage_ends_with_a_passing_drill_report(tmp_path: Path) -> None:
     assert text.rstrip().splitlines()[-1].count("PASSED") == 1  # the drill report ends it
     [report] = drillreports.reports(demo.state["vault"].path)
     assert report["valid"] and report["passed"] and report["records"] == 6
+
+
+def test_the_demo_ends_with_the_restore_drill() -> None:
+    """Every other stage (requests included) runs before it: the drill report is the last word."""
+    from vault import demo as demo_pkg
+
+    assert demo_pkg.STAGES[-1] == "restore"

@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-STAGES = ["bundles", "export", "ingest", "gdpr", "restore", "requests"]
+STAGES = ["bundles", "export", "ingest", "gdpr", "requests", "restore"]
 
 
 @dataclass
