@@ -56,3 +56,12 @@ def test_timer_is_monthly_and_catches_up() -> None:
     assert d["Timer.OnCalendar"] == ["monthly"]
     assert d["Timer.Persistent"] == ["true"]
     assert d["Install.WantedBy"] == ["timers.target"]
+
+
+def test_drill_and_retention_run_as_the_daemon_user() -> None:
+    """The daemon (root, to mount) owns the home's 0600 files: the timers' units must too."""
+    daemon = uk.directives("chatvault-vault.service").get("Service.User", ["root"])
+    for unit in (SERVICE, "chatvault-retention.service"):
+        d = uk.directives(unit)
+        assert d.get("Service.User", ["root"]) == daemon, unit
+        assert d.get("Service.CapabilityBoundingSet") == [""], unit
