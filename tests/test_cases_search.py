@@ -179,6 +179,22 @@ def test_reader_cases_found_by_subject_find(tmp_path: Path, case: str, fmt: str,
     assert held == {("email", e) for e in emails} | {("phone", p) for p in phones}
 
 
+@needs_cases
+def test_15_bot_attachment_text_is_searchable(pair: Pair, tmp_path: Path) -> None:
+    """Case 15: a bot_message with only bot_id/username; its legacy attachment's text
+    ("Tracking AB123456789GB", its fallback) must be indexed with the message."""
+    source = "case-slack"
+    convs = list(sources.read(INPUTS / "15-slack-bot-no-user.zip", "slack",
+                              sources.ReadOptions(source=source)))
+    _archive(pair, tmp_path, convs, source, None)
+    for query in ("Tracking AB123456789GB", "AB123456789GB", "tracking",
+                  '"Tracking AB123456789GB"'):
+        assert _search(pair, query) == ["C02ORD0002:2024-03-01"], query
+    # the message's own text is found as well, and a tracking number it lacks is not
+    assert _search(pair, "Order 4471 shipped") == ["C02ORD0002:2024-03-01"]
+    assert _search(pair, "AB987654321GB") == []
+
+
 # -- any query: words or a clear error, never a syntax error, never a false "nothing" ------
 
 _STORE: dict[str, Any] = {}

@@ -127,3 +127,86 @@ def test_round_trip_any_conversation(tmp_path_factory: pytest.TempPathFactory,
                                      convs: list[dict]) -> None:
     back = round_trip(convs, tmp_path_factory.mktemp("bf"))
     assert sorted(canonical(back)) == sorted(canonical(convs))
+
+
+# -- property: activities without 'from' or 'recipient' (case 17, as a family) ------------
+
+_bf_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+_bf_id = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+
+
+@st.composite
+def _account_or_not(draw: st.DrawFn) -> tuple[bool, object]:
+    """(present, value): absent, null, not an object, an object without an id, or an account."""
+    shape = draw(st.sampled_from(["absent", "null", "empty", "no id", "not an object",
+                                  "account"]))
+    value: object = {"absent": None, "null": None, "empty": {},
+                     "no id": {"name": draw(_bf_text), "role": "user"},
+                     "not an object": draw(st.sampled_from(["u1", 7, ["u1"]])),
+                     "account": None}[shape]
+    if shape == "account":
+        value = {"id": draw(_bf_id), "name": draw(_bf_text),
+                 "role": draw(st.sampled_from(["user", "bot", "skill", None]))}
+    return shape != "absent", value
+
+
+@st.composite
+def _activity(draw: st.DrawFn, n: int) -> dict:
+    kind = draw(st.sampled_from(["message", "message", "conversationUpdate", "event",
+                                 "endOfConversation"]))
+    act: dict = {"type": kind, "id": f"a{n}", "timestamp": f"2024-03-01T10:00:{n:02d}Z",
+                 "conversation": {"id": "c1"}, "channelId": "webchat"}
+    for key in ("from", "recipient"):
+        present, value = draw(_account_or_not())
+        if present:
+            act[key] = value
+    if kind == "message" and draw(st.integers(0, 4)):
+        act["text"] = draw(_bf_text)
+    if kind == "conversationUpdate" and draw(st.booleans()):
+        act["membersAdded"] = [v for _, v in draw(st.lists(_account_or_not(), max_size=3))]
+    if kind == "event":
+        act["name"] = draw(st.sampled_from(["webchat/join", "handoff.initiate"]))
+    return act
+
+
+def _valid_account(value: object) -> str | None:
+    return value["id"] if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), count=st.integers(1, 10))
+def test_activities_without_from_or_recipient_never_stop_a_read(
+        tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, count: int) -> None:
+    acts = [data.draw(_activity(n)) for n in range(count)]
+    convs, opts = read_all(dump(tmp_path_factory.mktemp("bf-nofrom"), acts), "botframework")
+    assert opts.problems == []
+    [conv] = convs
+    got = {m["id"]: m for m in conv["messages"]}
+    assert list(got) == [a["id"] for a in acts]  # every activity kept, in order
+    for act in acts:
+        m, sender = got[act["id"]], _valid_account(act.get("from"))
+        assert m["text"] == act.get("text", "")
+        if act["type"] == "message" and sender is not None:
+            assert m["from"] == sender and not m.get("system")
+        else:  # no usable 'from', or not a message: an event, its text still kept
+            assert m["from"] is None and m["system"] is True
+    people = {p["id"] for p in conv["participants"]}
+    named = {_valid_account(a.get(k)) for a in acts for k in ("from", "recipient")}
+    named |= {_valid_account(v) for a in acts for v in a.get("membersAdded", [])}
+    assert people == named - {None}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: an account whose id is empty becomes a participant with id '' and the whole "
+    "conversation is refused; a 'membersAdded' that is not a list raises TypeError"))
+@pytest.mark.parametrize("fields", [
+    {"from": {"id": ""}},
+    {"recipient": {"id": "", "name": "Bot"}},
+    {"type": "conversationUpdate", "membersAdded": 5},
+], ids=["from-empty-id", "recipient-empty-id", "membersAdded-not-a-list"])
+def test_an_unusable_account_is_no_account(tmp_path: Path, fields: dict) -> None:
+    acts = [activity(1, **fields), activity(2)]
+    convs, opts = read_all(dump(tmp_path, acts), "botframework")
+    assert opts.problems == []
+    assert [m["text"] for m in convs[0]["messages"]] == ["message 1", "message 2"]

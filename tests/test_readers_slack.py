@@ -239,3 +239,90 @@ def test_round_trip_any_conversation(tmp_path_factory: pytest.TempPathFactory,
                                      convs: list[dict]) -> None:
     back = round_trip(convs, tmp_path_factory.mktemp("slack"))
     assert sorted(canonical(back)) == sorted(canonical(convs))
+
+
+# -- property: senders missing from users.json never stop a read ---------------------------
+#
+# The family behind cases 12, 13 and 15: an id that users.json does not list
+# (Slackbot, another workspace's user, a deleted user, a bot) may sit in 'user',
+# 'parent_user_id', reactions, thread replies and member lists. None of them
+# may crash the reader or drop a message; a writer so named becomes a
+# participant under that very id.
+
+_KNOWN = {"U1"}
+_uid = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=24).filter(
+    lambda s: s not in _KNOWN)
+_slack_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@st.composite
+def _day(draw: st.DrawFn, base: int) -> list[dict]:
+    """A day of messages from known and unknown writers, with threads and reactions."""
+    ids = draw(st.lists(_uid, min_size=1, max_size=5, unique=True))
+    anyone = st.sampled_from([*ids, "U1"])
+    out: list[dict] = []
+    for n in range(draw(st.integers(1, 6))):
+        raw: dict = {"type": "message", "user": draw(anyone), "text": draw(_slack_text),
+                     "ts": f"{base + n}.{n:06d}"}
+        if out and draw(st.booleans()):  # a thread reply to the first message
+            raw["thread_ts"] = out[0]["ts"]
+            raw["parent_user_id"] = draw(anyone | _uid)
+            out[0].setdefault("replies", []).append({"user": raw["user"], "ts": raw["ts"]})
+            out[0]["reply_users"] = sorted({r["user"] for r in out[0]["replies"]})
+            out[0]["thread_ts"] = out[0]["ts"]
+        if draw(st.booleans()):
+            users = draw(st.lists(anyone | _uid, min_size=1, max_size=3))
+            raw["reactions"] = [{"name": "+1", "users": users, "count": len(users)}]
+        if draw(st.booleans()):
+            raw["edited"] = {"user": draw(anyone | _uid), "ts": f"{base + n}.999999"}
+        out.append(raw)
+    return out
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(channel_day=_day(1709287200), dm_day=_day(1709290800),
+       channel_members=st.lists(_uid | st.just("U1"), max_size=4),
+       dm_members=st.lists(_uid, min_size=1, max_size=3, unique=True))
+def test_any_unknown_sender_is_kept_as_a_participant(
+        tmp_path_factory: pytest.TempPathFactory, channel_day: list[dict],
+        dm_day: list[dict], channel_members: list[str], dm_members: list[str]) -> None:
+    path = tmp_path_factory.mktemp("slack-unknown") / "export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("users.json", json.dumps(USERS[:1]))  # only U1 is known
+        zf.writestr("channels.json", json.dumps(
+            [{"id": "C1", "name": "support", "members": channel_members}]))
+        zf.writestr("dms.json", json.dumps([{"id": "D1", "members": dm_members}]))
+        zf.writestr("support/2024-03-01.json", json.dumps(channel_day))
+        zf.writestr("D1/2024-03-01.json", json.dumps(dm_day))
+
+    convs, opts = read_all(path, "slack")
+
+    assert opts.problems == []
+    by_id = {c["extra"]["channel_id"]: c for c in convs}
+    assert sorted(by_id) == ["C1", "D1"]
+    for cid, day in (("C1", channel_day), ("D1", dm_day)):
+        conv = by_id[cid]
+        # every message kept, in order, its writer and text exactly as exported
+        assert [(m["id"], m["from"], m["text"]) for m in conv["messages"]] == [
+            (raw["ts"], raw["user"], raw["text"]) for raw in day]
+        for m, raw in zip(conv["messages"], day):
+            if "reactions" in raw:
+                assert m["extra"]["reactions"] == raw["reactions"]
+            if "parent_user_id" in raw:
+                assert m["reply_to"] == day[0]["ts"]
+                assert m["extra"]["parent_user_id"] == raw["parent_user_id"]
+        people = {p["id"]: p for p in conv["participants"]}
+        writers = list(dict.fromkeys(raw["user"] for raw in day))
+        assert list(people)[:len(writers)] == writers
+        for uid in writers:
+            assert people[uid]["platform_ids"] == {"slack": uid}
+            if uid in _KNOWN:
+                assert people[uid]["name"] == "Ana Example"
+            else:
+                assert people[uid]["extra"]["not_in_users_json"] is True
+        if cid == "D1":  # a DM's silent members are participants too, unknown or not
+            assert set(people) == set(writers) | set(dm_members)
+        else:  # a channel's members stay as listed, in extra
+            assert set(people) == set(writers)
+            assert conv["extra"]["channel_info"]["members"] == channel_members

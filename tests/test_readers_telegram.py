@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest_readers import corpus_file, events, found, messages, names, read_all, texts
 from vault.errors import UnreadableExport
@@ -128,3 +130,98 @@ def test_folder_of_exports_reads_result_files(tmp_path: Path) -> None:
         (folder / "other.json").write_text("{}", "utf-8")
     convs, _ = read_all(tmp_path, "telegram")
     assert [c["conversation_id"] for c in convs] == ["1", "2"]
+
+
+# -- properties: entity text and service messages (cases 07 and 08, as families) ----------
+
+_piece_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+_entity_type = st.sampled_from(["plain", "bold", "italic", "link", "text_link", "mention",
+                                "phone", "email", "code", "pre", "spoiler", "custom_emoji"])
+
+
+@st.composite
+def _piece(draw: st.DrawFn) -> object:
+    """A plain string, or an entity object as Telegram writes it (extra keys and all)."""
+    text = draw(_piece_text)
+    if draw(st.booleans()):
+        return text
+    entity: dict = {"type": draw(_entity_type), "text": text}
+    if entity["type"] == "text_link":
+        entity["href"] = "https://example.org/" + draw(st.text("abc", max_size=5))
+    if entity["type"] == "pre" and draw(st.booleans()):
+        entity["language"] = "python"
+    if entity["type"] == "custom_emoji":
+        entity["document_id"] = "(File not included.)"
+    return entity
+
+
+def _joined(pieces: list) -> str:
+    return "".join(p if isinstance(p, str) else p["text"] for p in pieces)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts_=st.lists(st.lists(_piece(), max_size=6), min_size=1, max_size=4),
+       with_entities=st.booleans())
+def test_any_list_of_pieces_reads_as_their_concatenation(
+        tmp_path_factory: pytest.TempPathFactory, texts_: list[list],
+        with_entities: bool) -> None:
+    entries = []
+    for n, pieces in enumerate(texts_, 1):
+        extra = {"text_entities": [p if isinstance(p, dict) else {"type": "plain", "text": p}
+                                   for p in pieces]} if with_entities else {}
+        entries.append(msg(n, pieces, **extra))
+    path = dump(tmp_path_factory.mktemp("tg-pieces"), chat(entries))
+    convs, opts = read_all(path, "telegram")
+    assert opts.problems == []
+    assert texts(convs) == [_joined(pieces) for pieces in texts_]
+
+
+_service_action = st.sampled_from(["create_group", "invite_members", "remove_members",
+                                   "pin_message", "phone_call", "edit_group_title",
+                                   "migrate_to_supergroup", "join_group_by_link", "clear_history"])
+
+
+@st.composite
+def _service(draw: st.DrawFn, mid: int) -> dict:
+    """A service entry: never a 'from'; actor, actor_id and text each may be missing."""
+    entry: dict = {"id": mid, "type": "service", "date": "2024-03-01T09:00:00",
+                   "date_unixtime": str(1709283600 + mid), "action": draw(_service_action)}
+    if draw(st.booleans()):
+        entry["actor"] = draw(st.none() | _piece_text)
+    if draw(st.booleans()):
+        entry["actor_id"] = draw(st.none()
+                                 | st.sampled_from(["user5", "user42", "channel9", ""]))
+    if draw(st.booleans()):
+        entry["text"] = draw(_piece_text | st.lists(_piece(), max_size=3))
+    if entry["action"] in ("invite_members", "remove_members") and draw(st.booleans()):
+        entry["members"] = draw(st.lists(st.none() | _piece_text, max_size=3))
+    return entry
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), kinds=st.lists(st.booleans(), min_size=1, max_size=8),
+       personal=st.booleans())
+def test_service_messages_without_from_never_stop_a_read(
+        tmp_path_factory: pytest.TempPathFactory, data: st.DataObject, kinds: list[bool],
+        personal: bool) -> None:
+    entries = [data.draw(_service(n)) if service else msg(n, f"message {n}")
+               for n, service in enumerate(kinds, 1)]
+    value = chat(entries) if personal else {
+        "personal_information": {"user_id": 1}, "chats": {"list": [
+            {"name": "Support", "type": "private_group", "id": 9, "messages": entries}]}}
+    path = dump(tmp_path_factory.mktemp("tg-service"), value)
+    convs, opts = read_all(path, "telegram")
+    assert opts.problems == []
+    [conv] = convs
+    assert len(conv["messages"]) == len(entries)
+    for m, entry in zip(conv["messages"], entries):
+        assert m["id"] == str(entry["id"])
+        if entry["type"] == "service":
+            assert m["from"] is None and m["system"] is True
+            text = entry.get("text", "")
+            assert m["text"] == (text if isinstance(text, str) else _joined(text))
+            assert m["extra"]["action"] == entry["action"]
+        else:
+            assert m["text"] == entry["text"] and m["from"] == "user42"
