@@ -245,7 +245,11 @@ def test_selection_by_subject_conversation_and_window(pair: Pair, tmp_path: Path
     assert ids("--conversation", "c3", "--conversation", "c1") == ["c1", "c3"]
     assert ids("--source", "web", "--since", "2024-03-05", "--until", "2024-03-31") == ["c2"]
     assert ids("--source", "web", "--until", "2024-03-01") == ["c1"]
-    assert ids("--source", "nope") == []
+    assert ids("--source", "web", "--since", "2025-01-01") == []  # known source, no match
+    unknown = cli("restore", "create", "--home", pair.vault_path, "--to",
+                  pair.exporter.public_key, "--out", tmp_path / "nope", "--source", "nope")
+    assert unknown.code == 2 and "no source named 'nope'" in unknown.err  # a typo, not 'none'
+
     res = cli("restore", "create", "--home", pair.vault_path, "--to", pair.exporter.public_key,
               "--out", tmp_path / "x")
     assert res.code == 2 and "say what to restore" in res.err

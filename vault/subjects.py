@@ -328,25 +328,8 @@ class VaultHandle:
 
 
     def require_source(self, source: str | None, what: str) -> None:
-        """Refuse a source name the vault neither stores nor configures (a typo).
-
-        An unknown ``--source`` would otherwise answer "nothing found": for a
-        data-subject request, a false "we hold nothing".
-        """
-        require_source(self.conn, self.cfg.sources, source, what)
-
-
-def require_source(conn: sqlite3.Connection, configured: Iterable[str], source: str | None,
-                   what: str) -> None:
-    """:meth:`VaultHandle.require_source` for code holding a connection and a config."""
-    if source is None:
-        return
-    from vault.errors import UsageError
-
-    known = {n for (n,) in conn.execute("SELECT name FROM sources")} | set(configured)
-    if source not in known:
-        raise UsageError(f"no source named {source!r} is stored or configured (known: "
-                         f"{', '.join(sorted(known)) or 'none'}): {what}")
+        """:meth:`vault.vaultconfig.VaultConfig.require_source` on this vault's store."""
+        self.cfg.require_source(self.conn, source, what)
 
 
 class _Open:

@@ -24,6 +24,7 @@ from typing import Any
 from vault import config as config_mod
 from vault import identifiers
 from vault.config import Config, VAULT_DEFAULTS, expect_int
+from vault.errors import UsageError
 
 SOURCE_KEYS = ("expected_every_hours", "retention_days")
 #: Art. 15(1)(a)-(h), as keys of the ``[processing]`` register shown in DSAR packages
@@ -59,6 +60,19 @@ class VaultConfig:
     processing: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, SourceSettings] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def require_source(self, conn: Any, source: str | None, what: str) -> None:
+        """Refuse a source name the vault neither stores nor configures (a typo).
+
+        An unknown ``--source`` would otherwise answer "nothing found": for a
+        data-subject request, a false "we hold nothing".
+        """
+        if source is None:
+            return
+        known = {n for (n,) in conn.execute("SELECT name FROM sources")} | set(self.sources)
+        if source not in known:
+            raise UsageError(f"no source named {source!r} is stored or configured (known: "
+                             f"{', '.join(sorted(known)) or 'none'}): {what}")
 
     def retention_for(self, source: str) -> int:
         """Days conversations of ``source`` are kept (0 = no limit)."""
