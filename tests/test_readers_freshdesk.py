@@ -32,7 +32,12 @@ def test_corpus_web_chat_ticket() -> None:
     last = messages(convs)[-1]
     assert last["attachments"][0]["name"] == "freshdesk-validation-diagnostic.txt"
     assert last["attachments"][0]["size"] == 188
-    assert found(convs).emails == []
+    # the agent's reply was sent from support@example.com: the agent carries it (and the
+    # message keeps it in extra), so subject search finds the agent by it
+    agent = next(p for p in conv["participants"] if p["id"] == "510")
+    assert agent["role"] == "agent" and agent["email"] == "support@example.com"
+    assert last["from"] == "510" and last["extra"]["from_email"] == "support@example.com"
+    assert found(convs).emails == ["support@example.com"]
 
 
 def test_private_notes_requester_and_malformed_entries(tmp_path: Path) -> None:
@@ -78,3 +83,39 @@ def test_source_code_gives_the_channel(tmp_path: Path) -> None:
     path.write_text(json.dumps({"ticket": ticket, "conversations": []}), encoding="utf-8")
     convs, _ = read_all(path, "freshdesk")
     assert convs[0]["channel"] == "email" and convs[0]["extra"]["source"] == 1
+
+
+def test_from_email_is_the_authors_email(tmp_path: Path) -> None:
+    ticket = {"id": 9, "subject": "Mail", "requester_id": 1, "responder_id": 2,
+              "created_at": "2024-03-01T10:00:00Z", "description_text": "hello",
+              "requester": {"id": 1, "email": "ana@example.org"}}
+    entries = [
+        {"id": 1, "body_text": "greeting", "user_id": None, "from_email": None,
+         "created_at": "2024-03-01T10:00:01Z"},
+        {"id": 2, "body_text": "reply", "user_id": 2, "from_email": "Support@Example.com",
+         "created_at": "2024-03-01T10:01:00Z"},
+        {"id": 3, "body_text": "again", "user_id": 2, "from_email": "support@example.com",
+         "created_at": "2024-03-01T10:02:00Z"},
+        {"id": 4, "body_text": "me too", "user_id": 1, "incoming": True,
+         "from_email": "ana.work@example.org", "created_at": "2024-03-01T10:03:00Z"},
+        {"id": 5, "body_text": "auto", "user_id": None, "from_email": "help@example.com",
+         "created_at": "2024-03-01T10:04:00Z"}]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"ticket": ticket, "conversations": entries}),
+                    encoding="utf-8")
+    convs, opts = read_all(path, "freshdesk")
+    assert opts.problems == []
+    people = {p["id"]: p for p in convs[0]["participants"]}
+    assert set(people) == {"1", "2", "email:help@example.com"}
+    assert (people["2"]["role"], people["2"]["email"]) == ("agent", "Support@Example.com")
+    assert "extra" not in people["2"]  # the same address again, written otherwise
+    # the requester keeps her own e-mail; the other address she wrote from is listed
+    assert people["1"]["email"] == "ana@example.org"
+    assert people["1"]["extra"]["from_emails"] == ["ana.work@example.org"]
+    bot = people["email:help@example.com"]
+    assert (bot["role"], bot["email"]) == ("agent", "help@example.com")
+    senders = [m["from"] for m in messages(convs)]
+    assert senders == ["1", None, "2", "2", "1", "email:help@example.com"]
+    assert all("from_email" in m["extra"] for m in messages(convs)[1:])
+    assert found(convs).emails == ["ana@example.org", "support@example.com",
+                                   "help@example.com"]

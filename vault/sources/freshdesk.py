@@ -18,6 +18,16 @@ are ``agent``; an entry with no author (an automated greeting) has
 ``extra``), ``subject`` is the title, ``tags`` are kept, attachments keep
 name, type and size.
 
+Sender e-mail. An entry's ``from_email`` (the address a reply was sent
+from) is the e-mail of its author's participant record, so subject search
+finds the agent by it; it also stays in the message's ``extra``. A person
+whose record already holds another e-mail (the requester's own, or an
+earlier ``from_email``) keeps it, and the further addresses are listed in
+the record's ``extra.from_emails`` (kept, not indexed: a participant record
+holds one e-mail). An entry with a ``from_email`` and no
+``user_id`` is from a participant ``email:<from_email>`` (``agent``, or
+``customer`` when ``incoming``).
+
 HTML: Freshdesk gives both ``body`` (HTML) and ``body_text``. ``text`` is
 ``body_text`` exactly as given (a plain rendering of ``body`` when absent);
 the HTML is kept in ``extra.html``.
@@ -124,6 +134,28 @@ class _Ticket:
                                                    platform_ids={"freshdesk": pid})
         return pid
 
+    def sender(self, entry: dict[str, Any], incoming: bool) -> str | None:
+        """The author of an entry, carrying the ``from_email`` it was sent from."""
+        email = entry.get("from_email")
+        email = email.strip() if isinstance(email, str) else ""
+        pid = self.person(entry.get("user_id"), incoming)
+        if pid is None and email:
+            pid = f"email:{email}"
+            if pid not in self.people:
+                self.people[pid] = records.participant(
+                    pid, "customer" if incoming else "agent")
+        if pid is None or not email:
+            return pid
+        person = self.people[pid]
+        held = person.get("email")
+        if not held:
+            person["email"] = email
+        elif held.casefold() != email.casefold():
+            others = person.setdefault("extra", {}).setdefault("from_emails", [])
+            if email not in others:
+                others.append(email)
+        return pid
+
     def requester_details(self) -> None:
         info = self.ticket.get("requester")
         if not isinstance(info, dict) or self.ticket.get("requester_id") is None:
@@ -150,7 +182,7 @@ class _Ticket:
             self.options.problem(self.path, where, f"an ISO 8601 'created_at' ({exc})")
             return None
         incoming = entry.get("incoming") is True
-        sender = self.person(entry.get("user_id"), incoming)
+        sender = self.sender(entry, incoming)
         text, html = _text(entry, "body_text", "body")
         extra = {k: v for k, v in entry.items() if k not in _ENTRY_MAPPED}
         if html is not None:
