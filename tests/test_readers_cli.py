@@ -179,3 +179,54 @@ def test_preview_shows_the_ids_convert_writes(tmp_path: Path) -> None:
     shown, written = ids()
     assert shown == written
     assert ids("--source", "wa-desk")[0] != shown  # why --source must be the exporter's name
+
+
+# -- a zstd export cut short -----------------------------------------------------------------
+
+def _zst(path: Path, convs: list[dict[str, Any]]) -> bytes:
+    import zstandard
+
+    data = b"".join(records.canonical_record(c)[0] + b"\n" for c in convs)
+    blob = zstandard.ZstdCompressor(write_checksum=True).compress(data)  # as zstd(1) does
+    path.write_bytes(blob)
+    return blob
+
+
+@pytest.mark.parametrize("cut", [20, 3], ids=["head-c-20", "no-checksum"])
+def test_bundle_seal_of_a_truncated_zst_exits_3_and_writes_nothing(
+        tmp_path: Path, pair: Any, cut: int) -> None:
+    from vault_kit import conv
+
+    path = tmp_path / "t.jsonl.zst"
+    blob = _zst(path, [conv(f"c{i}", ["hello"] * 30) for i in range(40)])
+    path.write_bytes(blob[:cut] if cut == 20 else blob[:-cut])
+    out = tmp_path / "t.cvb"
+    result = run_cli("bundle", "seal", path, "--to", pair.vault.public_key, "--source", "web",
+                     "--seq", "1", "-o", out, "--home", pair.exporter_path)
+    assert result.code == 3, (result.out, result.err)
+    assert f"{path}: zstd data cut short" in result.err
+    assert "sealed" not in result.out and not out.exists()
+
+
+def test_export_run_seals_nothing_of_a_truncated_zst_and_reads_it_next_run(
+        tmp_path: Path) -> None:
+    import export_kit
+    from vault_kit import conv
+
+    site = export_kit.make_site(tmp_path, convs=[])
+    folder = tmp_path / "web-export"
+    folder.mkdir()
+    cut = folder / "a.jsonl.zst"
+    blob = _zst(cut, [conv("grows", ["one", "two", "three"]), conv("other", ["x"] * 50)])
+    cut.write_bytes(blob[:-3])
+    _zst(folder / "b.jsonl.zst", [conv("whole", ["kept"])])
+    export_kit.add_source(site, "zs", folder, "jsonl")
+    result = run_cli("export", "run", *site.args())
+    assert result.code == 3, result.err
+    assert f"{cut}: zstd data cut short" in result.err
+    held = export_kit.vault_view(site)
+    assert "whole" in held and "grows" not in held and "other" not in held
+    cut.write_bytes(blob)  # copied again, whole
+    again = run_cli("export", "run", *site.args())
+    assert again.code == 0, again.err
+    assert {"whole", "grows", "other"} <= set(export_kit.vault_view(site))
