@@ -197,9 +197,6 @@ def test_activities_without_from_or_recipient_never_stop_a_read(
     assert people == named - {None}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: an account whose id is empty becomes a participant with id '' and the whole "
-    "conversation is refused; a 'membersAdded' that is not a list raises TypeError"))
 @pytest.mark.parametrize("fields", [
     {"from": {"id": ""}},
     {"recipient": {"id": "", "name": "Bot"}},
@@ -210,3 +207,73 @@ def test_an_unusable_account_is_no_account(tmp_path: Path, fields: dict) -> None
     convs, opts = read_all(dump(tmp_path, acts), "botframework")
     assert opts.problems == []
     assert [m["text"] for m in convs[0]["messages"]] == ["message 1", "message 2"]
+
+
+# -- property: any JSON value in any field never stops a read -----------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
+                     | st.floats(allow_nan=False, allow_infinity=False) | _bf_text,
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(_bf_text, inner, max_size=3), max_leaves=5)
+_FIELDS = ["type", "id", "timestamp", "localTimestamp", "from", "recipient", "text",
+           "replyToId", "attachments", "conversation", "channelId", "membersAdded",
+           "channelData", "name", "value", "from.id", "from.role", "from.name",
+           "recipient.id", "conversation.id", "attachments.0", "attachments.0.content",
+           "channelData.chatvault"]
+
+
+def _put(act: dict, where: str, value: object) -> None:
+    *path, last = where.split(".")
+    node: object = act
+    for key in path:
+        node = node[int(key)] if isinstance(node, list) else node[key]  # type: ignore[index]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value  # type: ignore[index]
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(_FIELDS), value=_json, victim=st.integers(0, 2))
+def test_any_json_in_any_field_never_stops_a_read(tmp_path_factory: pytest.TempPathFactory,
+                                                  where: str, value: object,
+                                                  victim: int) -> None:
+    acts = [activity(n, attachments=[{"contentType": "image/png", "name": "a.png"}],
+                     recipient={"id": "bot", "role": "bot"}, channelData={"tenant": "t"})
+            for n in range(1, 4)]
+    _put(acts[victim], where, value)
+    path = dump(tmp_path_factory.mktemp("bf-any"), acts)
+    convs, opts = read_all(path, "botframework")
+    kept = [m["text"] for c in convs for m in c["messages"]]
+    for n, act in enumerate(acts):
+        if n != victim:  # every other activity is read whole
+            assert act["text"] in kept, (opts.problems, kept)
+    assert all(not p.refused for p in opts.problems), opts.problems
+    assert all(p.path == str(path) and p.position == f"activity {victim}"
+               for p in opts.problems)
+
+
+@pytest.mark.parametrize("field", ["from", "recipient"])
+def test_an_account_id_too_long_for_a_record_is_shortened_and_said(tmp_path: Path,
+                                                                   field: str) -> None:
+    long = "u" * 1500
+    acts = [activity(1, **{field: {"id": long, "name": "Ana"}}), activity(2),
+            activity(3, **{field: {"id": long, "name": "Ana"}})]
+    convs, opts = read_all(dump(tmp_path, acts), "botframework")
+    [conv] = convs
+    assert [m["text"] for m in conv["messages"]] == ["message 1", "message 2", "message 3"]
+    [person] = [p for p in conv["participants"] if p["platform_ids"]["botframework"] == long]
+    assert len(person["id"]) < 200 and person["id"].startswith("u" * 64)
+    if field == "from":
+        assert [m["from"] for m in conv["messages"]] == [person["id"], "u1", person["id"]]
+    [problem] = opts.problems  # said once, for the first mention
+    assert problem.position == "activity 0" and "1,500 characters" in str(problem)
+
+
+def test_a_repeated_activity_id_keeps_both(tmp_path: Path) -> None:
+    acts = [activity(1), activity(2, id="1"), activity(3)]
+    convs, opts = read_all(dump(tmp_path, acts), "botframework")
+    assert opts.problems == []
+    assert [(m["id"], m["text"]) for m in convs[0]["messages"]] == [
+        ("1", "message 1"), ("1#2", "message 2"), ("3", "message 3")]

@@ -7,7 +7,14 @@ are counted in ``extra.skipped``); every other type (``conversationUpdate``,
 ``endOfConversation``, ``event``, ``messageReaction``...) is a system event
 with ``from: null`` and the activity's fields in ``extra``. An activity with
 no ``from`` (a leading ``conversationUpdate``, a channel notice) never
-stops a read.
+stops a read; nor does an account that is not an object or whose ``id``
+is missing, not a string or ``""``: it is no account (a message from it is
+an event, the raw field kept in ``extra``), and a ``membersAdded`` that is
+not a list adds no one (it stays in ``extra``). An account or activity id
+longer than a record id holds is filed under a stable shortened form and
+reported (:func:`vault.sources.record_id`); an activity id seen before in
+the conversation gets ``#2``, ``#3``... (the id as written in
+``extra.id_in_export``), so neither refuses the conversation.
 
 Mapping. Participants come from ``from``, ``recipient`` and
 ``membersAdded``; ``role: bot`` (or ``skill``) is ``bot``, anyone else
@@ -34,13 +41,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import ReadOptions, load_json
+from vault.sources import ReadOptions, load_json, long_id_problem, record_id
 
 DESCRIPTION = "Microsoft Bot Framework .transcript (JSON array of activities)"
 FOLDER_RULE = "*.transcript"
@@ -73,7 +80,15 @@ def near_miss(path: Path) -> str | None:
 
 
 def _account(value: Any) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+    """An account object with a usable id; anything else (no id, ``""``, not an object) is
+    no account, as when the field is absent (the activity's text is kept either way)."""
+    ok = isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]
+    return value if ok else None
+
+
+def _members(value: Any) -> list[Any]:
+    """``membersAdded`` as a list; another value is no members (it stays in ``extra``)."""
+    return value if isinstance(value, list) else []
 
 
 class _Conversation:
@@ -82,17 +97,35 @@ class _Conversation:
         self.people: dict[str, dict[str, Any]] = {}
         self.messages: list[dict[str, Any]] = []
         self.skipped: dict[str, int] = {}
+        self.ids: set[str] = set()  # message ids given out
         self.channel: str | None = None
         self.meta: dict[str, Any] | None = None
 
-    def person(self, account: dict[str, Any] | None) -> str | None:
+    def message_id(self, raw: str) -> str:
+        """A message id for ``raw`` unique in the conversation: an id seen before (an
+        activity logged twice, a tool's fixed id) gets ``#2``, ``#3``...; one too long
+        for a record is shortened (:func:`vault.sources.record_id`)."""
+        base = mid = record_id(raw)
+        count = 1
+        while mid in self.ids:
+            count += 1
+            mid = f"{base}#{count}"
+        self.ids.add(mid)
+        return mid
+
+    def person(self, account: dict[str, Any] | None,
+               said: Callable[[str], None] | None = None) -> str | None:
+        """The participant id of ``account``; ``said`` reports an id too long for one."""
         if account is None:
             return None
-        pid, role = account["id"], account.get("role")
+        raw, role = account["id"], account.get("role")
+        pid = record_id(raw)
         known = self.people.get(pid)
         if known is None:
+            if pid != raw and said is not None:
+                said(raw)
             self.people[pid] = known = records.participant(
-                pid, "customer", platform_ids={"botframework": pid},
+                pid, "customer", platform_ids={"botframework": raw},
                 extra={k: v for k, v in account.items() if k not in ("id", "name", "role")})
         if role in _BOT_ROLES:
             known["role"] = "bot"
@@ -130,13 +163,25 @@ def _times(act: dict[str, Any]) -> tuple[str, str | None]:
     return at, offset
 
 
+def _is_meta(value: Any) -> bool:
+    """Whether ``value`` is the conversation this module's ``write`` put in its event.
+
+    Anything else under that name (edited by hand, another tool) is read as any
+    event, so a bad one cannot refuse the conversation; so is a ``chatvault``
+    message in ``channelData`` without a string ``id`` and ``at``.
+    """
+    return (isinstance(value, dict) and isinstance(value.get("conversation_id"), str)
+            and isinstance(value.get("started_at"), str)
+            and isinstance(value.get("participants"), list))
+
+
 def _add(conv: _Conversation, n: int, act: dict[str, Any], path: Path,
          options: ReadOptions) -> None:
     kind = act.get("type")
     if kind in _SKIPPED:
         conv.skipped[kind] = conv.skipped.get(kind, 0) + 1
         return
-    if kind == "event" and act.get("name") == META_EVENT and isinstance(act.get("value"), dict):
+    if kind == "event" and act.get("name") == META_EVENT and _is_meta(act.get("value")):
         conv.meta = act["value"]
         return
     if not isinstance(act.get("timestamp"), str):
@@ -151,18 +196,32 @@ def _add(conv: _Conversation, n: int, act: dict[str, Any], path: Path,
     if not isinstance(text, str):
         options.problem(path, f"activity {n}", "'text' as a string")
         return
-    conv.channel = conv.channel or act.get("channelId")
-    sender = conv.person(_account(act.get("from")))
-    conv.person(_account(act.get("recipient")))
-    for member in act.get("membersAdded") or []:
-        conv.person(_account(member))
-    mid = str(act.get("id") or f"n{n}")
+    channel = act.get("channelId")
+    conv.channel = conv.channel or (channel if isinstance(channel, str) else None)
+
+    def said(raw: str) -> None:
+        long_id_problem(options, path, f"activity {n}", "an account id", raw,
+                        "platform_ids.botframework")
+
+    sender = conv.person(_account(act.get("from")), said)
+    conv.person(_account(act.get("recipient")), said)
+    for member in _members(act.get("membersAdded")):
+        conv.person(_account(member), said)
+    mid = conv.message_id(str(act.get("id") or f"n{n}"))
+    if mid != act.get("id") and isinstance(act.get("id"), str) and act["id"]:
+        if record_id(act["id"]) != act["id"]:
+            long_id_problem(options, path, f"activity {n}", "an activity id", act["id"],
+                            "extra.id_in_export")
+        act = {**act, "id_in_export": act["id"]}
 
     channel_data = act.get("channelData")
-    if isinstance(channel_data, dict) and isinstance(channel_data.get(META_KEY), dict):
-        conv.messages.append({**channel_data[META_KEY], "text": text})
+    mine = channel_data.get(META_KEY) if isinstance(channel_data, dict) else None
+    if isinstance(mine, dict) and all(isinstance(mine.get(k), str) for k in ("id", "at")):
+        conv.messages.append({**mine, "text": text})
         return
     extra = {k: v for k, v in act.items() if k not in _MAPPED}
+    if sender is None and act.get("from") is not None:
+        extra["from"] = act["from"]  # an account with no usable id: kept as written
     fields: dict[str, Any] = {"at_offset": offset, "extra": extra,
                               "attachments": _attachments(act.get("attachments"))}
     if isinstance(act.get("replyToId"), str):
