@@ -326,3 +326,141 @@ def test_any_unknown_sender_is_kept_as_a_participant(
         else:  # a channel's members stay as listed, in extra
             assert set(people) == set(writers)
             assert conv["extra"]["channel_info"]["members"] == channel_members
+
+
+# -- property: any JSON value in any field never stops a read -----------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
+                     | st.floats(allow_nan=False, allow_infinity=False) | _slack_text,
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(_slack_text, inner, max_size=3), max_leaves=5)
+_MESSAGE_FIELDS = ["type", "subtype", "user", "text", "ts", "edited", "edited.ts",
+                   "edited.user", "files", "files.0", "files.0.size", "files.0.mode",
+                   "files.0.name", "attachments", "attachments.0", "attachments.0.fallback",
+                   "thread_ts", "bot_id", "user_profile", "user_profile.real_name",
+                   "bot_profile", "reactions", "user_team", "chatvault", "chatvault.from"]
+_LIST_FIELDS = ["users.0", "users.0.id", "users.0.profile", "users.0.profile.real_name",
+                "users.0.profile.email", "users.0.profile.phone", "users.0.real_name",
+                "users.0.is_bot", "channels.0", "channels.0.id", "channels.0.name",
+                "channels.0.members", "dms.0.members", "dms.0.members.0", "dms.0.is_im",
+                "users", "channels", "dms"]
+
+
+def _put(doc: object, where: str, value: object) -> None:
+    *path, last = where.split(".")
+    node = doc
+    for key in path:
+        node = node[int(key)] if isinstance(node, list) else node[key]  # type: ignore
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value  # type: ignore[index]
+
+
+def _sample_day(ts: int) -> list[dict]:
+    return [{"type": "message", "user": "U1", "text": f"message {n}", "ts": f"{ts + n}.000100",
+             "edited": {"user": "U1", "ts": f"{ts + n}.000200"}, "thread_ts": f"{ts}.000100",
+             "files": [{"id": "F1", "name": "a.pdf", "size": 3, "mode": "hosted"}],
+             "attachments": [{"fallback": "card", "title": "t"}],
+             "user_profile": {"real_name": "Ana"}, "bot_profile": {"name": "b"},
+             "reactions": [{"name": "+1", "users": ["U1"]}], "user_team": "T1",
+             "chatvault": {"note": 1}, "bot_id": "B1", "subtype": "thread_broadcast"}
+            for n in range(3)]
+
+
+def _sample_export(path: Path, lists: dict, day: list[dict], dm_day: list[dict]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, value in lists.items():
+            zf.writestr(f"{name}.json", json.dumps(value))
+        zf.writestr("support/2024-03-01.json", json.dumps(day))
+        zf.writestr("D1/2024-03-01.json", json.dumps(dm_day))
+    return path
+
+
+def _lists() -> dict:
+    return {"users": [{"id": "U1", "name": "ana", "real_name": "Ana",
+                       "profile": {"real_name": "Ana", "email": "a@example.org",
+                                   "phone": "+44 7700 900123"}, "is_bot": False}],
+            "channels": [{"id": "C1", "name": "support", "members": ["U1"]}],
+            "dms": [{"id": "D1", "members": ["U1", "U7"], "is_im": True}]}
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(_MESSAGE_FIELDS), value=_json, victim=st.integers(0, 2))
+def test_any_json_in_any_message_field_never_stops_a_read(
+        tmp_path_factory: pytest.TempPathFactory, where: str, value: object,
+        victim: int) -> None:
+    day = _sample_day(1709287200)
+    _put(day[victim], where, value)
+    path = _sample_export(tmp_path_factory.mktemp("slack-any") / "export.zip", _lists(), day,
+                          _sample_day(1709290800))
+    convs, opts = read_all(path, "slack")
+    kept = [m["text"] for c in convs for m in c["messages"]]
+    assert kept.count("message 0") + kept.count("message 1") + kept.count("message 2") >= 5
+    for n in range(3):
+        if n != victim:  # every other message is read whole
+            assert kept.count(f"message {n}") == 2, (opts.problems, kept)
+    assert all(not p.refused for p in opts.problems), opts.problems
+    assert all(p.path == str(path) and p.position == f"support/2024-03-01.json: [{victim}]"
+               for p in opts.problems), opts.problems
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(_LIST_FIELDS), value=_json)
+def test_any_json_in_users_or_channel_lists_never_stops_a_read(
+        tmp_path_factory: pytest.TempPathFactory, where: str, value: object) -> None:
+    lists = _lists()
+    _put(lists, where, value)
+    path = _sample_export(tmp_path_factory.mktemp("slack-lists") / "export.zip", lists,
+                          _sample_day(1709287200), _sample_day(1709290800))
+    convs, opts = read_all(path, "slack")
+    assert len(convs) == 2 and all(len(c["messages"]) == 3 for c in convs), opts.problems
+    assert all(not p.refused for p in opts.problems), opts.problems
+
+
+def test_a_user_id_too_long_for_a_record_is_shortened_the_same_everywhere(
+        tmp_path: Path) -> None:
+    long = "U" + "9" * 1500
+    day = _sample_day(1709287200)
+    day[0]["user"] = day[2]["user"] = long
+    lists = _lists()
+    lists["dms"][0]["members"] = ["U1", long]
+    path = _sample_export(tmp_path / "export.zip", lists, day, _sample_day(1709290800))
+    convs, opts = read_all(path, "slack")
+    by_id = {c["extra"]["channel_id"]: c for c in convs}
+    assert [m["text"] for m in by_id["C1"]["messages"]] == [f"message {n}" for n in range(3)]
+    short = by_id["C1"]["messages"][0]["from"]
+    assert len(short) < 200 and short.startswith(long[:64])
+    assert by_id["C1"]["messages"][2]["from"] == short
+    for conv in convs:  # the silent DM member is the same person, under the same id
+        [person] = [p for p in conv["participants"] if p["platform_ids"]["slack"] == long]
+        assert person["id"] == short
+    assert [(p.position, p.refused) for p in opts.problems] == [
+        ("D1/2024-03-01.json: members", False), ("support/2024-03-01.json: [0]", False)]
+    assert "a user id of 1,501 characters, more than the 1,024 an id holds" in str(
+        opts.problems[1])
+
+
+def test_files_that_are_not_a_list_are_kept_in_extra(tmp_path: Path) -> None:
+    day = _sample_day(1709287200)
+    day[1]["files"], day[1]["attachments"], day[1]["edited"] = 5, "x", ["y"]
+    path = _sample_export(tmp_path / "export.zip", _lists(), day, _sample_day(1709290800))
+    convs, opts = read_all(path, "slack")
+    assert opts.problems == []
+    msg = next(c for c in convs if c["extra"]["channel_id"] == "C1")["messages"][1]
+    assert "attachments" not in msg and "edited_at" not in msg
+    assert (msg["extra"]["files"], msg["extra"]["attachments"], msg["extra"]["edited"]) == (
+        5, "x", ["y"])
+
+
+def test_a_ts_twice_in_a_day_keeps_both(tmp_path: Path) -> None:
+    day = _sample_day(1709287200)
+    day[1]["ts"] = day[0]["ts"]
+    path = _sample_export(tmp_path / "export.zip", _lists(), day, _sample_day(1709290800))
+    convs, opts = read_all(path, "slack")
+    assert opts.problems == []
+    conv = next(c for c in convs if c["extra"]["channel_id"] == "C1")
+    assert [m["id"] for m in conv["messages"]] == [
+        "1709287200.000100", "1709287200.000100#2", "1709287202.000100"]

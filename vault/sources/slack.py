@@ -34,6 +34,16 @@ bots are role ``bot`` and their messages ``bot: true``. Everything else
 stays in ``extra``. People are ``customer`` unless they are bots: the export
 does not say who is staff.
 
+Odd fields never refuse a channel-day: ``files``, ``attachments`` or
+``edited`` of another shape are kept in ``extra`` as written; a name, e-mail
+or phone in ``users.json`` that is no string is left out of the participant
+(kept in its ``extra``); a ``ts`` twice in one day keeps both messages
+(``<ts>#2``); a user id longer than a record id holds is shortened the same
+way everywhere and reported (:func:`vault.sources.record_id`; the message is
+kept, the whole id in ``platform_ids.slack``); a message without a string
+``ts`` and ``text``, or with a ``user`` that is no string, is reported and
+left out.
+
 Writing (``write``) produces a folder export that Slack tools can browse,
 puts the Slack fields kept in ``extra`` back in place, and keeps what Slack
 cannot carry (offsets, roles, flags...) in a ``chatvault`` key on each
@@ -53,14 +63,14 @@ from __future__ import annotations
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
 from vault import records, timestamps
 from vault.errors import Oversize, UnreadableExport
 from vault.sources import (MAX_EXPORT_FILE_BYTES, MAX_JSON_BYTES, ReadOptions, as_object,
-                           epoch_text, parse_json, stable_id)
+                           epoch_text, long_id_problem, parse_json, record_id, stable_id)
 
 DESCRIPTION = "Slack workspace export (.zip or unpacked folder), one conversation per channel-day"
 FOLDER_IS_EXPORT = True
@@ -150,20 +160,31 @@ def _optional_list(tree: _Tree, name: str, options: ReadOptions) -> list[Any]:
     return [d for d in data if isinstance(d, dict)]
 
 
+def _text(*values: Any) -> str | None:
+    """The first of ``values`` that is a non-empty string (users.json is not trusted)."""
+    return next((v for v in values if isinstance(v, str) and v), None)
+
+
 def _person(uid: str, raw: dict[str, Any], users: dict[str, Any]) -> dict[str, Any]:
+    """The participant for Slack user ``uid`` (filed under ``record_id(uid)``)."""
     info = users.get(uid)
+    pid = record_id(uid)
     if info is not None:
         profile = as_object(info.get("profile"))
         bot = bool(info.get("is_bot")) or uid == SLACKBOT
         extra = {k: v for k, v in info.items() if k not in _USER_MAPPED}
         rest = {k: v for k, v in profile.items()
                 if k not in ("real_name", "email", "phone") and not k.startswith("image_")}
-        if rest:
-            extra["profile"] = rest
+        odd = {k: profile[k] for k in ("real_name", "email", "phone")
+               if k in profile and not isinstance(profile[k], str)}
+        if rest or odd:
+            extra["profile"] = {**rest, **odd}  # a name that is no string: kept as written
+        if not isinstance(info.get("real_name"), (str, type(None))):
+            extra["real_name"] = info["real_name"]
         return records.participant(
-            uid, "bot" if bot else "customer",
-            name=profile.get("real_name") or info.get("real_name") or info.get("name"),
-            email=profile.get("email") or None, phone=profile.get("phone") or None,
+            pid, "bot" if bot else "customer",
+            name=_text(profile.get("real_name"), info.get("real_name"), info.get("name")),
+            email=_text(profile.get("email")), phone=_text(profile.get("phone")),
             platform_ids={"slack": uid}, extra=extra)
     shown, bot_profile = as_object(raw.get("user_profile")), as_object(raw.get("bot_profile"))
     name = (shown.get("real_name") or shown.get("display_name") or shown.get("name")
@@ -171,27 +192,34 @@ def _person(uid: str, raw: dict[str, Any], users: dict[str, Any]) -> dict[str, A
             or ("Slackbot" if uid == SLACKBOT else None))
     bot = uid == SLACKBOT or "bot_id" in raw or raw.get("subtype") == "bot_message"
     team = raw.get("user_team") or shown.get("team")
-    return records.participant(uid, "bot" if bot else "customer",
+    return records.participant(pid, "bot" if bot else "customer",
                                name=name if isinstance(name, str) else None,
                                platform_ids={"slack": uid},
                                extra={"team": team, "not_in_users_json": True})
 
 
-def _add_members(members: Any, users: dict[str, Any],
-                 people: dict[str, dict[str, Any]]) -> None:
+def _add_members(members: Any, users: dict[str, Any], people: dict[str, dict[str, Any]],
+                 said: Callable[[str], None]) -> None:
     """Members of a direct message who did not write become participants too."""
     if not isinstance(members, list):
         return
     for uid in members:
-        if isinstance(uid, str) and uid and uid not in people:
+        if isinstance(uid, str) and uid and record_id(uid) not in people:
             person = _person(uid, {}, users)
             person["extra"] = {**person.get("extra", {}), "member_only": True}
-            people[uid] = person
+            people[person["id"]] = person
+            if person["id"] != uid:
+                said(uid)
+
+
+def _listed(value: Any) -> list[Any]:
+    """``value`` when it is a list; anything else holds no items (it is kept in extra)."""
+    return value if isinstance(value, list) else []
 
 
 def _attachments(raw: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for f in raw.get("files") or []:
+    for f in _listed(raw.get("files")):
         if isinstance(f, dict):
             gone = f.get("mode") in ("tombstone", "hidden_by_limit")
             keep = {k: v for k, v in f.items() if k in ("id", "title", "filetype", "mode")}
@@ -201,7 +229,7 @@ def _attachments(raw: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(records.attachment(name=f.get("name"), type=f.get("mimetype"),
                                           size=size, url=f.get("url_private"),
                                           omitted=True, extra=keep or None))
-    for a in raw.get("attachments") or []:
+    for a in _listed(raw.get("attachments")):
         if isinstance(a, dict):
             text = a.get("fallback") or a.get("text") or a.get("pretext")
             out.append(records.attachment(name=a.get("title"), text=text,
@@ -212,33 +240,50 @@ def _attachments(raw: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _message(raw: dict[str, Any], users: dict[str, Any],
-             people: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One record from one Slack message; raises ValueError/TimestampError when malformed."""
+def _message(raw: dict[str, Any], users: dict[str, Any], people: dict[str, dict[str, Any]],
+             said: Callable[[str], None]) -> dict[str, Any]:
+    """One record from one Slack message; raises ValueError/TimestampError when malformed.
+
+    ``said`` reports a user id too long for a record id. Such an id (no Slack id
+    is near 1,024 characters: a tool wrote something else there) is shortened,
+    not refused: the message is kept and filed under :func:`record_id` of it,
+    the same for every mention in the export, with the whole id in the
+    participant's ``platform_ids.slack`` (refusing it refused the whole
+    channel-day, and dropping the message lost its text).
+    """
     text = raw.get("text", "")
     if not isinstance(text, str) or not isinstance(raw.get("ts"), str):
         raise ValueError("a message with a string 'ts' and 'text'")
+    if len(raw["ts"]) > records.MAX_ID_CHARS:
+        raise ValueError(f"a 'ts' of at most {records.MAX_ID_CHARS} characters (a Unix time)")
     mine = raw.get(META_KEY)
     uid = raw.get("user") or raw.get("bot_id")
-    if isinstance(mine, dict):
+    # what write() put there; anything else under that key is read as Slack's (and kept)
+    if isinstance(mine, dict) and all(isinstance(mine.get(k), str) for k in ("id", "at")):
         kept = {**mine, "text": text}
         spread = kept.pop("extra_keys", None)
         if isinstance(spread, list):
             inline = as_object(kept.get("extra"))
             kept["extra"] = {**inline, **{k: raw[k] for k in spread
                                           if isinstance(k, str) and k in raw}}
-        if kept.get("from") is not None and kept["from"] not in people:
-            people[kept["from"]] = _person(kept["from"], raw, users)
+        sender = kept.get("from")
+        if isinstance(sender, str) and sender not in people:
+            people[sender] = _person(sender, raw, users)
         return kept
-    if uid is not None and not isinstance(uid, str):
-        raise ValueError("'user' as a string id")
-    if uid is not None and uid not in people:
-        people[uid] = _person(uid, raw, users)
-    elif uid is not None and "name" not in people[uid]:
-        # a later message may carry the profile an earlier one (a join notice) lacked
-        name = _person(uid, raw, users).get("name")
-        if name:
-            people[uid]["name"] = name
+    pid = None
+    if uid is not None:
+        if not isinstance(uid, str):
+            raise ValueError("'user' as a string id")
+        pid = record_id(uid)
+        if pid not in people:
+            people[pid] = _person(uid, raw, users)
+            if pid != uid:
+                said(uid)
+        elif "name" not in people[pid]:
+            # a later message may carry the profile an earlier one (a join notice) lacked
+            name = _person(uid, raw, users).get("name")
+            if name:
+                people[pid]["name"] = name
 
     subtype = raw.get("subtype")
     system = isinstance(subtype, str) and (subtype.startswith(("channel_", "group_"))
@@ -247,16 +292,19 @@ def _message(raw: dict[str, Any], users: dict[str, Any],
     thread = raw.get("thread_ts")
     bot = "bot_id" in raw or subtype == "bot_message" or uid == SLACKBOT
     attachments = _attachments(raw)
+    extra = {k: v for k, v in raw.items() if k not in _MAPPED}
+    for key, shape in (("edited", dict), ("files", list), ("attachments", list)):
+        if key in raw and raw[key] is not None and not isinstance(raw[key], shape):
+            extra[key] = raw[key]  # not what Slack writes there: kept as written
     return records.message(
-        raw["ts"], epoch_text(raw["ts"]), uid, text,
+        raw["ts"], epoch_text(raw["ts"]), pid, text,
         system=True if system else None, content_type="event" if system else (
             "media" if attachments and not text else None),
         bot=True if bot else None,
         deleted=True if subtype in ("tombstone", "message_deleted") else None,
         edited_at=epoch_text(edited["ts"]) if edited.get("ts") else None,
         reply_to=thread if isinstance(thread, str) and thread != raw["ts"] else None,
-        attachments=attachments,
-        extra={k: v for k, v in raw.items() if k not in _MAPPED})
+        attachments=attachments, extra=extra)
 
 
 def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
@@ -306,16 +354,32 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
         return None
     people: dict[str, dict[str, Any]] = {}
     messages = []
+    seen: set[str] = set()
+
+    def said_at(position: str) -> Callable[[str], None]:
+        return lambda uid: long_id_problem(options, tree.path, position, "a user id", uid,
+                                           "the participant's platform_ids.slack")
+
     for n, item in enumerate(raw):
         try:
             if not isinstance(item, dict):
                 raise ValueError("a message object")
-            messages.append(_message(item, users, people))
+            msg = _message(item, users, people, said_at(f"{day_file}: [{n}]"))
+            # a ts twice in a day (an export merged by hand) keeps both: "<ts>#2"
+            mid, count = msg.get("id"), 1
+            if isinstance(mid, str):
+                while mid in seen:
+                    count += 1
+                    mid = f"{msg['id']}#{count}"
+                msg["id"] = mid
+                seen.add(mid)
+            messages.append(msg)
         except timestamps.TimestampError as exc:
             options.problem(tree.path, f"{day_file}: [{n}]", f"a message time ({exc})")
         except ValueError as exc:
             options.problem(tree.path, f"{day_file}: [{n}]", str(exc))
-    if isinstance(meta, dict):
+    if (isinstance(meta, dict) and isinstance(meta.get("conversation_id"), str)
+            and isinstance(meta.get("participants"), list)):  # as write() puts it
         return {**meta, "messages": messages}
     if not messages:
         return None
@@ -323,7 +387,7 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
     folder, day = _DAY_FILE.match(day_file).groups()  # type: ignore[union-attr]
     kind, info = folders.get(folder, ("channel", {}))
     if kind in _ADDRESSED or info.get("is_im") is True:
-        _add_members(info.get("members"), users, people)
+        _add_members(info.get("members"), users, people, said_at(f"{day_file}: members"))
     channel_id = info.get("id") if isinstance(info.get("id"), str) else folder
     extra = {"channel_id": channel_id, "channel_kind": kind, "day": day,
              "channel_info": {k: v for k, v in info.items() if k not in ("id", "name")}}
