@@ -225,3 +225,101 @@ def test_service_messages_without_from_never_stop_a_read(
             assert m["extra"]["action"] == entry["action"]
         else:
             assert m["text"] == entry["text"] and m["from"] == "user42"
+
+
+# -- property: any JSON value in any field never stops a read -----------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
+                     | st.floats(allow_nan=False, allow_infinity=False)
+                     | st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=5)
+_MESSAGE_FIELDS = ["id", "type", "from", "from_id", "edited", "edited_unixtime",
+                   "reply_to_message_id", "forwarded_from", "actor", "actor_id", "photo",
+                   "file", "file_name", "file_size", "mime_type", "media_type",
+                   "text_entities", "via_bot"]
+_EXPORT_FIELDS = ["personal_information", "personal_information.user_id", "left_chats",
+                  "left_chats.list", "chats.about", "chats.list.0.id", "chats.list.0.name",
+                  "chats.list.0.type", "chats.list.1", "chats.list.1.messages", "about"]
+
+
+def _put(doc: object, where: str, value: object) -> None:
+    *path, last = where.split(".")
+    node = doc
+    for key in path:
+        node = node[int(key)] if isinstance(node, list) else node[key]  # type: ignore
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value  # type: ignore[index]
+
+
+def _full_export() -> dict:
+    return {"about": "Telegram export", "personal_information": {"user_id": 1},
+            "chats": {"about": "chats", "list": [
+                chat([msg(n, f"message {n}") for n in range(1, 4)]),
+                chat([msg(n, f"group {n}") for n in range(1, 4)], id=9, type="private_group",
+                     name="Support")]},
+            "left_chats": {"about": "left", "list": [
+                chat([msg(1, "left 1")], id=11, name="Old")]}}
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(_MESSAGE_FIELDS), value=_json, victim=st.integers(0, 2))
+def test_any_json_in_any_message_field_never_stops_a_read(
+        tmp_path_factory: pytest.TempPathFactory, where: str, value: object,
+        victim: int) -> None:
+    messages_ = [msg(n, f"message {n}", photo="photos/p.jpg", file_size=10) for n in range(3)]
+    messages_[victim][where] = value
+    path = dump(tmp_path_factory.mktemp("tg-any"), chat(messages_))
+    convs, opts = read_all(path, "telegram")
+    kept = texts(convs) + [m["text"] for c in convs for m in c["messages"] if m.get("system")]
+    assert [t for t in kept if t != f"message {victim}"] == [
+        f"message {n}" for n in range(3) if n != victim]
+    assert f"message {victim}" in kept  # none of these fields is needed for the text
+    assert all(not p.refused and p.position == f"chat 42: messages[{victim}]"
+               for p in opts.problems), opts.problems
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(_EXPORT_FIELDS), value=_json)
+def test_any_json_in_the_export_s_parts_never_stops_a_read(
+        tmp_path_factory: pytest.TempPathFactory, where: str, value: object) -> None:
+    export = _full_export()
+    _put(export, where, value)
+    path = dump(tmp_path_factory.mktemp("tg-parts"), export)
+    convs, opts = read_all(path, "telegram")
+    kept = texts(convs)
+    assert all(f"message {n}" in kept for n in range(1, 4)), opts.problems
+    if not where.startswith("chats.list.1"):
+        assert all(f"group {n}" in kept for n in range(1, 4)), opts.problems
+    for problem in opts.problems:  # a part left unread is said, as refused
+        assert problem.path == str(path)
+        assert problem.refused == (problem.position in ("left_chats", "chats")), problem
+    if "left 1" not in kept and isinstance(value, (bool, int, float, str)):
+        assert [p.position for p in opts.problems] == ["left_chats"]
+
+
+@pytest.mark.parametrize("part", ["personal_information", "left_chats"])
+@pytest.mark.parametrize("value", [[1, 2], "text", 5, True])
+def test_a_top_level_part_that_is_not_an_object_is_reported(tmp_path: Path, part: str,
+                                                            value: object) -> None:
+    export = _full_export()
+    export[part] = value
+    convs, opts = read_all(dump(tmp_path, export), "telegram")
+    assert "message 1" in texts(convs) and "group 1" in texts(convs)
+    [problem] = opts.problems
+    assert problem.position == part and problem.path == str(tmp_path / "result.json")
+    assert problem.refused == (part == "left_chats")  # chats may have been left out
+
+
+def test_a_bad_edit_time_keeps_the_message(tmp_path: Path) -> None:
+    convs, opts = read_all(dump(tmp_path, chat([msg(1, "kept", edited="never"),
+                                                msg(2, "also", edited=None)])), "telegram")
+    assert texts(convs) == ["kept", "also"]
+    [problem] = opts.problems
+    assert problem.position == "chat 42: messages[0]" and "kept without its edit" in str(
+        problem)
+    assert convs[0]["messages"][0]["extra"]["edited"] == "never"

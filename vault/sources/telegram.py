@@ -24,6 +24,15 @@ named as the chat) is ``customer`` (``bot`` in a bot chat) and the other
 side ``agent`` (and their messages ``inbound``/``outbound``); when the peer
 cannot be told, and in groups, everyone is ``customer``.
 
+Odd fields never stop a read. A ``personal_information`` that is not an
+object is reported and the export read without an owner; a ``chats`` or
+``left_chats`` that is not an object, or whose ``list`` is not a list, is
+reported as refused (its chats, if any, are not read) and the rest is read.
+An edit time that cannot be read is reported and the message kept without
+it; a ``file_size`` that is not a byte count stays in ``extra``; a message
+id seen twice in a chat keeps both (``<id>#2``); an id too long for a
+record is shortened (:func:`vault.sources.record_id`).
+
 Folders. Every ``*.json`` of a folder is read: Telegram Desktop names an
 export ``result.json`` (each in its own ``ChatExport_<date>`` folder), and
 a copy saved under another name is read as well; a JSON file in the folder
@@ -52,8 +61,8 @@ from typing import Any, Iterator
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import (ReadOptions, capped, epoch_text, load_json, local_file_digest,
-                           stable_id)
+from vault.sources import (ReadOptions, as_object, capped, epoch_text, load_json,
+                           local_file_digest, record_id, stable_id)
 
 DESCRIPTION = "Telegram Desktop JSON export (result.json: one chat or the full export)"
 FOLDER_RULE = "*.json, as Telegram Desktop's result.json"
@@ -129,13 +138,16 @@ def _attachments(entry: dict[str, Any], bases: list[Path]) -> list[dict[str, Any
         omitted = where.startswith("(")
         name = entry.get("file_name") if key == "file" else None
         found = None if omitted else local_file_digest(bases, where)
+        size = entry.get("file_size")
+        size_ok = isinstance(size, int) and not isinstance(size, bool) and size >= 0
         out.append(records.attachment(
-            name=name or (None if omitted else Path(where).name),
+            name=name if isinstance(name, str) and name else (
+                None if omitted else Path(where).name),
             type=entry.get("mime_type"), omitted=True if omitted else None,
             sha256=found[0] if found else None,
-            size=found[1] if found else entry.get("file_size"),
-            extra=_compact({"field": key, "path": where,
-                            "media_type": entry.get("media_type")})))
+            size=found[1] if found else (size if size_ok else None),
+            extra=_compact({"field": key, "path": where, "media_type": entry.get("media_type"),
+                            "file_size": None if size_ok else size})))
     return out
 
 
@@ -146,15 +158,28 @@ class _Chat:
                  options: ReadOptions) -> None:
         self.chat, self.owner, self.path, self.options = chat, owner, path, options
         self.people: dict[str, dict[str, Any]] = {}
+        self.ids: set[str] = set()  # message ids given out
 
     def person(self, pid: Any, name: Any) -> str:
-        key = str(pid) if pid not in (None, "") else f"name:{name}"
+        # an id too long for a record (no Telegram id is) is shortened, the same everywhere
+        key = record_id(str(pid) if pid not in (None, "") else f"name:{name}")
         if key not in self.people:
             ids = {"telegram": str(pid)} if pid not in (None, "") else None
             self.people[key] = records.participant(
                 key, "customer", name=name if isinstance(name, str) else None,
                 platform_ids=ids)
         return key
+
+    def message_id(self, raw: Any, n: int) -> str:
+        """A message id unique in the chat: Telegram's, else ``n<index>``; one seen before
+        (two exports merged by hand) gets ``#2``, ``#3``...; an over-long one is shortened."""
+        base = mid = record_id(str(raw)) if raw not in (None, "") else f"n{n}"
+        count = 1
+        while mid in self.ids:
+            count += 1
+            mid = f"{base}#{count}"
+        self.ids.add(mid)
+        return mid
 
     def assign_roles(self, messages: list[dict[str, Any]]) -> None:
         """Owner is agent; in a one-to-one chat the peer is customer (or bot), the rest agent."""
@@ -184,15 +209,22 @@ class _Chat:
             return None
         try:
             at, offset = _when(entry, "date", self.options.timezone)
-            edited = _when(entry, "edited", None) if (
-                "edited" in entry or "edited_unixtime" in entry) else (None, None)
-        except (timestamps.TimestampError, ValueError) as exc:
+        except (timestamps.TimestampError, ValueError, OverflowError) as exc:
             self.options.problem(self.path, where, f"a date or date_unixtime ({exc})")
             return None
         extra = {k: v for k, v in entry.items() if k not in _MAPPED}
+        edited: tuple[str | None, str | None] = (None, None)
+        if entry.get("edited") is not None or entry.get("edited_unixtime") is not None:
+            try:
+                edited = _when(entry, "edited", None)
+            except (timestamps.TimestampError, ValueError, OverflowError) as exc:
+                # the message itself is good: kept, without an edit time
+                self.options.problem(self.path, where, f"an edited or edited_unixtime ({exc}); "
+                                     "the message is kept without its edit time", said=True)
+                extra.update({k: entry[k] for k in ("edited", "edited_unixtime") if k in entry})
         if isinstance(entry.get("text"), list) and "text_entities" not in entry:
             extra["text_parts"] = entry["text"]
-        mid = str(entry.get("id", f"n{n}"))
+        mid = self.message_id(entry.get("id"), n)
         fields: dict[str, Any] = {
             "at_offset": offset, "edited_at": edited[0], "edited_at_offset": edited[1],
             "forwarded_from": entry.get("forwarded_from"),
@@ -229,7 +261,7 @@ class _Chat:
             return None
         self.assign_roles(messages)
         chat = self.chat
-        cid = str(chat["id"]) if chat.get("id") is not None else (
+        cid = record_id(str(chat["id"])) if chat.get("id") not in (None, "") else (
             "tg-" + stable_id(str(chat.get("name"))))
         extra = {k: v for k, v in chat.items() if k not in ("id", "name", "messages")}
         return records.conversation(cid, min(m["at"] for m in messages),
@@ -247,10 +279,19 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     elif isinstance(data.get("chats"), dict):
         chats = []
         for key in ("chats", "left_chats"):
-            listed = (data.get(key) or {}).get("list")
-            chats += listed if isinstance(listed, list) else []
-        info = data.get("personal_information") or {}
-        owner = f"user{info['user_id']}" if info.get("user_id") is not None else None
+            part = data.get(key)
+            listed = as_object(part).get("list")
+            if isinstance(listed, list):
+                chats += listed
+            elif part is not None and (not isinstance(part, dict) or listed is not None):
+                options.problem(path, key, "an object with a 'list' of chats; its chats, if "
+                                "any, were not read", refused=True)
+        info = data.get("personal_information")
+        if info is not None and not isinstance(info, dict):
+            options.problem(path, "personal_information", "an object naming the exporting "
+                            "account; read without it (nobody is marked as the agent)")
+        user_id = as_object(info).get("user_id")
+        owner = record_id(f"user{user_id}") if user_id not in (None, "") else None
     else:
         raise UnreadableExport("no 'messages' and no 'chats.list': not a Telegram export",
                                path=path)
