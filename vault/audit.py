@@ -20,14 +20,30 @@ entry count and head hash each time it is saved; a log shorter than that,
 or with another hash at that entry, is broken (``audit verify`` exit 3,
 ``vault status`` CRITICAL), unless a ``rebuild`` entry names that head.
 
+The online side is a second witness. Every receipt and answer the vault
+signs carries the log's :func:`position`: ``audit_chain`` (the hash of its
+first entry, which names the chain), ``audit_entries`` (the number of the
+head entry) and ``audit_head``. The exporter keeps the positions its
+verified receipts state, per vault, and ``export status`` judges them
+(:mod:`vault.acks`): the same chain and entry number with another head is
+a rewritten log (CRITICAL); a receipt signed later (by its ``at``, not by
+when it arrived: sticks come back out of order) showing fewer entries of
+the same chain than one signed earlier is a cut (CRITICAL); a chain not
+seen before from a known vault is a WARNING (``vault rebuild`` starts a new
+chain, whose ``rebuild`` entry names the old head; the exporter sees only
+hashes and cannot tell a rebuild from a log rewritten from its first entry).
+
 What is still not detected: removing or rewriting entries newer than the
-last state file save (searches alone do not save it); someone holding the
-vault's secret key (root on the vault) who rewrites log and state file
-together; and, when the key is passphrase-protected and no passphrase is
-at hand, the witness is not read (said in ``audit verify``'s output).
-Receipts carry the head hash (:func:`head`) back to the online side, but
-the exporter does not keep it, and a hash alone cannot show that the head
-went backwards; comparing it there is left to a person.
+last state file save (searches alone do not save it) and newer than the
+last receipt the online side has read; a vault that never sends a receipt
+again; a tail cut and grown again past every entry number a receipt showed
+before the next receipt is read (no two receipts then name the same entry);
+someone holding the vault's secret key (root on the vault) who rewrites log
+and state file together, unless receipts already online contradict it;
+and, when the key is passphrase-protected and no passphrase is at hand, the
+witness is not read (said in ``audit verify``'s output). A vault clock set
+back makes honest receipts look like a cut: ``vault status`` checks the
+clock.
 
 Personal data never goes into the log: identifiers appear in ``target``
 only as keyed hashes (:func:`identifier_target`), and ``detail`` holds
@@ -127,6 +143,48 @@ def head(conn: sqlite3.Connection) -> str:
     """Hash of the newest entry (64 zeros for an empty log)."""
     row = conn.execute("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     return row[0] if row else GENESIS
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the log stands, as receipts and answers state it (see the module doc)."""
+
+    chain: str    # hash of the first entry held; GENESIS for an empty log
+    entries: int  # number (seq) of the head entry; 0 for an empty log
+    head: str     # hash of the head entry; GENESIS for an empty log
+
+    def fields(self) -> dict[str, Any]:
+        """The body fields of a receipt or answer."""
+        return {"audit_head": self.head, "audit_entries": self.entries,
+                "audit_chain": self.chain}
+
+    @classmethod
+    def stated(cls, body: dict[str, Any]) -> "Position | None":
+        """The position a signed body states; None when it states none (older vaults)
+        or a malformed one."""
+        chain, entries, head_ = (body.get(k) for k in ("audit_chain", "audit_entries",
+                                                       "audit_head"))
+        if not (_is_hash(chain) and _is_hash(head_) and type(entries) is int and entries >= 0):
+            return None
+        return cls(str(chain), int(entries), str(head_))
+
+
+def _is_hash(value: Any) -> bool:
+    return (isinstance(value, str) and len(value) == 64
+            and all(c in "0123456789abcdef" for c in value))
+
+
+def position(conn: sqlite3.Connection) -> Position:
+    """The log's position now, for the receipts and answers the vault signs.
+
+    The chain is named by the first entry *held*: a log whose first entries
+    were removed names another chain, which the online side notices.
+    """
+    first = conn.execute("SELECT hash FROM audit_log ORDER BY seq LIMIT 1").fetchone()
+    last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    if first is None or last is None:
+        return Position(GENESIS, 0, GENESIS)
+    return Position(str(first[0]), int(last[0]), str(last[1]))
 
 
 def _last_number(conn: sqlite3.Connection) -> int:
@@ -258,8 +316,8 @@ def check(conn: sqlite3.Connection) -> int:
     broken = verify(conn)
     if broken is not None:
         raise AuditChainBroken(f"{broken}; entries from {broken.seq} on cannot be trusted "
-                               "(compare the head hash with the last receipt the online "
-                               "side holds)")
+                               "(compare with the audit position of the last receipts "
+                               "the online side holds: 'chatvault export status')")
     return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
 
 

@@ -20,6 +20,11 @@ What it remembers, and why:
                    resolve``) or by sealing the conversations again
                    (``export reseal``), one per report (bundle, vault, time).
 ``runs``, ``source_runs``  run history: when, and how each source fared.
+``audit_seen``     per vault, the audit log positions (chain, entries, head)
+                   its verified receipts stated, with the receipt's time and
+                   file name: what :func:`vault.acks.audit_findings` judges.
+``audit_resolutions``  audit findings a person checked and dismissed
+                   (``export resolve audit-...``), with a note.
 
 Schema changes are numbered steps in ``MIGRATIONS`` (``PRAGMA user_version``
 counts those applied); never edit a released step, add one. How the
@@ -112,6 +117,30 @@ MIGRATIONS = [
         how TEXT NOT NULL,
         note TEXT,
         PRIMARY KEY (sha256, vault, receipt_at)
+    );
+    """,
+    """
+    CREATE TABLE audit_seen (
+        vault TEXT NOT NULL,
+        chain TEXT NOT NULL,
+        entries INTEGER NOT NULL,
+        head TEXT NOT NULL,
+        receipt_at TEXT NOT NULL,
+        receipt TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (vault, chain, entries, head, receipt_at)
+    ) WITHOUT ROWID;
+    CREATE TABLE audit_resolutions (
+        vault TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        chain TEXT NOT NULL,
+        earlier_at TEXT NOT NULL,
+        later_at TEXT NOT NULL,
+        finding TEXT NOT NULL,
+        resolved_at TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (vault, kind, chain, earlier_at, later_at)
     );
     """,
 ]

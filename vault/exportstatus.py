@@ -21,6 +21,10 @@ Alerts, with the thresholds of the config's ``[alerts]`` table:
   last run ended with a non-zero exit code or did not finish; no run yet; a
   vault refused a damaged stray copy of a bundle it already holds and the
   copy was not found on a stick to remove (nothing is lost).
+
+The vaults' receipts also state their audit log's position; a log rewritten
+or cut short is CRITICAL, a new chain (a rebuild) a WARNING, until a person
+who checked dismisses it (``export resolve audit-…``; :func:`vault.acks.audit_findings`).
 """
 
 from __future__ import annotations
@@ -177,6 +181,21 @@ def _quarantined(home: Path, state: ExportState, out: _Report) -> dict[str, Any]
     return found
 
 
+def _audit(state: ExportState, out: _Report) -> dict[str, Any]:
+    """Audit findings from the vaults' receipts; each vault's last position seen."""
+    found = acks.audit_findings(state)
+    for f in found:
+        out.alert(LEVELS.index(f.level), f.message())
+    last: dict[str, tuple[float, dict[str, Any]]] = {}
+    for vault, chain, entries, head, at, receipt in state.audit_seen():
+        moment = _epoch(at)
+        if moment is not None and (vault not in last or moment >= last[vault][0]):
+            last[vault] = (moment, {"vault": vault, "chain": chain, "entries": entries,
+                                    "head": head, "receipt_at": at, "receipt": receipt})
+    return {"findings": [f.describe() for f in found], "resolved": state.audit_resolutions(),
+            "vaults": [seen for _, (_, seen) in sorted(last.items())]}
+
+
 def gather(home: Path, cfg: ExporterConfig, state: ExportState,
            now: datetime | None = None) -> dict[str, Any]:
     """The whole status as one JSON-ready document, alerts and level included."""
@@ -197,11 +216,12 @@ def gather(home: Path, cfg: ExporterConfig, state: ExportState,
     srcs = _sources(cfg, state, now, out)
     waiting = _waiting(home, cfg, state, now, out)
     reports = _quarantined(home, state, out)
+    audit_log = _audit(state, out)
     abandoned = [r.describe() for r in state.bundles(unacknowledged=True) if r.abandoned_at]
     return {"status": LEVELS[out.level], "exit_code": out.level, "alerts": out.alerts,
             "generated_at": timestamps.format_utc(now), "running": running,
             "last_run": last, "sources": srcs, "unacknowledged": waiting, **reports,
-            "abandoned": abandoned}
+            "abandoned": abandoned, "audit": audit_log}
 
 
 def prometheus(report: dict[str, Any]) -> str:
@@ -217,6 +237,11 @@ def prometheus(report: dict[str, Any]) -> str:
     put("chatvault_export_status", "0 OK, 1 WARNING, 2 CRITICAL", report["exit_code"])
     put("chatvault_export_status_generated_timestamp_seconds", "When this file was written",
         _epoch(report["generated_at"]))
+    found = report["audit"]["findings"]
+    put("chatvault_export_audit_findings", "Open findings about a vault's audit log "
+        "(rewritten, cut, new chain)", len(found))
+    put("chatvault_export_audit_critical_findings", "Of those, the critical ones "
+        "(rewritten or cut)", sum(1 for f in found if f["level"] == "CRITICAL"))
     for s in report["sources"]:
         name = s["name"]
         put("chatvault_export_last_run_timestamp_seconds", "Last export run of the source",
@@ -262,6 +287,12 @@ def render(report: dict[str, Any]) -> list[str]:
         exit_code = "-" if s["last_exit_code"] is None else str(s["last_exit_code"])
         lines.append(f"{s['name']:24} {s['last_run_at'] or 'never':28} {exit_code:>4}  "
                      f"{s['last_success_at'] or 'never':28} {s['last_sequence']:>6}")
+    vaults = report["audit"]["vaults"]
+    if vaults:
+        lines.append("")
+        lines.append("audit log of each vault, as the last receipt it signed showed it:")
+        lines += [f"  {v['vault']}  chain {v['chain'][:16]}  {v['entries']:>8} entries  head "
+                  f"{v['head'][:16]}  ({v['receipt_at']})" for v in vaults]
     if waiting:
         lines.append("")
         lines.append("waiting for acknowledgement:")

@@ -384,7 +384,7 @@ def _finish(run: _Run, item: staging.Staged, outcome: Outcome) -> None:
     outcome.receipt = receipts.make(
         run.identity, bundle_file=item.bundle_file, bundle_sha256=item.sha256,
         status=outcome.status, reason=outcome.reason, meta=outcome.meta,
-        counts=outcome.counts, audit_head=audit.head(run.conn))
+        counts=outcome.counts, audit=audit.position(run.conn))
     stem = item.bundle_file[:-4] if item.bundle_file.endswith(".cvb") else item.bundle_file
     stamp = re.sub(r"[^0-9TZ]", "", outcome.receipt["body"]["at"])
     copy = run.home.path / "receipts" / f"{stem}.{stamp}.{outcome.status}{receipts.SUFFIX}"

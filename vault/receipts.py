@@ -16,9 +16,14 @@ The vault writes one receipt per bundle it found on the media, into
     vault           the vault's fingerprint
     at              when (the vault's clock)
     audit_head      hash of the vault's audit log head at that moment
+    audit_entries   number of that head entry (0: an empty log)
+    audit_chain     hash of the log's first entry (64 zeros: empty); a new
+                    chain after ``vault rebuild``
 
 The exporter verifies receipts against the vault keys it trusts (role
-``vault``) and matches them to its bundles by ``bundle_sha256``. A vault
+``vault``) and matches them to its bundles by ``bundle_sha256``; it keeps
+the audit position (:func:`vault.audit.position`) each states and judges
+them against each other (:mod:`vault.acks`). A vault
 does not rewrite a receipt of its own that already says the same
 (:func:`already_said`): a stick inserted again keeps the receipts it has.
 """
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from vault import atomic, media, signed, timestamps
+from vault.audit import Position
 from vault.errors import BadDocument, ChatvaultError, UntrustedSigner
 from vault.keys import Identity
 
@@ -55,7 +61,9 @@ class Receipt:
 
 def make(identity: Identity, *, bundle_file: str, bundle_sha256: str, status: str,
          reason: str | None = None, meta: dict[str, Any] | None = None,
-         counts: dict[str, int] | None = None, audit_head: str | None = None) -> dict[str, Any]:
+         counts: dict[str, int] | None = None,
+         audit: Position | None = None) -> dict[str, Any]:
+    """A signed receipt; ``audit`` is the log's position as the receipt is made."""
     if status not in STATUSES:
         raise ValueError(f"unknown receipt status {status!r}")
     body: dict[str, Any] = {
@@ -65,8 +73,8 @@ def make(identity: Identity, *, bundle_file: str, bundle_sha256: str, status: st
     }
     if reason:
         body["reason"] = reason
-    if audit_head:
-        body["audit_head"] = audit_head
+    if audit is not None:
+        body.update(audit.fields())
     if meta:
         for key in ("bundle_id", "source", "sequence"):
             if key in meta:

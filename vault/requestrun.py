@@ -236,7 +236,7 @@ class _Run:
                 self.identity, verified=True, status=out.status, reason=out.reason,
                 message=out.message, request_id=req.id, request_digest=req.digest,
                 request_file=req.path.name, action=req.action, counts=out.counts,
-                files=out.files, audit_head=audit.head(conn), **out.ids)
+                files=out.files, **audit.position(conn).fields(), **out.ids)
             conn.execute("UPDATE requests SET status = ?, reason = ?, answered_at = ?, "
                          "answer = ? WHERE request_id = ?",
                          (out.status, out.reason, doc["body"]["at"],
@@ -265,7 +265,7 @@ class _Run:
             doc = make_answer(
                 self.identity, verified=True, status="refused", reason="replay",
                 message=message, request_id=req.id, request_digest=req.digest,
-                request_file=req.path.name, action=req.action, audit_head=audit.head(conn),
+                request_file=req.path.name, action=req.action, **audit.position(conn).fields(),
                 first_answer=first)
         name = self._write_notice(req.path, "replay", doc)
         log.warning("request file %s refused: replay (%s)", req.path.name, message)
@@ -293,7 +293,7 @@ class _Run:
                 self.identity, verified=False, status="refused", reason=reason,
                 message=message, request_id=None, request_digest=None,
                 request_file=path.name, action=None, request_sha256=sha,
-                claimed_request_id=claimed, claimed_action=act, audit_head=audit.head(conn))
+                claimed_request_id=claimed, claimed_action=act, **audit.position(conn).fields())
         name = self._write_notice(path, reason, doc)
         log.warning("request file %s refused: %s (%s)", path.name, reason, message)
         return Answered(path.name, None, None, "refused", reason, message, name)

@@ -1,8 +1,9 @@
 """``chatvault export ...``: the online exporter.
 
 run, status, receipts, rewrite, check-config; and for what a vault refused:
-resolve (settle a quarantine report by hand), reseal (seal the conversations
-of bundles lost before any vault had them again).
+resolve (settle a quarantine report by hand, or dismiss an audit finding a
+person checked), reseal (seal the conversations of bundles lost before any
+vault had them again).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def _summary(report: "RunReport") -> list[str]:
                          "one)")
         lines += [f"  refused {o.file} ({o.error}): {o.reason}"
                   for o in r.outcomes if o.result == "refused"]
+        lines += [f"  AUDIT {f['level']} {f['message']}" for f in r.audit_findings]
         settled = [n for n in r.removed_from_media if n not in r.damaged_removed]
         if settled:
             lines.append(f"  removed from the stick: {', '.join(settled)}")
@@ -214,15 +216,44 @@ def resolve(
         "--note", help="What was done about it, kept in the state")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Settle a quarantine report by hand once it has been dealt with (recorded)."""
-    from vault import exporter
+    """Settle a quarantine report by hand once it has been dealt with (recorded).
 
+    Given an audit finding's id (``audit-…``, or ``audit`` for all), dismiss
+    that finding once a person checked it; ``--note`` is required then."""
+    from vault import acks, exporter
+
+    if acks.is_audit_finding(bundle_file):
+        _resolve_audit(resolve_home(home), bundle_file, vault, note, as_json)
+        return
     out = exporter.resolve(resolve_home(home), bundle_file, vault=vault, note=note)
     if as_json:
         emit_json(out)
     for r in out["resolved"]:
         say(f"resolved: {r['kind']} report of {r['file']} by vault {r['vault']} "
             f"({r['at']}): {r['reason'] or 'no reason given'}")
+
+
+def _resolve_audit(home: Path, which: str, vault: str | None, note: str | None,
+                   as_json: bool) -> None:
+    """``export resolve audit-…``: dismiss audit findings, under the state lock."""
+    from vault import acks, exportstate
+    from vault.errors import UsageError
+    from vault.exportstate import ExportState
+    from vault.home import Home
+
+    text = (note or "").strip()
+    if not text:
+        raise UsageError("an audit finding is dismissed with --note saying what was checked "
+                         "(and with whom)")
+    h = Home(home).require()
+    if not (h.path / "state" / exportstate.FILE_NAME).is_file():
+        raise UsageError(f"no export state in {h.path / 'state'}: no audit finding to resolve")
+    with exportstate.locked(h.path), ExportState.open(h.path) as state:
+        done = acks.resolve_audit(state, which, vault=vault, note=text)
+    if as_json:
+        emit_json({"audit_resolved": done})
+    for f in done:
+        say(f"resolved: audit finding {f['id']} ({f['kind']}) of vault {f['vault']}: {text}")
 
 
 @app.command("reseal")
