@@ -22,7 +22,7 @@ What it remembers, and why:
 ``runs``, ``source_runs``  run history: when, and how each source fared.
 ``audit_seen``     per vault, the audit log positions (chain, entries, head)
                    its verified receipts stated, with the receipt's time and
-                   file name: what :func:`vault.acks.audit_findings` judges.
+                   file name: what :func:`vault.auditwatch.audit_findings` judges.
 ``audit_resolutions``  audit findings a person checked and dismissed
                    (``export resolve audit-...``), with a note.
 

@@ -24,7 +24,7 @@ Alerts, with the thresholds of the config's ``[alerts]`` table:
 
 The vaults' receipts also state their audit log's position; a log rewritten
 or cut short is CRITICAL, a new chain (a rebuild) a WARNING, until a person
-who checked dismisses it (``export resolve audit-…``; :func:`vault.acks.audit_findings`).
+who checked dismisses it (``export resolve audit-…``; :func:`vault.auditwatch.audit_findings`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from vault import acks, atomic, promtext, timestamps
+from vault import acks, atomic, auditwatch, promtext, timestamps
 from vault.exportconfig import ExporterConfig
 from vault.exportstate import LOCK_NAME, ExportState
 
@@ -183,7 +183,7 @@ def _quarantined(home: Path, state: ExportState, out: _Report) -> dict[str, Any]
 
 def _audit(state: ExportState, out: _Report) -> dict[str, Any]:
     """Audit findings from the vaults' receipts; each vault's last position seen."""
-    found = acks.audit_findings(state)
+    found = auditwatch.audit_findings(state)
     for f in found:
         out.alert(LEVELS.index(f.level), f.message())
     last: dict[str, tuple[float, dict[str, Any]]] = {}

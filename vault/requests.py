@@ -42,10 +42,12 @@ second signature does not change), ``request_file``, ``action``,
 ``verified``, ``status`` (done, pending, refused, failed), ``reason`` (a
 code: untrusted, revoked, wrong_role, forged, malformed, expired,
 clock_skew, replay, not_addressed, legal_hold, subject_not_found,
-approval_needed, or the error code of a failure), ``message``, ``counts``,
-``files`` (name, sha256, size in ``answers/``), ``case_id`` /
-``erasure_id`` / ``restore_id``, ``vault``, ``at``, ``audit_head``, and for
-a replay the first answer's body as ``first_answer``.
+unknown_source, approval_needed, or the error code of a failure),
+``message``, ``counts``, ``files`` (name, sha256, size in ``answers/``),
+``case_id`` / ``erasure_id`` / ``restore_id``, ``vault``, ``at``, the audit
+position (``audit_chain``, ``audit_entries``, ``audit_head``:
+:func:`vault.audit.position`), and for a replay the first answer's body as
+``first_answer``.
 
 A file that did not verify names no request (a copy of a real one with its
 signature broken carries the real id and digest): ``verified`` false,

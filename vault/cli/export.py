@@ -220,9 +220,9 @@ def resolve(
 
     Given an audit finding's id (``audit-…``, or ``audit`` for all), dismiss
     that finding once a person checked it; ``--note`` is required then."""
-    from vault import acks, exporter
+    from vault import auditwatch, exporter
 
-    if acks.is_audit_finding(bundle_file):
+    if auditwatch.is_audit_finding(bundle_file):
         _resolve_audit(resolve_home(home), bundle_file, vault, note, as_json)
         return
     out = exporter.resolve(resolve_home(home), bundle_file, vault=vault, note=note)
@@ -236,7 +236,7 @@ def resolve(
 def _resolve_audit(home: Path, which: str, vault: str | None, note: str | None,
                    as_json: bool) -> None:
     """``export resolve audit-…``: dismiss audit findings, under the state lock."""
-    from vault import acks, exportstate
+    from vault import auditwatch, exportstate
     from vault.errors import UsageError
     from vault.exportstate import ExportState
     from vault.home import Home
@@ -249,7 +249,7 @@ def _resolve_audit(home: Path, which: str, vault: str | None, note: str | None,
     if not (h.path / "state" / exportstate.FILE_NAME).is_file():
         raise UsageError(f"no export state in {h.path / 'state'}: no audit finding to resolve")
     with exportstate.locked(h.path), ExportState.open(h.path) as state:
-        done = acks.resolve_audit(state, which, vault=vault, note=text)
+        done = auditwatch.resolve_audit(state, which, vault=vault, note=text)
     if as_json:
         emit_json({"audit_resolved": done})
     for f in done:
