@@ -283,8 +283,10 @@ def test_a_lost_store_is_never_replaced_by_an_empty_one(tmp_path: Path, how: str
     if how == "emptied":
         db.write_bytes(b"")
 
+    stick = tmp_path / "stick"
+    (stick / "chatvault" / "outbox").mkdir(parents=True)
     for args in (["subject", "find", "--email", "a@example.org"], ["search", "hello"],
-                 ["vault", "ingest", tmp_path], ["vault", "state-save"]):
+                 ["vault", "ingest", stick], ["vault", "state-save"]):
         got = run_cli(*args, "--home", h.path)
         assert got.code == 5, (args, got.err)
         assert "store is " in got.err and "vault rebuild" in got.err, got.err
