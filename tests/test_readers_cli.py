@@ -230,3 +230,47 @@ def test_export_run_seals_nothing_of_a_truncated_zst_and_reads_it_next_run(
     again = run_cli("export", "run", *site.args())
     assert again.code == 0, again.err
     assert {"whole", "grows", "other"} <= set(export_kit.vault_view(site))
+
+
+# -- text that is not UTF-8, in every reader that decodes text ---------------------------------
+
+_NAMES = {"jsonl": "chat.jsonl", "botframework": "chat.transcript", "telegram": "result.json",
+          "messenger": "message_1.json", "rasa": "tracker.json", "intercom": "export.json",
+          "freshdesk": "tickets.json", "whatsapp": "chat.txt"}
+_DOC = '[{"text": "caf\u00e9", "conversation_id": "c1"}]\n'
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+@pytest.mark.parametrize("fmt", sorted(_NAMES))
+def test_text_that_is_not_utf8_is_said_so_by_every_reader(tmp_path: Path, fmt: str,
+                                                          encoding: str) -> None:
+    path = tmp_path / _NAMES[fmt]
+    path.write_bytes(("25/03/2024, 10:01 - Ana: caf\u00e9\n" if fmt == "whatsapp" else _DOC)
+                     .encode(encoding))
+    result = run_cli("sources", "preview", path, "-f", fmt, "--timezone", "UTC")
+    assert result.code == 3, result.err
+    # JSONL is read line by line: a line not in UTF-8 is that line's problem
+    where = f"{path}: line 1: " if fmt == "jsonl" and encoding == "latin-1" else f"{path}: "
+    assert f"{where}not UTF-8 text: " in result.err, result.err
+    assert "surrogates" not in result.err
+    if encoding == "utf-16":
+        assert "looks like UTF-16; re-save it as UTF-8" in result.err, result.err
+    else:
+        assert "(0xE9) is not UTF-8" in result.err, result.err
+
+
+def test_a_slack_member_that_is_not_utf8_is_said_so(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("users.json", '[{"id": "U1", "name": "ana"}]'.encode("utf-16"))
+        zf.writestr("support/2024-03-01.json", json.dumps(
+            [{"type": "message", "user": "U1", "text": "ok", "ts": "1709287200.000100"}]))
+        zf.writestr("support/2024-03-02.json", b'[{"text": "caf\xe9"}]')
+    result = run_cli("sources", "preview", path, "-f", "slack")
+    assert result.code == 3, result.err
+    assert (f"{path}: users.json: not UTF-8 text: it starts with a UTF-16 byte order mark"
+            in result.err), result.err
+    assert f"{path}: support/2024-03-02.json: not UTF-8 text: byte 14 (0xE9)" in result.err
+    assert "surrogates" not in result.err

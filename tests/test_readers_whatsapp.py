@@ -359,3 +359,68 @@ def test_reading_without_a_timezone_says_times_are_taken_as_utc(
     with caplog.at_level(logging.WARNING, logger="vault.sources"):
         read_all(path, "whatsapp", timezone="Europe/London")
     assert "no timezone" not in caplog.text
+
+
+# -- what is not a WhatsApp chat, or not UTF-8 ---------------------------------------------
+
+CHAT = "25/03/2024, 10:01 - Ana: hello\n25/03/2024, 10:02 - Ben: hi Ana\n"
+NOT_CHATS = {"prose": "hello\nworld\n".encode(), "binary": bytes(range(256)) * 4,
+             "utf16": CHAT.encode("utf-16"), "latin1": "caf\xe9\n".encode("latin-1"),
+             "empty": b""}
+
+
+@pytest.mark.parametrize("content", sorted(NOT_CHATS))
+def test_no_timezone_warning_for_a_file_that_is_not_a_chat(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(NOT_CHATS[content])
+    with caplog.at_level(logging.WARNING, logger="vault.sources"):
+        with pytest.raises(UnreadableExport, match="notes.txt"):
+            read_all(path, "whatsapp")
+    assert "no timezone" not in caplog.text
+
+
+def test_no_timezone_warning_once_in_a_folder_when_something_is_read(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "a-notes.txt").write_bytes(NOT_CHATS["utf16"])
+    (tmp_path / "b-chat.txt").write_text(CHAT, encoding="utf-8")
+    (tmp_path / "c-chat.txt").write_text(CHAT, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="vault.sources"):
+        convs, opts = read_all(tmp_path, "whatsapp")
+    assert len(convs) == 2 and [p.path for p in opts.problems] == [
+        str(tmp_path / "a-notes.txt")]
+    assert caplog.text.count("no timezone is set: they are read as UTC") == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("zipped", [False, True], ids=["txt", "zip"])
+def test_utf16_is_said_to_be_utf16(tmp_path: Path, encoding: str, zipped: bool) -> None:
+    data = ("\ufeff" if encoding != "utf-16" and encoding != "utf-32" else "") + CHAT
+    raw = data.encode(encoding)
+    path = tmp_path / ("chat.zip" if zipped else "chat.txt")
+    if zipped:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("_chat.txt", raw)
+    else:
+        path.write_bytes(raw)
+    with pytest.raises(UnreadableExport) as info:
+        read_all(path, "whatsapp")
+    name = "UTF-32" if "32" in encoding else "UTF-16"
+    assert info.value.detail == (f"not UTF-8 text: it starts with a {name} byte order mark, "
+                                 f"so it looks like {name}; re-save it as UTF-8")
+
+
+def test_utf16_without_a_byte_order_mark_is_said_to_be_utf16(tmp_path: Path) -> None:
+    path = tmp_path / "chat.txt"
+    path.write_bytes(CHAT.encode("utf-16-le"))  # valid UTF-8, as NUL is: no date is found
+    with pytest.raises(UnreadableExport, match="looks like UTF-16 without a byte order mark"):
+        read_all(path, "whatsapp")
+
+
+def test_latin1_names_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "chat.txt"
+    path.write_bytes(b"25/03/2024, 10:01 - Ana: caf\xe9\n")
+    with pytest.raises(UnreadableExport) as info:
+        read_all(path, "whatsapp")
+    assert info.value.detail.startswith("not UTF-8 text: byte 28 (0xE9) is not UTF-8")
+    assert "surrogates" not in info.value.detail

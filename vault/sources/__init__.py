@@ -196,10 +196,9 @@ def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]
     in_folder = path.is_dir() and items != [path]
     split = getattr(mod, "SPLIT_BY_MONTH", False)
     measure = not getattr(mod, "RECORD_SIZE_CHECKED", False)
-    if getattr(mod, "LOCAL_TIMES", False) and options.timezone is None:
-        log.warning("%s: %s exports write local wall-clock times and no timezone is set: "
-                    "they are read as UTC (set the source's timezone, or --timezone)",
-                    path, fmt)
+    # said once something was read: a file that is no such export at all is refused
+    # without a warning about times it does not hold
+    warn_utc = getattr(mod, "LOCAL_TIMES", False) and options.timezone is None
     failed = read_any = 0
     for item in items:
         try:
@@ -207,6 +206,11 @@ def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]
                 raise UnreadableExport(f"larger than {MAX_EXPORT_FILE_BYTES} bytes", path=item)
             for n, conv in enumerate(mod.read(item, options), 1):
                 read_any += 1
+                if warn_utc:
+                    warn_utc = False
+                    log.warning("%s: %s exports write local wall-clock times and no timezone "
+                                "is set: they are read as UTC (set the source's timezone, or "
+                                "--timezone)", path, fmt)
                 if isinstance(conv, dict):
                     _file_under(conv, options.source)  # before measuring: in the record
                 for part in limits.fit(conv, item, options, split=split, measure=measure):
@@ -287,15 +291,81 @@ def load_json(path: Path, cap: int = MAX_JSON_BYTES) -> Any:
 
 
 def parse_json(data: bytes, path: Path | str) -> Any:
-    """Parse JSON bytes (a leading UTF-8 BOM allowed); UnreadableExport when it is not JSON."""
+    """Parse JSON bytes (a leading UTF-8 BOM allowed); UnreadableExport when it is not JSON.
+
+    Bytes that are not UTF-8 are said to be so (:func:`not_utf8`), not with the
+    parser's "str is not valid UTF-8: surrogates not allowed".
+    """
     from vault import canonical
 
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    wide = wide_text(data)
+    if wide is not None:  # never JSON: NUL is no JSON character
+        raise UnreadableExport(f"not UTF-8 text: {wide}; {_RESAVE}", path=path)
     try:
         return canonical.loads(data)
     except canonical.CanonicalError as exc:
-        raise UnreadableExport(f"not valid JSON ({exc})", path=path) from None
+        why = not_utf8(data) if "UTF-8" in str(exc) else None
+        raise UnreadableExport(why or f"not valid JSON ({exc})", path=path) from None
+
+
+# -- text encodings -----------------------------------------------------------------
+
+_RESAVE = "re-save it as UTF-8"
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+              (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def wide_text(data: bytes) -> str | None:
+    """How ``data`` shows it is UTF-16 or UTF-32 text, or None when it does not.
+
+    A byte order mark says so; without one, the first 64 bytes having a 0 in
+    every other place (ASCII in UTF-16) do. Such bytes may still decode as
+    UTF-8 (NUL is valid UTF-8), so text readers check this first.
+    """
+    for bom, name in _WIDE_BOMS:
+        if data.startswith(bom):
+            return f"it starts with a {name} byte order mark, so it looks like {name}"
+    head = data[:64]
+    pairs = len(head) // 2
+    if pairs < 2:
+        return None
+    low = sum(1 for i in range(0, 2 * pairs, 2) if head[i] and not head[i + 1])
+    high = sum(1 for i in range(0, 2 * pairs, 2) if not head[i] and head[i + 1])
+    if max(low, high) * 4 >= pairs * 3:
+        return "every other byte is 0, so it looks like UTF-16 without a byte order mark"
+    return None
+
+
+def not_utf8(data: bytes, where: str = "") -> str | None:
+    """Why ``data`` is not UTF-8 text, in words with what to do; None when it is.
+
+    ``where`` follows the byte offset ("of the line"). Used by every reader
+    that decodes text: :func:`parse_json` (the JSON formats), :func:`decode_text`
+    (WhatsApp) and the JSONL reader, line by line.
+    """
+    wide = wide_text(data)
+    if wide is not None:
+        return f"not UTF-8 text: {wide}; {_RESAVE}"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = data[exc.start]
+        return (f"not UTF-8 text: byte {exc.start}{where} (0x{byte:02X}) is not UTF-8 (the "
+                f"file may be Latin-1 or Windows-1252, or not text); {_RESAVE}")
+    return None
+
+
+def decode_text(data: bytes, path: Path | str) -> str:
+    """``data`` as UTF-8 text (a leading BOM dropped); UnreadableExport saying why not."""
+    wide = wide_text(data)
+    if wide is not None:
+        raise UnreadableExport(f"not UTF-8 text: {wide}; {_RESAVE}", path=path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UnreadableExport(not_utf8(data) or "not UTF-8 text", path=path) from None
 
 
 def epoch_text(value: Any, unit: int = 1) -> str:

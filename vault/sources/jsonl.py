@@ -28,6 +28,11 @@ takes the file's modification time and says so in ``extra.time_source``
 and in a warning naming the file: nothing is left out, so it is not a
 problem that fails the run (a reader that loses data reports those).
 
+Encoding. Lines are UTF-8 (a byte order mark before the first is dropped). A
+line that is not is reported naming the byte; a file whose first line is
+UTF-16 or UTF-32 (a byte order mark, or every other byte 0) is refused
+saying so (:func:`vault.sources.not_utf8`).
+
 Size. A conversation line is measured only when it is longer than half of
 ``records.MAX_RECORD_BYTES`` (its canonical form cannot be much longer
 than the line): one too large for a record is refused and reported, as is
@@ -46,7 +51,8 @@ import zstandard
 
 from vault import canonical, records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import MAX_EXPORT_FILE_BYTES, ReadOptions, epoch_text, limits, stable_id
+from vault.sources import (MAX_EXPORT_FILE_BYTES, ReadOptions, epoch_text, limits, not_utf8,
+                           stable_id, wide_text)
 
 DESCRIPTION = "chatvault canonical JSONL, one conversation per line (.jsonl, .jsonl.zst)"
 FOLDER_RULE = "*.jsonl or *.ndjson, optionally zstd-compressed (.zst)"
@@ -193,13 +199,24 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     good = bad = 0
     chat = _ChatLog(path, options)
     for lineno, line in enumerate(open_lines(path), 1):
+        if lineno == 1:
+            if line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]  # a UTF-8 byte order mark, as Windows editors write
+            wide = wide_text(line)
+            if wide is not None:  # the whole file is UTF-16 (or 32): no line of it is JSON
+                raise UnreadableExport(f"not UTF-8 text: {wide}; re-save it as UTF-8",
+                                       path=path)
         if not line.strip():
             continue
         try:
             conv = canonical.loads(line)
         except canonical.CanonicalError as exc:
             bad += 1
-            options.problem(path, f"line {lineno}", f"a JSON object ({exc})")
+            why = not_utf8(line, " of the line") if "UTF-8" in str(exc) else None
+            if why is not None:
+                options.problem(path, f"line {lineno}", why, said=True)
+            else:
+                options.problem(path, f"line {lineno}", f"a JSON object ({exc})")
             continue
         if not isinstance(conv, dict):
             bad += 1

@@ -344,13 +344,14 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
 def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
                   folders: dict[str, tuple[str, dict[str, Any]]], meta: Any,
                   options: ReadOptions) -> dict[str, Any] | None:
+    # a day file left unread leaves its messages out: refused (convert exits 3)
     try:
         raw = tree.load(day_file)
     except UnreadableExport as exc:
-        options.problem(tree.path, day_file, exc.detail, said=True)
+        options.problem(tree.path, day_file, exc.detail, said=True, refused=True)
         return None
     if not isinstance(raw, list):
-        options.problem(tree.path, day_file, "a JSON list of messages")
+        options.problem(tree.path, day_file, "a JSON list of messages", refused=True)
         return None
     people: dict[str, dict[str, Any]] = {}
     messages = []

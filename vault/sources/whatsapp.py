@@ -9,6 +9,12 @@ times with or without seconds, AM/PM markers in any case and spacing
 (``PM``, ``p.m.``, Spanish ``p. m.``) with any Unicode space before or
 inside them (U+202F, U+00A0), and U+200E/U+200F marks at line starts.
 
+The file is UTF-8 text (a byte order mark allowed). One that is not, or
+that looks like UTF-16 (as some Windows tools re-save it), is refused
+saying so and what to do (:func:`vault.sources.decode_text`); the warning
+that times are read as UTC without a timezone comes only once a chat was
+read from the file.
+
 Date order. Any first field above 12 means day/month, any second field
 above 12 means month/day (majority wins in a mixed file, and a line that
 only reads one way is read that way). Without such evidence, the order that
@@ -68,7 +74,7 @@ from typing import Any, Callable, Iterator
 from vault import records, timestamps
 from vault.errors import UnreadableExport
 from vault.sources import (MAX_ATTACHMENT_BYTES, MAX_EXPORT_FILE_BYTES, ReadOptions, capped,
-                           digest_stream, local_file_digest, stable_id)
+                           decode_text, digest_stream, local_file_digest, stable_id)
 
 DESCRIPTION = "WhatsApp chat export, .txt (bracketed or dash style, any locale) or .zip"
 FOLDER_RULE = "*.txt or *.zip"
@@ -310,10 +316,8 @@ def _open(path: Path, options: ReadOptions) -> tuple[str, Finder]:
 
 
 def _decode(data: bytes, path: Path) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UnreadableExport(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    """The chat's text: UTF-8 (a BOM allowed), else refused saying what it looks like."""
+    return decode_text(data, path)
 
 
 def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
