@@ -52,6 +52,13 @@ from typing import Any, Callable, Iterator
 from vault import records
 from vault.errors import InvalidRecord, UnreadableExport, UsageError
 
+# shared by the readers, kept in their own modules (imported here for the readers)
+from vault.sources.recordids import (  # noqa: E402,F401
+    long_id_problem, record_id, stable_id, unique_id)
+from vault.sources.textcodec import decode_text, not_utf8, wide_text  # noqa: E402,F401
+from vault.sources.attachfiles import (  # noqa: E402,F401
+    MAX_ATTACHMENT_BYTES, digest_stream, local_file_digest)
+
 log = logging.getLogger(__name__)
 
 #: format name -> module in this package
@@ -260,8 +267,6 @@ def _validated(conv: Any, item: Path, n: int, options: ReadOptions) -> dict[str,
 
 #: a whole-document JSON export is parsed in memory: bounded well below the file cap
 MAX_JSON_BYTES = 512 * 1024**2
-#: an attachment file hashed from an export folder or archive
-MAX_ATTACHMENT_BYTES = 2 * 1024**3
 
 
 def capped(items: list[Any], cap: int, path: Path | str, what: str,
@@ -300,72 +305,13 @@ def parse_json(data: bytes, path: Path | str) -> Any:
 
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    wide = wide_text(data)
-    if wide is not None:  # never JSON: NUL is no JSON character
-        raise UnreadableExport(f"not UTF-8 text: {wide}; {_RESAVE}", path=path)
+    if wide_text(data) is not None:  # never JSON: NUL is no JSON character
+        raise UnreadableExport(not_utf8(data) or "not UTF-8 text", path=path)
     try:
         return canonical.loads(data)
     except canonical.CanonicalError as exc:
         why = not_utf8(data) if "UTF-8" in str(exc) else None
         raise UnreadableExport(why or f"not valid JSON ({exc})", path=path) from None
-
-
-# -- text encodings -----------------------------------------------------------------
-
-_RESAVE = "re-save it as UTF-8"
-_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
-              (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
-
-
-def wide_text(data: bytes) -> str | None:
-    """How ``data`` shows it is UTF-16 or UTF-32 text, or None when it does not.
-
-    A byte order mark says so; without one, the first 64 bytes having a 0 in
-    every other place (ASCII in UTF-16) do. Such bytes may still decode as
-    UTF-8 (NUL is valid UTF-8), so text readers check this first.
-    """
-    for bom, name in _WIDE_BOMS:
-        if data.startswith(bom):
-            return f"it starts with a {name} byte order mark, so it looks like {name}"
-    head = data[:64]
-    pairs = len(head) // 2
-    if pairs < 2:
-        return None
-    low = sum(1 for i in range(0, 2 * pairs, 2) if head[i] and not head[i + 1])
-    high = sum(1 for i in range(0, 2 * pairs, 2) if not head[i] and head[i + 1])
-    if max(low, high) * 4 >= pairs * 3:
-        return "every other byte is 0, so it looks like UTF-16 without a byte order mark"
-    return None
-
-
-def not_utf8(data: bytes, where: str = "") -> str | None:
-    """Why ``data`` is not UTF-8 text, in words with what to do; None when it is.
-
-    ``where`` follows the byte offset ("of the line"). Used by every reader
-    that decodes text: :func:`parse_json` (the JSON formats), :func:`decode_text`
-    (WhatsApp) and the JSONL reader, line by line.
-    """
-    wide = wide_text(data)
-    if wide is not None:
-        return f"not UTF-8 text: {wide}; {_RESAVE}"
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        byte = data[exc.start]
-        return (f"not UTF-8 text: byte {exc.start}{where} (0x{byte:02X}) is not UTF-8 (the "
-                f"file may be Latin-1 or Windows-1252, or not text); {_RESAVE}")
-    return None
-
-
-def decode_text(data: bytes, path: Path | str) -> str:
-    """``data`` as UTF-8 text (a leading BOM dropped); UnreadableExport saying why not."""
-    wide = wide_text(data)
-    if wide is not None:
-        raise UnreadableExport(f"not UTF-8 text: {wide}; {_RESAVE}", path=path)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UnreadableExport(not_utf8(data) or "not UTF-8 text", path=path) from None
 
 
 def epoch_text(value: Any, unit: int = 1) -> str:
@@ -390,80 +336,6 @@ def epoch_text(value: Any, unit: int = 1) -> str:
     micros = int(seconds.scaleb(6).to_integral_value())
     moment = datetime(1970, 1, 1, tzinfo=timestamps.UTC) + timedelta(microseconds=micros)
     return timestamps.format_utc(moment)
-
-
-def stable_id(*parts: str) -> str:
-    """A short id derived from ``parts``: the same parts always give the same id."""
-    import hashlib
-
-    joined = "\x1f".join(parts).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(joined).hexdigest()[:20]
-
-
-#: characters of a too-long platform id kept readable in the id it is filed under
-_LONG_ID_HEAD = 64
-
-
-def record_id(value: str) -> str:
-    """``value`` as a record id: itself when it fits, else a stable shortened form.
-
-    A record id holds at most ``records.MAX_ID_CHARS`` characters, and one
-    longer id refuses its whole conversation. A platform id over that (an
-    odd export, a tool that wrote a blob into ``user``) is filed under its
-    first 64 characters, ``…`` and the SHA-256 of the whole id: every mention
-    of one id gives the same shortened id, and two ids that differ anywhere
-    give two. The reader keeps the whole id in ``platform_ids`` and reports it
-    (:func:`long_id_problem`).
-    """
-    import hashlib
-
-    if len(value) <= records.MAX_ID_CHARS:
-        return value
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{value[:_LONG_ID_HEAD]}\u2026sha256:{digest}"
-
-
-def long_id_problem(options: ReadOptions, path: Path | str, position: str, what: str,
-                    value: str, kept_in: str) -> None:
-    """Report that ``value`` was too long for an id and what it is filed under."""
-    options.problem(path, position, f"{what} of {len(value):,} characters, more than the "
-                    f"{records.MAX_ID_CHARS:,} an id holds: filed under {record_id(value)!r} "
-                    f"(its first {_LONG_ID_HEAD} characters and SHA-256), the whole id kept "
-                    f"in {kept_in}", said=True)
-
-
-def digest_stream(stream: Any, cap: int = MAX_ATTACHMENT_BYTES) -> tuple[str, int] | None:
-    """(sha256, size) of a binary stream, or None when it holds more than ``cap`` bytes."""
-    import hashlib
-
-    h, size = hashlib.sha256(), 0
-    while chunk := stream.read(1024 * 1024):
-        size += len(chunk)
-        if size > cap:
-            return None
-        h.update(chunk)
-    return h.hexdigest(), size
-
-
-def local_file_digest(bases: list[Path], relative: str) -> tuple[str, int] | None:
-    """(sha256, size) of an attachment an export names by relative path, if present.
-
-    The name is untrusted: absolute paths, ``..`` and symlinks are refused, and
-    each candidate folder in ``bases`` is tried in order.
-    """
-    rel = Path(relative)
-    if not relative or rel.is_absolute() or ".." in rel.parts:
-        return None
-    for base in bases:
-        candidate = base / rel
-        try:
-            if candidate.is_symlink() or not candidate.is_file():
-                continue
-            with open(candidate, "rb") as fh:
-                return digest_stream(fh)
-        except OSError:
-            continue
-    return None
 
 
 def html_to_text(markup: str) -> str:

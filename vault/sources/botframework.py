@@ -47,7 +47,7 @@ import orjson
 
 from vault import records, timestamps
 from vault.errors import UnreadableExport
-from vault.sources import ReadOptions, load_json, long_id_problem, record_id
+from vault.sources import ReadOptions, load_json, long_id_problem, record_id, unique_id
 
 DESCRIPTION = "Microsoft Bot Framework .transcript (JSON array of activities)"
 FOLDER_RULE = "*.transcript"
@@ -105,13 +105,7 @@ class _Conversation:
         """A message id for ``raw`` unique in the conversation: an id seen before (an
         activity logged twice, a tool's fixed id) gets ``#2``, ``#3``...; one too long
         for a record is shortened (:func:`vault.sources.record_id`)."""
-        base = mid = record_id(raw)
-        count = 1
-        while mid in self.ids:
-            count += 1
-            mid = f"{base}#{count}"
-        self.ids.add(mid)
-        return mid
+        return unique_id(record_id(raw), self.ids)
 
     def person(self, account: dict[str, Any] | None,
                said: Callable[[str], None] | None = None) -> str | None:

@@ -65,12 +65,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import orjson
-
 from vault import records, timestamps
 from vault.errors import Oversize, UnreadableExport
 from vault.sources import (MAX_EXPORT_FILE_BYTES, MAX_JSON_BYTES, ReadOptions, as_object,
-                           epoch_text, long_id_problem, parse_json, record_id, stable_id)
+                           epoch_text, long_id_problem, parse_json, record_id, unique_id)
 
 DESCRIPTION = "Slack workspace export (.zip or unpacked folder), one conversation per channel-day"
 FOLDER_IS_EXPORT = True
@@ -367,13 +365,8 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
                 raise ValueError("a message object")
             msg = _message(item, users, people, said_at(f"{day_file}: [{n}]"))
             # a ts twice in a day (an export merged by hand) keeps both: "<ts>#2"
-            mid, count = msg.get("id"), 1
-            if isinstance(mid, str):
-                while mid in seen:
-                    count += 1
-                    mid = f"{msg['id']}#{count}"
-                msg["id"] = mid
-                seen.add(mid)
+            if isinstance(msg.get("id"), str):
+                msg["id"] = unique_id(msg["id"], seen)
             messages.append(msg)
         except timestamps.TimestampError as exc:
             options.problem(tree.path, f"{day_file}: [{n}]", f"a message time ({exc})")
@@ -397,78 +390,9 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
                                 channel=info.get("name") or folder, extra=extra)
 
 
-# -- writing -------------------------------------------------------------------------
-
-def _ts(at: str) -> str:
-    moment = timestamps.parse(at)
-    return f"{int(moment.timestamp())}.{moment.microsecond:06d}"
-
-
-def _dump(path: Path, value: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    return path
-
-
-def _native(msg: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "message", "ts": _ts(msg["at"]), "text": msg["text"]}
-    if msg.get("from") is not None:
-        out["user"] = msg["from"]
-    if msg.get("reply_to"):
-        out["thread_ts"] = msg["reply_to"]
-    if msg.get("edited_at"):
-        out["edited"] = {"ts": _ts(msg["edited_at"])}
-    mine = {k: v for k, v in msg.items() if k not in ("text", "extra")}
-    extra = msg.get("extra")
-    if isinstance(extra, dict) and extra:
-        # Slack's own fields (subtype, bot_id, blocks...) go back where Slack has them
-        spread = {k: v for k, v in extra.items() if k not in out and k != META_KEY}
-        out.update(spread)
-        mine["extra_keys"] = sorted(spread)
-        rest = {k: v for k, v in extra.items() if k not in spread}
-        if rest:
-            mine["extra"] = rest
-    elif "extra" in msg:
-        mine["extra"] = extra
-    out[META_KEY] = mine
-    return out
-
 
 def write(conversations: Iterable[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """Write ``conversations`` as an unpacked Slack export under ``out_dir``."""
-    out_dir = Path(out_dir)
-    written: list[Path] = []
-    users: dict[str, dict[str, Any]] = {}
-    channels: dict[str, dict[str, Any]] = {}
-    meta: dict[str, Any] = {}
-    for conv in conversations:
-        # Slack's own channel-name alphabet: no dots, so never a root file's name
-        base = re.sub(r"[^A-Za-z0-9_-]+", "-", str(conv.get("channel") or
-                                                   conv["conversation_id"]))[:80]
-        base = base.strip("-") or "conversation"
-        day = conv["started_at"][:10]
-        folder, k = base, 1
-        while f"{folder}/{day}.json" in meta:
-            k += 1
-            folder = f"{base}-{k}"
-        rel = f"{folder}/{day}.json"
-        meta[rel] = {k2: v for k2, v in conv.items() if k2 != "messages"}
-        extra = as_object(conv.get("extra"))
-        cid = extra.get("channel_id") if isinstance(extra.get("channel_id"), str) else (
-            "C" + stable_id(folder)[:10].upper())
-        people = [p["id"] for p in conv["participants"]]
-        channels.setdefault(folder, {"id": cid, "name": folder, "members": people,
-                                     "created": int(timestamps.parse(day + "T00:00:00Z")
-                                                    .timestamp())})
-        for p in conv["participants"]:
-            users.setdefault(p["id"], {
-                "id": p["id"], "name": p.get("name") or p["id"],
-                "real_name": p.get("name") or "", "is_bot": p["role"] == "bot",
-                "profile": {"real_name": p.get("name") or "", "email": p.get("email") or "",
-                            "phone": p.get("phone") or ""}})
-        written.append(_dump(out_dir / rel, [_native(m) for m in conv["messages"]]))
-    written.append(_dump(out_dir / "users.json", list(users.values())))
-    written.append(_dump(out_dir / "channels.json", list(channels.values())))
-    written.append(_dump(out_dir / META_FILE, {"format": "chatvault slack metadata",
-                                               "version": 1, "conversations": meta}))
-    return written
+    """Write ``conversations`` as an unpacked Slack export (:mod:`vault.sources.slackwrite`)."""
+    from vault.sources import slackwrite
+
+    return slackwrite.write(conversations, out_dir)

@@ -62,7 +62,7 @@ from typing import Any, Iterator
 from vault import records, timestamps
 from vault.errors import UnreadableExport
 from vault.sources import (ReadOptions, as_object, capped, epoch_text, load_json,
-                           local_file_digest, record_id, stable_id)
+                           local_file_digest, record_id, stable_id, unique_id)
 
 DESCRIPTION = "Telegram Desktop JSON export (result.json: one chat or the full export)"
 FOLDER_RULE = "*.json, as Telegram Desktop's result.json"
@@ -173,13 +173,7 @@ class _Chat:
     def message_id(self, raw: Any, n: int) -> str:
         """A message id unique in the chat: Telegram's, else ``n<index>``; one seen before
         (two exports merged by hand) gets ``#2``, ``#3``...; an over-long one is shortened."""
-        base = mid = record_id(str(raw)) if raw not in (None, "") else f"n{n}"
-        count = 1
-        while mid in self.ids:
-            count += 1
-            mid = f"{base}#{count}"
-        self.ids.add(mid)
-        return mid
+        return unique_id(record_id(str(raw)) if raw not in (None, "") else f"n{n}", self.ids)
 
     def assign_roles(self, messages: list[dict[str, Any]]) -> None:
         """Owner is agent; in a one-to-one chat the peer is customer (or bot), the rest agent."""
