@@ -124,6 +124,29 @@ def test_answers_come_from_indexes_never_a_scan(people: Pair) -> None:
     assert any("idx_mentions_kind_value" in p for p in plans)
 
 
+def test_the_whole_command_reads_indexes_never_a_kind_at_a_time(people: Pair) -> None:
+    """subject find as the command runs it (linked identifiers, restrictions, audit).
+
+    An index searched by ``kind`` alone walks every e-mail address held: a
+    linked-identifier query did, 70 ms a link on a store of 36,000 conversations.
+    """
+    from vault import subjects
+
+    statements: list[str] = []
+    with subjects.open_vault(people.vault_path) as v:
+        v.conn.set_trace_callback(statements.append)
+        subject = Subject.parse(emails=["mara.quint@example.org"], region="GB")
+        assert subjects.find_for(v, subject)["linked"], "a linked phone: the slow query ran"
+        v.conn.set_trace_callback(None)
+        plans = [row[-1] for sql in statements
+                 if sql.lstrip().upper().startswith(("SELECT", "WITH"))
+                 for row in v.conn.execute("EXPLAIN QUERY PLAN " + sql)]
+    data = ("identifiers", "mentions", "participants", "messages", "conversations")
+    slow = [p for p in plans if p.endswith("(kind=?)")
+            or (p.startswith("SCAN") and p.split()[1] in data)]
+    assert slow == [], slow
+
+
 def test_restricted_subjects_are_hidden_and_counted(people: Pair) -> None:
     home = ("--home", str(people.vault_path))
     r = run_cli("restrict", "--email", "mara.quint@example.org", "--reason", "disputed",

@@ -157,8 +157,11 @@ def linked(conn: sqlite3.Connection, subject: Subject,
 def _personal_beside(conn: sqlite3.Connection, link: Link) -> set[tuple[str, str]]:
     """E-mail addresses and customer ids on every record that holds ``link``."""
     marks = ",".join("?" * len(_PERSONAL))
+    # CROSS JOIN keeps SQLite's order: the records holding ``link`` first (a few rows by
+    # the kind-value index), then what else they hold. Left to choose, it began with
+    # every e-mail address in the store: 70 ms a link on 36,000 conversations.
     return set(conn.execute(
-        "SELECT DISTINCT d.kind, d.value FROM identifiers l JOIN identifiers d "
+        "SELECT DISTINCT d.kind, d.value FROM identifiers l CROSS JOIN identifiers d "
         "ON d.conversation = l.conversation AND d.participant_id = l.participant_id "
         f"WHERE l.kind = ? AND l.value = ? AND d.kind IN ({marks})",
         (link.kind, link.value, *_PERSONAL)))
