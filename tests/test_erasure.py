@@ -297,3 +297,23 @@ def test_erase_needs_a_reason_and_an_exact_identifier(vault: Vault) -> None:
     assert vault.cli("erase", "--reason", "r", "--yes").code == 2
     with vault.conn() as conn:
         assert conn.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 0
+
+
+def test_the_plan_reads_the_subject_s_records_by_index(vault: Vault) -> None:
+    """The ids linked to the subject come from its own records, not from every id held.
+
+    (The plan also reads every stored record for the subject written in any
+    form: that scan is on purpose, and is the one SCAN of conversations.)
+    """
+    from vault import erasureplan, subjects
+
+    statements: list[str] = []
+    with subjects.open_vault(vault.home) as v:
+        v.conn.set_trace_callback(statements.append)
+        erasureplan.plan(v, subjects.Subject.parse(emails=[MARA_EMAIL], region="GB"))
+        v.conn.set_trace_callback(None)
+        plans = [row[-1] for sql in statements
+                 if sql.lstrip().upper().startswith(("SELECT", "WITH"))
+                 for row in v.conn.execute("EXPLAIN QUERY PLAN " + sql)]
+    assert any("idx_identifiers_kind_value" in p for p in plans)
+    assert [p for p in plans if p.endswith("(kind=?)")] == []

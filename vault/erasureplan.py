@@ -106,13 +106,16 @@ def stored_record(conn: sqlite3.Connection, conv: int) -> tuple[dict[str, Any], 
 def _customer_ids(v: VaultHandle, pairs: list[tuple[str, str]]) -> Subject:
     """Platform and customer ids of the participants the subject is the customer as."""
     extra = Subject(platform_ids=[], customer_ids=[])
+    # the subject's own records first (CROSS JOIN keeps that order): left to choose,
+    # SQLite began with every platform and customer id held
     for kind, value in v.conn.execute(
-            "SELECT DISTINCT x.kind, x.value FROM identifiers i JOIN identifiers x "
+            f"WITH w(k, v) AS (VALUES {','.join('(?, ?)' for _ in pairs)}) "
+            "SELECT DISTINCT x.kind, x.value FROM w CROSS JOIN identifiers i "
+            "ON i.kind = w.k AND i.value = w.v CROSS JOIN identifiers x "
             "ON x.conversation = i.conversation AND x.participant_id = i.participant_id "
             "JOIN participants p ON p.conversation = i.conversation "
             "AND p.participant_id = i.participant_id "
-            "WHERE p.role = 'customer' AND x.kind IN ('platform_id', 'customer_id') "
-            f"AND (i.kind, i.value) IN ({','.join('(?, ?)' for _ in pairs)})",
+            "WHERE p.role = 'customer' AND x.kind IN ('platform_id', 'customer_id')",
             [x for p in pairs for x in p]):
         if (kind, value) not in pairs:
             pairs.append((kind, value))
