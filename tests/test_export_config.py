@@ -173,3 +173,22 @@ def test_the_readme_exporter_example_is_a_valid_config(tmp_path: Path, cli) -> N
     assert "README: 'If the exporter state is lost'" in exportrecovery._WAY_OUT
     lost = _readme_section("### If the exporter state is lost")
     assert "restore `H/state/`" in lost and "new `name`" in lost
+
+
+def test_source_names_differing_only_in_case_are_refused(tmp_path: Path, cli) -> None:
+    # on an exFAT/FAT stick Web-00000001.cvb and web-00000001.cvb are one file
+    site = make_site(tmp_path)
+    path = _write(site, _recipient(site) + _source(site, name="web")
+                  + _source(site, name="b") + _source(site, name="Web"))
+
+    code, out = _check(cli, site)
+
+    assert code == 2 and out["ok"] is False
+    [error] = out["errors"]
+    message = error["message"]
+    assert "key 'sources[2].name'" in message and "'Web'" in message, message
+    assert "differs only in letter case" in message
+    assert f"'sources[0].name' ('web', {path}:5)" in message, message
+    assert error["path"] == f"{path}:13"
+    res = cli("export", "run", *site.args())
+    assert res.code == 2 and "differs only in letter case" in res.err

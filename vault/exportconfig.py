@@ -198,6 +198,9 @@ class _Checker:
         from vault import sources as readers
 
         found: list[Source] = []
+        # letter case folded: exFAT and FAT sticks hold Web-00000001.cvb and
+        # web-00000001.cvb as one file
+        names: dict[str, tuple[int, str]] = {}
         for i, item in self._blocks("sources", _SOURCE_KEYS):
             name = self._text("sources", i, item, "name")
             fmt = self._text("sources", i, item, "format")
@@ -210,9 +213,11 @@ class _Checker:
                           "letters, digits, '.', '_' and '-', at most 64, starting "
                           "with a letter or digit")
                 ok = False
-            elif name is not None and any(s.name == name for s in found):
-                self.fail("sources", i, "name", f"{name!r} is used by another source")
+            elif name is not None and name.lower() in names:
+                self._name_taken(i, name, *names[name.lower()])
                 ok = False
+            elif name is not None:
+                names[name.lower()] = (i, name)
             if fmt is not None and not self._format_ok(readers, i, fmt):
                 ok = False
             if tz is not None:
@@ -231,6 +236,18 @@ class _Checker:
                 self.fail("sources", i, "path", f"{path} does not exist")
             found.append(Source(name, fmt, path, tz, region or None))
         return found
+
+    def _name_taken(self, i: int, name: str, first: int, other: str) -> None:
+        """Source ``i`` is named as source ``first`` was, or so but for letter case."""
+        line = self._line("sources", first, "name")
+        where = f"{self.cfg.path}:{line}" if line else str(self.cfg.path)
+        them = f"'sources[{first}].name' ({other!r}, {where})"
+        if other == name:
+            self.fail("sources", i, "name", f"{name!r} is used by another source: {them}")
+        else:
+            self.fail("sources", i, "name", f"{name!r} differs only in letter case from "
+                      f"{them}: on a case-insensitive stick (exFAT, FAT) their bundle "
+                      "files would be one file; name the source added last differently")
 
     def _format_ok(self, readers: Any, i: int, fmt: str) -> bool:
         if fmt not in readers.FORMATS:
