@@ -235,3 +235,63 @@ def test_a_store_older_than_the_state_file_never_overwrites_it(vault: Pair,
     assert saved.json()["error"] == "state_regression"
     assert "tombstones: 1 in the state file, 0 in the store" in saved.err
     assert path.read_bytes() == before, "the state file still remembers the erasure"
+
+
+def _stale_home(vault: Pair, tmp_path: Path, how: str) -> Path:
+    """A vault home whose store is older than its state file."""
+    import shutil
+
+    from vault import home
+
+    if how == "made anew":  # keys import-paper, then the archive copied, before a rebuild
+        fresh = home.create("vault", tmp_path / "fresh", "vault-a",
+                            identity=vault.vault.identity())
+        shutil.copytree(vault.vault_path / "archive", fresh.path / "archive",
+                        dirs_exist_ok=True)
+        shutil.copy(vault.vault_path / "trust.json", fresh.path / "trust.json")
+        return fresh.path
+    db = vault.vault_path / store.FILE_NAME  # "backup put back": from before an erasure
+    old = tmp_path / "old-store.db"
+    conn = store.open_store(db)  # closed before the file is replaced (a with block is not)
+    try:
+        conn.execute("VACUUM INTO ?", (str(old),))
+    finally:
+        conn.close()
+    add_tombstone(vault.vault_path, "x@example.org")
+    statehook.changed(vault.vault_path, "tombstones")
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    db.write_bytes(old.read_bytes())
+    return vault.vault_path
+
+
+@pytest.mark.parametrize("how", ["made anew", "backup put back"])
+def test_a_store_older_than_the_state_file_is_used_by_no_command(vault: Pair, tmp_path: Path,
+                                                                 cli: Any, how: str) -> None:
+    """It would say 'nothing held', or hand out and take back what was erased since."""
+    h = _stale_home(vault, tmp_path, how)
+    again = stick(tmp_path / "again")
+    Chain(vault, outbox(again)).seal([conv("c1", ["hello"], email="mara@example.org")])
+    for args in (["subject", "find", "--email", "mara@example.org"], ["search", "hello"],
+                 ["restore", "create", "--to", vault.exporter.public_key, "--source", "web",
+                  "--out", tmp_path / "restored"], ["vault", "ingest", again],
+                 ["vault", "state-save"]):
+        got = cli(*args, "--home", h, "--json")
+        assert got.code == 4, (args, got.err)
+        assert got.json()["error"] == "state_regression", got.out
+        assert "vault rebuild" in got.err
+    assert not (tmp_path / "restored").exists() or not list((tmp_path / "restored").iterdir())
+    status = cli("vault", "status", "--home", h, "--json")
+    assert status.code == 2
+    [found] = [f for f in status.json()["findings"] if f["check"] == "state_file"]
+    assert found["level"] == "CRITICAL" and "older than the state file" in found["message"]
+
+
+def test_the_quick_header_reading_agrees_with_the_bundle_reader(vault: Pair) -> None:
+    from vault import statecounts
+
+    path = statefile.path_of(vault.vault_path)
+    kept = bundle.inspect(path)["meta"]["context"]["kept"]
+    assert statecounts.recorded(path) == kept and kept["bundles"] == 1
+    path.write_bytes(b"\x00" * 100)
+    assert statecounts.recorded(path) == {}

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from vault import signed, statefile, timestamps
+from vault import signed, statecounts, statefile, timestamps
 from vault.errors import ChatvaultError, ConfigError
 from vault.home import Home
 
@@ -92,6 +92,13 @@ def check_state_file(ctx: Any) -> list[Any]:
     from vault.vaultstatus import CRITICAL, OK, WARNING, Finding
 
     info = statefile.describe(ctx.home)
+    lost = statecounts.behind(Path(info["path"]), statecounts.held(ctx.conn))
+    if lost:
+        said = ", ".join(f"{t} {was} there, {has} here" for t, (was, has) in sorted(lost.items()))
+        return [Finding(CRITICAL, "state_file", f"the store is older than the state file "
+                        f"({said}): a backup put back or a store made anew; every command "
+                        "that uses it refuses. Rebuild from the archive: 'chatvault vault "
+                        "rebuild --into NEWHOME', then use NEWHOME", {**info, "behind": lost})]
     if info.get("problem"):
         return [Finding(CRITICAL, "state_file", f"the state file {info['path']} does not "
                         f"verify ({info['problem']}): a rebuild could not restore tombstones, "

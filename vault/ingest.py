@@ -52,7 +52,7 @@ from typing import Any, Callable
 
 from vault import archive, atomic, audit, bundleids, canonical, chain, ingestlock, quarantine
 from vault import purges, receiptdelivery, receipts, records, staging, store
-from vault import statehook, timestamps, tombstones, vaultconfig
+from vault import statecounts, statehook, timestamps, tombstones, vaultconfig
 from vault.bundle import Bundle, Record
 from vault.errors import (EXIT_OK, ChatvaultError, CorruptPayload, IngestFailed,
                           InvalidRecord, MediaError, MediaIOError)
@@ -123,13 +123,16 @@ class _Run:
 
 def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str | None = None,
                   media_serial: str | None = None, progress: bool = False,
-                  stop: Callable[[], bool] | None = None) -> list[Outcome]:
+                  stop: Callable[[], bool] | None = None,
+                  check_state: bool = True) -> list[Outcome]:
     """Ingest staged bundles one by one; every outcome has a receipt.
 
     One ingest at a time per vault (:mod:`vault.ingestlock`). When ``stop()``
     turns true (the daemon's SIGTERM), the bundle in hand is finished and no
     other is begun: the outcomes returned are fewer than ``staged``, and the
     staged copies not begun stay in staging (:func:`vault.staging.pending`).
+    A store older than the state file is refused before any bundle
+    (:func:`vault.statecounts.require_current`; a rebuild skips that check).
     """
     h = Home(Path(home)).require()
     cfg = vaultconfig.load(h.path)
@@ -137,6 +140,12 @@ def ingest_staged(home: Path, staged: list[staging.Staged], *, media_label: str 
     outcomes: list[Outcome] = []
     with ingestlock.held(h.path):
         run.conn = store.open_store(h.path / store.FILE_NAME)
+        if check_state:
+            try:
+                statecounts.require_current(h.path, run.conn)
+            except BaseException:
+                run.conn.close()
+                raise
         _ingest_all(run, staged, progress, outcomes, stop)
     # the held bundles (and, on first use, the identifier key) are part of the state file
     statehook.changed(h.path, "ingest")

@@ -133,7 +133,7 @@ def rebuild(into: Path, *, home: Path | None = None, archive: Path | None = None
     report = Rebuilt(into, int(state.meta["sequence"]))
     _ingest_archive(into, archive, report)
     _restore_rows(into, state, late)
-    with open_vault(into) as v:
+    with open_vault(into, check_state=False) as v:
         report.purged = retention.apply(v)["totals"]["purged"]
     got = _ingested_hashes(into)
     report.missing = sorted(f"{s} #{n}" for s, n, sha, _ in state.bundles if sha not in got)
@@ -148,7 +148,7 @@ def rebuild(into: Path, *, home: Path | None = None, archive: Path | None = None
         report.digest = digest(conn)
     finally:
         conn.close()
-    statefile.write(into, "rebuild", identity)
+    statefile.write(into, "rebuild", identity, replace_older=True)
     log.info("rebuilt %s: %d bundles ingested, %d quarantined, %d missing, %d conversations",
              into, report.ingested, len(report.quarantined), len(report.missing),
              report.digest["conversations"])
@@ -252,7 +252,8 @@ def _archived(archive: Path) -> list[Path]:
 def _ingest_archive(into: Path, archive: Path, report: Rebuilt) -> None:
     files = _archived(archive)
     staged = staging.stage_files(into, files, limit=staging.max_bundle_bytes(2**62))
-    for outcome in ingest.ingest_staged(into, staged, media_label="rebuild"):
+    for outcome in ingest.ingest_staged(into, staged, media_label="rebuild",
+                                        check_state=False):
         if outcome.status == "ingested":
             report.ingested += 1
             report.tombstoned += outcome.counts.get("tombstoned", 0)

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from vault import (atomic, audit, bundle, canonical, media, records, store, timestamps,
-                   vaultconfig)
+from vault import (atomic, audit, bundle, canonical, media, records, statecounts, store,
+                   timestamps, vaultconfig)
 from vault.bundle import BundleWriter
 from vault.config import FAT32_MAX
 from vault.errors import InputRejected, InvalidRecord, MediaIOError, UsageError
@@ -125,6 +125,7 @@ def create(home: Path, identity: Identity, recipients: Sequence[PublicIdentity],
     home = Path(home)
     conn = store.open_store(home / store.FILE_NAME)
     try:
+        statecounts.require_current(home, conn)  # never hand out what was erased since
         vaultconfig.load(home).require_source(conn, selection.source,
                                               "there would be nothing to restore")
         rows = candidates(conn, selection)

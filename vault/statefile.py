@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from vault import audit, bundle, canonical, store, timestamps, tombstones
+from vault import audit, bundle, canonical, statecounts, store, timestamps, tombstones
 from vault.bundle import BundleWriter, Record
 from vault.errors import (BadDocument, BadPassphrase, InputRejected, MalformedHeader,
-                          PassphraseNeeded, StateRegression, UntrustedSigner)
+                          PassphraseNeeded, UntrustedSigner)
 from vault.home import Home
 from vault.keys import Identity, PublicIdentity
 from vault.records import Summary
@@ -59,7 +59,7 @@ DERIVED = frozenset({
     "messages", "identifiers", "mentions", "attachments", "attachment_chunks",
     "attachment_refs", "audit_log"})
 #: state tables whose rows are never deleted: a state file is never replaced by fewer
-GROW_ONLY = ("tombstones", "retention_purges")
+GROW_ONLY = tuple(t for t in statecounts.COUNTED if t != "bundles")
 _ROWS_PER_RECORD = 5000
 _SUMMARY = Summary("state", 0, 0, 0, None, None)
 
@@ -81,7 +81,7 @@ class OwnKey:
 
 
 def path_of(home: Path) -> Path:
-    return Path(home) / "archive" / FILE_NAME
+    return statecounts.path_of(home)
 
 
 # -- what goes in ----------------------------------------------------------------------------
@@ -162,37 +162,32 @@ def _previous(path: Path) -> tuple[int, str | None, str | None]:
 
 
 def _kept(snap: dict[str, Any]) -> dict[str, int]:
-    """How many rows of the tables that only ever grow the snapshot holds."""
-    return {name: len(snap["tables"].get(name, {}).get("rows", [])) for name in GROW_ONLY}
+    """How many rows of what only ever grows the snapshot holds (bundles held too)."""
+    kept = {name: len(snap["tables"].get(name, {}).get("rows", [])) for name in GROW_ONLY}
+    return {**kept, "bundles": len(snap["bundles"])}
 
 
 def _refuse_forgetting(path: Path, snap: dict[str, Any]) -> None:
     """Refuse to replace a state file that remembers more erasures or purges than the store.
 
-    Tombstones and purge markers are never deleted, so a store holding fewer
-    than the state file on disk is older than it (an old backup put back) or
-    was tampered with: saving it would forget erasures, and the next rebuild
+    Tombstones, purge markers and held bundles are never deleted, so a store
+    holding fewer than the state file on disk is older than it or was
+    tampered with: saving it would forget erasures, and the next rebuild
     would bring the people back. The counts are in the signed header.
     """
-    try:
-        before = (bundle.inspect(path)["meta"].get("context") or {}).get("kept") or {}
-    except (OSError, InputRejected):
-        return  # unreadable: vault status reports it; the store is all there is
-    now = _kept(snap)
-    lost = {t: (int(n), now[t]) for t, n in before.items()
-            if t in now and isinstance(n, int) and now[t] < n}
+    lost = statecounts.behind(path, _kept(snap))
     if lost:
-        said = ", ".join(f"{t}: {was} in the state file, {has} in the store"
-                         for t, (was, has) in sorted(lost.items()))
-        raise StateRegression(
-            f"the store remembers less than the state file ({said}): it is older than the "
-            "state file or was altered, and saving it would forget erasures or purges. "
-            "Nothing was written. Rebuild the store from the archive and this state file "
-            "('chatvault vault rebuild --into NEWHOME'), then use NEWHOME", path=path)
+        raise statecounts.regression(path, lost, "Nothing was written.")
 
 
-def write(home: Path, reason: str, identity: Identity | None = None) -> Path:
-    """Write the state file of the vault at ``home`` when its content changed."""
+def write(home: Path, reason: str, identity: Identity | None = None, *,
+          replace_older: bool = False) -> Path:
+    """Write the state file of the vault at ``home`` when its content changed.
+
+    ``replace_older`` (a rebuild only) replaces a state file that remembers
+    more than the store: the rebuild read it and reports what it could not
+    bring back.
+    """
     home = Path(home)
     path = path_of(home)
     with _locked(home):
@@ -205,7 +200,8 @@ def write(home: Path, reason: str, identity: Identity | None = None) -> Path:
         sequence, prev_sha, prev_digest = _previous(path)
         if prev_digest == digest and _damage(home, path) is None:
             return path  # a damaged copy with the same content is written again
-        _refuse_forgetting(path, snap)
+        if not replace_older:
+            _refuse_forgetting(path, snap)
         try:
             ident = identity or Home(home).identity()
         except (BadPassphrase, PassphraseNeeded):

@@ -333,8 +333,9 @@ class VaultHandle:
 
 
 class _Open:
-    def __init__(self, home: Any) -> None:
+    def __init__(self, home: Any, check_state: bool) -> None:
         self.home = home
+        self.check_state = check_state
         self.handle: VaultHandle | None = None
 
     def __enter__(self) -> VaultHandle:
@@ -348,6 +349,10 @@ class _Open:
         cfg = vaultconfig.load(path)
         conn = store.open_store(path / store.FILE_NAME)
         try:
+            if self.check_state:
+                from vault.statecounts import require_current
+
+                require_current(path, conn)
             key = load_key(path, conn)
         except BaseException:
             conn.close()
@@ -360,9 +365,14 @@ class _Open:
             self.handle.conn.close()
 
 
-def open_vault(home: Any) -> _Open:
-    """``with open_vault(home) as v:`` the vault's config, store and key."""
-    return _Open(home)
+def open_vault(home: Any, *, check_state: bool = True) -> _Open:
+    """``with open_vault(home) as v:`` the vault's config, store and key.
+
+    A store older than the state file is refused
+    (:func:`vault.statecounts.require_current`); only a rebuild, which is
+    making it current, passes ``check_state=False``.
+    """
+    return _Open(home, check_state)
 
 
 # -- what the commands run: restrictions applied, every search audited ---------------------
