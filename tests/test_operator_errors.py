@@ -96,10 +96,11 @@ def test_a_config_with_a_byte_order_mark_is_read(vault: Vault) -> None:
 
 def test_a_damaged_store_is_named_with_what_to_do(vault: Vault) -> None:
     db = vault.home / store.FILE_NAME
-    with vault.conn() as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn = vault.conn()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
     data = bytearray(db.read_bytes())
     for page in range(2, pages):  # every page but the schema's: whatever a query reads
         start = page * size + 16
@@ -120,3 +121,30 @@ def test_preview_with_the_wrong_format_shows_a_bounded_list(tmp_path: Path) -> N
     assert got.code == 3
     assert got.err.count("problem: ") == 21  # twenty, then one line saying there are more
     assert "is --format right for this file?" in got.err
+
+
+def test_stored_text_that_is_not_utf8_is_damage_and_its_text_is_not_shown(
+        vault: Vault) -> None:
+    """Bytes changed inside a record: store_damaged, and the error never quotes the text."""
+    db = vault.home / store.FILE_NAME
+    conn = vault.conn()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(db.read_bytes())
+    hits = 0
+    start = data.find(b"arrived damaged")
+    while start != -1:  # every copy: the record, the message, the index's text
+        data[start:start + 2] = b"\xff\xfe"
+        hits += 1
+        start = data.find(b"arrived damaged", start + 1)
+    assert hits
+    db.write_bytes(bytes(data))
+
+    for args in (["vault", "digest"], ["search", "order"],
+                 ["restore", "create", "--to", vault.pair.exporter.public_key, "--source",
+                  "sample", "--out", vault.home.parent / "r"]):
+        got = vault.cli(*args, "--json")
+        assert got.code == 5, (args, got.code, got.err)
+        assert got.json()["error"] == "store_damaged", (args, got.out)  # type: ignore
+        assert "internal error" not in got.err and "\ufffd" not in got.err + got.out
+        assert "Hi, my order" not in got.err + got.out

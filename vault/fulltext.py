@@ -178,9 +178,15 @@ def search(conn: sqlite3.Connection, query: str, source: str | None = None,
     except sqlite3.OperationalError as exc:
         # Every word reaches MATCH quoted, so this is the store, not the query:
         # say so, never answer "no results".
-        raise QueryFailed(f"the search could not be answered ({exc}); nothing can be "
-                          "concluded from it: check the store ('chatvault vault status')"
-                          ) from None
+        from vault import store
+
+        if store.is_busy(exc):
+            raise
+        if store.is_damaged(exc):
+            raise store.damaged_error(exc, store.file_of(conn) or "store.db") from None
+        raise QueryFailed(f"the search could not be answered ({store.error_text(exc)}); "
+                          "nothing can be concluded from it: check the store ('chatvault "
+                          "vault status')") from None
 
 
 _WORD = re.compile(r"\w+")

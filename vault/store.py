@@ -186,17 +186,28 @@ def open_store(path: Path | str, *, create: bool = False) -> sqlite3.Connection:
     return conn
 
 
-_DAMAGED = ("malformed", "file is not a database", "database corrupt")
+_DAMAGED = ("malformed", "file is not a database", "database corrupt",
+            "Could not decode to UTF-8")
 
 
 def is_damaged(exc: BaseException) -> bool:
-    """Whether SQLite says the file itself is damaged (not busy, not read-only)."""
+    """Whether SQLite says the file itself is damaged (not busy, not read-only).
+
+    Stored text that is not UTF-8 counts: chatvault writes only UTF-8, so
+    such bytes are damage (Python reports them as "Could not decode").
+    """
     return isinstance(exc, sqlite3.DatabaseError) and any(t in str(exc) for t in _DAMAGED)
+
+
+def error_text(exc: BaseException) -> str:
+    """SQLite's message without the stored text Python quotes in it (personal data)."""
+    return str(exc).split(" with text ", 1)[0]
 
 
 def damaged_error(exc: BaseException, path: Path | str) -> StoreDamaged:
     return StoreDamaged(
-        f"the store is damaged (SQLite: {exc}): keep a copy of the file for analysis, stop "
+        f"the store is damaged (SQLite: {error_text(exc)}): keep a copy of the file for "
+        "analysis, stop "
         "the vault daemon, and rebuild the store from the archive and the state file "
         "('chatvault vault rebuild --into NEWHOME'); 'chatvault vault digest' on the "
         "rebuilt home shows what it holds", path=path)
@@ -279,7 +290,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def _store_path(conn: sqlite3.Connection) -> str | None:
+def file_of(conn: sqlite3.Connection) -> str | None:
+    """The file a connection's main database is (None in memory)."""
     row = conn.execute("PRAGMA database_list").fetchone()
     return row[2] if row and row[2] else None
 
@@ -291,7 +303,7 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
     stderr once the wait lasts (half the timeout, when that is shorter).
     """
     wait = conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
-    path = _store_path(conn)
+    path = file_of(conn)
     timer = threading.Timer(min(NOTICE_AFTER, wait / 2), _notice, (path, wait))
     timer.daemon = True
     timer.start()
