@@ -220,3 +220,14 @@ def test_a_dsar_case_keeps_a_number_that_does_not_parse(pair: Pair) -> None:
     with open_vault(pair.vault_path) as v:
         case = dsar.open_case(v, date(2024, 1, 1), subject)
         assert dsar.subject_of(v.conn, case.id) == subject
+
+
+def test_the_platform_of_an_id_is_any_case_and_must_be_held(people: Pair) -> None:
+    """'Slack:U0MARA' is Slack's U0MARA; 'slakc:U0MARA' is a typo, not 'nothing held'."""
+    assert _ids(_find(people, "--id", "Slack:U0MARA")) == ["s1"]
+    assert _ids(_find(people, "--id", "SLACK:U0MARA")) == ["s1"]
+    for args in (["subject", "find"], ["erase", "--reason", "Art. 17", "--yes"]):
+        typo = run_cli(*args, "--id", "slakc:U0MARA", "--home", people.vault_path)
+        assert typo.code == 2, (args, typo.err)
+        assert "no 'slakc' user id is held: the platforms held are slack" in typo.err
+    assert _ids(_find(people, "--id", "slack:U0MARA")) == ["s1"], "nothing was erased"

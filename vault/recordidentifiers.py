@@ -86,7 +86,8 @@ def participant_identifiers(p: dict[str, Any], region: str | None) -> list[tuple
         out.append(("customer_id", p["customer_id"]))
     ids = p.get("platform_ids")
     if isinstance(ids, dict):
-        out += [("platform_id", f"{k}:{v}") for k, v in sorted(ids.items())
+        # the platform's name in lower case, as subject find takes it; ids as written
+        out += [("platform_id", f"{str(k).lower()}:{v}") for k, v in sorted(ids.items())
                 if isinstance(v, (str, int)) and not isinstance(v, bool) and str(v)]
     if isinstance(p.get("name"), str):
         key = _name_key(p["name"])

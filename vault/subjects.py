@@ -85,7 +85,7 @@ class Subject:
             if not platform or not value:
                 raise UsageError(f"{_which('--id', n, ids)}: expected PLATFORM:ID, "
                                  "e.g. slack:U024BE7LH")
-            _add(out.platform_ids, f"{platform}:{value}")
+            _add(out.platform_ids, f"{platform.lower()}:{value}")
         for text in customer_ids:
             if text.strip():
                 _add(out.customer_ids, text.strip())
@@ -209,6 +209,34 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
         yield items[i:i + _CHUNK]
 
 
+def platforms(conn: sqlite3.Connection) -> list[str]:
+    """The platforms whose user ids the store holds (one index step per platform)."""
+    out: list[str] = []
+    after = ""
+    while row := conn.execute("SELECT value FROM identifiers WHERE kind = 'platform_id' "
+                              "AND value > ? ORDER BY value LIMIT 1", (after,)).fetchone():
+        name = row[0].partition(":")[0]
+        out.append(name)
+        after = name + ";"  # ';' follows ':': past every id of this platform
+    return out
+
+
+def _require_platforms(conn: sqlite3.Connection, subject: Subject) -> None:
+    """Refuse an ``--id`` of a platform the store holds no id of (a typo: 'slakc:U05').
+
+    Searching it would answer "nothing held", and erasing by it would erase
+    nothing and say the byte scan found no trace.
+    """
+    for pid in subject.platform_ids:
+        name = pid.partition(":")[0]
+        if conn.execute("SELECT 1 FROM identifiers WHERE kind = 'platform_id' AND value > ? "
+                        "AND value < ? LIMIT 1", (name + ":", name + ";")).fetchone():
+            continue
+        known = platforms(conn)
+        raise UsageError(f"no {name!r} user id is held: the platforms held are "
+                         f"{', '.join(known) or 'none'} (--id PLATFORM:ID)")
+
+
 def find(conn: sqlite3.Connection, subject: Subject, *, since: str | None = None,
          until: str | None = None, source: str | None = None) -> list[Match]:
     """Every conversation matching ``subject``: exact ones first, then needs-review.
@@ -217,6 +245,7 @@ def find(conn: sqlite3.Connection, subject: Subject, *, since: str | None = None
     conversation matches when its time span overlaps them. Only index
     lookups: cost grows with the number of matches, not of messages.
     """
+    _require_platforms(conn, subject)
     found: dict[int, list[tuple[int, str, bool, bool, bool]]] = {}
 
     def note(conv: int, order: int, reason: str, exact: bool, customer: bool,
@@ -307,72 +336,8 @@ def conversation_identifiers(conn: sqlite3.Connection, convs: Iterable[int], *,
     return out
 
 
-@dataclass
-class VaultHandle:
-    """What every GDPR operation needs: home, config, store, identifier key."""
-
-    home: Any
-    cfg: Any
-    conn: sqlite3.Connection
-    key: Any
-
-    @property
-    def region(self) -> str | None:
-        return self.cfg.phone_region
-
-    def target(self, pairs: Iterable[tuple[str, str]]) -> str:
-        """Audit-log target for identifiers: keyed hashes, never the values."""
-        from vault.identifierkey import PURPOSE_AUDIT
-
-        return ",".join(f"{k}:{self.key.hash(PURPOSE_AUDIT, k, v)[:32]}" for k, v in pairs)
-
-
-    def require_source(self, source: str | None, what: str) -> None:
-        """:meth:`vault.vaultconfig.VaultConfig.require_source` on this vault's store."""
-        self.cfg.require_source(self.conn, source, what)
-
-
-class _Open:
-    def __init__(self, home: Any, check_state: bool) -> None:
-        self.home = home
-        self.check_state = check_state
-        self.handle: VaultHandle | None = None
-
-    def __enter__(self) -> VaultHandle:
-        from pathlib import Path
-
-        from vault import store, vaultconfig
-        from vault.home import Home
-        from vault.identifierkey import load_key
-
-        path = Home(Path(self.home)).require().path
-        cfg = vaultconfig.load(path)
-        conn = store.open_store(path / store.FILE_NAME)
-        try:
-            if self.check_state:
-                from vault.statecounts import require_current
-
-                require_current(path, conn)
-            key = load_key(path, conn)
-        except BaseException:
-            conn.close()
-            raise
-        self.handle = VaultHandle(path, cfg, conn, key)
-        return self.handle
-
-    def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            self.handle.conn.close()
-
-
-def open_vault(home: Any, *, check_state: bool = True) -> _Open:
-    """``with open_vault(home) as v:`` the vault's config, store and key.
-
-    A store older than the state file is refused
-    (:func:`vault.statecounts.require_current`); only a rebuild, which is
-    making it current, passes ``check_state=False``.
-    """
-    return _Open(home, check_state)
+# a VaultHandle was made here before it had a module of its own; callers still import it here
+from vault.vaulthandle import VaultHandle, open_vault  # noqa: E402,F401
 
 
 # -- what the commands run: restrictions applied, every search audited ---------------------
