@@ -97,3 +97,16 @@ def test_a_hold_that_could_cover_nothing_is_refused(held: Pair, args: list[str],
     assert r.code == 2 and said in r.err, r.err
     listed = run_cli("hold", "list", "--json", "--home", held.vault_path)
     assert listed.json()["holds"] == []  # type: ignore[index]
+
+
+@pytest.mark.parametrize("args", [
+    ["--conversation", "nosuch"], ["--conversation", "nosuch/w2"],
+    ["--conversation", "web/nosuch"], ["--conversation", "w2", "--source", "app"],
+])
+def test_a_hold_on_a_conversation_not_held_is_refused(held: Pair, args: list[str]) -> None:
+    """A typo would protect nothing while the hold list says it does."""
+    r = run_cli("hold", "add", "H", "--reason", "claim", *args, "--home", held.vault_path)
+    assert r.code == 2, r.err
+    assert "is held" in r.err and "cover nothing" in r.err
+    assert run_cli("hold", "list", "--json", "--home", held.vault_path).json() in (
+        [], {"holds": []})

@@ -79,6 +79,8 @@ def add(v: VaultHandle, name: str, reason: str, *, subject: Subject | None = Non
         scope["subject"] = sorted([k, v.key.hash(tombstones.PURPOSE_HOLD, k, val)]
                                   for k, val in pairs)
     _check_scope(v, source, since, until)
+    if conversation:
+        _require_conversation(v, conversation, source)
     for k, val in (("source", source), ("conversation", conversation), ("since", since),
                    ("until", until)):
         if val:
@@ -99,6 +101,23 @@ def add(v: VaultHandle, name: str, reason: str, *, subject: Subject | None = Non
                      | {"subject_identifiers": len(scope.get("subject") or [])})
     statehook.changed(v.home, "hold")
     return Hold(int(cur.lastrowid or 0), name, scope, reason, now, who, None, None)
+
+
+def _require_conversation(v: VaultHandle, given: str, source: str | None) -> None:
+    """A conversation hold must name a conversation held (``ID`` or ``SOURCE/ID``)."""
+    sources = [source] if source else [n for (n,) in v.conn.execute("SELECT name FROM sources")]
+    keys = [(s, given) for s in sources]
+    head, _, rest = given.partition("/")
+    if rest and (source is None or head == source):
+        keys.append((head, rest))
+    for key in keys:
+        if v.conn.execute("SELECT 1 FROM conversations WHERE source = ? AND conversation_id = ?",
+                          key).fetchone():
+            return
+    raise UsageError(f"no conversation {given!r} is held"
+                     + (f" in source {source!r}" if source else "")
+                     + " (give ID or SOURCE/ID as 'subject find' lists them): the hold would "
+                     "cover nothing")
 
 
 def _check_scope(v: VaultHandle, source: str | None, since: str | None,
