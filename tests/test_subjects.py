@@ -231,3 +231,16 @@ def test_the_platform_of_an_id_is_any_case_and_must_be_held(people: Pair) -> Non
         assert typo.code == 2, (args, typo.err)
         assert "no 'slakc' user id is held: the platforms held are slack" in typo.err
     assert _ids(_find(people, "--id", "slack:U0MARA")) == ["s1"], "nothing was erased"
+
+
+def test_a_possible_but_invalid_number_is_said_how_it_was_read(people: Pair) -> None:
+    """A US number written nationally on a GB vault: no silent '0 exact'."""
+    got = run_cli("subject", "find", "--phone", "(977) 625-2661", "--json",
+                  "--home", people.vault_path)
+    assert got.code == 0
+    [note] = got.json()["notes"]  # type: ignore[index]
+    assert "read with region GB as +449776252661, which is not a valid number" in note
+    assert note in got.err
+    fine = run_cli("subject", "find", "--phone", "07700 900123", "--json",
+                   "--home", people.vault_path)
+    assert "notes" not in fine.json() and "note:" not in fine.err  # type: ignore[operator]

@@ -202,6 +202,16 @@ def normalise_phone(text: str | None, region_name: str | None = None) -> str | N
     return _e164(number)
 
 
+def is_valid_phone(e164: str) -> bool:
+    """Whether an E.164 number is one some country actually assigns (not only possible)."""
+    import phonenumbers
+
+    try:
+        return bool(phonenumbers.is_valid_number(phonenumbers.parse(e164, None)))
+    except phonenumbers.NumberParseException:
+        return False
+
+
 def _glued(text: str, start: int, end: int) -> bool:
     """Digits stuck to letters ("AB123456789GB") are a code, not a phone number."""
     before = text[start - 1] if start > 0 else " "

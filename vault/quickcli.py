@@ -115,6 +115,8 @@ def subject_find(*, email: list[str] | None = None, phone: list[str] | None = No
         out = find_for(v, subject, since=day_bound(since), until=day_bound(until, True),
                        source=source, purpose=purpose)
     if as_json:
+        if subject.notes:  # how the identifiers given were read, for scripts too
+            out["notes"] = list(subject.notes)
         sys.stdout.write(canonical.dumps(out).decode("utf-8") + "\n")
         sys.stdout.flush()
         return

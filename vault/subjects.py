@@ -99,6 +99,12 @@ class Subject:
         phone = identifiers.normalise_phone(text, region)
         if phone is not None:
             _add(self.phones, phone)
+            if not identifiers.is_valid_phone(phone):
+                # possible but not valid: often a foreign number read with our region
+                how = "" if text.strip().startswith(("+", "00")) else f" with region {region}"
+                self.notes.append(f"{which} was read{how} as {phone}, which is not a valid "
+                                  "number; if it belongs to another country, write it with "
+                                  "+ and its country code")
             return
         written = unicodedata.normalize("NFKC", text or "").strip()
         digits = re.sub(r"\D", "", written)
