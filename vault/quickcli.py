@@ -110,13 +110,14 @@ def subject_find(*, email: list[str] | None = None, phone: list[str] | None = No
         subject = Subject.parse(emails=email or [], phones=phone or [], names=name or [],
                                 ids=ids or [], customer_ids=customer_id or [],
                                 region=v.region)
-        for note in subject.notes:
-            sys.stderr.write(f"note: {note}\n")
         out = find_for(v, subject, since=day_bound(since), until=day_bound(until, True),
                        source=source, purpose=purpose)
+    notes = subject.notes + (subject.doubts if not out["exact"] else [])
+    for note in notes:
+        sys.stderr.write(f"note: {note}\n")
     if as_json:
-        if subject.notes:  # how the identifiers given were read, for scripts too
-            out["notes"] = list(subject.notes)
+        if notes:  # how the identifiers given were read, for scripts too
+            out["notes"] = notes
         sys.stdout.write(canonical.dumps(out).decode("utf-8") + "\n")
         sys.stdout.flush()
         return

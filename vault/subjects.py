@@ -56,6 +56,8 @@ class Subject:
     phone_digits: list[str] = field(default_factory=list)
     #: what the person should know about how their input was read
     notes: list[str] = field(default_factory=list, compare=False)
+    #: said only when nothing exact is found (fictional 07700 900xxx are "not valid" too)
+    doubts: list[str] = field(default_factory=list, compare=False)
 
     @classmethod
     def parse(cls, *, emails: Iterable[str] = (), phones: Iterable[str] = (),
@@ -102,9 +104,9 @@ class Subject:
             if not identifiers.is_valid_phone(phone):
                 # possible but not valid: often a foreign number read with our region
                 how = "" if text.strip().startswith(("+", "00")) else f" with region {region}"
-                self.notes.append(f"{which} was read{how} as {phone}, which is not a valid "
-                                  "number; if it belongs to another country, write it with "
-                                  "+ and its country code")
+                self.doubts.append(f"{which} was read{how} as {phone}, which is not a valid "
+                                   "number; if it belongs to another country, write it with "
+                                   "+ and its country code")
             return
         written = unicodedata.normalize("NFKC", text or "").strip()
         digits = re.sub(r"\D", "", written)
