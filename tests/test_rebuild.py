@@ -156,6 +156,9 @@ def test_missing_archive_file_is_reported(live: Pair, tmp_path: Path, cli: Any) 
 def test_refusals(live: Pair, tmp_path: Path, cli: Any) -> None:
     res = cli("vault", "rebuild", "--home", live.vault_path, "--into", live.vault_path)
     assert res.code == 4 and "rebuild into a new home" in res.err
+    inside = live.vault_path / "archive" / "rebuilt"  # would be backed up with the archive
+    res = cli("vault", "rebuild", "--home", live.vault_path, "--into", inside)
+    assert res.code == 2 and "inside the vault's home" in res.err and not inside.exists()
 
     other = make_pair(tmp_path / "other")
     foreign = tmp_path / "foreign-state.cvs"

@@ -109,6 +109,7 @@ def rebuild(into: Path, *, home: Path | None = None, archive: Path | None = None
             state_path: Path | None = None, passphrase_file: Path | None = None) -> Rebuilt:
     """Rebuild a store into ``into`` (see the module docstring)."""
     into = Path(into)
+    _refuse_inside(into, home)
     target = homes.Home(into)
     if target.public_key.is_file():
         identity = target.identity(passphrase_file)
@@ -153,6 +154,21 @@ def rebuild(into: Path, *, home: Path | None = None, archive: Path | None = None
              into, report.ingested, len(report.quarantined), len(report.missing),
              report.digest["conversations"])
     return report
+
+
+def _refuse_inside(into: Path, home: Path | None) -> None:
+    """A rebuilt home (a secret key, a plaintext store) never goes inside the live one.
+
+    Inside it, it would be backed up with the archive, or rebuilt from
+    itself; the live home itself is allowed (keys import-paper, then rebuild).
+    """
+    if home is None:
+        return
+    live, target = Path(home).resolve(), into.resolve()
+    if target != live and live in target.parents:
+        raise UsageError(f"--into {into} is inside the vault's home {home}: a rebuilt home "
+                         "holds a secret key and a plaintext store; give a folder outside it "
+                         "(e.g. /var/lib/chatvault-rebuilt)")
 
 
 def _prepare(into: Path, identity: keys.Identity, home: Path | None,
