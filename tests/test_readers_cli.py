@@ -274,3 +274,41 @@ def test_a_slack_member_that_is_not_utf8_is_said_so(tmp_path: Path) -> None:
             in result.err), result.err
     assert f"{path}: support/2024-03-02.json: not UTF-8 text: byte 14 (0xE9)" in result.err
     assert "surrogates" not in result.err
+
+
+# -- preview refuses what convert refuses -----------------------------------------------------
+
+def _pipe(tmp_path: Path) -> Path:
+    import os
+
+    fifo = tmp_path / "a.jsonl"
+    os.mkfifo(fifo)
+    return fifo
+
+
+def _empty(tmp_path: Path) -> Path:
+    (tmp_path / "a.jsonl").write_text("")
+    return tmp_path / "a.jsonl"
+
+
+def _links_only(tmp_path: Path) -> Path:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "l.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    return folder
+
+
+@pytest.mark.parametrize("make", [_pipe, _empty, _links_only])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_preview_exits_as_convert_does_when_nothing_can_be_read(
+        tmp_path: Path, make: Any, as_json: bool) -> None:
+    path = make(tmp_path)
+    more = ["--json"] if as_json else []
+    converted = run_cli("sources", "convert", path, "-f", "jsonl", "-o", tmp_path / "o.jsonl",
+                        *more)
+    shown = run_cli("sources", "preview", path, "-f", "jsonl", *more)
+    assert converted.code == 3, converted.err
+    assert shown.code == 3, (shown.out, shown.err)
+    assert str(path) in shown.err
+    if as_json:
+        assert shown.json()["error"] == converted.json()["error"]  # type: ignore[index]

@@ -9,8 +9,9 @@ others are read.
 from __future__ import annotations
 
 import json
-import logging
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,8 +222,7 @@ def test_export_run_reports_skipped_and_unmatched_folders(tmp_path: Path) -> Non
                for e in by_name["fb"].errors)
 
 
-def test_a_symbolic_link_in_a_folder_is_named_not_followed(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_symbolic_link_in_a_folder_is_refused_by_name_not_followed(tmp_path: Path) -> None:
     folder = tmp_path / "export"
     folder.mkdir()
     (folder / "a.jsonl").write_text("")
@@ -230,8 +230,111 @@ def test_a_symbolic_link_in_a_folder_is_named_not_followed(
     outside.write_text('{"text": "never read", "from": "x", "at": "2024-01-01T00:00:00Z"}\n')
     (folder / "b.jsonl").symlink_to(outside)
     (folder / "gone.jsonl").symlink_to(tmp_path / "missing.jsonl")
-    with caplog.at_level(logging.WARNING, logger="vault.sources"):
-        files = sources.export_files(folder, "jsonl")
+    (folder / "notes").symlink_to(tmp_path)  # not named like data: passed over
+    opts = sources.ReadOptions()
+    files = sources.export_files(folder, "jsonl", opts)
     assert [f.name for f in files] == ["a.jsonl"]
-    assert "b.jsonl: a symbolic link: not followed" in caplog.text
-    assert "gone.jsonl: a symbolic link: not followed" in caplog.text
+    said = {p.position: p for p in opts.problems}
+    assert set(said) == {"skipped b.jsonl", "skipped gone.jsonl"}
+    assert all(p.refused and p.path == str(folder) for p in opts.problems)
+    assert "a symbolic link" in said["skipped b.jsonl"].expected
+    assert "never followed" in said["skipped b.jsonl"].expected
+
+
+#: for each format, a file name its folder walk takes, and a file that makes the folder its
+#: format's (so that what is refused is the odd entry only)
+TAKEN = {"jsonl": "x.jsonl", "telegram": "result.json", "messenger": "t/message_1.json",
+         "whatsapp": "chat.txt", "botframework": "a.transcript", "rasa": "t.json",
+         "intercom": "c.json", "freshdesk": "t.json", "slack": "export.zip"}
+
+
+@pytest.mark.parametrize("fmt", sorted(sources.FORMATS))
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_a_pipe_or_link_named_like_the_data_is_refused_in_every_format(
+        tmp_path: Path, fmt: str, kind: str) -> None:
+    assert set(TAKEN) == set(sources.FORMATS)
+    folder = tmp_path / "export"
+    odd = folder / "sub" / TAKEN[fmt]
+    odd.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(odd)
+    else:
+        write(tmp_path / "elsewhere" / odd.name, "never read")
+        odd.symlink_to(tmp_path / "elsewhere" / odd.name)
+    opts = sources.ReadOptions()
+    assert sources.export_files(folder, fmt, opts) == []
+    [problem] = opts.problems
+    assert problem.position == f"skipped sub/{TAKEN[fmt]}" and problem.refused
+    assert ("a named pipe (FIFO)" if kind == "fifo" else "a symbolic link") in problem.expected
+
+
+def test_a_source_path_that_is_a_pipe_is_refused_never_waited_on(tmp_path: Path) -> None:
+    import threading
+
+    fifo = tmp_path / "web.jsonl"
+    os.mkfifo(fifo)
+    got: list[BaseException | list[Path]] = []
+
+    def look() -> None:
+        try:
+            got.append(sources.export_files(fifo, "jsonl"))
+        except UnreadableExport as exc:
+            got.append(exc)
+
+    thread = threading.Thread(target=look, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # blocked opening the pipe: let it go before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("export_files waited on a FIFO")
+    [caught] = got
+    assert isinstance(caught, UnreadableExport), caught
+    assert "a named pipe (FIFO)" in caught.detail and str(fifo) in str(caught)
+
+
+def test_a_subfolder_that_cannot_be_read_is_refused_by_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "a.jsonl", "")
+    locked = tmp_path / "2024"
+    write(locked / "b.jsonl", "")
+    listing = os.scandir
+
+    def scandir(folder: Any) -> Any:  # as for a folder of mode 000 (root reads any)
+        if Path(folder) == locked:
+            raise PermissionError(13, "Permission denied", str(folder))
+        return listing(folder)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    opts = sources.ReadOptions()
+    assert sources.export_files(tmp_path, "jsonl", opts) == [tmp_path / "a.jsonl"]
+    [problem] = opts.problems
+    assert problem.position == "skipped 2024/" and problem.refused
+    assert "cannot be read (Permission denied)" in problem.expected
+    with pytest.raises(UnreadableExport, match="cannot be read"):
+        sources.export_files(locked, "jsonl")
+
+
+def test_export_run_refuses_a_pipe_and_a_link_named_like_the_data(tmp_path: Path,
+                                                                   cli: Any) -> None:
+    import export_kit
+
+    site = export_kit.make_site(tmp_path, convs=[])
+    folder = tmp_path / "web"
+    export_kit.write_jsonl(folder / "day1.jsonl", [export_kit.conv("c1", ["hello"])])
+    os.mkfifo(folder / "a.jsonl")
+    (folder / "l.jsonl").symlink_to(site.source)
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    export_kit.add_source(site, "folder", folder)
+    export_kit.add_source(site, "pipe", fifo)
+
+    res = cli("export", "run", *site.args(), "--json")
+    assert res.code == 3, res.err
+    by_name = {s["name"]: s for s in res.json()["sources"]}
+    assert by_name["folder"]["exit_code"] == 3 and by_name["folder"]["conversations"] == 1
+    errors = " ".join(by_name["folder"]["errors"])
+    assert "skipped a.jsonl" in errors and "skipped l.jsonl" in errors
+    assert by_name["pipe"]["exit_code"] == 3
+    assert "a named pipe (FIFO)" in " ".join(by_name["pipe"]["errors"])
+    status = cli("export", "status", "--home", site.exporter.path)
+    assert status.code != 0, status.out

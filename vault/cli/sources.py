@@ -5,8 +5,9 @@ JSONL, which ``bundle seal`` or the exporter then take. Problems with single
 entries of an export are reported on stderr, once each, and the rest goes
 through; a problem that leaves data out (a conversation too large for a
 record, a file skipped or unreadable in a folder) makes the exit 3 after
-the rest is written, and an export in which nothing can be read ends with
-exit 3.
+the rest is written (or shown), and an export in which nothing can be read
+(a FIFO or device given as the path, a folder holding no conversation) ends
+with exit 3, for preview as for convert.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def preview(
     name for this source: some formats derive conversation ids from it.
     """
     from vault import sources
+    from vault.errors import UnreadableExport
 
     options = _options(source, timezone, phone_region)
     shown: list[dict[str, Any]] = []
@@ -130,11 +132,11 @@ def preview(
         shown.append(conv)
         if len(shown) >= limit:
             break
+    if not shown:  # as convert refuses it: an input that gives nothing is no export
+        raise UnreadableExport(f"no conversation could be read as {fmt}", path=path)
     if as_json:
         emit_json({"conversations": shown,
                    "problems": [p.__dict__ for p in options.problems]})
-    elif not shown:
-        say("no conversation could be read")
     else:
         _show(shown, options.phone_region)
     if options.refusals:
