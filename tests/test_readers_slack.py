@@ -464,3 +464,118 @@ def test_a_ts_twice_in_a_day_keeps_both(tmp_path: Path) -> None:
     conv = next(c for c in convs if c["extra"]["channel_id"] == "C1")
     assert [m["id"] for m in conv["messages"]] == [
         "1709287200.000100", "1709287200.000100#2", "1709287202.000100"]
+
+
+# -- members that look like day files but are not read: reported by name, never dropped -------
+
+def _odd_zip(tmp_path: Path) -> Path:
+    path = tmp_path / "export.zip"
+    day = json.dumps(DAY1[:1])
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("users.json", json.dumps(USERS))
+        zf.writestr("channels.json", json.dumps(CHANNELS))
+        zf.writestr("integration_logs.json", "[]")
+        zf.writestr("support/2024-03-01.json", day)
+        zf.writestr("x/y/2024-03-01.json", day)  # a channel named "x/y"
+        zf.writestr("../../etc/2024-03-01.json", day)
+        zf.writestr("support\\2024-03-02.json", day)  # written on Windows
+        zf.writestr("support/2024-03-03 (1).json", day)
+        # not day files: passed over
+        zf.writestr("support/canvas_in_the_conversation.json", "{}")
+        zf.writestr("support/attachments/F1-data.json", "{}")
+        zf.writestr("__uploads/F1/data.json", "{}")
+        zf.writestr("__MACOSX/support/._2024-03-01.json", "resource fork")
+        zf.writestr("support/notes.txt", "not json")
+    return path
+
+
+ODD = {"x/y/2024-03-01.json", "../../etc/2024-03-01.json", "support\\2024-03-02.json",
+       "support/2024-03-03 (1).json"}
+
+
+def test_zip_members_not_named_as_day_files_are_refused_by_name(tmp_path: Path) -> None:
+    convs, opts = read_all(_odd_zip(tmp_path), "slack")
+    assert [c["conversation_id"] for c in convs] == ["C1:2024-03-01"]
+    said = {p.position: p for p in opts.problems}
+    assert set(said) == {f"skipped {name}" for name in ODD}
+    assert all(p.refused for p in opts.problems)
+    assert "channel/YYYY-MM-DD.json" in said["skipped x/y/2024-03-01.json"].expected
+    assert not (tmp_path.parent / "etc").exists()
+
+
+def test_convert_of_a_zip_with_an_unreadable_member_exits_3(tmp_path: Path) -> None:
+    result = run_cli("sources", "convert", _odd_zip(tmp_path), "-f", "slack",
+                     "-o", tmp_path / "out.jsonl")
+    assert result.code == 3, result.err
+    assert "wrote 1 conversations" in result.err
+    for name in ODD:
+        assert f"skipped {name}" in result.err
+
+
+def test_members_outside_the_export_folder_and_twice_in_the_zip_are_refused(
+        tmp_path: Path) -> None:
+    import warnings
+
+    path = tmp_path / "export.zip"
+    day = json.dumps(DAY1[:1])
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
+        zf.writestr("a/users.json", json.dumps(USERS))
+        zf.writestr("a/channels.json", json.dumps(CHANNELS))
+        zf.writestr("a/support/2024-03-01.json", day)
+        zf.writestr("a/support/2024-03-02.json", day)
+        zf.writestr("a/support/2024-03-02.json", json.dumps(DAY1[1:2]))
+        zf.writestr("b/users.json", json.dumps(USERS))
+        zf.writestr("b/support/2024-03-04.json", day)
+    convs, opts = read_all(path, "slack")
+    assert [c["conversation_id"] for c in convs] == ["C1:2024-03-01", "C1:2024-03-02"]
+    said = {p.position: p.expected for p in opts.problems if p.refused}
+    assert set(said) == {"skipped b/support/2024-03-04.json", "support/2024-03-02.json"}
+    assert "2 members of this name" in said["support/2024-03-02.json"]
+
+
+def test_unpacked_folder_refuses_links_pipes_and_odd_day_files(tmp_path: Path) -> None:
+    import os
+
+    with zipfile.ZipFile(make_export(tmp_path, day2=[])) as zf:
+        zf.extractall(tmp_path / "unpacked")
+    folder = tmp_path / "unpacked"
+    (folder / "x" / "y").mkdir(parents=True)
+    (folder / "x" / "y" / "2024-03-05.json").write_text(json.dumps(DAY1[:1]))
+    os.mkfifo(folder / "support" / "2024-03-03.json")
+    (folder / "support" / "2024-03-04.json").symlink_to(folder / "support" / "2024-03-01.json")
+    (folder / "support" / "._2024-03-01.json").write_text("macOS twin")
+    (folder / "support" / "canvas_in_the_conversation.json").write_text("{}")
+    (folder / "linked").symlink_to(folder / "support")  # a channel's folder, maybe
+
+    convs, opts = read_all(folder, "slack")
+    assert [c["conversation_id"] for c in convs] == ["C1:2024-03-01"]
+    said = {p.position: p.expected for p in opts.problems if p.refused}
+    assert set(said) == {"skipped x/y/2024-03-05.json", "skipped support/2024-03-03.json",
+                         "skipped support/2024-03-04.json", "skipped linked"}
+    assert "a named pipe (FIFO)" in said["skipped support/2024-03-03.json"]
+    assert "a symbolic link" in said["skipped support/2024-03-04.json"]
+
+
+def test_a_pipe_named_like_a_zip_is_refused_never_waited_on(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "export.zip"
+    os.mkfifo(fifo)
+    got: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            list(slack.read(fifo, sources.ReadOptions()))
+        except UnreadableExport as exc:
+            got.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("the Slack reader waited on a FIFO")
+    [caught] = got
+    assert "a named pipe (FIFO)" in caught.detail
