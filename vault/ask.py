@@ -56,7 +56,7 @@ def submit(home: Path, media_root: Path, action: str, params: dict[str, Any], *,
 
 def _key_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = keys.key_file_text(path)
     except OSError as exc:
         raise UsageError(f"--answer-to {path}: cannot read ({exc.strerror})") from None
     keys.parse_public(text, str(path))

@@ -21,6 +21,11 @@ but cannot close it: whoever can create files in the folder can race it.
 Files are created private (``0600``) unless a caller asks otherwise, and
 :func:`private_dir` makes folders ``0700``, whatever the umask: most of
 what chatvault writes is personal data or derived from it.
+
+Small files someone gives chatvault (key files, paper backups, passphrase
+files, signed documents on a stick) are read with :func:`read_small`: never
+a FIFO (whose open and read wait for a writer that may never come), a device
+or a folder, never more than a bound, and on request never through a link.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Callable
 
-from vault.errors import (MediaError, MediaFull, MediaIOError, MediaMissing, MediaReadOnly,
-                          NotRegularFile, UsageError)
+from vault.errors import (ChatvaultError, InputRejected, MediaError, MediaFull, MediaIOError,
+                          MediaMissing, MediaReadOnly, NotRegularFile, UsageError)
 
 TMP_MARK = ".tmp-"
 #: files and folders holding personal data: the owner only, whatever the umask
@@ -88,6 +93,55 @@ def check_target(path: Path | str) -> None:
     if not stat.S_ISREG(mode):
         raise NotRegularFile(f"is {kind_of(mode)}, not a regular file; refusing to "
                              "replace it (name a new or regular file)", path=path)
+
+
+def read_small(path: Path | str, limit: int, *, follow: bool = True,
+               refuse: type[ChatvaultError] = InputRejected) -> bytes:
+    """The bytes of a small regular file; anything else is refused unread, never waited on.
+
+    The file is looked at (``stat``, or ``lstat`` when ``follow`` is false)
+    before it is opened, opened with ``O_NONBLOCK`` (and ``O_NOFOLLOW``
+    without ``follow``) so that a FIFO swapped in meanwhile cannot block the
+    open, and checked again on the descriptor. Anything but a regular file,
+    and a file of more than ``limit`` bytes, raises ``refuse`` naming the
+    file. Failures to find or read it are raised as the ``OSError`` they are:
+    each caller words a missing file as its command does.
+    """
+    nofollow = 0 if follow else os.O_NOFOLLOW
+    st = os.stat(path) if follow else os.lstat(path)
+    _check_small(st, path, limit, refuse)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:  # made a link since the lstat
+            raise refuse(f"is not a regular file but {kind_of(stat.S_IFLNK)}; nothing was "
+                         "read from it", path=path) from None
+        raise
+    try:
+        _check_small(os.fstat(fd), path, limit, refuse)
+        os.set_blocking(fd, True)
+        parts: list[bytes] = []
+        got = 0
+        while got <= limit:
+            part = os.read(fd, limit + 1 - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+    finally:
+        os.close(fd)
+    if got > limit:
+        raise refuse(f"larger than {limit} bytes", path=path)
+    return b"".join(parts)
+
+
+def _check_small(st: os.stat_result, path: Path | str, limit: int,
+                 refuse: type[ChatvaultError]) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise refuse(f"is not a regular file but {kind_of(st.st_mode)}; nothing was read "
+                     "from it", path=path)
+    if st.st_size > limit:
+        raise refuse(f"larger than {limit} bytes", path=path)
 
 
 def private_dir(path: Path | str) -> None:

@@ -32,12 +32,16 @@ import nacl.utils
 from nacl.public import PrivateKey, PublicKey as BoxPublicKey
 from nacl.signing import SigningKey, VerifyKey
 
-from vault import canonical, timestamps
+from vault import atomic, canonical, timestamps
 from vault.errors import BadKeyFile, BadPassphrase, PassphraseNeeded, UsageError
 
 ROLES = ("exporter", "vault", "restore", "requester", "dpo", "drill")
 
 KEY_BYTES = 32
+#: bytes a public or secret key file may have (one is well under 2 KiB)
+MAX_KEY_FILE = 64 * 1024
+#: bytes a passphrase file may have
+MAX_PASSPHRASE_FILE = 64 * 1024
 _FP_DOMAIN = b"chatvault/identity/v1\x00"
 _SELF_SIG_DOMAIN = b"chatvault/public-key/v1\x00"
 _PUB_ARMOR = "CHATVAULT PUBLIC KEY"
@@ -249,13 +253,27 @@ def parse_public(text: str, path: str = "public key") -> PublicIdentity:
     return ident
 
 
+def key_file_text(path: Path) -> str:
+    """The text of a key file someone gave: a small regular file, never waited on.
+
+    A FIFO, device or folder, or a file above :data:`MAX_KEY_FILE`, is
+    :class:`BadKeyFile` (exit 3) and is not read; failing to find or read
+    the file is left to the caller as the ``OSError`` it is.
+    """
+    data = atomic.read_small(path, MAX_KEY_FILE, refuse=BadKeyFile)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadKeyFile("not a key file (not UTF-8 text)", path=path) from None
+
+
 def load_public(path: Path) -> PublicIdentity:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = key_file_text(path)
     except FileNotFoundError:
         raise UsageError(f"no such public key file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadKeyFile(f"cannot read: {exc}", path=path) from None
+    except OSError as exc:
+        raise BadKeyFile(f"cannot read: {exc.strerror or exc}", path=path) from None
     return parse_public(text, str(path))
 
 
@@ -351,7 +369,7 @@ def read_passphrase(path: Path | None) -> bytes | None:
         else:
             return None
     try:
-        data = Path(path).read_bytes()
+        data = atomic.read_small(path, MAX_PASSPHRASE_FILE, refuse=UsageError)
     except OSError as exc:
         raise UsageError(f"cannot read passphrase file {path}: {exc.strerror}") from None
     data = data.rstrip(b"\r\n")

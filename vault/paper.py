@@ -30,8 +30,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import sys
+from pathlib import Path
 
-from vault import keys
+from vault import atomic, keys
 from vault.errors import BadKeyFile, UsageError
 
 log = logging.getLogger("vault.keys")
@@ -40,6 +42,8 @@ _PER_LINE = 8
 _LINES = 2 * keys.KEY_BYTES // _PER_LINE
 _DOMAIN = b"chatvault/paper/v1"
 _FIELDS = ("Name", "Role", "Created", "Fingerprint")
+#: bytes (characters from stdin) a typed-in backup may have; one is under 1 KiB
+MAX_BACKUP = 64 * 1024
 
 
 def _checksum(number: int, data: bytes) -> str:
@@ -148,6 +152,25 @@ def _data_line(ln: str, path: str) -> tuple[int, bytes] | None:
         raise BadKeyFile(f"line {number:02d}: checksum does not match; check that line for a "
                          "typo", path=path)
     return number, data
+
+
+def read_backup(path: Path | None) -> str:
+    """The typed-in backup from a small regular file, or from stdin when ``path`` is None.
+
+    A FIFO, device or folder named as the file is refused unread
+    (:class:`BadKeyFile`, as for a damaged backup), never waited on; a file
+    that cannot be found or read raises its ``OSError``.
+    """
+    if path is None:
+        text = sys.stdin.read(MAX_BACKUP + 1)
+        if len(text) > MAX_BACKUP:
+            raise BadKeyFile(f"more than {MAX_BACKUP} characters", path="stdin")
+        return text
+    data = atomic.read_small(path, MAX_BACKUP, refuse=BadKeyFile)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadKeyFile("not a paper backup (not UTF-8 text)", path=path) from None
 
 
 def import_text(text: str, path: str = "paper backup") -> keys.Identity:

@@ -7,9 +7,10 @@ where ``kind`` is ``body["kind"]``; the domain keeps a receipt from ever
 verifying as a request. More than one signature may be present (four-eyes
 erasure requests carry two).
 
-Documents are small (at most 1 MiB) and read with that bound. Their JSON is
-parsed before the signature is checked because the signature lives inside
-it; nothing in the body is acted on until :func:`verify` returns.
+Documents are small (at most 1 MiB) and read with that bound, from regular
+files only, never through a symbolic link. Their JSON is parsed before the
+signature is checked because the signature lives inside it; nothing in the
+body is acted on until :func:`verify` returns.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import nacl.exceptions
 from nacl.signing import VerifyKey
 
-from vault import canonical
+from vault import atomic, canonical
 from vault.errors import BadDocument, UntrustedSigner
 from vault.keys import Identity, SignerKey
 
@@ -54,15 +55,16 @@ def dumps(doc: dict[str, Any]) -> bytes:
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Read a document with a size bound; its structure, not yet its signatures."""
+    """Read a document with a size bound; its structure, not yet its signatures.
+
+    Documents come from sticks: a symbolic link is not followed, and a FIFO,
+    device or folder is refused unread (:func:`vault.atomic.read_small`).
+    """
     name = str(path)
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_DOCUMENT + 1)
+        data = atomic.read_small(path, MAX_DOCUMENT, follow=False, refuse=BadDocument)
     except OSError as exc:
         raise BadDocument(f"cannot read ({exc.strerror})", path=name) from None
-    if len(data) > MAX_DOCUMENT:
-        raise BadDocument(f"larger than {MAX_DOCUMENT} bytes", path=name)
     return parse(data, name)
 
 

@@ -61,7 +61,7 @@ def import_paper(
     from vault import home as homes
     from vault import keys, paper
 
-    text = sys.stdin.read() if str(paper_file) == "-" else paper_file.read_text("utf-8")
+    text = paper.read_backup(None if str(paper_file) == "-" else paper_file)
     ident = paper.import_text(text, str(paper_file))
     passphrase = keys.read_passphrase(passphrase_file) if passphrase_file else None
     target = resolve_home(home)
@@ -82,11 +82,11 @@ def trust(
 ) -> None:
     """Trust a key for a role (trusting again with another role adds it)."""
     from vault import home as homes
-    from vault import audit_hook, statehook
+    from vault import audit_hook, keys, statehook
 
     h = homes.Home(resolve_home(home))
     store = h.trust()
-    text = pubfile.read_text("utf-8")
+    text = keys.key_file_text(pubfile)  # a missing file is a file problem (exit 5)
     entry = store.trust(text, role, str(pubfile))
     store.save()
     audit_hook.record(h.path, "key.trust", target=entry.fingerprint, detail={"role": role})
