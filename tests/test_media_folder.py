@@ -67,6 +67,62 @@ def test_vault_ingest_names_odd_entries_and_exits_3(tmp_path: Path) -> None:
     assert text.code == 3 and "3 odd entries ignored" in text.err
 
 
+def test_every_name_chatvault_never_writes_on_a_stick_is_named_and_exits_3(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Not only odd ``*.cvb``: upper case, a newline, any other name; quoted, never read."""
+    from conftest import make_pair, run_cli
+    from vault_kit import Chain, conv, outbox, stick
+
+    pair = make_pair(tmp_path)
+    root = stick(tmp_path / "stick")
+    bundle = Chain(pair, outbox(root)).seal([conv("c1", ["hello"])]).path
+    box = outbox(root)
+    (box / "WEB-00000001.CVB").write_bytes(bundle.read_bytes())
+    (box / "web-00000012.cvb\nevil").write_bytes(bundle.read_bytes())
+    (box / "notes.txt").write_text("not ours")
+    os.mkfifo(box / "fifo")
+    (box / ".web-00000001.cvb.tmp-abc123").write_bytes(b"an interrupted write: ours")
+    os.mkfifo(box / ".web-00000002.cvb.tmp-abc123")
+    requests = root / "chatvault" / "requests"
+    requests.mkdir()
+    (requests / "R1.REQUEST.JSON").write_text("{}")
+    (requests / "r2.request.json\n").write_text("{}")
+
+    r = run_cli("vault", "ingest", root, "--json", "--home", pair.vault_path)
+    assert r.code == 3, r.err
+    out = r.json()
+    assert [o["status"] for o in out["outcomes"]] == ["ingested"]  # type: ignore[index]
+    ignored = out["ignored"]  # type: ignore[index]
+    assert not any("\n" in line for line in ignored), ignored
+    said = "\n".join(ignored)
+    for name in ("WEB-00000001.CVB", "web-00000012.cvb\nevil", "notes.txt", "fifo",
+                 ".web-00000002.cvb.tmp-abc123", "R1.REQUEST.JSON", "r2.request.json\n"):
+        assert repr(name) in said or f"/{name}: " in said, (name, said)
+    assert ".web-00000001.cvb.tmp-abc123" not in said, "chatvault's own temporary"
+    assert len(ignored) == 7
+    # what the daemon runs too (staging, answering requests) logs each, on one line
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vault.media"):
+        text = run_cli("vault", "ingest", root, "--home", pair.vault_path)
+    assert text.code == 3 and "7 odd entries ignored" in text.err
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().endswith(": ignored")]
+    assert len(logged) == 7 and not any("\n" in line for line in logged), logged
+    assert any("'web-00000012.cvb\\nevil'" in line for line in logged), logged
+
+
+def test_a_plain_folder_named_outbox_is_judged_by_suffix_only(tmp_path: Path) -> None:
+    """Only a stick's own folders (``chatvault/outbox``) hold nothing but chatvault's."""
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("fine here")
+    (folder / "WEB-1.CVB").write_text("fine here")
+    assert media.odd_entries(folder, ".cvb") == []
+    stick_box = tmp_path / "stick" / media.ROOT / media.OUTBOX
+    stick_box.mkdir(parents=True)
+    (stick_box / "notes.txt").write_text("not ours")
+    assert [p.name for p, _ in media.odd_entries(stick_box, ".cvb")] == ["notes.txt"]
+
+
 def test_receipts_belong_to_whoever_owns_the_chatvault_folder(tmp_path: Path) -> None:
     """On ext4 the exporter, running as its own user, must be able to read them."""
     from conftest import make_pair

@@ -9,8 +9,12 @@ On a stick (or any folder standing for one)::
 
 Nothing on media is trusted: listings skip symlinks, special files, names
 that are not plain ``[A-Za-z0-9._-]`` and files above a size bound; every
-byte is verified later by whoever reads it. (Mounting and udev live in
-:mod:`vault.mounting`, :mod:`vault.udevwatch` and :mod:`vault.daemon`.)
+byte is verified later by whoever reads it. In a stick's ``outbox/``,
+``requests/`` and ``answers/`` (:data:`WRITES`), every entry chatvault would
+not have written itself (another name, a link, a FIFO, a folder) is odd:
+logged by name and listed by :func:`odd_entries`, never followed or read.
+(Mounting and udev live in :mod:`vault.mounting`, :mod:`vault.udevwatch` and
+:mod:`vault.daemon`.)
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ ANSWERS = "answers"
 
 log = logging.getLogger(__name__)
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_SAFE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}"
+_SAFE_NAME = re.compile(_SAFE)  # always fullmatch: "$" would let a final newline through
+#: a temporary of chatvault's atomic writes (:class:`vault.atomic.AtomicFile`)
+_OWN_TEMPORARY = re.compile(rf"\.{_SAFE}\.tmp-[A-Za-z0-9_]{{1,64}}")
+#: what chatvault writes in these folders of a stick; anything else there is odd
+WRITES: dict[str, tuple[str, ...]] = {OUTBOX: (".cvb",), REQUESTS: (".request.json",),
+                                      ANSWERS: (".answer.json", ".cvb")}
 #: room kept free on media beyond what a write needs (file system metadata)
 MARGIN = 1024 * 1024
 
@@ -90,9 +100,9 @@ def safe_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
     interrupted writes are passed over, names chatvault never writes and
     entries that are not regular files are logged by name and ignored
     (:func:`odd_entries` lists them), and files above ``max_bytes`` are
-    left out (the caller reports them).
+    left out (the caller reports them: :func:`oversized_files`).
     """
-    found, odd = _entries(directory, suffix, max_bytes)
+    found, odd, _ = listing(directory, suffix, max_bytes)
     for path, why in odd:
         log.warning("%s: ignored", describe_odd(path, why))
     return found
@@ -100,36 +110,71 @@ def safe_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
 
 def describe_odd(path: Path, why: str) -> str:
     """An odd entry in words; a strange name is quoted (it may hold anything)."""
-    if _SAFE_NAME.match(path.name):
+    where = str(path.parent)
+    if not where.isprintable():  # the mount point: named by the system, but quoted all the same
+        where = repr(where)
+    elif _SAFE_NAME.fullmatch(path.name):
         return f"{path}: {why}"
-    return f"{path.name!r} in {path.parent}: {why}"
+    return f"{path.name!r} in {where}: {why}"
 
 
 def odd_entries(directory: Path, suffix: str) -> list[tuple[Path, str]]:
-    """Entries named ``*suffix`` that :func:`safe_files` ignores, with why.
+    """Entries that :func:`safe_files` ignores, with why.
 
-    Nothing chatvault writes looks like this: a symbolic link, a FIFO or a
-    strange name in an outbox is someone else's doing, so commands report
-    them (and exit 3) instead of passing over them in silence.
+    Those named ``*suffix``, and in a stick's folders (:data:`WRITES`) every
+    entry chatvault would not have written there. Nothing chatvault writes
+    looks like this: a symbolic link, a FIFO or a strange name in an outbox
+    is someone else's doing, so commands report them (and exit 3) instead of
+    passing over them in silence.
     """
-    return _entries(directory, suffix, 2**63)[1]
+    return listing(directory, suffix, 2**63)[1]
 
 
-def _entries(directory: Path, suffix: str,
-             max_bytes: int) -> tuple[list[Path], list[tuple[Path, str]]]:
+def oversized_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
+    """Regular files named ``*suffix`` (names chatvault writes) above ``max_bytes``."""
+    return listing(directory, suffix, max_bytes)[2]
+
+
+def _kinds(directory: Path, suffix: str) -> tuple[tuple[str, ...], bool]:
+    """The names chatvault writes in ``directory``, and whether any other name is odd."""
+    if directory.parent.name == ROOT and directory.name in WRITES:
+        kinds = WRITES[directory.name]
+        return (kinds if suffix in kinds else (suffix, *kinds)), True
+    return (suffix,), False
+
+
+def listing(directory: Path, suffix: str, max_bytes: int
+            ) -> tuple[list[Path], list[tuple[Path, str]], list[Path]]:
+    """(files named ``*suffix`` to take, odd entries with why, files above ``max_bytes``).
+
+    Nothing is logged (:func:`safe_files` does) and nothing is opened: each
+    entry is judged by its name and ``lstat``. Names of the folder's other
+    kinds (a ``.cvb`` beside answers) are judged too but not taken.
+    """
     if not directory.is_dir() or directory.is_symlink():
-        return [], []
+        return [], [], []
+    kinds, strict = _kinds(directory, suffix)
     found: list[Path] = []
     odd: list[tuple[Path, str]] = []
+    big: list[Path] = []
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
         raise media_error(exc, directory) from exc
     for name in names:
-        if not name.endswith(suffix) or is_temporary(name):
-            continue
         path = directory / name
-        if not _SAFE_NAME.match(name):
+        if is_temporary(name):
+            if strict and not _OWN_TEMPORARY.fullmatch(name):
+                odd.append((path, "a name chatvault never writes"))
+            elif strict and not _is_regular(path):
+                odd.append((path, "not a regular file (chatvault's temporaries are)"))
+            continue
+        kind = next((k for k in kinds if name.endswith(k)), None)
+        if kind is None:
+            if strict:
+                odd.append((path, "a name chatvault never writes"))
+            continue
+        if not _SAFE_NAME.fullmatch(name):
             odd.append((path, "a name chatvault never writes"))
             continue
         try:
@@ -138,9 +183,20 @@ def _entries(directory: Path, suffix: str,
             continue
         if not stat.S_ISREG(st.st_mode):
             odd.append((path, f"{_kind(st.st_mode)}, not a regular file"))
+        elif kind != suffix:
+            continue
         elif st.st_size <= max_bytes:
             found.append(path)
-    return found, odd
+        else:
+            big.append(path)
+    return found, odd, big
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return True  # gone meanwhile: nothing left to report
 
 
 def _kind(mode: int) -> str:
@@ -150,13 +206,6 @@ def _kind(mode: int) -> str:
         if test(mode):
             return what
     return "a special file"
-
-
-def oversized_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return [p for p in sorted(directory.glob(f"*{suffix}"))
-            if not p.is_symlink() and p.is_file() and p.stat().st_size > max_bytes]
 
 
 def free_bytes(path: Path) -> int:
