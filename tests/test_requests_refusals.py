@@ -312,3 +312,46 @@ def test_replay_notice_collected_before_the_first_answer(w: World, tmp_path: Pat
     rep = answers.collect(w.it.path, w.stick, tmp_path / "out")
     assert [i.result for i in rep.items] == ["opened"]
     assert answers.status(w.it.path)["requests"] == []
+
+
+def test_collect_names_what_no_vault_wrote_in_answers_and_exits_3(w: World,
+                                                                 tmp_path: Path) -> None:
+    """A link, a FIFO, a folder, a strange name or a 100 MB "answer": listed, never read."""
+    from conftest import run_cli
+
+    w.ask(w.dpo, "erase", emails=[ANA], phones=[], reason="asked")
+    [got] = w.answer()
+    assert got.status == "done", got.message
+    folder = w.answers_dir()
+    secret = tmp_path / "secret"
+    secret.write_text("not for the stick")
+    (folder / "erase-x.LINK00001.answer.json").symlink_to(secret)
+    (folder / "restore-x-0001.cvb").symlink_to(secret)
+    os.mkfifo(folder / "erase-y.FIFO00001.answer.json")
+    (folder / "sub.answer.json").mkdir()
+    (folder / "notes\nevil.txt").write_text("?")
+    with open(folder / "erase-z.HUGE00001.answer.json", "wb") as fh:
+        fh.truncate(100 * 1024 * 1024)
+
+    r = run_cli("request", "collect", "--media", w.stick, "--out", tmp_path / "out", "--keep",
+                "--json", "--home", w.dpo.path)
+    assert r.code == EXIT_REJECTED, r.err
+    out = r.json()
+    assert [a["result"] for a in out["answers"]] == ["recorded"]  # type: ignore[index]
+    ignored = out["ignored"]  # type: ignore[index]
+    said = "\n".join(ignored)
+    assert len(ignored) == 6 and not any("\n" in line for line in ignored), ignored
+    assert "erase-x.LINK00001.answer.json: a symbolic link" in said
+    assert "restore-x-0001.cvb: a symbolic link" in said
+    assert "erase-y.FIFO00001.answer.json: a FIFO" in said
+    assert "sub.answer.json: a directory" in said
+    assert "'notes\\nevil.txt'" in said
+    assert "erase-z.HUGE00001.answer.json: larger than 1048576 bytes" in said
+    assert secret.read_text() == "not for the stick"
+
+    text = run_cli("request", "collect", "--media", w.stick, "--out", tmp_path / "out2",
+                   "--home", w.dpo.path)
+    assert text.code == EXIT_REJECTED, text.err
+    lines = [ln for ln in text.out.splitlines() if ln.startswith("ignored")]
+    assert len(lines) == 6, text.out
+    assert "6 odd entries ignored" in text.err

@@ -29,6 +29,10 @@ ids (anyone can copy a request and break its signature): it is reported
 collected even when another answer came first; nothing is removed from the
 stick that was not collected here (files sealed to another key, the answer
 to another request with the same id).
+
+Anything else in ``answers/`` (a symbolic link, a FIFO, a folder, a name no
+vault writes, an answer file too large to be one) is never followed or read:
+it is listed in the report's ``ignored`` and makes collect exit 3.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from vault.home import Home
 log = logging.getLogger(__name__)
 
 STATE_FILE = "requests.json"
-_SEALED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.cvb$")
+_SEALED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.cvb")  # fullmatch
 FINAL = ("done", "refused", "failed")
 
 
@@ -157,15 +161,17 @@ class Collected:
 class Report:
     items: list[Collected] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    #: entries of ``answers/`` passed over unread, in words (:func:`_ignored`)
+    ignored: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         bad = any(c.result == "rejected" or c.unverified for c in self.items)
-        return EXIT_REJECTED if bad else EXIT_OK
+        return EXIT_REJECTED if bad or self.ignored else EXIT_OK
 
     def as_dict(self) -> dict[str, Any]:
         return {"answers": [c.as_dict() for c in self.items], "removed": self.removed,
-                "exit_code": self.exit_code}
+                "ignored": self.ignored, "exit_code": self.exit_code}
 
 
 class _Opener:
@@ -212,7 +218,7 @@ def _checked_files(eff: dict[str, Any], folder: Path, where: Path) -> list[Path]
     out = []
     for item in eff.get("files") or []:
         name = item.get("file") if isinstance(item, dict) else None
-        path = folder / name if isinstance(name, str) and _SEALED.match(name) else None
+        path = folder / name if isinstance(name, str) and _SEALED.fullmatch(name) else None
         try:
             plain = path is not None and stat.S_ISREG(os.lstat(path).st_mode)
         except OSError:
@@ -237,8 +243,10 @@ def collect(home: Path, media_root: Path, out: Path, *, keep: bool = False,
     settled: list[tuple[Path, dict[str, Any]]] = []
     atomic.private_dir(out)
     opener = _Opener(h, trust, Path(out), native, passphrase_file)
+    found, odd, big = media.listing(folder, requests.ANSWER_SUFFIX, signed.MAX_DOCUMENT)
+    report.ignored = _ignored(odd, big)
     with state(h.path) as known:
-        for path in media.safe_files(folder, requests.ANSWER_SUFFIX, signed.MAX_DOCUMENT):
+        for path in found:
             item, tidy = _one(path, folder, known["requests"], trust, opener)
             report.items.append(item)
             if tidy is not None:
@@ -246,6 +254,18 @@ def collect(home: Path, media_root: Path, out: Path, *, keep: bool = False,
         if not keep:
             report.removed = _tidy(Path(media_root), folder, settled, known["requests"])
     return report
+
+
+def _ignored(odd: list[tuple[Path, str]], big: list[Path]) -> list[str]:
+    """What ``answers/`` holds that no vault wrote there, or no answer can be: never read.
+
+    A link, FIFO, folder or strange name is someone else's doing, and an
+    answer above the bound of a signed document cannot be one; each is
+    reported (exit 3) rather than passed over in silence.
+    """
+    out = [media.describe_odd(path, why) for path, why in odd]
+    return out + [media.describe_odd(path, f"larger than {signed.MAX_DOCUMENT} bytes, too "
+                                           "large to be an answer") for path in big]
 
 
 def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
@@ -333,7 +353,12 @@ def _keep_copy(home: Path, path: Path) -> None:
     """A copy of each collected answer stays in ``H/state/answers/``: proof of what came back."""
     copies = home / "state" / "answers"
     copies.mkdir(mode=0o700, exist_ok=True)
-    atomic.write_bytes(copies / path.name, path.read_bytes(), mode=0o600)
+    try:
+        data = atomic.read_small(path, signed.MAX_DOCUMENT, follow=False, refuse=BadDocument)
+    except (OSError, BadDocument) as exc:  # changed on the stick since it was verified
+        log.warning("%s: no copy kept in %s (%s)", path, copies, exc)
+        return
+    atomic.write_bytes(copies / path.name, data, mode=0o600)
 
 
 def _tidy(media_root: Path, folder: Path, settled: list[tuple[Path, dict[str, Any]]],

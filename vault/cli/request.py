@@ -186,7 +186,11 @@ def collect_cmd(
             say(f"  {c.file}: {c.error['message']}")
         elif c.message and c.result != "not_ours":
             say(f"  {c.message}")
-    say(f"{len(rep.items)} answer file(s); {len(rep.removed)} file(s) removed from the stick")
+    for line in rep.ignored:
+        print(f"{'ignored':9} {line}")
+    odd = f"; {len(rep.ignored)} odd entries ignored, never read" if rep.ignored else ""
+    say(f"{len(rep.items)} answer file(s); {len(rep.removed)} file(s) removed from the stick"
+        f"{odd}")
     raise typer.Exit(rep.exit_code)
 
 
