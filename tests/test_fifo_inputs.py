@@ -115,13 +115,31 @@ def test_request_answer_to_refuses_a_fifo(pair: Pair, fifo: Path, tmp_path: Path
         (stick / "chatvault" / "requests").iterdir())
 
 
-def test_a_passphrase_file_that_is_a_fifo_is_a_usage_error(tmp_path: Path) -> None:
-    """As a passphrase file that cannot be read is (exit 2); the home is not made."""
+def test_a_passphrase_may_come_through_a_pipe_not_from_a_device(tmp_path: Path) -> None:
+    """'--passphrase-file <(pass show vault)' is a pipe with a writer: read to its end.
+
+    A device is refused as a passphrase file that cannot be read is (exit 2).
+    """
     fifo = tmp_path / "pass"
     os.mkfifo(fifo)
-    refused(no_wait(fifo, "init", "exporter", tmp_path / "e", "--name", "e",
-                    "--passphrase-file", fifo), fifo, 2)
-    assert not (tmp_path / "e").exists()
+
+    def write() -> None:
+        with open(fifo, "wb") as fh:
+            fh.write(b"correct horse\n")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    made = no_wait(fifo, "init", "exporter", tmp_path / "e", "--name", "e",
+                   "--passphrase-file", fifo)
+    writer.join(WAIT)
+    assert made.code == 0, made.err
+    assert b"correct horse" not in (tmp_path / "e" / "keys" / "secret.key").read_bytes()
+
+    device = Path("/dev/null")
+    r = run_cli("init", "exporter", tmp_path / "e2", "--name", "e2",
+                "--passphrase-file", device)
+    refused(r, device, 2)
+    assert not (tmp_path / "e2").exists()
 
 
 def test_a_huge_key_file_is_refused_unread(pair: Pair, tmp_path: Path) -> None:

@@ -142,3 +142,25 @@ def test_receipts_belong_to_whoever_owns_the_chatvault_folder(tmp_path: Path) ->
         st = os.stat(path)
         assert (st.st_uid, st.st_gid) == (1000, 1000), path
     assert stat.S_IMODE(os.stat(receipt).st_mode) == 0o600
+
+
+def test_what_desktops_leave_on_a_stick_is_passed_over_quietly(tmp_path: Path) -> None:
+    """A Mac writes a ._ twin of every file on FAT and exFAT: no exit 3 for a clean stick."""
+    from conftest import make_pair, run_cli
+    from vault_kit import Chain, conv, outbox, stick
+
+    pair = make_pair(tmp_path)
+    root = stick(tmp_path / "stick")
+    bundle = Chain(pair, outbox(root)).seal([conv("c1", ["hello"])]).path
+    box = outbox(root)
+    (box / f"._{bundle.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (box / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (box / "Thumbs.db").write_bytes(b"thumbs")
+
+    r = run_cli("vault", "ingest", root, "--json", "--home", pair.vault_path)
+    assert r.code == 0, r.err
+    out = r.json()
+    assert [o["status"] for o in out["outcomes"]] == ["ingested"]  # type: ignore[index]
+    assert out["ignored"] == []  # type: ignore[index]
+    (box / "._notes").mkdir()  # the name is litter whatever it is: never read
+    assert media.odd_entries(box, ".cvb") == []

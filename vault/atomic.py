@@ -96,7 +96,7 @@ def check_target(path: Path | str) -> None:
 
 
 def read_small(path: Path | str, limit: int, *, follow: bool = True,
-               refuse: type[ChatvaultError] = InputRejected) -> bytes:
+               refuse: type[ChatvaultError] = InputRejected, pipes: bool = False) -> bytes:
     """The bytes of a small regular file; anything else is refused unread, never waited on.
 
     The file is looked at (``stat``, or ``lstat`` when ``follow`` is false)
@@ -105,10 +105,19 @@ def read_small(path: Path | str, limit: int, *, follow: bool = True,
     open, and checked again on the descriptor. Anything but a regular file,
     and a file of more than ``limit`` bytes, raises ``refuse`` naming the
     file. Failures to find or read it are raised as the ``OSError`` they are:
-    each caller words a missing file as its command does.
+    each caller words a missing file as its command does. ``pipes`` lets a
+    pipe through too, read to its end (at most ``limit`` bytes): a passphrase
+    given as ``--passphrase-file <(pass show vault)`` is one, and waiting
+    for its writer is what the person asked for.
     """
     nofollow = 0 if follow else os.O_NOFOLLOW
     st = os.stat(path) if follow else os.lstat(path)
+    if pipes and stat.S_ISFIFO(st.st_mode):
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise refuse(f"larger than {limit} bytes", path=path)
+        return data
     _check_small(st, path, limit, refuse)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow)

@@ -369,7 +369,7 @@ def read_passphrase(path: Path | None) -> bytes | None:
         else:
             return None
     try:
-        data = atomic.read_small(path, MAX_PASSPHRASE_FILE, refuse=UsageError)
+        data = atomic.read_small(path, MAX_PASSPHRASE_FILE, refuse=UsageError, pipes=True)
     except OSError as exc:
         raise UsageError(f"cannot read passphrase file {path}: {exc.strerror}") from None
     data = data.rstrip(b"\r\n")

@@ -12,7 +12,9 @@ that are not plain ``[A-Za-z0-9._-]`` and files above a size bound; every
 byte is verified later by whoever reads it. In a stick's ``outbox/``,
 ``requests/`` and ``answers/`` (:data:`WRITES`), every entry chatvault would
 not have written itself (another name, a link, a FIFO, a folder) is odd:
-logged by name and listed by :func:`odd_entries`, never followed or read.
+logged by name and listed by :func:`odd_entries`, never followed or read;
+only what desktops leave on every stick (``._*``, ``.DS_Store``...) is
+passed over quietly.
 (Mounting and udev live in :mod:`vault.mounting`, :mod:`vault.udevwatch` and
 :mod:`vault.daemon`.)
 """
@@ -45,6 +47,9 @@ _OWN_TEMPORARY = re.compile(rf"\.{_SAFE}\.tmp-[A-Za-z0-9_]{{1,64}}")
 #: what chatvault writes in these folders of a stick; anything else there is odd
 WRITES: dict[str, tuple[str, ...]] = {OUTBOX: (".cvb",), REQUESTS: (".request.json",),
                                       ANSWERS: (".answer.json", ".cvb")}
+#: what desktops leave on every stick they touch (macOS AppleDouble ``._*`` twins of each
+#: file on FAT and exFAT, Finder's and Windows' folder files): passed over, only at DEBUG
+_DESKTOP_LITTER = re.compile(r"\._.*|\.DS_Store|Thumbs\.db|desktop\.ini", re.DOTALL)
 #: room kept free on media beyond what a write needs (file system metadata)
 MARGIN = 1024 * 1024
 
@@ -163,6 +168,9 @@ def listing(directory: Path, suffix: str, max_bytes: int
         raise media_error(exc, directory) from exc
     for name in names:
         path = directory / name
+        if strict and _DESKTOP_LITTER.fullmatch(name):
+            log.debug("%s: a desktop's own file, passed over", path)
+            continue
         if is_temporary(name):
             if strict and not _OWN_TEMPORARY.fullmatch(name):
                 odd.append((path, "a name chatvault never writes"))

@@ -63,6 +63,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -376,11 +377,21 @@ def on_media(media_root: Path) -> list[Path]:
 # -- answers ------------------------------------------------------------------------
 
 def sha256_file(path: Path) -> str:
+    """SHA-256 of a file on a stick: never through a link, never waiting on a FIFO."""
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise atomic.media_error(exc, path) from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadDocument("is not a regular file; nothing was read from it", path=path)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
             return hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as exc:
         raise atomic.media_error(exc, path) from exc
+    finally:
+        os.close(fd)
 
 
 def answer_media(home: Path, media_root: Path) -> list[Any]:
