@@ -60,46 +60,28 @@ delivery state beyond ``extra``.
 
 from __future__ import annotations
 
-import os
-import re
-import stat
-import zipfile
-from collections import Counter
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from vault import records, timestamps
-from vault.atomic import kind_of
-from vault.errors import Oversize, UnreadableExport
-from vault.sources import (MAX_EXPORT_FILE_BYTES, MAX_JSON_BYTES, ReadOptions, as_object,
-                           epoch_text, long_id_problem, open_regular, parse_json, record_id,
+from vault.errors import UnreadableExport
+from vault.sources import (ReadOptions, as_object, epoch_text, long_id_problem, record_id,
                            unique_id)
+from vault.sources.slacktree import DAY_FILE, META_FILE, ExportTree, looks_like_day, shown
+from vault.sources.slackusers import SLACKBOT, add_members, participant
 
 DESCRIPTION = "Slack workspace export (.zip or unpacked folder), one conversation per channel-day"
 FOLDER_IS_EXPORT = True
 FOLDER_RULE = "a .zip, or a folder holding channels.json or users.json"
 
-META_FILE = "chatvault.json"
 META_KEY = "chatvault"
-MAX_MEMBERS = 200_000
-SLACKBOT = "USLACKBOT"
 
-_DAY_FILE = re.compile(r"^([^/]+)/(\d{4}-\d{2}-\d{2})\.json$")
-_DAY_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}\b.*\.json$")  # "2024-03-01 (1).json" too
 _LISTS = (("channels.json", "channel"), ("groups.json", "group"), ("mpims.json", "mpim"),
           ("dms.json", "dm"))
-#: files of an export's root, holding no messages (in a folder: a second export's)
-_ROOT_FILES = {"users.json", "channels.json", "groups.json", "mpims.json", "dms.json",
-               "integration_logs.json", "canvases.json", "org_users.json", META_FILE}
-#: what Slack (and slackdump) put next to day files or in folders of their own
-_NOT_DAYS = {"canvas_in_the_conversation.json"}
-_STORES = {"__uploads", "canvases"}
-_CHANNEL_STORES = {"attachments"}
 _ADDRESSED = ("dm",)  # kinds whose members are participants, writing or not
 _SYSTEM_SUBTYPES = {"pinned_item", "unpinned_item", "reminder_add", "tombstone",
                     "message_deleted"}
 _MAPPED = {"type", "user", "text", "ts", "edited", "files", "attachments"}
-_USER_MAPPED = {"id", "real_name", "profile", "is_bot"}
 
 
 def wants(path: Path) -> bool:
@@ -108,153 +90,7 @@ def wants(path: Path) -> bool:
     return path.suffix.lower() == ".zip"
 
 
-class _Tree:
-    """The files of an export, zipped or unpacked, named relative to its root.
-
-    Member names are names, never file paths: a zip member is opened by its
-    name in the archive, a file of an unpacked export by the name its folder
-    walk found. What is not read but looks like data is kept in ``skipped``
-    as (position, reason, refused) for :func:`read` to report: a member outside
-    the export's folder, a name the zip holds twice, a link, pipe or device
-    (never followed nor opened), a folder that cannot be listed.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.zip: zipfile.ZipFile | None = None
-        self.total = 0  # bytes read so far: an export is bounded as a whole too
-        self.skipped: list[tuple[str, str, bool]] = []
-        self.prefix = ""
-        self.file: BinaryIO | None = None
-        if path.is_dir():
-            self.names: list[str] = []
-            self._walk(path, 0)
-            return
-        self.file = open_regular(path)  # a FIFO given as a zip is refused, never waited on
-        try:
-            self.zip = zipfile.ZipFile(self.file)
-        except (zipfile.BadZipFile, OSError) as exc:
-            self.file.close()
-            raise UnreadableExport(f"not a zip archive ({exc})", path=path) from None
-        infos = self.zip.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise UnreadableExport(f"more than {MAX_MEMBERS} members", path=path)
-        names = [i.filename for i in infos if not i.is_dir() and not _hidden(i.filename)]
-        roots = sorted((n for n in names if n.rsplit("/", 1)[-1] in ("users.json",
-                                                                     "channels.json")),
-                       key=lambda n: n.count("/"))
-        self.prefix = roots[0][: -len(roots[0].rsplit("/", 1)[-1])] if roots else ""
-        counts = Counter(names)
-        self.names = []
-        for n in dict.fromkeys(names):  # each name once, in zip order
-            if not n.startswith(self.prefix):
-                if _looks_like_day(n):
-                    self.skipped.append((f"skipped {_shown(n)}", "outside the export's "
-                                         f"folder ({self.prefix}): not read; give each "
-                                         "export as its own zip", True))
-                continue
-            name = n[len(self.prefix):]
-            self.names.append(name)
-            if counts[n] > 1:
-                day = _looks_like_day(name) or _DAY_FILE.match(name) is not None
-                self.skipped.append((_shown(name), f"the zip holds {counts[n]} members of "
-                                     "this name: only the last is read, the others are "
-                                     "left out", day))
-
-    def _walk(self, folder: Path, depth: int) -> None:
-        """Add the regular files under ``folder``; links and pipes are only named."""
-        rel = folder.relative_to(self.path).as_posix() + "/"
-        try:
-            with os.scandir(folder) as listing:
-                entries = sorted(listing, key=lambda e: e.name)
-        except OSError as exc:
-            if depth == 0:
-                raise UnreadableExport(f"cannot be read ({exc.strerror or exc})",
-                                       path=folder) from None
-            self.skipped.append((f"skipped {rel}", "a folder that cannot be read "
-                                 f"({exc.strerror or exc}): nothing in it was read", True))
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue  # macOS's ._ twins, .DS_Store: as the folder walk passes them over
-            if len(self.names) + len(self.skipped) >= MAX_MEMBERS:
-                raise UnreadableExport(f"more than {MAX_MEMBERS} files", path=self.path)
-            item = folder / entry.name
-            try:
-                mode = entry.stat(follow_symlinks=False).st_mode
-            except FileNotFoundError:
-                continue
-            name = item.relative_to(self.path).as_posix()
-            if stat.S_ISDIR(mode):
-                self._walk(item, depth + 1)
-            elif stat.S_ISREG(mode):
-                self.names.append(name)
-            elif name.lower().endswith(".json") or depth == 0:
-                # at the top, a link may stand for a channel's folder: left out too
-                day = (_looks_like_day(name) or _DAY_FILE.match(name) is not None
-                       or not name.lower().endswith(".json"))
-                self.skipped.append((f"skipped {name}", f"{kind_of(mode)}, not a regular "
-                                     "file or folder: not read (links are never followed, "
-                                     "pipes and devices never opened); copy it itself into "
-                                     "the export", day))
-
-    def close(self) -> None:
-        if self.zip is not None:
-            self.zip.close()
-        if self.file is not None:
-            self.file.close()
-
-    def load(self, name: str) -> Any:
-        """Parse one JSON member; UnreadableExport when too big or not JSON."""
-        where = f"{self.path}!{name}" if self.zip else self.path / name
-        if self.zip is None:
-            with open_regular(self.path / name, follow=False) as fh:
-                data = fh.read(MAX_JSON_BYTES + 1)
-        else:
-            with self.zip.open(self.prefix + name) as fh:
-                data = fh.read(MAX_JSON_BYTES + 1)
-        if len(data) > MAX_JSON_BYTES:
-            raise UnreadableExport(f"larger than {MAX_JSON_BYTES} bytes", path=where)
-        self.total += len(data)
-        if self.total > MAX_EXPORT_FILE_BYTES:
-            raise Oversize(f"export holds more than {MAX_EXPORT_FILE_BYTES} bytes of JSON",
-                           path=self.path)
-        return parse_json(data, where)
-
-
-def _hidden(name: str) -> bool:
-    """A zip member under a hidden folder or named ``.x`` (``__MACOSX/``, ``._`` twins)."""
-    parts = name.split("/")
-    return parts[0] == "__MACOSX" or any(p.startswith(".") and p not in (".", "..")
-                                         for p in parts)
-
-
-def _looks_like_day(name: str) -> bool:
-    """Whether a member not named ``channel/YYYY-MM-DD.json`` may still hold a day.
-
-    A ``.json`` inside a folder (``/`` or Windows' ``\\``), unless it is a file
-    Slack puts there that holds no messages: a list of the export's root in
-    another folder (a second export), a channel's canvas, an attachment store.
-    A name ending in a date is a day file whatever its folders.
-    """
-    parts = re.split(r"[/\\]", name)
-    base = parts[-1].lower()
-    if len(parts) < 2 or not base.endswith(".json") or _DAY_FILE.match(name):
-        return False
-    if _DAY_NAME.match(base):
-        return True
-    return not (base in _ROOT_FILES or base in _NOT_DAYS
-                or parts[0].lower() in _STORES
-                or (len(parts) > 2 and parts[1].lower() in _CHANNEL_STORES))
-
-
-def _shown(name: str) -> str:
-    """A member name for a message: as written when printable, else quoted; bounded."""
-    shown = name if name.isprintable() else repr(name)
-    return shown if len(shown) <= 200 else shown[:200] + "..."
-
-
-def _optional_list(tree: _Tree, name: str, options: ReadOptions) -> list[Any]:
+def _optional_list(tree: ExportTree, name: str, options: ReadOptions) -> list[Any]:
     if name not in tree.names:
         return []
     try:
@@ -266,58 +102,6 @@ def _optional_list(tree: _Tree, name: str, options: ReadOptions) -> list[Any]:
         options.problem(tree.path, name, "a JSON list")
         return []
     return [d for d in data if isinstance(d, dict)]
-
-
-def _text(*values: Any) -> str | None:
-    """The first of ``values`` that is a non-empty string (users.json is not trusted)."""
-    return next((v for v in values if isinstance(v, str) and v), None)
-
-
-def _person(uid: str, raw: dict[str, Any], users: dict[str, Any]) -> dict[str, Any]:
-    """The participant for Slack user ``uid`` (filed under ``record_id(uid)``)."""
-    info = users.get(uid)
-    pid = record_id(uid)
-    if info is not None:
-        profile = as_object(info.get("profile"))
-        bot = bool(info.get("is_bot")) or uid == SLACKBOT
-        extra = {k: v for k, v in info.items() if k not in _USER_MAPPED}
-        rest = {k: v for k, v in profile.items()
-                if k not in ("real_name", "email", "phone") and not k.startswith("image_")}
-        odd = {k: profile[k] for k in ("real_name", "email", "phone")
-               if k in profile and not isinstance(profile[k], str)}
-        if rest or odd:
-            extra["profile"] = {**rest, **odd}  # a name that is no string: kept as written
-        if not isinstance(info.get("real_name"), (str, type(None))):
-            extra["real_name"] = info["real_name"]
-        return records.participant(
-            pid, "bot" if bot else "customer",
-            name=_text(profile.get("real_name"), info.get("real_name"), info.get("name")),
-            email=_text(profile.get("email")), phone=_text(profile.get("phone")),
-            platform_ids={"slack": uid}, extra=extra)
-    shown, bot_profile = as_object(raw.get("user_profile")), as_object(raw.get("bot_profile"))
-    name = (shown.get("real_name") or shown.get("display_name") or shown.get("name")
-            or raw.get("username") or bot_profile.get("name")
-            or ("Slackbot" if uid == SLACKBOT else None))
-    bot = uid == SLACKBOT or "bot_id" in raw or raw.get("subtype") == "bot_message"
-    team = raw.get("user_team") or shown.get("team")
-    return records.participant(pid, "bot" if bot else "customer",
-                               name=name if isinstance(name, str) else None,
-                               platform_ids={"slack": uid},
-                               extra={"team": team, "not_in_users_json": True})
-
-
-def _add_members(members: Any, users: dict[str, Any], people: dict[str, dict[str, Any]],
-                 said: Callable[[str], None]) -> None:
-    """Members of a direct message who did not write become participants too."""
-    if not isinstance(members, list):
-        return
-    for uid in members:
-        if isinstance(uid, str) and uid and record_id(uid) not in people:
-            person = _person(uid, {}, users)
-            person["extra"] = {**person.get("extra", {}), "member_only": True}
-            people[person["id"]] = person
-            if person["id"] != uid:
-                said(uid)
 
 
 def _listed(value: Any) -> list[Any]:
@@ -376,7 +160,7 @@ def _message(raw: dict[str, Any], users: dict[str, Any], people: dict[str, dict[
                                           if isinstance(k, str) and k in raw}}
         sender = kept.get("from")
         if isinstance(sender, str) and sender not in people:
-            people[sender] = _person(sender, raw, users)
+            people[sender] = participant(sender, raw, users)
         return kept
     pid = None
     if uid is not None:
@@ -384,12 +168,12 @@ def _message(raw: dict[str, Any], users: dict[str, Any], people: dict[str, dict[
             raise ValueError("'user' as a string id")
         pid = record_id(uid)
         if pid not in people:
-            people[pid] = _person(uid, raw, users)
+            people[pid] = participant(uid, raw, users)
             if pid != uid:
                 said(uid)
         elif "name" not in people[pid]:
             # a later message may carry the profile an earlier one (a join notice) lacked
-            name = _person(uid, raw, users).get("name")
+            name = participant(uid, raw, users).get("name")
             if name:
                 people[pid]["name"] = name
 
@@ -416,21 +200,21 @@ def _message(raw: dict[str, Any], users: dict[str, Any], people: dict[str, dict[
 
 
 def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
-    tree = _Tree(path)
+    tree = ExportTree(path)
     try:
         yield from _read(tree, path, options)
     finally:
         tree.close()
 
 
-def _read(tree: _Tree, path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
-    days = sorted(n for n in tree.names if _DAY_FILE.match(n))
+def _read(tree: ExportTree, path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
+    days = sorted(n for n in tree.names if DAY_FILE.match(n))
     # left out, so refused (convert exits 3): never dropped in silence
     for position, why, refused in tree.skipped:
         options.problem(path, position, why, said=True, refused=refused)
     for name in tree.names:
-        if _looks_like_day(name):
-            options.problem(path, f"skipped {_shown(name)}", "not read: Slack day files are "
+        if looks_like_day(name):
+            options.problem(path, f"skipped {shown(name)}", "not read: Slack day files are "
                             "channel/YYYY-MM-DD.json, one folder deep in the export; this "
                             "name is not (a channel named with '/', a renamed day?)",
                             said=True, refused=True)
@@ -465,7 +249,7 @@ def _read(tree: _Tree, path: Path, options: ReadOptions) -> Iterator[dict[str, A
         raise UnreadableExport("no channel day could be read", path=path)
 
 
-def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
+def _conversation(tree: ExportTree, day_file: str, users: dict[str, Any],
                   folders: dict[str, tuple[str, dict[str, Any]]], meta: Any,
                   options: ReadOptions) -> dict[str, Any] | None:
     # a day file left unread leaves its messages out: refused (convert exits 3)
@@ -504,10 +288,10 @@ def _conversation(tree: _Tree, day_file: str, users: dict[str, Any],
     if not messages:
         return None
 
-    folder, day = _DAY_FILE.match(day_file).groups()  # type: ignore[union-attr]
+    folder, day = DAY_FILE.match(day_file).groups()  # type: ignore[union-attr]
     kind, info = folders.get(folder, ("channel", {}))
     if kind in _ADDRESSED or info.get("is_im") is True:
-        _add_members(info.get("members"), users, people, said_at(f"{day_file}: members"))
+        add_members(info.get("members"), users, people, said_at(f"{day_file}: members"))
     channel_id = info.get("id") if isinstance(info.get("id"), str) else folder
     extra = {"channel_id": channel_id, "channel_kind": kind, "day": day,
              "channel_info": {k: v for k, v in info.items() if k not in ("id", "name")}}
