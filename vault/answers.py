@@ -40,24 +40,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import re
-import shutil
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from vault import atomic, filelock, keys, media, requests, signed, timestamps
-from vault.errors import (EXIT_OK, EXIT_REJECTED, BadDocument, ChatvaultError,
-                          InputRejected, UsageError)
+from vault import atomic, filelock, media, requests, signed, timestamps
+from vault.answeropen import Opener
+from vault.errors import EXIT_OK, EXIT_REJECTED, BadDocument, ChatvaultError, UsageError
 from vault.home import Home
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "requests.json"
-_SEALED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.cvb")  # fullmatch
 FINAL = ("done", "refused", "failed")
 
 
@@ -174,65 +169,6 @@ class Report:
                 "ignored": self.ignored, "exit_code": self.exit_code}
 
 
-class _Opener:
-    """Opens done answers into ``out``; the identity is unlocked only when needed."""
-
-    def __init__(self, h: Home, trust: Any, out: Path, native: bool,
-                 passphrase_file: Path | None) -> None:
-        self.h, self.trust, self.out, self.native = h, trust, out, native
-        self.passphrase_file = passphrase_file
-        self._identity: keys.Identity | None = None
-
-    @property
-    def identity(self) -> keys.Identity:
-        if self._identity is None:
-            self._identity = self.h.identity(self.passphrase_file)
-        return self._identity
-
-    def open(self, ans: Answer, eff: dict[str, Any], folder: Path) -> Path | None:
-        files = _checked_files(eff, folder, ans.path)
-        if not files:
-            return None
-        dest = self.out / f"{eff['action']}-{eff['request_id']}.{ans.vault.replace('-', '')[:9]}"
-        if os.path.lexists(dest):
-            raise UsageError(f"{dest} already exists; collect into another --out folder")
-        if eff["action"] == "restore":
-            from vault import restoreopen
-
-            restoreopen.open_bundles(files, self.identity, self.trust, dest, native=self.native)
-            return dest
-        from vault import dsarpack
-
-        work = self.out / f".dsar-open{atomic.TMP_MARK}{os.getpid()}"
-        shutil.rmtree(work, ignore_errors=True)
-        try:
-            opened = dsarpack.unseal(files[0], self.identity, self.trust, work)
-            os.replace(opened, dest)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        return dest
-
-
-def _checked_files(eff: dict[str, Any], folder: Path, where: Path) -> list[Path]:
-    """The answer's files in ``answers/``, each with the SHA-256 it was signed with."""
-    out = []
-    for item in eff.get("files") or []:
-        name = item.get("file") if isinstance(item, dict) else None
-        path = folder / name if isinstance(name, str) and _SEALED.fullmatch(name) else None
-        try:
-            plain = path is not None and stat.S_ISREG(os.lstat(path).st_mode)
-        except OSError:
-            plain = False
-        if path is None or not plain:
-            raise InputRejected(f"answer file {str(name)[:80]!r} is missing from the media "
-                                "or not a plain file", path=where)
-        if requests.sha256_file(path) != item.get("sha256"):
-            raise InputRejected(f"{name} differs from what the vault wrote (damaged media?)",
-                                path=where)
-        out.append(path)
-    return out
-
-
 def collect(home: Path, media_root: Path, out: Path, *, keep: bool = False,
             native: bool = False, passphrase_file: Path | None = None) -> Report:
     """Verify, open and record every answer to this home's requests (module docstring)."""
@@ -242,7 +178,7 @@ def collect(home: Path, media_root: Path, out: Path, *, keep: bool = False,
     report = Report()
     settled: list[tuple[Path, dict[str, Any]]] = []
     atomic.private_dir(out)
-    opener = _Opener(h, trust, Path(out), native, passphrase_file)
+    opener = Opener(h, trust, Path(out), native, passphrase_file)
     found, odd, big = media.listing(folder, requests.ANSWER_SUFFIX, signed.MAX_DOCUMENT)
     report.ignored = _ignored(odd, big)
     with state(h.path) as known:
@@ -269,7 +205,7 @@ def _ignored(odd: list[tuple[Path, str]], big: list[Path]) -> list[str]:
 
 
 def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
-         opener: _Opener) -> tuple[Collected, dict[str, Any] | None]:
+         opener: Opener) -> tuple[Collected, dict[str, Any] | None]:
     """One answer file: its report line, and (when collected) what to tidy away.
 
     The second value lists the answer file's companions to remove: ``files``
