@@ -27,7 +27,7 @@ import pytest
 
 import media_kit as mk
 from conftest import REPO, Pair
-from vault import daemon, ingest, mounting, receipts, sdnotify, staging, udevwatch
+from vault import daemon, ingest, ingestbundle, mounting, receipts, sdnotify, staging, udevwatch
 from vault.errors import MediaFull, MediaMissing, MediaReadOnly, PolicyRefused
 from vault.udevwatch import Device
 from vault_kit import Chain, conv, open_store, outbox, stick
@@ -279,13 +279,13 @@ def test_stop_requested_while_ingesting_ingests_no_further_bundle(
     media, sealed = _stick_with(pair, 3)
     fake = FakeMedia(media).install(monkeypatch)
     d = _daemon(pair)
-    real_one = ingest._one
+    real_one = ingestbundle.one
 
     def one_during_sigterm(*args, **kw):
         d.stop.set()  # SIGTERM while the first bundle is ingested
         return real_one(*args, **kw)
 
-    monkeypatch.setattr(ingest, "_one", one_during_sigterm)
+    monkeypatch.setattr(ingestbundle, "one", one_during_sigterm)
     caplog.set_level(logging.INFO, "vault")
     d.handle(Device.from_properties(LOOP))
     assert fake.steps == ["mount ro", "unmount"], "not mounted again after the stop"
@@ -293,7 +293,7 @@ def test_stop_requested_while_ingesting_ingests_no_further_bundle(
     assert ("1 of 3 bundle(s) from CVFLOW ingested, 2 left in staging for the next start"
             in caplog.text)
     assert caplog.messages[-1].endswith("safe to remove CVFLOW")
-    monkeypatch.setattr(ingest, "_one", real_one)
+    monkeypatch.setattr(ingestbundle, "one", real_one)
     _daemon(pair)._finish_staged()
     assert _stored(pair) == {"c0", "c1", "c2"}
 

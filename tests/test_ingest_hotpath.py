@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import Pair
-from vault import identifiers, ingest, upsert
+from vault import identifiers, ingest, ingestbundle, upsert
 from vault import recordidentifiers as rids
 from vault_kit import Chain, outbox, stick
 
@@ -57,7 +57,7 @@ def test_ingest_connection_uses_the_small_page_cache(pair: Pair, tmp_path: Path,
             seen.append(self.conn.execute("PRAGMA cache_size").fetchone()[0])
             super().flush()
 
-    monkeypatch.setattr(ingest, "Loader", Probe)
+    monkeypatch.setattr(ingestbundle, "Loader", Probe)
     media_root = stick(tmp_path / "stick")
     sample = Path(__file__).resolve().parents[1] / "vault" / "samples" / "conversations.jsonl"
     convs = [json.loads(line) for line in sample.read_text("utf-8").splitlines() if line]
