@@ -223,6 +223,25 @@ def test_sealed_package_opens_to_the_same_files(shop: tuple[Pair, str], tmp_path
         "manifest.json"}
 
 
+def test_a_sealed_package_is_opened_online_by_a_command(shop: tuple[Pair, str],
+                                                       tmp_path: Path) -> None:
+    """--seal-to is only useful if the online side can open it: 'dsar unseal' does."""
+    pair, _ = shop
+    case = _open(pair)
+    sealed = _export(pair, tmp_path, case, "--seal-to", str(pair.exporter.public_key))["sealed"]
+    out = tmp_path / "opened"
+    r = run_cli("dsar", "unseal", sealed, "--out", out, "--json", "--home", pair.exporter_path)
+    assert r.code == 0, r.err
+    target = out / case
+    assert r.json() == {"path": str(target), "case_id": case, "files": r.json()["files"]}
+    manifest = json.loads((target / "manifest.json").read_text())
+    for f in manifest["files"]:
+        assert dsar.sha256_file(target / f["path"]) == f["sha256"]
+    assert [p.name for p in out.iterdir()] == [case]  # no temporary folder left
+    again = run_cli("dsar", "unseal", sealed, "--out", out, "--home", pair.exporter_path)
+    assert again.code == 2 and "already exists" in again.err
+
+
 def test_exports_are_audited(shop: tuple[Pair, str], tmp_path: Path) -> None:
     pair, _ = shop
     case = _open(pair)

@@ -4,7 +4,8 @@
 folder; :func:`seal` puts that folder into a sealed bundle (kind ``dsar``,
 signed by the vault, sealed to the given public key: the manifest is the one
 record, every file a blob) and :func:`unseal` turns such a bundle back into
-the folder, checking every file against the manifest.
+the folder, checking every file against the manifest; :func:`open_package`
+is what ``chatvault dsar unseal`` runs online on a package sealed by hand.
 
 Redaction, conversation by conversation, is :mod:`vault.dsarredact`.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vault import atomic, canonical, store, subjectlinks, timestamps, tombstones
-from vault.errors import BadDocument
+from vault.errors import BadDocument, UsageError
 from vault.dsarredact import Redactor
 from vault.subjectlinks import Link
 from vault.subjects import Subject, VaultHandle
@@ -228,6 +229,38 @@ def unseal(path: Path, identity: Any, trust: Any, out: Path) -> Path:
         atomic.private_dir((target / rel).parent)
         atomic.write_bytes(target / rel, data)
     return target
+
+
+def open_package(path: Path, identity: Any, trust: Any, out: Path) -> Path:
+    """Unseal a package into ``out/<case_id>/`` whole, or leave nothing.
+
+    It is opened into a temporary folder in ``out`` first and renamed into
+    place, so a failed check (altered blob, missing file) leaves no half
+    package beside the complete ones; an existing non-empty case folder is
+    never written into.
+    """
+    import os
+    import shutil
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    atomic.private_dir(out)
+    work = out / f".dsar-open{atomic.TMP_MARK}{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        opened = unseal(path, identity, trust, work)
+        dest = out / opened.name
+        if opened.parent != work or opened.name in ("", ".", ".."):
+            raise BadDocument(f"unsafe case id in package: {opened.name!r}", path=path)
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise UsageError(f"{dest} already exists and is not empty")
+        if dest.exists():
+            dest.rmdir()
+        os.replace(opened, dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest
 
 
 def _sha(path: Path) -> str:

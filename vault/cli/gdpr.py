@@ -179,6 +179,28 @@ _DSAR_FOLLOW_UP = ("shown unredacted in the package, not searched with: open a c
                    "{option} too to include conversations found only by it")
 
 
+@dsar_app.command("unseal")
+def dsar_unseal(bundle_file: Annotated[Path, typer.Argument(
+                    help="A package sealed by 'dsar export --seal-to'")],
+                out: Annotated[Path, typer.Option("--out", help="Folder to open it into")],
+                home: HomeOpt = None,
+                passphrase_file: Annotated[Optional[Path], typer.Option(
+                    "--passphrase-file")] = None,
+                as_json: JsonOpt = False) -> None:
+    """Online: check a sealed package against the trusted vault key, open it into OUT/CASE."""
+    from vault import dsarpack
+    from vault.home import Home
+
+    h = Home(resolve_home(home))
+    target = dsarpack.open_package(bundle_file, h.identity(passphrase_file), h.trust(), out)
+    files = sum(1 for p in target.rglob("*") if p.is_file())
+    if as_json:
+        emit_json({"path": str(target), "case_id": target.name, "files": files})
+        return
+    print(target)
+    say(f"{files} file(s), each checked against the package's signed manifest")
+
+
 @dsar_app.command("close")
 def dsar_close(case_id: Annotated[str, typer.Argument()],
                note: Annotated[Optional[str], typer.Option("--note")] = None,
