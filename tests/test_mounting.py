@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import media_kit as mk
-from vault import atomic, mounting
+from vault import atomic, mounting, mountplan
 from vault.errors import MediaError, MediaMissing, MediaReadOnly
 
 FUSE = "/usr/sbin/mount.exfat-fuse"
@@ -64,10 +64,10 @@ def test_every_mount_is_nosuid_nodev_noexec_nosymfollow(readonly: bool) -> None:
         opts = p.options().split(",")
         assert opts[:5] == ["ro" if readonly else "rw", "nosuid", "nodev", "noexec",
                             "nosymfollow"]
-        flags = mounting.MS_NOSUID | mounting.MS_NODEV | mounting.MS_NOEXEC
+        flags = mountplan.MS_NOSUID | mountplan.MS_NODEV | mountplan.MS_NOEXEC
         assert p.flags & flags == flags
-        assert bool(p.flags & mounting.MS_RDONLY) == readonly
-        assert p.flags & mounting.MS_NOSYMFOLLOW
+        assert bool(p.flags & mountplan.MS_RDONLY) == readonly
+        assert p.flags & mountplan.MS_NOSYMFOLLOW
 
 
 def test_kernel_filesystems_reads_both_columns(tmp_path: Path) -> None:

@@ -55,23 +55,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vault.errors import MediaError, MediaMissing, MediaReadOnly
+from vault.mountplan import Plan, kernel_filesystems, plan
 
 log = logging.getLogger(__name__)
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_NOSYMFOLLOW, MS_REMOUNT, MS_BIND = 256, 32, 4096
+MS_REMOUNT, MS_BIND = 32, 4096
 MNT_DETACH, UMOUNT_NOFOLLOW = 2, 8
 BLKROGET = 0x125E  # _IO(0x12, 94): is the block device read-only?
-SAFE_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOSYMFOLLOW
 REQUIRED = ("nosuid", "nodev", "noexec")
 
 FUSE_EXFAT = "mount.exfat-fuse"
-KERNEL_DATA = {
-    "vfat": "uid=0,gid=0,fmask=0177,dmask=0077,shortname=mixed,utf8,flush",
-    "exfat": "uid=0,gid=0,fmask=0177,dmask=0077,iocharset=utf8",
-    "ext4": "", "ext3": "", "ext2": "",
-}
-FUSE_DATA = "uid=0,gid=0,umask=0077"
 #: pauses between unmount attempts while the mount is busy (seconds)
 UNMOUNT_BACKOFF = (0.1, 0.3, 0.6, 1.0, 2.0, 3.0)
 
@@ -81,44 +74,6 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.syncfs.argtypes = [ctypes.c_int]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How one file system gets mounted: driver, type, flags and data options."""
-
-    fs_type: str
-    driver: str  # "kernel" | "fuse"
-    readonly: bool
-    data: str
-
-    @property
-    def flags(self) -> int:
-        return SAFE_FLAGS | (MS_RDONLY if self.readonly else 0)
-
-    def options(self) -> str:
-        """The whole option string, as ``mount -o`` would take it."""
-        base = ["ro" if self.readonly else "rw", "nosuid", "nodev", "noexec", "nosymfollow"]
-        return ",".join(base + ([self.data] if self.data else []))
-
-
-def kernel_filesystems(path: Path = Path("/proc/filesystems")) -> set[str]:
-    """File systems the running kernel has loaded (modules may add more on demand)."""
-    try:
-        return {line.split()[-1] for line in path.read_text().splitlines() if line.strip()}
-    except OSError:
-        return set()
-
-
-def plan(fs_type: str, *, readonly: bool, kernel: set[str],
-         fuse_helper: str | None) -> Plan:
-    """Choose the driver and options for ``fs_type``; MediaError when not supported."""
-    if fs_type == "exfat" and "exfat" not in kernel and fuse_helper:
-        return Plan(fs_type, "fuse", readonly, FUSE_DATA)
-    if fs_type in KERNEL_DATA:
-        return Plan(fs_type, "kernel", readonly, KERNEL_DATA[fs_type])
-    shown = fs_type or "no recognisable file system"
-    raise MediaError(f"{shown}: chatvault mounts exFAT, FAT and ext2/3/4 media only")
 
 
 @dataclass(frozen=True)
