@@ -26,8 +26,18 @@ from typing import Any
 from vault import timestamps
 from vault.errors import ForkDetected, MalformedHeader
 
-_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# used with fullmatch: "$" also matches before a final newline
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def source_name_ok(name: object) -> bool:
+    """A source name the vault takes: ``[A-Za-z0-9._-]``, at most 128, no final newline.
+
+    It names archive folders and bundle files, so ``web\\n`` (which a ``$``
+    pattern let through) or ``../x`` must never reach the vault's disk.
+    """
+    return isinstance(name, str) and _SOURCE_NAME.fullmatch(name) is not None
 
 
 def bundle_row(conn: Any, where: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -43,12 +53,12 @@ def checked_meta(meta: dict[str, Any] | None, name: str) -> dict[str, Any]:
     if meta.get("kind") != "export":
         raise MalformedHeader(f"a {meta.get('kind')!r} bundle cannot be ingested "
                               "(expected an export bundle)", path=name)
-    if not _SOURCE_NAME.match(meta["source"]):
+    if not source_name_ok(meta["source"]):
         raise MalformedHeader("source name is not [A-Za-z0-9._-]", path=name)
     if meta["sequence"] < 1:
         raise MalformedHeader(f"sequence {meta['sequence']} is not positive", path=name)
     prev = meta.get("prev_hash")
-    if prev is not None and not (isinstance(prev, str) and _SHA256.match(prev)):
+    if prev is not None and not (isinstance(prev, str) and _SHA256.fullmatch(prev)):
         raise MalformedHeader("prev_hash is not a SHA-256", path=name)
     if not timestamps.is_canonical(meta["created_at"]):
         raise MalformedHeader("created_at is not a canonical UTC time", path=name)

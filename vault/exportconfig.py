@@ -23,7 +23,8 @@ from typing import Any
 from vault import config, keys, timestamps
 from vault.errors import ChatvaultError, ConfigError
 
-SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: used with fullmatch: "$" also matches before a final newline ("web\n")
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: smallest bundle cap accepted: a few records must fit in one bundle
 MIN_BUNDLE_BYTES = 64 * 1024
 MAX_THREADS = 256
@@ -208,7 +209,7 @@ class _Checker:
             tz = self._text("sources", i, item, "timezone", required=False)
             region = self._text("sources", i, item, "phone_region", required=False)
             ok = None not in (name, fmt, path_text)
-            if name is not None and not SOURCE_NAME.match(name):
+            if name is not None and not SOURCE_NAME.fullmatch(name):
                 self.fail("sources", i, "name", f"{name!r} is not usable in file names: "
                           "letters, digits, '.', '_' and '-', at most 64, starting "
                           "with a letter or digit")

@@ -79,7 +79,7 @@ MAX_ITEMS = 1_000_000
 
 _TS_FIELDS_CONV = ("started_at", "ended_at", "updated_at")
 _TS_FIELDS_MSG = ("at", "edited_at")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" passes a final newline
 
 
 class Summary(NamedTuple):
@@ -204,7 +204,7 @@ def _check_attachments(m: dict[str, Any], where: str) -> int:
         if not isinstance(a, dict):
             raise _fail(where, f"attachments[{j}]", "expected an object")
         sha = a.get("sha256")
-        if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha)):
+        if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
             raise _fail(where, f"attachments[{j}].sha256", "expected 64 lower-case hex digits")
         size = a.get("size")
         if size is not None and (not isinstance(size, int) or size < 0):

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from vault import atomic, bundle, canonical, records
+from vault import atomic, bundle, canonical, chain, records
 from vault.bundle import Record
 from vault.errors import InputRejected, InvalidRecord, MalformedHeader, UsageError
 from vault.keys import Identity
@@ -34,7 +33,6 @@ from vault.keys import Identity
 log = logging.getLogger(__name__)
 
 KIND = "restore"
-_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _READ = 1024 * 1024
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ def check_part(path: Path, trust: Any) -> Part:
             or not 1 <= ctx["part"] <= ctx["parts"] or ctx["part"] != meta["sequence"]):
         raise MalformedHeader("restore header lacks a valid restore_id / part / parts",
                               path=path)
-    if not _SOURCE_NAME.match(meta["source"]):
+    if not chain.source_name_ok(meta["source"]):
         raise MalformedHeader("source name is not [A-Za-z0-9._-]", path=path)
     return Part(Path(path), verified.sha256, meta)
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 UTC = timezone.utc
 
-_CANONICAL = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,5}[1-9])?Z$")
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,5}[1-9])?Z")  # fullmatch
 
 
 class TimestampError(ValueError):
@@ -41,7 +41,7 @@ class TimestampError(ValueError):
 
 def is_canonical(value: str) -> bool:
     """The canonical shape, naming a time :func:`parse` accepts (not ``2024-13-45...``)."""
-    if not _CANONICAL.match(value):
+    if not _CANONICAL.fullmatch(value):
         return False
     try:
         datetime.fromisoformat(value)  # the shape is UTC: in range once it parses

@@ -123,7 +123,7 @@ def _quarantined(ctx: Context) -> list[tuple[str | None, bool, int]]:
     for src, file, code in ctx.conn.execute(
             "SELECT source, file, code FROM quarantine WHERE resolved_at IS NULL"):
         if src is None:
-            claim = _CLAIMED.match(file)
+            claim = _CLAIMED.fullmatch(file)
             src = claim.group(1) if claim else None
         key = (src, code == "fork")
         counts[key] = counts.get(key, 0) + 1

@@ -11,7 +11,7 @@ High-level entry points used by the CLI, the exporter and the vault:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from vault import bundleids, records
 from vault.atomic import AtomicFile
@@ -87,17 +87,23 @@ def seal_jsonl(input_path: Path, out: Path, signer: Identity,
 
 def open_to_jsonl(path: Path, identity: Identity, trust: SignerCheck, out: Path, *,
                   role: str = "exporter", max_plaintext: int = DEFAULT_MAX_PLAINTEXT,
-                  blobs_dir: Path | None = None) -> tuple[Verified, int]:
+                  blobs_dir: Path | None = None,
+                  check_meta: Callable[[dict[str, Any]], object] | None = None
+                  ) -> tuple[Verified, int]:
     """Verify, decrypt, and write the records as canonical JSONL to ``out``.
 
     The output appears only when the whole bundle checked out; on any failure
     no output file is left behind. Attachments go to ``blobs_dir`` (named by
-    their SHA-256) when given.
+    their SHA-256) when given. ``check_meta`` sees the verified meta before
+    anything is decrypted, and refuses the bundle by raising.
     """
     count = 0
     with Bundle(path, max_plaintext=max_plaintext) as b:
         entry = b.check_signer(trust, role)
         sha = b.verify_signature()
+        if check_meta is not None:
+            assert b.meta is not None
+            check_meta(b.meta)
         with AtomicFile(out) as fh:
             # records written a megabyte at a time: one write per record cost a
             # quarter of opening a bundle

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -31,12 +31,16 @@ def seal(
     as_json: JsonOpt = False,
 ) -> None:
     """Seal a JSONL file into a bundle signed by this home's key."""
-    from vault import bundle, keys
+    from vault import bundle, chain, keys
     from vault import home as homes
     from vault.errors import UsageError
 
     if prev is not None and (len(prev) != 64 or any(c not in "0123456789abcdef" for c in prev)):
         raise UsageError("--prev must be a SHA-256 in lower-case hex")
+    if not chain.source_name_ok(source):
+        raise UsageError(f"--source {source!r}: not a source name (letters, digits, '.', '_' "
+                         "and '-', at most 128, starting with a letter or digit); a vault "
+                         "would refuse the bundle")
     ident = homes.Home(resolve_home(home)).identity(passphrase_file)
     recipients = [keys.load_public(p) for p in to]
     sealed = bundle.seal_jsonl(input_file, out, ident, recipients, source=source,
@@ -90,6 +94,7 @@ def verify(
 
     trust = homes.Home(resolve_home(home)).trust()
     v = bundle.verify(bundle_file, trust, role)
+    _check_chain_fields(v.meta, bundle_file)
     info = {"path": str(v.path), "sha256": v.sha256, "size": v.size, "verified": True,
             "signer": v.signer.fingerprint, "signer_name": v.signer.public.name,
             "source": v.meta["source"], "sequence": v.meta["sequence"],
@@ -118,9 +123,22 @@ def open_(
 
     h = homes.Home(resolve_home(home))
     v, count = bundle.open_to_jsonl(bundle_file, h.identity(passphrase_file), h.trust(), out,
-                                    role=role, blobs_dir=blobs)
+                                    role=role, blobs_dir=blobs,
+                                    check_meta=lambda meta: _check_chain_fields(meta, bundle_file))
     if as_json:
         emit_json({"path": str(bundle_file), "out": str(out), "conversations": count,
                    "sha256": v.sha256, "signer": v.signer.fingerprint})
         return
     say(f"opened {bundle_file}: {count} conversations written to {out}")
+
+
+def _check_chain_fields(meta: dict[str, Any], bundle_file: Path) -> None:
+    """An export bundle's source, sequence, prev_hash and time, as a vault checks them.
+
+    Without this, verify said OK (and open wrote the records) for a signed
+    bundle the vault quarantines on ingest: a source named ``../x``, say.
+    """
+    from vault import chain
+
+    if meta.get("kind") == "export":
+        chain.checked_meta(meta, str(bundle_file))
