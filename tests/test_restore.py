@@ -243,6 +243,14 @@ def test_selection_by_subject_conversation_and_window(pair: Pair, tmp_path: Path
 
     assert ids("--subject-email", "MARA@example.ORG") == ["c1", "c2"]
     assert ids("--conversation", "c3", "--conversation", "c1") == ["c1", "c3"]
+    assert ids("--conversation", "web/c2") == ["c2"]  # SOURCE/ID, as subject find lists it
+    for given in (["c1", "c9"], ["web/c9"], ["other/c1"]):
+        args = [a for g in given for a in ("--conversation", g)]
+        res = cli("restore", "create", "--home", pair.vault_path, "--to",
+                  pair.exporter.public_key, "--out", tmp_path / "held", *args)
+        # an empty restore set would read as success: a typo or a conversation gone is said
+        assert res.code == 2 and "is held" in res.err, (given, res.err)
+        assert not list((tmp_path / "held").glob("*.cvb"))
     assert ids("--source", "web", "--since", "2024-03-05", "--until", "2024-03-31") == ["c2"]
     assert ids("--source", "web", "--until", "2024-03-01") == ["c1"]
     assert ids("--source", "web", "--since", "2025-01-01") == []  # known source, no match

@@ -41,7 +41,8 @@ from vault.config import FAT32_MAX
 from vault.errors import InputRejected, InvalidRecord, MediaIOError, UsageError
 from vault.exportseal import plaintext_budget
 from vault.keys import Identity, PublicIdentity
-from vault.restoreplan import Row, Screen, Selection, attach_blobs, candidates, plan
+from vault.restoreplan import (Row, Screen, Selection, attach_blobs, candidates, plan,
+                              unheld)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,16 @@ def _with_format(conn: Any, source: str, ctx: dict[str, Any]) -> dict[str, Any]:
     return {**ctx, "format": found[0]} if len(found) == 1 and found[0] else ctx
 
 
+def _require_held(conn: Any, selection: Selection) -> None:
+    missing = unheld(conn, selection)
+    if missing:
+        listed = ", ".join(repr(m) for m in missing)
+        raise UsageError(f"no conversation {listed} is held"
+                         + (f" in source {selection.source!r}" if selection.source else "")
+                         + " (give ID or SOURCE/ID as 'subject find' lists them; erased and "
+                         "purged ones are gone): nothing was restored")
+
+
 def create(home: Path, identity: Identity, recipients: Sequence[PublicIdentity],
            selection: Selection, target: Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
            purpose: str | None = None, on_media: bool = False) -> Created:
@@ -128,6 +139,7 @@ def create(home: Path, identity: Identity, recipients: Sequence[PublicIdentity],
         statecounts.require_current(home, conn)  # never hand out what was erased since
         vaultconfig.load(home).require_source(conn, selection.source,
                                               "there would be nothing to restore")
+        _require_held(conn, selection)
         rows = candidates(conn, selection)
         screen = Screen(home, conn)
         excluded = {"tombstoned": 0, "restricted": 0}

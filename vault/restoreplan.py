@@ -92,14 +92,14 @@ def candidates(conn: Any, sel: Selection) -> list[Row]:
                      f"WHERE kind = 'email' AND value IN ({marks}))")
         params += emails * 2
     sql = base + (" WHERE " + " AND ".join(where) if where else "")
-    wanted_ids = set(sel.conversations)
     wanted_keys = set(sel.keys)
     since = parse_day(sel.since) if sel.since else None
     until = parse_day(sel.until, end=True) if sel.until else None
     out = []
     for cid, src, conv_id, size, bundle_row, started, last in conn.execute(
             sql + " ORDER BY source, conversation_id", params):
-        if wanted_ids and conv_id not in wanted_ids:
+        if sel.conversations and not any(names(given, src, conv_id)
+                                         for given in sel.conversations):
             continue
         if wanted_keys and (src, conv_id) not in wanted_keys:
             continue
@@ -108,6 +108,29 @@ def candidates(conn: Any, sel: Selection) -> list[Row]:
         if until and timestamps.parse(started) >= until:
             continue
         out.append(Row(cid, src, conv_id, int(size), bundle_row))
+    return out
+
+
+def names(given: str, source: str, conversation_id: str) -> bool:
+    """Does ``--conversation given`` name this one: ``ID``, or ``SOURCE/ID`` as listed?"""
+    return given in (conversation_id, f"{source}/{conversation_id}")
+
+
+def unheld(conn: Any, sel: Selection) -> list[str]:
+    """The ``--conversation`` values that name no conversation the store holds.
+
+    A restore of those would be empty and look like success: a typo, or a
+    conversation erased or purged since, must be said, not restored as nothing.
+    """
+    out = []
+    for given in sel.conversations:
+        head, _, rest = given.partition("/")
+        keys = [given] + ([rest] if rest else [])
+        marks = ", ".join("?" * len(keys))
+        rows = conn.execute(f"SELECT source, conversation_id FROM conversations "
+                            f"WHERE conversation_id IN ({marks})", keys)
+        if not any(names(given, src, cid) and sel.source in (None, src) for src, cid in rows):
+            out.append(given)
     return out
 
 

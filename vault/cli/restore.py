@@ -45,7 +45,7 @@ def create_cmd(
     until: Annotated[Optional[str], typer.Option(
         "--until", help="... and started on or before this date")] = None,
     conversation: Annotated[Optional[list[str]], typer.Option(
-        "--conversation", help="A conversation id (repeat)")] = None,
+        "--conversation", help="ID or SOURCE/ID, as subject find lists it (repeat)")] = None,
     subject_email: Annotated[Optional[list[str]], typer.Option(
         "--subject-email", help="Every conversation of this e-mail address (repeat)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write into this folder")] = None,
