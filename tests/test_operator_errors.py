@@ -148,3 +148,18 @@ def test_stored_text_that_is_not_utf8_is_damage_and_its_text_is_not_shown(
         assert got.json()["error"] == "store_damaged", (args, got.out)  # type: ignore
         assert "internal error" not in got.err and "\ufffd" not in got.err + got.out
         assert "Hi, my order" not in got.err + got.out
+
+
+@pytest.mark.parametrize("table", ["audit_log", "tombstones"])
+def test_a_table_gone_from_the_store_is_damage_not_an_internal_error(vault: Vault,
+                                                                     table: str) -> None:
+    """A table dropped outside chatvault: store_damaged (5), never 'internal error' (1)."""
+    conn = vault.conn()
+    conn.execute(f"DROP TABLE {table}")
+    conn.commit()
+    conn.close()
+    for args in (["audit", "verify"], ["subject", "find", "--email", MARA_EMAIL]):
+        got = vault.cli(*args, "--json")
+        assert got.code == 5, (args, got.code, got.err)
+        assert got.json()["error"] == "store_damaged", (args, got.out)  # type: ignore
+        assert f"no such table: {table}" in got.err and "internal error" not in got.err

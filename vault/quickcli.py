@@ -228,7 +228,9 @@ def _busy(exc: Exception) -> ChatvaultError | None:
     "database is locked" is :class:`~vault.errors.StoreBusy`; a damaged file
     ("database disk image is malformed", found by a query long after the
     store was opened) is :class:`~vault.errors.StoreDamaged`, naming the
-    store and what to do, not an internal error.
+    store and what to do, not an internal error. So is a table or column of
+    the schema gone from a store the migrations had made whole ("no such
+    table: audit_log"): the file was changed outside chatvault.
     """
     sqlite3 = sys.modules.get("sqlite3")
     if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
@@ -237,9 +239,14 @@ def _busy(exc: Exception) -> ChatvaultError | None:
 
     if store.is_busy(exc):
         return store.busy_error(_store_file())
-    if store.is_damaged(exc):
+    if store.is_damaged(exc) or _schema_gone(exc, sqlite3):
         return store.damaged_error(exc, _store_file())
     return None
+
+
+def _schema_gone(exc: Exception, sqlite3: Any) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(
+        ("no such table:", "no such column:"))
 
 
 def _store_file() -> Path:
