@@ -385,7 +385,8 @@ def test_no_network_guard_would_catch_a_socket() -> None:
 
 
 def test_daemon_code_names_no_ip_socket() -> None:
-    for name in ("daemon", "mounting", "udevwatch", "sdnotify", "staging", "ingest"):
+    for name in ("daemon", "daemonlog", "mounting", "mountplan", "udevwatch", "sdnotify",
+                 "staging", "ingest", "ingestbundle"):
         text = (REPO / "vault" / f"{name}.py").read_text()
         assert "AF_INET" not in text and "create_connection" not in text, name
 

@@ -20,12 +20,12 @@ finishes the job (a bundle already held gets a "duplicate" receipt). Any
 failure is logged and the daemon goes on with the next medium. Bundles left
 in staging by a crash are ingested at start.
 
-Logging (stderr; the journal keeps it, with priorities when
-``$JOURNAL_STREAM`` says stderr is the journal): INFO for what happened to
-each medium and bundle, WARNING for what an operator should look at
-(quarantined bundles, write-protected sticks), ERROR for what needs action
-(a stick pulled too early, a mount that would not go away). Set
-``CHATVAULT_LOG=DEBUG`` for detail. Labels, file names, counts and codes
+Logging (stderr, :mod:`vault.daemonlog`; the journal keeps it, with
+priorities when ``$JOURNAL_STREAM`` says stderr is the journal): INFO for
+what happened to each medium and bundle, WARNING for what an operator
+should look at (quarantined bundles, write-protected sticks), ERROR for
+what needs action (a stick pulled too early, a mount that would not go
+away). Set ``CHATVAULT_LOG=DEBUG`` for detail. Labels, file names, counts and codes
 only: never record content.
 
 systemd learns READY, STATUS and STOPPING (:mod:`vault.sdnotify`). SIGTERM
@@ -45,17 +45,15 @@ from __future__ import annotations
 import errno
 import importlib
 import logging
-import os
 import signal
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from vault import atomic, ingest, ingestlock, media, mounting, receiptdelivery, staging
-from vault import udevwatch, vaultconfig
+from vault import atomic, daemonlog, ingest, ingestlock, media, mounting, receiptdelivery
+from vault import staging, udevwatch, vaultconfig
 from vault.errors import (ChatvaultError, ConfigError, MediaError, MediaMissing,
                           MediaReadOnly, UsageError)
 from vault.home import Home
@@ -95,7 +93,7 @@ def settings(home: Path, device_match: str | None = None) -> Settings:
 
 def run(home: Path, device_match: str | None = None) -> None:
     """Serve until SIGTERM or SIGINT."""
-    restore = _configure_logging()
+    restore = daemonlog.configure()
     try:
         Daemon(settings(home, device_match)).serve()
     finally:
@@ -371,38 +369,3 @@ def _remove_dir(target: Path) -> None:
         target.rmdir()
     except OSError:
         pass
-
-
-class _JournalFormatter(logging.Formatter):
-    """``<priority>name: message``: the journal stores the priority, and the time."""
-
-    _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4,
-                 logging.ERROR: 3, logging.CRITICAL: 2}
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        prio = self._PRIORITY.get(record.levelno, 6)
-        return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
-
-
-def _configure_logging() -> Any:
-    """The daemon's own stderr handler on the ``vault`` logger; returns an undo."""
-    logger = logging.getLogger("vault")
-    handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
-                                               "%(message)s"))
-    level_name = os.environ.get("CHATVAULT_LOG", "INFO").upper()
-    old = (logger.level, logger.propagate)
-    logger.setLevel(getattr(logging, level_name, logging.INFO))
-    logger.propagate = False
-    logger.addHandler(handler)
-
-    def restore() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(old[0])
-        logger.propagate = old[1]
-
-    return restore
