@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import answers, keys, requests, signed
+from vault import answers, keys, requestparams, requests, signed
 from vault.errors import NotARecipient, UsageError
 from vault.home import Home
 
@@ -96,7 +96,7 @@ def approve(home: Path, path: Path, confirm: Callable[[dict[str, Any]], bool], *
     if req.expired():
         raise UsageError(f"the request expired at {req.body['expires_at']}; ask for a new one")
     try:
-        params = requests.open_params(req, identity)
+        params = requestparams.open_params(req, identity)
     except NotARecipient:
         raise UsageError("the request's parameters are not sealed to this home's key, so "
                          "you cannot see what you would approve; the requester must trust "

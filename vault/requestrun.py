@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vault import (atomic, audit, canonical, filelock, media, requests, signed, statehook,
-                   store, timestamps)
+from vault import (atomic, audit, canonical, filelock, media, requestparams, requests, signed,
+                   statehook, store, timestamps)
 from vault.errors import (EXIT_OK, EXIT_OTHER, EXIT_POLICY, EXIT_REJECTED, BadDocument,
                           ChatvaultError, CorruptPayload, LegalHoldBlocks, MediaError,
                           NotARecipient, RevokedSigner, UntrustedSigner, UsageError, WrongRole)
@@ -166,7 +166,7 @@ class _Run:
 
     def run(self, req: requests.Request, row: dict[str, Any] | None) -> Answered:
         try:
-            params = requests.open_params(req, self.identity)
+            params = requestparams.open_params(req, self.identity)
             if row is None or not any(row[k] for k in ("case_id", "erasure_id", "restore_id")):
                 self.work.prepare(req, params)  # again after an interruption before any work
         except NotARecipient:
