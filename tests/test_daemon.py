@@ -161,6 +161,26 @@ def test_write_protected_stick_keeps_receipts_at_home(pair: Pair,
     assert "write-protected" in caplog.text and "safe to remove CVFLOW" in caplog.text
 
 
+def test_full_stick_is_unmounted_and_said_safe_to_remove(pair: Pair,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """No room for receipts: the stick is unmounted all the same and the operator told so."""
+    media, sealed = _stick_with(pair, 1)
+    fake = FakeMedia(media).install(monkeypatch)
+
+    def no_room(*args, **kw):
+        raise MediaFull("1,024 bytes needed, 0 free", path=media / "chatvault" / "receipts")
+
+    monkeypatch.setattr(daemon.receiptdelivery, "deliver", no_room)
+    caplog.set_level(logging.INFO, "vault")
+    _daemon(pair).handle(Device.from_properties(LOOP))
+    assert fake.steps == ["mount ro", "unmount", "mount rw", "sync", "unmount"]
+    assert _stored(pair) == {"c0"}
+    assert len(list((pair.vault_path / "receipts").glob("*.receipt.json"))) == 1
+    last = caplog.messages[-1]
+    assert "media_full" in last and last.endswith("safe to remove CVFLOW")
+
+
 def test_stick_without_chatvault_folder_is_only_read(pair: Pair,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:

@@ -54,7 +54,7 @@ from typing import Any
 
 from vault import atomic, daemonlog, ingest, ingestlock, media, mounting, receiptdelivery
 from vault import staging, udevwatch, vaultconfig
-from vault.errors import (ChatvaultError, ConfigError, MediaError, MediaMissing,
+from vault.errors import (ChatvaultError, ConfigError, MediaError, MediaFull, MediaMissing,
                           MediaReadOnly, UsageError)
 from vault.home import Home
 from vault.sdnotify import Notifier
@@ -279,29 +279,49 @@ class Daemon:
                 raise
             self._gone_before_receipts(device, gone)
             return
-        read_only: MediaReadOnly | None = None
         try:
-            try:
-                written = receiptdelivery.deliver(target, outcomes,
-                                                  delete_ingested=self.conf.delete_ingested)
-            except MediaReadOnly as exc:  # a driver that mounted read-only without a word
-                read_only = exc
-            else:
-                log.info("%s: %d receipt(s) written", device.name, len(written))
-                if has_requests:
-                    _answer_requests(self.conf.home, target, device.name)
+            refused = self._deliver(device, target, outcomes, has_requests)
+            if not isinstance(refused, MediaReadOnly):
                 mounting.sync(mounted)
         finally:
             mounting.unmount(mounted)
-        if read_only is not None:
-            self._write_protected(device, read_only)
-            return
-        log.info("safe to remove %s", device.name)
+        if isinstance(refused, MediaReadOnly):
+            self._write_protected(device, refused)
+        elif refused is not None:
+            self._full(device, refused)
+        else:
+            log.info("safe to remove %s", device.name)
+
+    def _deliver(self, device: Device, target: Path, outcomes: list[ingest.Outcome],
+                 has_requests: bool) -> MediaReadOnly | MediaFull | None:
+        """Receipts, then answers; a medium that takes no more writes is returned.
+
+        A full or read-only stick is still unmounted cleanly by the caller, so
+        the operator must hear that it is safe to remove; any other media
+        error (pulled, I/O) is raised.
+        """
+        try:
+            written = receiptdelivery.deliver(target, outcomes,
+                                              delete_ingested=self.conf.delete_ingested)
+        except (MediaReadOnly, MediaFull) as exc:  # read-only: a driver that said nothing
+            return exc
+        log.info("%s: %d receipt(s) written", device.name, len(written))
+        if has_requests:
+            try:
+                _answer_requests(self.conf.home, target, device.name)
+            except MediaFull as exc:
+                return exc
+        return None
 
     def _write_protected(self, device: Device, exc: MediaError) -> None:
         log.warning("%s is write-protected (%s): no receipts written (copies are in "
                     "%s); safe to remove %s", device.name, exc.detail,
                     self.conf.home / "receipts", device.name)
+
+    def _full(self, device: Device, exc: MediaFull) -> None:
+        log.error("%s: %s [%s]: what was not written is written when it is inserted again "
+                  "with room (receipts are kept in %s); safe to remove %s", device.name, exc,
+                  exc.code, self.conf.home / "receipts", device.name)
 
     def _gone_before_receipts(self, device: Device, why: str) -> None:
         """The stick left between reading and writing back; the next insertion writes.
