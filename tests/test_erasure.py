@@ -292,6 +292,19 @@ def test_erase_by_case_scrubs_the_case(vault: Vault) -> None:
     _assert_gone(vault)
 
 
+def test_identifiers_given_with_a_case_are_added_not_ignored(vault: Vault) -> None:
+    """The plan says 'add --phone to include it': beside --case too, it is included."""
+    case_id = vault.cli("dsar", "open", "--received", "2024-09-02", "--email", MARA_EMAIL,
+                        "--json").json()["case_id"]  # type: ignore
+    alone = vault.cli("erase", "--case", case_id, "--reason", "r", "--dry-run", "--json")
+    assert [x["value"] for x in alone.json()["linked_not_given"]] == ["+447700900123"]
+    both = vault.cli("erase", "--case", case_id, "--phone", "07700 900123", "--reason",
+                     "Art. 17", "--yes", "--json")
+    assert both.code == 0, both.err
+    assert both.json()["linked_not_given"] == [] and both.json()["conversations_removed"] == 2
+    _assert_gone(vault)
+
+
 def test_erase_needs_a_reason_and_an_exact_identifier(vault: Vault) -> None:
     assert vault.cli("erase", "--email", MARA_EMAIL, "--yes").code == 2
     assert vault.cli("erase", "--reason", "r", "--yes").code == 2

@@ -227,13 +227,12 @@ def erase_cmd(ctx: typer.Context,
     """Erase a subject (Art. 17); 'erase approve ID' and 'erase list' too."""
     if ctx.invoked_subcommand is not None:
         return
-    from vault import dsar, erasure
+    from vault import erasure
     from vault.errors import UsageError
 
     with vault_at(home) as v:
         if case:
-            subject = dsar.subject_of(v.conn, case)
-            dsar.get(v.conn, case)
+            subject = _with_case(v, case, email, phone, ids, customer_id)
         else:
             subject = subject_of(v, email, phone, None, ids, customer_id)
         if not subject.exact():
@@ -301,6 +300,25 @@ def _question(linked: list[Any]) -> str:
         return "erase this?"
     return (f"erase this, leaving the {len(linked)} linked identifier(s) named above "
             "as they are?")
+
+
+def _with_case(v: Any, case: str, email: Many, phone: Many, ids: Many,
+               customer_id: Many) -> Any:
+    """The case's identifiers and those given beside ``--case``.
+
+    The plan's own advice ("add --phone to include it") is followed on the
+    same command line; identifiers given with ``--case`` were ignored in silence.
+    """
+    from vault import dsar
+
+    dsar.get(v.conn, case)
+    subject = dsar.subject_of(v.conn, case)
+    if not (email or phone or ids or customer_id):
+        return subject
+    for kind, value in subject_of(v, email, phone, None, ids, customer_id).pairs():
+        if value not in subject.bucket(kind):
+            subject.bucket(kind).append(value)
+    return subject
 
 
 def _show_plan(plan: dict[str, Any], as_json: bool) -> None:
