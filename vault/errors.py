@@ -236,6 +236,12 @@ class MediaIOError(MediaError):
     code = "media_io"
 
 
+class MediaUnsafe(MediaError):
+    """A folder chatvault uses on media is a link or another kind of file: never followed."""
+
+    code = "media_unsafe"
+
+
 class StoreMissing(MediaError):
     """A vault home whose ``store.db`` is gone: never replaced by an empty one in silence."""
 

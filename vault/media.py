@@ -29,8 +29,8 @@ import shutil
 import stat
 from pathlib import Path
 
-from vault.atomic import is_temporary, media_error
-from vault.errors import MediaFull, MediaMissing
+from vault.atomic import is_temporary, kind_of, media_error
+from vault.errors import MediaFull, MediaMissing, MediaUnsafe
 
 ROOT = "chatvault"
 OUTBOX = "outbox"
@@ -62,12 +62,33 @@ def folder(media: Path, name: str, create: bool = False) -> Path:
                 else "media folder not found; is the stick mounted?")
         raise MediaMissing(what, path=media)
     path = media / ROOT / name
+    _refuse_link(media / ROOT)
+    _refuse_link(path)
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise media_error(exc, path) from exc
     return path
+
+
+def _refuse_link(path: Path) -> None:
+    """A stick's ``chatvault`` folder, or one in it, that is a link or no folder: refused.
+
+    Followed, a link there (possible on ext4) pointed the exporter's bundle
+    writes and receipt removals, and the vault's receipt writes, at any folder
+    of the machine the stick is inserted in.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise media_error(exc, path) from exc
+    if not stat.S_ISDIR(mode):
+        raise MediaUnsafe(f"is {kind_of(mode)}, not a folder; chatvault never follows a "
+                          "link on media nor writes through one: remove it from the stick",
+                          path=path)
 
 
 def hand_over(media_root: Path, *paths: Path, tree: bool = False) -> None:
