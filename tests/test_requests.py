@@ -194,7 +194,15 @@ def test_erasure_under_a_legal_hold_is_refused_and_nothing_erased(w: World) -> N
     [got] = w.answer()
     assert (got.status, got.reason) == ("refused", "legal_hold")
     assert "LITIGATION-7" in got.message
-    assert w.snapshot() == before and _found(w, ANA) == 1
+    after = w.snapshot()
+    listed = after.pop("erasures")
+    before.pop("erasures")
+    assert after == before and _found(w, ANA) == 1
+    # listed by 'erase list' as refused, naming the hold, as the erase command's would be
+    [row] = w.vault.cli("erase", "list", "--json").json()["erasures"]
+    asker = f"request:{w.dpo.public().fingerprint}"
+    assert (row["status"], row["requested_by"]) == ("refused", asker)
+    assert "LITIGATION-7" in row["note"] and len(listed) == 1
     assert w.rows()[asked["request_id"]]["status"] == "refused"
     assert [e["detail"]["reason"] for e in w.audit("request.refused")] == ["legal_hold"]
     assert w.audit("erase.refused"), "the erasure's own refusal is audited too"

@@ -57,11 +57,13 @@ def four_eyes(v: VaultHandle) -> bool:
 
 
 def refuse_if_held(v: VaultHandle, p: Plan, reason: str, erasure_id: str | None, *,
-                   case_id: str | None = None, listed: bool = False) -> None:
+                   case_id: str | None = None, listed: bool = False,
+                   requested_by: str | None = None) -> None:
     """Exit 4 naming the holds (and log the refusal) when anything in scope is held.
 
     ``listed`` records a new request as ``refused`` so that ``erase list``
-    shows it (without the subject's identifiers: nothing will be erased).
+    shows it (without the subject's identifiers: nothing will be erased),
+    as requested by ``requested_by`` (default: the operator).
     """
     if not p.held:
         return
@@ -73,7 +75,7 @@ def refuse_if_held(v: VaultHandle, p: Plan, reason: str, erasure_id: str | None,
             v.conn.execute("INSERT INTO erasures (id, case_id, reason, status, requested_at, "
                            "requested_by, note) VALUES (?, ?, ?, 'refused', ?, ?, ?)",
                            (erasure_id, case_id, reason, timestamps.now_utc(),
-                            audit.operator(), note))
+                            requested_by or audit.operator(), note))
         elif erasure_id:
             v.conn.execute("UPDATE erasures SET note = ? WHERE id = ?", (note, erasure_id))
         audit.append(v.conn, "erase.refused", target=v.target(p.pairs[:4]), purpose=reason,

@@ -92,7 +92,8 @@ class Work:
         erasure.check_reason(_reason(req, params))  # the audit log keeps it for good
         plan = erasure.plan(self.v, subject)
         try:
-            erasure.refuse_if_held(self.v, plan, _reason(req, params), None)
+            erasure.refuse_if_held(self.v, plan, _reason(req, params), None, listed=True,
+                                   requested_by=f"request:{req.requester}")
         except LegalHoldBlocks as exc:
             raise Refusal("legal_hold", exc.detail) from None
 
