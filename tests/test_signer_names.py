@@ -46,6 +46,19 @@ def test_unknown_bundle_signer_is_named_as_keys_show_prints_it(pair: Pair,
         not in res.err
 
 
+def test_a_refused_bundle_signer_names_the_file_as_given(pair: Pair, stranger: Pair) -> None:
+    """The file as the operator gave it, in the line and as ``path`` in --json."""
+    sealed = Chain(stranger, stranger.root / "b").seal([conv("s1", ["hi"])])
+    res = run_cli("bundle", "verify", sealed.path, "--home", pair.vault_path, "--json")
+    assert res.code == 4
+    out = res.json()
+    assert out["error"] == "untrusted_signer"  # type: ignore[index]
+    assert out["path"] == str(sealed.path)  # type: ignore[index]
+    res = run_cli("bundle", "open", sealed.path, "--home", pair.vault_path, "-o",
+                  pair.root / "o.jsonl")
+    assert res.err.startswith(f"chatvault: {sealed.path}: signer is not in the trust store")
+
+
 def test_ingest_names_the_unknown_signer_too(pair: Pair, stranger: Pair, tmp_path: Path) -> None:
     media_root = stick(tmp_path / "stick")
     Chain(stranger, outbox(media_root)).seal([conv("s1", ["who am I"])], source="cases")

@@ -29,7 +29,8 @@ import zstandard
 
 from vault import canonical
 from vault.bundle import crypto, layout, payload
-from vault.errors import CorruptPayload, InputRejected, MalformedHeader, Truncated
+from vault.errors import (ChatvaultError, CorruptPayload, InputRejected, MalformedHeader,
+                          Truncated)
 from vault.keys import Identity, SignerKey
 
 _READ = 1024 * 1024
@@ -93,7 +94,13 @@ class Bundle:
         return data
 
     def check_signer(self, trust: SignerCheck, role: str) -> Any:
-        return trust.require(self.prefix.signer, role, what=f"signer of {self.path.name}")
+        """The signer's trust entry; a refusal names this file as given (``path`` in --json)."""
+        try:
+            return trust.require(self.prefix.signer, role, what="signer")
+        except ChatvaultError as exc:
+            if exc.path is not None:
+                raise
+            raise type(exc)(exc.detail, path=self._name) from None
 
     def verify_signature(self) -> str:
         """Hash the whole file, verify the signature; return the file's SHA-256."""
