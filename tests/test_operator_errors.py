@@ -71,6 +71,22 @@ def test_restore_of_an_unknown_source_is_refused(vault: Vault, tmp_path: Path) -
     assert not out.exists() or not list(out.iterdir())
 
 
+def test_a_window_that_ends_before_it_starts_is_refused(vault: Vault, tmp_path: Path) -> None:
+    """--since after --until is a typo: exit 2, never '0 exact' or an empty restore set."""
+    window = ["--since", "2024-03-05", "--until", "2024-03-01"]
+    got = vault.cli("subject", "find", "--email", MARA_EMAIL, *window, "--json")
+    assert got.code == 2 and "is after --until" in got.err, got.err
+    assert got.json()["error"] == "usage"  # type: ignore[index]
+    out = tmp_path / "restore"
+    got = vault.cli("restore", "create", "--to", vault.pair.exporter.public_key,
+                    "--source", "sample", *window, "--out", out)
+    assert got.code == 2 and "is after --until" in got.err, got.err
+    assert not out.exists() or not list(out.iterdir())
+    one_day = vault.cli("subject", "find", "--email", MARA_EMAIL, "--since", "2024-03-01",
+                        "--until", "2024-03-01", "--json")
+    assert one_day.code == 0, one_day.err
+
+
 def test_erase_with_no_answer_is_a_usage_error(vault: Vault) -> None:
     """End of input (a script, < /dev/null) is not a 'no': exit 2, and nothing erased."""
     got = vault.cli("erase", "--email", MARA_EMAIL, "--reason", "Art. 17", input_text="")

@@ -104,14 +104,14 @@ def subject_find(*, email: list[str] | None = None, phone: list[str] | None = No
     """``chatvault subject find``: matches on stdout, the tally on stderr."""
     from vault import canonical
     from vault.subjectlinks import link_lines
-    from vault.subjects import Subject, day_bound, find_for, open_vault
+    from vault.subjects import Subject, find_for, open_vault
 
+    low, high = window(since, until)
     with open_vault(resolve_home(home)) as v:
         subject = Subject.parse(emails=email or [], phones=phone or [], names=name or [],
                                 ids=ids or [], customer_ids=customer_id or [],
                                 region=v.region)
-        out = find_for(v, subject, since=day_bound(since), until=day_bound(until, True),
-                       source=source, purpose=purpose)
+        out = find_for(v, subject, since=low, until=high, source=source, purpose=purpose)
     notes = subject.notes + (subject.doubts if not out["exact"] else [])
     for note in notes:
         sys.stderr.write(f"note: {note}\n")
@@ -220,6 +220,20 @@ def verdict(code: int) -> int:
 
 
 _verdict: int | None = None
+
+
+def window(since: str | None, until: str | None) -> tuple[str | None, str | None]:
+    """``--since``/``--until`` as UTC instants; a window that ends before it starts is
+    a typo, refused (exit 2) rather than answered with "nothing found"."""
+    from vault import timestamps
+    from vault.errors import UsageError
+    from vault.subjects import day_bound
+
+    low, high = day_bound(since), day_bound(until, True)
+    if low and high and timestamps.parse(low) > timestamps.parse(high):
+        raise UsageError(f"--since {since} is after --until {until}: nothing could be found "
+                         "in that window")
+    return low, high
 
 
 def _busy(exc: Exception) -> ChatvaultError | None:

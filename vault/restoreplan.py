@@ -42,6 +42,9 @@ class Selection:
         for when in (self.since, self.until):
             if when is not None:
                 parse_day(when)
+        if self.since and self.until and parse_day(self.since) >= parse_day(self.until, True):
+            raise UsageError(f"--since {self.since} is after --until {self.until}: there "
+                             "would be nothing to restore")
         return self
 
     def describe(self) -> dict[str, Any]:
