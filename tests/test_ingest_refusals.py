@@ -232,6 +232,18 @@ def test_a_refused_bundle_is_judged_again_from_its_kept_copy(pair: Pair,
                 if f["check"] == "quarantine"], "resolved by the good copy"
 
 
+def test_a_refused_copy_leaves_nothing_in_staging(pair: Pair, tmp_path: Path) -> None:
+    """The copy moves to quarantine; its '.staged.json' sidecar went nowhere and piled up."""
+    media_root = stick(tmp_path / "stick")
+    stranger = make_pair(tmp_path / "stranger")
+    Chain(Pair(stranger.exporter, pair.vault, tmp_path), outbox(media_root)).seal(
+        [conv("s1", ["hello"])])
+    [refused] = ingest.ingest_media(pair.vault_path, media_root)
+    assert (refused.status, refused.code) == ("quarantined", "untrusted_signer")
+    assert len(list((pair.vault_path / "quarantine").glob("*.cvb"))) == 1
+    assert list(staging.folder(pair.vault_path).iterdir()) == []
+
+
 # -- findings 4 and 5: what refusals say ------------------------------------------------
 
 @pytest.mark.parametrize("case", ["same-sequence", "prev-mismatch", "restart",

@@ -196,6 +196,7 @@ def keep(home: Path, conn: Any, item: Staged, exc: ChatvaultError,
         else:
             os.replace(item.path, kept)
             atomic.fsync_dir(folder)
+            staging.remove(item)  # its sidecar; the copy itself has moved
         atomic.write_bytes(kept.with_name(kept.name + ".reason.json"),
                            canonical.dumps(info) + b"\n", 0o600)
     except OSError as err:
