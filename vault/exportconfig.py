@@ -188,12 +188,35 @@ class _Checker:
                 self.fail("recipients", i, "public_key",
                           f"{path} is a {pub.role} key, not a vault key")
                 continue
+            revoked_at = self.revoked().get(pub.fingerprint)
+            if revoked_at:
+                self.fail("recipients", i, "public_key",
+                          f"{pub.fingerprint} ({pub.name}) was revoked in this home's trust "
+                          f"store at {revoked_at}: nothing is sealed to a revoked key; "
+                          "remove this [[recipients]] block")
+                continue
             if any(r.fingerprint == pub.fingerprint for r in found):
                 self.fail("recipients", i, "public_key",
                           f"{pub.fingerprint} is already a recipient")
                 continue
             found.append(Recipient(path, pub))
         return found
+
+    def revoked(self) -> dict[str, str]:
+        """Fingerprints revoked in the home's trust store, with when.
+
+        ``keys revoke`` is how an operator says a vault's key is lost or
+        compromised; sealing every new bundle to it went on until the config
+        was edited too. A home without a readable trust store has nothing
+        revoked here (the commands that need one say so).
+        """
+        from vault.trust import TrustStore
+
+        try:
+            store = TrustStore.load(self.base)
+        except ChatvaultError:
+            return {}
+        return {fp: e.revoked_at for fp, e in store.entries.items() if e.revoked_at}
 
     def sources(self) -> list[Source]:
         from vault import sources as readers

@@ -41,8 +41,10 @@ def seal(
         raise UsageError(f"--source {source!r}: not a source name (letters, digits, '.', '_' "
                          "and '-', at most 128, starting with a letter or digit); a vault "
                          "would refuse the bundle")
-    ident = homes.Home(resolve_home(home)).identity(passphrase_file)
+    h = homes.Home(resolve_home(home))
+    ident = h.identity(passphrase_file)
     recipients = [keys.load_public(p) for p in to]
+    _refuse_revoked(h.trust(), recipients, to)
     sealed = bundle.seal_jsonl(input_file, out, ident, recipients, source=source,
                                sequence=seq, prev_hash=prev, level=level, threads=threads)
     info = {"path": str(sealed.path), "sha256": sealed.sha256, "size": sealed.size,
@@ -130,6 +132,18 @@ def open_(
                    "sha256": v.sha256, "signer": v.signer.fingerprint})
         return
     say(f"opened {bundle_file}: {count} conversations written to {out}")
+
+
+def _refuse_revoked(trust: Any, recipients: list[Any], files: list[Path]) -> None:
+    """A --to key need not be trusted here, but one revoked here is never sealed to."""
+    from vault.errors import PolicyRefused
+
+    for pub, path in zip(recipients, files):
+        entry = trust.entries.get(pub.fingerprint)
+        if entry is not None and entry.revoked_at:
+            raise PolicyRefused(f"{pub.fingerprint} ({pub.name}) was revoked in this home's "
+                                f"trust store at {entry.revoked_at}; nothing is sealed to a "
+                                "revoked key", path=path)
 
 
 def _check_chain_fields(meta: dict[str, Any], bundle_file: Path) -> None:
