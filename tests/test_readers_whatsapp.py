@@ -249,9 +249,9 @@ def test_ios_group_whose_name_holds_a_colon(tmp_path: Path) -> None:
 # date and time), before and after the dash, after the closing bracket. Phones
 # write U+202F and U+00A0 there (cases 01, 02); the reader takes any of them
 # (its header pattern matches them as whitespace), so none is left out here.
-# Not drawn: the ": " after the author's name. WhatsApp writes it as U+0020, and
-# the reader takes exactly ": " as the end of a name: "Ana:\u00a0hi" is read as
-# a system line without an author, its text whole.
+# The space after the author's colon is drawn too: WhatsApp writes U+0020 there,
+# but a copy that went through an editor may not, and "Ana:\u00a0hi" must not
+# become a system line without an author.
 ALL_ZS = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs"]
 SPACES = st.characters(whitelist_categories=("Zs",)) | st.sampled_from(["\u202f", "\u00a0"])
 MARKERS = [("AM", "PM"), ("am", "pm"), ("a.m.", "p.m."), ("a.{sp}m.", "p.{sp}m.")]
@@ -287,7 +287,7 @@ def _header(style: str, date: str, when: str, sp: dict[str, str]) -> str:
             "nocomma": f"{date}{sp['comma']}{when}{sp['before']}-{sp['after']}"}[style]
 
 
-_PLACES = ("ampm", "comma", "before", "after")
+_PLACES = ("ampm", "comma", "before", "after", "colon")
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -311,7 +311,7 @@ def test_any_chat_in_any_style_reads_back(tmp_path: Path, chat: list, anchor: in
     for moment, name, text in chat:
         date = _fmt_date(moment, order, sep, year4)
         when = _fmt_time(moment, h12, seconds, sp["ampm"], marker)
-        lines.append(f"{_header(style, date, when, sp)}{name}: {text}")
+        lines.append(f"{_header(style, date, when, sp)}{name}:{sp['colon']}{text}")
         for cont in text.split("\n")[1:]:
             assume(not whatsapp._HEADER.match(cont.lstrip(whatsapp.MARKS)))
         assume(not whatsapp._MEDIA.match(text) and not whatsapp._EDITED.search(text)
@@ -337,7 +337,8 @@ def test_every_space_separator_in_every_place(tmp_path: Path, style: str, space:
         for minute, marker in ((n * 2, ("PM", "PM")), (n * 2 + 1, ("p.{sp}m.", "p.{sp}m."))):
             when = _fmt_time(datetime(2024, 3, 25, 21, minute, 5), True, style == "bracket",
                              sp["ampm"], marker)
-            lines.append(f"{_header(style, '25/03/2024', when, sp)}Ana Example: {text}")
+            lines.append(f"{_header(style, '25/03/2024', when, sp)}Ana Example:"
+                         f"{sp['colon']}{text}")
     path = tmp_path / "spaces.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     convs, opts = read_all(path, "whatsapp")

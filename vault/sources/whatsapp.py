@@ -92,9 +92,11 @@ _HEADER = re.compile(
     r"(?P<time>\d{1,2}[:.]\d{2}(?:[:.]\d{2})?)\.?"
     r"(?:\s*(?P<ampm>[AaPp]\.?\s*[Mm]\.?))?"
     r"(?(open)\]\s|\s+[-\u2013]\s)(?P<rest>.*)$", re.DOTALL)
-_AUTHOR = re.compile(r"^(?P<name>[^:\n]{1,200}?): (?P<text>.*)$", re.DOTALL)
+# The space after the colon may be any Unicode space (a no-break one, say), as
+# everywhere else in a header line; it is never a line break.
+_AUTHOR = re.compile(r"^(?P<name>[^:\n]{1,200}?):[^\S\r\n](?P<text>.*)$", re.DOTALL)
 # iOS: the chat's own notices, "<chat name>: \u200e<text>"; the name may hold ": "
-_NOTICE = re.compile(r"^(?P<name>[^\n]{1,200}?): (?=[\u200e\u200f])")
+_NOTICE = re.compile(r"^(?P<name>[^\n]{1,200}?):[^\S\r\n](?=[\u200e\u200f])")
 # what only the chat writes, found before a ": " that belongs to a quoted name or subject
 _SYSTEM_PHRASE = re.compile(
     r"\b(?:created (?:the |this )?group|changed (?:the subject|the group name|this group's"
