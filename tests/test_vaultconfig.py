@@ -8,6 +8,7 @@ command with exit 2, the key and its line, the moment the config is read:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +81,22 @@ def test_true_values_are_used(pair: Pair) -> None:
     cfg = vaultconfig.load(pair.vault_path)
     assert cfg.four_eyes is True and cfg.redact_agent_names is True
     assert cfg.processing == {"purposes": ["support"]}
+
+
+def test_a_requester_home_is_refused_by_vault_commands(pair: Pair, cli: Any,
+                                                       tmp_path: Path) -> None:
+    """A DPO's home reads as a vault config with every default; its key says otherwise."""
+    from vault import home
+    from vault_kit import stick
+
+    dpo = home.create("requester", tmp_path / "dpo", "dpo-anna").path
+    before = sorted(p.name for p in dpo.iterdir())
+    media_root = stick(tmp_path / "stick")
+    for command, code in ((("vault", "ingest", media_root), 2), (("vault", "status"), 3),
+                          (("vault", "daemon"), 2),
+                          (("subject", "find", "--email", "a@example.org"), 2)):
+        r = cli(*command, "--home", dpo)
+        assert r.code == code, (command, r.err)
+        assert f"{dpo} is a requester home" in r.err and "store" not in r.err
+        assert len(r.err.strip().splitlines()) == 1
+    assert sorted(p.name for p in dpo.iterdir()) == before, "nothing made in the DPO's home"

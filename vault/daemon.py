@@ -78,7 +78,9 @@ def settings(home: Path, device_match: str | None = None) -> Settings:
     """The daemon's settings from the vault's config (``--device-match`` wins)."""
     h = Home(Path(home)).require()
     if h.kind() != "vault":
-        raise UsageError(f"{h.path} is an {h.kind()} home; the daemon runs on a vault home")
+        kind = h.kind()
+        raise UsageError(f"{h.path} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} home; "
+                         "the daemon runs on a vault home")
     cfg = vaultconfig.load(h.path)
     try:
         match = DeviceMatch.parse(device_match if device_match is not None

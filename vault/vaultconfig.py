@@ -16,7 +16,9 @@ pass until the first erasure runs.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,4 +201,35 @@ def check(cfg: Config) -> VaultConfig:
 
 def load(home: Path) -> VaultConfig:
     """Load and check ``H/config.toml`` of a vault home."""
-    return check(config_mod.load(Path(home) / "config.toml", VAULT_DEFAULTS))
+    cfg = check(config_mod.load(Path(home) / "config.toml", VAULT_DEFAULTS))
+    _require_vault_key(Path(home))
+    return cfg
+
+
+_ROLE = re.compile(rb"^Role: *([a-z]+) *$", re.M)
+
+
+def _require_vault_key(home: Path) -> None:
+    """Refuse a home whose key is not a vault's (exit 2), before anything is made in it.
+
+    A requester's config has no keys at all, so it reads as a vault's with
+    every default: 'vault ingest' made staging folders in a DPO's home and
+    said the vault's store was lost. The role is read from the public key's
+    text (no signature check here: only which kind of home this is).
+    """
+    try:  # os, not vault.atomic: subject find must stay light (tests/test_quickcli_imports)
+        fd = os.open(home / "keys" / "public.key", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # no readable key: the command's own checks name what is missing
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        text = os.read(fd, 64 * 1024)
+    finally:
+        os.close(fd)
+    found = _ROLE.search(text)
+    if found and found.group(1) != b"vault":
+        role = found.group(1).decode()
+        raise UsageError(f"{home} is {'an' if role[0] in 'aeiou' else 'a'} {role} home "
+                         "(keys/public.key); vault commands need a vault home: is --home "
+                         "right?")
