@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from vault.trust import TrustStore
 
 KINDS = ("exporter", "vault", "requester")
+#: longest identity name taken: it is printed in key files, lists and messages
+MAX_NAME = 128
+_UNPRINTABLE = ("Cc", "Zl", "Zp", "Cs", "Co", "Cn")
 
 _DIRS = {
     "exporter": ["keys", "state", "outbox"],
@@ -104,6 +107,7 @@ def create(kind: str, path: Path, name: str, passphrase: bytes | None = None,
 
     if kind not in KINDS:
         raise UsageError(f"unknown home kind {kind!r}; one of {', '.join(KINDS)}")
+    check_name(identity.name if identity is not None else name)
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise HomeExists(f"{path} already exists and is not empty; refusing to touch it")
@@ -121,6 +125,42 @@ def create(kind: str, path: Path, name: str, passphrase: bytes | None = None,
     if kind == "vault":
         _create_store(path)
     return home
+
+
+def check_name(name: str) -> None:
+    """Refuse a name the public key's ``Name:`` line would not give back as written.
+
+    That line is read back stripped and line by line: a name with spaces at
+    either end or a newline made a home whose own public key failed its
+    self-signature check, and the newline also went into config.toml's
+    first line. Control and bidirectional-override characters would show
+    people another name than the one signed.
+    """
+    why = _name_problem(name)
+    if why:
+        raise UsageError(f"--name {name[:80]!r}: not usable as a key's name ({why}); "
+                         "use a short name people recognise, e.g. vault-a")
+
+
+def _name_problem(name: str) -> str | None:
+    bad = [c for c in name if _unprintable(c)]
+    if bad:
+        return f"{', '.join(f'U+{ord(c):04X}' for c in bad[:3])} cannot be printed"
+    if not name.strip():
+        return "it is empty"
+    if name != name.strip():
+        return "spaces at either end are not kept"
+    if len(name) > MAX_NAME:
+        return f"more than {MAX_NAME} characters"
+    return None
+
+
+def _unprintable(char: str) -> bool:
+    import unicodedata
+
+    category = unicodedata.category(char)
+    # zero-width (non-)joiners are letters' business in several scripts and in emoji
+    return category in _UNPRINTABLE or (category == "Cf" and char not in "\u200c\u200d")
 
 
 def _create_store(path: Path) -> None:
