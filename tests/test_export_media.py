@@ -116,7 +116,8 @@ def test_read_only_stick_counts_bundles_written_to_another_one(tmp_path: Path, c
         res = cli("export", "run", "--home", site.exporter.path, "--media", second, "--json")
         assert res.code == 5 and res.json()["media"]["waiting"] == 1
         text = cli("export", "run", "--home", site.exporter.path, "--media", second)
-        assert "1 bundle(s) wait in the local outbox" in text.out + text.err
+        assert re.search(r"1 bundle\(s\) \([\d,]+ bytes\) wait in the local outbox",
+                         text.out + text.err)
 
 
 def test_stick_pulled_mid_write(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:

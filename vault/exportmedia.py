@@ -76,6 +76,8 @@ class MediaReport:
     written: list[dict[str, Any]] = field(default_factory=list)
     already: int = 0
     waiting: int = 0
+    #: what the bundles still waiting need on a stick (plus media.MARGIN)
+    bytes_waiting: int = 0
     bytes_written: int = 0
     error: ChatvaultError | None = None
 
@@ -85,7 +87,8 @@ class MediaReport:
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path, "written": self.written, "already_on_media": self.already,
-                "waiting": self.waiting, "bytes_written": self.bytes_written,
+                "waiting": self.waiting, "bytes_waiting": self.bytes_waiting,
+                "bytes_written": self.bytes_written,
                 "error": self.error.as_dict() if self.error else None}
 
 
@@ -189,13 +192,14 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
     pending = [r for r in state.bundles(unacknowledged=True)
                if r.local_deleted_at is None and r.abandoned_at is None]
     report.waiting = len(pending)  # until this stick is known to hold some of them
+    report.bytes_waiting = sum(r.size for r in pending)
     try:
         folder = media.folder(media_path, media.OUTBOX, create=True)
         remove_stale(folder, set(sources) | {r.source for r in pending})
         todo = [r for r in pending if _needs_writing(state, r, folder / r.file_name, force)]
         report.already = len(pending) - len(todo)
         report.waiting = len(todo)
-        needed = sum(r.size for r in todo)
+        needed = report.bytes_waiting = sum(r.size for r in todo)
         if todo:
             free = media.free_bytes(folder)
             if free < needed + media.MARGIN:
@@ -211,6 +215,7 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
                                    "sha256": row.sha256})
             report.bytes_written += row.size
             report.waiting -= 1
+            report.bytes_waiting -= row.size
     except ChatvaultError as exc:
         report.error = exc
         if not isinstance(exc, MediaError):

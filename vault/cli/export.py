@@ -113,8 +113,9 @@ def _summary(report: "RunReport") -> list[str]:
                      f"({_n(m.bytes_written)} bytes), {m.already} already there")
         if m.error:
             lines.append(f"  {m.error}")
-            lines.append(f"  {m.waiting} bundle(s) wait in the local outbox for the next "
-                         "run (or 'chatvault export rewrite --media DIR')")
+            lines.append(f"  {m.waiting} bundle(s) ({_n(m.bytes_waiting)} bytes) wait in the "
+                         "local outbox for the next run (or 'chatvault export rewrite "
+                         "--media DIR')")
     if report.command == "run":
         t = report.totals()
         lines.append(f"total: {_n(t['conversations'])} conversations, {_n(t['messages'])} "
