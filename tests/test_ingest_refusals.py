@@ -456,3 +456,24 @@ def test_quarantine_keeps_heads_once_its_budget_is_spent(pair: Pair, tmp_path: P
     kept = sorted(p.name for p in (pair.vault_path / "quarantine").iterdir()
                   if not p.name.endswith(".json"))
     assert [n.rsplit(".", 1)[1] for n in kept] == ["cvb", "head"]
+
+
+def test_a_full_vault_disk_is_not_blamed_on_the_stick(pair: Pair, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      cli: Any) -> None:
+    """Staging has no room: the vault's disk is to be freed; another stick would not help."""
+    from vault import media
+
+    media_root = stick(tmp_path / "stick")
+    Chain(pair, outbox(media_root)).seal([conv("c1", ["hello"])])
+    real = media.free_bytes
+    vault_disk = staging.folder(pair.vault_path)
+    monkeypatch.setattr(media, "free_bytes",
+                        lambda p: 4096 if Path(p) == vault_disk else real(p))
+    res = cli("vault", "ingest", media_root, "--home", pair.vault_path)
+    assert res.code == 5
+    [line] = res.err.strip().splitlines()[-1:]
+    assert "vault's own disk is full" in line and "another stick" not in line
+    with open_store(pair) as conn:
+        assert count(conn, "conversations") == 0
+    assert list(outbox(media_root).iterdir()), "the bundle stays on the stick"

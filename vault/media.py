@@ -244,9 +244,15 @@ def free_bytes(path: Path) -> int:
         raise media_error(exc, path) from exc
 
 
-def ensure_space(path: Path, needed: int) -> None:
+#: what to do when the vault's own disk (staging) is full, not the stick
+VAULT_DISK_FULL = ("the vault's own disk is full: free space there ('chatvault vault status' "
+                   "shows it), then ingest the stick again")
+
+
+def ensure_space(path: Path, needed: int,
+                 remedy: str = "make room (or use another stick) and try again") -> None:
     """Refuse before writing when ``needed`` bytes (plus a margin) will not fit."""
     free = free_bytes(path)
     if free < needed + MARGIN:
         raise MediaFull(f"{needed:,} bytes needed and {MARGIN:,} kept spare, {free:,} free: "
-                        "make room (or use another stick) and try again", path=path)
+                        f"{remedy}", path=path)

@@ -326,7 +326,7 @@ def _stage_one(src: Path, target: Path, known: list[Staged], holdings: _Holdings
                 return Staged(name, sha, src, size, str(src), HELD)
             if sha in holdings.kept:
                 return _relink(holdings.kept[sha], sha, src, size, target)
-        media.ensure_space(target, size)
+        media.ensure_space(target, size, media.VAULT_DISK_FULL)
         return _copy(fd, size, src, target)
     finally:
         _close_source(fd)
