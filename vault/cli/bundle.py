@@ -7,7 +7,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from vault.cli.common import HomeOpt, JsonOpt, emit_json, resolve_home, say
+from vault.cli.common import (HomeOpt, JsonOpt, emit_json, refuse_same_file, resolve_home,
+                              say)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -37,6 +38,7 @@ def seal(
 
     if prev is not None and (len(prev) != 64 or any(c not in "0123456789abcdef" for c in prev)):
         raise UsageError("--prev must be a SHA-256 in lower-case hex")
+    refuse_same_file(input_file, out)
     if not chain.source_name_ok(source):
         raise UsageError(f"--source {source!r}: not a source name (letters, digits, '.', '_' "
                          "and '-', at most 128, starting with a letter or digit); a vault "
@@ -123,6 +125,7 @@ def open_(
     from vault import bundle
     from vault import home as homes
 
+    refuse_same_file(bundle_file, out)
     h = homes.Home(resolve_home(home))
     v, count = bundle.open_to_jsonl(bundle_file, h.identity(passphrase_file), h.trust(), out,
                                     role=role, blobs_dir=blobs,

@@ -47,3 +47,21 @@ def say(message: str) -> None:
 def show_progress(quiet: bool = False) -> bool:
     """Progress bars only on a terminal, never in scripts or with --quiet."""
     return not quiet and sys.stderr.isatty()
+
+
+def refuse_same_file(given: Path, out: Path) -> None:
+    """Refuse an output that is the input file itself (``-o`` repeating the input).
+
+    The output replaces its target atomically once written, so the input
+    (an export, or a bundle whose only copy it may be) was lost without a
+    word; ``bundle seal`` left a file only the recipients can open.
+    """
+    from vault.errors import UsageError
+
+    try:
+        same = os.path.samefile(given, out)
+    except OSError:
+        return
+    if same:
+        raise UsageError(f"-o {out} is the input file itself; writing it would replace the "
+                         "input: give another output file")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from vault.cli.common import JsonOpt, emit_json, say
+from vault.cli.common import JsonOpt, emit_json, refuse_same_file, say
 from vault.errors import EXIT_REJECTED
 
 if TYPE_CHECKING:
@@ -186,6 +186,7 @@ def convert(
     from vault.atomic import AtomicFile
     from vault.errors import UnreadableExport
 
+    refuse_same_file(path, out)
     options = _options(source, timezone, phone_region)
     counts = {"conversations": 0, "messages": 0, "participants": 0}
     # temporary file, fsync, rename: an interrupted or refused run leaves no output
