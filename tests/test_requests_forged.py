@@ -181,3 +181,28 @@ def test_a_notice_for_nobodys_request_is_not_mine(w: World, tmp_path: Path) -> N
     assert rep.exit_code == 0
     assert [p.name for p in w.answers_dir().iterdir()] == [
         f"junk.{short(w)}.malformed.answer.json"]
+
+
+def test_my_own_request_refused_for_its_signer_is_not_called_tampering(
+        w: World, tmp_path: Path) -> None:
+    """IT staff's key is not trusted as dpo: the notice says what to mend, and where."""
+    asked = w.ask(w.it, "dsar", emails=[JONAS], phones=[], received="2024-05-02")
+    [got] = w.answer()
+    assert (got.status, got.reason) == ("refused", "wrong_role")
+    rep = answers.collect(w.it.path, w.stick, tmp_path / "out")
+    [item] = rep.items
+    assert item.result == "notice" and rep.exit_code == EXIT_REJECTED
+    assert "this home's own request" in item.message and "tampered" not in item.message
+    assert "--role dpo" in item.message
+    assert Path(asked["path"]).is_file(), "the request stays for the next trip"
+    assert answers.status(w.it.path)["requests"][0]["state"] == "waiting"
+
+
+def test_a_forged_copy_of_my_request_is_still_called_tampering(w: World,
+                                                               tmp_path: Path) -> None:
+    asked = w.ask(w.dpo, "dsar", emails=[JONAS], phones=[], received="2024-05-02")
+    real = Path(asked["path"])
+    forged_copy(real, real.name)
+    w.answer()
+    [item] = answers.collect(w.dpo.path, w.stick, tmp_path / "out").items
+    assert item.result == "notice" and "tampered" in item.message

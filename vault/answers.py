@@ -216,7 +216,7 @@ def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
     except ChatvaultError as exc:
         return Collected(path.name, "rejected", error=exc.as_dict()), None
     if ans.unverified:
-        return _unverified(ans, asked, opener.h.path)
+        return _unverified(ans, asked, opener.h, folder)
     body, eff = ans.body, ans.effective
     entry = asked.get(body.get("request_id") or "")
     item = Collected(path.name, "recorded", body.get("request_id"), body.get("action"),
@@ -263,13 +263,17 @@ def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
     return item, eff if dest is not None else {"files": []}
 
 
-def _unverified(ans: Answer, asked: dict[str, Any],
-                home: Path) -> tuple[Collected, dict[str, Any] | None]:
+def _unverified(ans: Answer, asked: dict[str, Any], h: Home,
+                folder: Path) -> tuple[Collected, dict[str, Any] | None]:
     """A refusal of a file claiming to be this home's request: reported, kept, nothing else.
 
     A copy goes to ``H/state/answers/`` and the notice leaves the stick; one
     about a file that claims none of this home's requests is left alone.
+    When the refused file is still on the stick, byte for byte the one this
+    home signed, the notice says so: the vault does not trust this key (yet),
+    which is no tampering and is mended at the vault.
     """
+    home = h.path
     body = ans.body
     rid = body.get("claimed_request_id", body.get("request_id"))
     item = Collected(ans.path.name, "not_ours", rid, body.get("claimed_action"), ans.vault,
@@ -277,12 +281,48 @@ def _unverified(ans: Answer, asked: dict[str, Any],
     if not requests.valid_id(rid) or rid not in asked:
         return item, None
     item.result, item.unverified = "notice", True
+    if _signed_here(folder, asked[rid], body.get("request_sha256"), h):
+        role = requests.ROLE_FOR.get(asked[rid].get("action"), "dpo")
+        mend = (f"have the vault's operator trust this home's key ('chatvault keys trust "
+                f"PUBFILE --role {role}'), then carry the stick again: the request stays on "
+                "it" if body.get("reason") in ("untrusted", "wrong_role") else
+                "the request stays on the stick")
+        item.message = (f"the vault refused this home's own request as signed here "
+                        f"({body.get('message')}); nothing was done: {mend}")
+        _keep_copy(home, ans.path)
+        return item, {"files": []}
     item.message = (f"{body.get('request_file')!r} (sha256 "
                     f"{str(body.get('request_sha256'))[:16]}...) claimed to be this request "
                     f"and did not verify ({body.get('message')}); it settles nothing: if "
                     "nobody here wrote it, someone tampered with the stick")
     _keep_copy(home, ans.path)
     return item, {"files": []}
+
+
+def _signed_here(folder: Path, entry: dict[str, Any], sha: Any, h: Home) -> bool:
+    """The refused file is on the stick, has ``sha`` and carries this home's request as signed."""
+    path = folder.parent / media.REQUESTS / str(entry.get("file"))
+    try:
+        if not isinstance(sha, str) or requests.sha256_file(path) != sha:
+            return False
+        doc = signed.load(path)
+        first = {"body": doc["body"], "signatures": doc["signatures"][:1]}
+        signed.verify(first, _OwnKey(h.public()), "any", requests.KIND, path.name)
+    except (ChatvaultError, OSError, KeyError, TypeError):
+        return False
+    return requests.digest(doc["body"]) == entry.get("digest")
+
+
+class _OwnKey:
+    """A trust store of this home's key alone, for :func:`signed.verify`."""
+
+    def __init__(self, own: Any) -> None:
+        self.own = own
+
+    def require(self, key: bytes, role: str, what: str = "signer") -> Any:
+        if bytes(key) != self.own.sign_pk:
+            raise BadDocument(f"{what} is not this home's key")
+        return self.own
 
 
 def _keep_copy(home: Path, path: Path) -> None:
