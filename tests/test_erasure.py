@@ -10,6 +10,7 @@ stays with the identifier redacted.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,42 @@ def test_platform_ids_of_the_customer_are_erased_with_them(pair: Any, tmp_path: 
     with store.open_store(pair.vault_path / store.FILE_NAME) as conn:
         ids = {c for (c,) in conn.execute("SELECT conversation_id FROM conversations")}
     assert ids == {"c", "d"}
+
+
+def test_a_platform_id_only_listed_in_another_conversation_is_replaced(
+        pair: Any, tmp_path: Path, cli: Any) -> None:
+    """A Slack channel lists its members in extra: the erased person's id goes there too."""
+    media_root = stick(tmp_path / "stick")
+    mine = conv("a", ["hello"], phone=None, platform="slack")
+    mine["participants"][0]["platform_ids"] = {"slack": "U0MARA"}
+    channel = conv("g", ["a channel Mara never wrote in"], email="x@example.org", phone=None,
+                   platform="slack",
+                   extra={"channel_info": {"members": ["U0MARA", "U0OTHER"]}})
+    chain = Chain(pair, outbox(media_root))
+    chain.seal([mine, channel])
+    ingest.ingest_media(pair.vault_path, media_root)
+
+    r = cli("erase", "--email", "mara.quint@example.org", "--reason", "request", "--yes",
+            "--json", "--home", pair.vault_path)
+    assert r.code == 0 and r.json()["conversations_removed"] == 1, r.err
+    db = pair.vault_path / store.FILE_NAME
+
+    def members() -> list[str]:
+        with store.open_store(db) as conn:
+            (record,) = conn.execute("SELECT record FROM conversations WHERE "
+                                     "conversation_id = 'g'").fetchone()
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return json.loads(record)["extra"]["channel_info"]["members"]
+
+    first = members()
+    assert first[1] == "U0OTHER" and first[0].startswith("[erased ")
+    assert b"U0MARA" not in db.read_bytes()
+    later = stick(tmp_path / "later")  # the channel sent again: it stays replaced
+    chain.folder = outbox(later)
+    chain.seal([channel, conv("h", ["more"], email="x@example.org", phone=None)])
+    [out] = ingest.ingest_media(pair.vault_path, later)
+    assert out.status == "ingested" and members() == first
+    assert b"U0MARA" not in db.read_bytes()
 
 
 def test_legal_hold_blocks_erasure_until_released(vault: Vault) -> None:

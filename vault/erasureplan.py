@@ -12,7 +12,9 @@ Conversations are found two ways:
   whatever stands between them): an identifier written only in a title, an
   HTML body, Slack blocks or an ``extra`` field is in no index. The scan
   reads the whole table; erasures are rare, and the byte scan that proves
-  them reads the whole file anyway.
+  them reads the whole file anyway. The same scan looks for the subject's
+  platform ids written whole as a JSON string (a Slack channel's member
+  list, :mod:`vault.extraids`).
 
 Identifiers held on the subject's participant records but not given (a
 phone on the record that holds the e-mail given) are named in the plan
@@ -39,7 +41,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from vault import canonical, identifiers, redaction, subjectlinks, tombstones
+from vault import canonical, extraids, identifiers, redaction, subjectlinks, tombstones
 from vault.subjectlinks import Link
 from vault.subjects import Subject, VaultHandle
 
@@ -196,6 +198,9 @@ def plan(v: VaultHandle, subject: Subject) -> Plan:
         found.update({m.conv: (m.source, m.conversation_id)
                       for m in subjects.find(v.conn, extra) if m.conv not in found})
     for rowid, source, cid in scan_records(v.conn, scan_test(subject)):
+        found.setdefault(rowid, (source, cid))
+    bare = extraids.record_test([*subject.platform_ids, *extra.platform_ids])
+    for rowid, source, cid in scan_records(v.conn, bare):  # a channel's member list
         found.setdefault(rowid, (source, cid))
 
     every = {(k, h) for k, h in v.conn.execute("SELECT kind, hash FROM tombstones")}

@@ -23,6 +23,8 @@ and erasure itself all call it:
   (``[erased e-mail 3fa9c2d1e0]``) so references stay whole. That
   participant's contact fields, session and extra are removed, its name
   becomes ``[erased]`` wherever written, and attachments it sent are dropped;
+  a platform id written bare in an ``extra`` (a Slack channel's member list,
+  :mod:`vault.extraids`) becomes a pseudonym too;
 * **kept as is** otherwise.
 
 Attachments erased with a subject are tombstoned too (kind ``attachment``,
@@ -47,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from vault import identifiers, redaction, timestamps
+from vault import extraids, identifiers, redaction, timestamps
 from vault.errors import ChatvaultError, UsageError
 # The key and its purposes, where every module has always found them.
 from vault.identifierkey import (KEY_FILE, PURPOSE_AUDIT, PURPOSE_HOLD,  # noqa: F401
@@ -194,7 +196,7 @@ class Filter:
                    or any(self.covers(k, v) for found in mentions for k, v in found)
                    or self.covers("conversation", conversation_value(
                        self.source, conv["conversation_id"]))
-                   or self.written_anywhere(conv))
+                   or self.written_anywhere(conv) or self._extra_ids(conv))
         if not touched:
             return False
         decision = self.decide(conv)
@@ -232,6 +234,12 @@ class Filter:
         # One pass over all of it; no e-mail or digit run crosses the NUL between strings.
         joined = "\x00".join(found)
         return any(self.covers(k, v) for k, v in redaction.candidates(joined))
+
+    def _extra_ids(self, conv: dict[str, Any]) -> bool:
+        """A covered platform id written bare in an ``extra`` (:mod:`vault.extraids`)?"""
+        name = extraids.platform(conv)
+        return name is not None and any(self.covers("platform_id", f"{name}:{s}")
+                                        for s in extraids.strings(conv))
 
     def apply(self, conv: dict[str, Any]) -> dict[str, Any] | None:
         """The conversation as it may be stored or shown: None when left out."""
@@ -280,9 +288,14 @@ class Filter:
         out = Decision("keep", conv)
         names = self._names(conv, marked)
         counts: dict[tuple[str, Any], int] = {}
+        platform = extraids.platform(conv)
 
         def one(text: str, path: tuple[Any, ...]) -> str:
-            new, n = self._rewrite(text, _shape(path) in _ID_PATHS, names)
+            if (platform and extraids.in_extra(path) and extraids.shaped(text)
+                    and self.covers("platform_id", f"{platform}:{text}")):
+                new, n = self._mark("platform_id", text, True), 1  # a member list's id
+            else:
+                new, n = self._rewrite(text, _shape(path) in _ID_PATHS, names)
             if n:
                 where = (("message", conv["messages"][path[1]]["id"])
                          if path[:1] == ("messages",) and len(path) > 1
