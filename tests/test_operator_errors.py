@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,3 +180,20 @@ def test_a_table_gone_from_the_store_is_damage_not_an_internal_error(vault: Vaul
         assert got.code == 5, (args, got.code, got.err)
         assert got.json()["error"] == "store_damaged", (args, got.out)  # type: ignore
         assert f"no such table: {table}" in got.err and "internal error" not in got.err
+
+
+def test_an_internal_error_with_json_still_answers_in_json(vault: Vault,
+                                                           monkeypatch: Any) -> None:
+    """A script reading --json gets an object saying so, never an empty stdout."""
+    from vault import subjects
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(subjects, "find_for", broken)
+    got = vault.cli("subject", "find", "--email", MARA_EMAIL, "--json")
+    assert got.code == 1 and "internal error: RuntimeError: a bug" in got.err
+    assert got.json() == {"error": "internal", "exit_code": 1,  # type: ignore[comparison-overlap]
+                          "message": "internal error: RuntimeError: a bug"}
+    plain = vault.cli("subject", "find", "--email", MARA_EMAIL)
+    assert plain.code == 1 and plain.out == ""

@@ -185,13 +185,24 @@ def guarded(run: Callable[[], Any], logs: bool = True) -> None:
                 fail(busy, wants_json, status)
             if os.environ.get("CHATVAULT_DEBUG") == "1":
                 raise
-            sys.stderr.write(f"chatvault: internal error: {type(exc).__name__}: {exc} "
-                             "(set CHATVAULT_DEBUG=1 for a traceback)\n")
-            sys.exit(STATUS_UNKNOWN if status else EXIT_OTHER)
+            _internal(exc, wants_json, STATUS_UNKNOWN if status else EXIT_OTHER)
     except SystemExit as exc:
         if status and _verdict is None and exc.code not in (0, None, STATUS_UNKNOWN):
             sys.exit(STATUS_UNKNOWN)  # stopped before judging: a usage error, say
         raise
+
+
+def _internal(exc: Exception, wants_json: bool, code: int) -> NoReturn:
+    """An internal error: one line on stderr, and with ``--json`` an object on stdout
+    too (``error: internal``), so a script never reads an empty answer."""
+    text = f"internal error: {type(exc).__name__}: {exc}"
+    if wants_json:
+        from vault import canonical
+
+        sys.stdout.write(canonical.dumps({"error": "internal", "message": text,
+                                          "exit_code": code}).decode("utf-8") + "\n")
+    sys.stderr.write(f"chatvault: {text} (set CHATVAULT_DEBUG=1 for a traceback)\n")
+    sys.exit(code)
 
 
 def fail(exc: ChatvaultError, wants_json: bool, status: bool = False) -> NoReturn:
