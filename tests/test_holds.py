@@ -110,3 +110,16 @@ def test_a_hold_on_a_conversation_not_held_is_refused(held: Pair, args: list[str
     assert "is held" in r.err and "cover nothing" in r.err
     assert run_cli("hold", "list", "--json", "--home", held.vault_path).json() in (
         [], {"holds": []})
+
+
+@pytest.mark.parametrize("subjects,said", [
+    (["not-an-id"], "the --subject value is not a possible phone number"),
+    (["ana@example.org", "x@"], "--subject value 2 of 2 is not an e-mail address"),
+])
+def test_a_bad_subject_value_is_named_as_subject(held: Pair, subjects: list[str],
+                                                 said: str) -> None:
+    """The message names the option given, not the --phone or --email it is read as."""
+    args = [a for s in subjects for a in ("--subject", s)]
+    r = run_cli("hold", "add", "H", "--reason", "claim", *args, "--home", held.vault_path)
+    assert r.code == 2 and said in r.err, r.err
+    assert "--phone" not in r.err and "--email" not in r.err

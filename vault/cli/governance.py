@@ -7,7 +7,7 @@ prints. The options naming a person are shared with :mod:`vault.cli.gdpr`.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -85,12 +85,30 @@ def hold_add(name: Annotated[str, typer.Argument()], reason: ReasonOpt,
     email = [*(email or []), *[s for s in subject or [] if "@" in s]]
     phone = [*(phone or []), *[s for s in subject or [] if "@" not in s]]
     with vault_at(home) as v:
+        _check_subjects(v, subject or [])
         who = (subject_of(v, email, phone, None, ids, customer_id)
                if email or phone or ids or customer_id else None)
         h = holds.add(v, name, reason, subject=who, source=source,
                       conversation=conversation, since=day_bound(since),
                       until=day_bound(until, True))
     emit_json(h.as_dict()) if as_json else say(f"hold {h.name} placed: {h.describe()}")
+
+
+def _check_subjects(v: Any, given: list[str]) -> None:
+    """A --subject value that is no e-mail address or phone number is named as --subject
+    (it is parsed as an --email or a --phone, whose names the message would give)."""
+    from vault.errors import UsageError
+    from vault.subjects import Subject
+
+    for n, text in enumerate(given, 1):
+        mail = "@" in text
+        try:
+            Subject.parse(emails=[text] if mail else [], phones=[] if mail else [text],
+                          region=v.region)
+        except UsageError as exc:
+            which = "the --subject value" if len(given) == 1 else (
+                f"--subject value {n} of {len(given)}")
+            raise UsageError(f"{which} {exc.detail.split(' value ', 1)[-1]}") from None
 
 
 @hold_app.command("list")
