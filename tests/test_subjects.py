@@ -169,6 +169,22 @@ def test_restricted_subjects_are_hidden_and_counted(people: Pair) -> None:
     assert again.code == 2
 
 
+def test_a_search_cut_at_its_limit_says_more_may_match(pair: Pair, tmp_path: Path) -> None:
+    """'50 conversation(s)' must not read as all there is when more match."""
+    media_root = stick(tmp_path / "stick")
+    Chain(pair, outbox(media_root)).seal([conv(f"p{i}", [f"parcel {i} is late"])
+                                          for i in range(3)])
+    ingest.ingest_media(pair.vault_path, media_root)
+    home = ("--home", str(pair.vault_path))
+    every = run_cli("search", "parcel", "--json", *home).json()
+    assert len(every["results"]) == 3 and every["more"] is False  # type: ignore[index]
+    cut = run_cli("search", "parcel", "--limit", "2", *home)
+    assert cut.code == 0 and "more may match" in cut.err, cut.err
+    assert run_cli("search", "parcel", "--limit", "2", "--json",
+                   *home).json()["more"] is True  # type: ignore[index]
+    assert "more may match" not in run_cli("search", "parcel", "--limit", "3", *home).err
+
+
 def test_every_find_is_audited_with_hashed_targets(people: Pair) -> None:
     _find(people, "--email", "mara.quint@example.org", "--purpose", "DSAR-2024-0001")
     with store.open_store(people.vault_path / store.FILE_NAME) as conn:

@@ -222,20 +222,25 @@ class ConversationHit:
 
 def search_conversations(conn: sqlite3.Connection, query: str, source: str | None = None,
                          limit: int = 50, region: str | None = None
-                         ) -> list[ConversationHit]:
-    """Matching conversations, best first, each with its messages' snippets."""
-    hits = search(conn, query, source, min(10000, limit * 20), region)
+                         ) -> tuple[list[ConversationHit], bool]:
+    """Matching conversations, best first, each with its messages' snippets, and
+    whether more may match than were returned (``limit`` reached, or the message
+    hits read were cut off): a cut list must not read as all there is."""
+    cap = min(10000, limit * 20)
+    hits = search(conn, query, source, cap, region)
+    more = len(hits) == cap
     out: dict[tuple[str, str], ConversationHit] = {}
     for h in hits:
         item = out.get((h.source, h.conversation_id))
         if item is None:
             if len(out) >= limit:
+                more = True
                 continue
             item = out[(h.source, h.conversation_id)] = ConversationHit(
                 h.source, h.conversation_id, h.rank, [])
         if len(item.messages) < 5:
             item.messages.append({"message_id": h.message_id, "at": h.at,
                                   "snippet": snippet(h.text, query)})
-    return list(out.values())
+    return list(out.values()), more
 
 

@@ -380,7 +380,7 @@ def search_for(v: VaultHandle, query: str, *, source: str | None = None, limit: 
     from vault import audit, fulltext, restriction
 
     v.require_source(source, "nothing could be found in it")
-    found = fulltext.search_conversations(v.conn, query, source, limit, v.region)
+    found, more = fulltext.search_conversations(v.conn, query, source, limit, v.region)
     rowids = {(s, c): i for i, s, c in v.conn.execute(
         "SELECT id, source, conversation_id FROM conversations WHERE conversation_id IN "
         f"({','.join('?' * len(found))})", [h.conversation_id for h in found])} if found else {}
@@ -389,5 +389,5 @@ def search_for(v: VaultHandle, query: str, *, source: str | None = None, limit: 
     audit.append(v.conn, "search", target=v.target([("query", query)]), purpose=purpose,
                  detail={"results": len(shown), "restricted": len(found) - len(shown),
                          "source": source})
-    return {"results": [h.as_dict() for h in shown],
+    return {"results": [h.as_dict() for h in shown], "more": more,
             "restricted_hidden": len(found) - len(shown)}

@@ -91,7 +91,9 @@ def search_cmd(query: Annotated[str, typer.Argument(help="Words to find (any tex
             print(f"    {m['message_id']} {m['at']}: {m['snippet']}")
     say(f"{len(out['results'])} conversation(s)"
         + (f"; {out['restricted_hidden']} hidden by an Art. 18 restriction"
-           if out["restricted_hidden"] else ""))
+           if out["restricted_hidden"] else "")
+        + (f"; more may match: only the best {limit} are listed (raise --limit)"
+           if out["more"] else ""))
 
 
 # -- dsar -----------------------------------------------------------------------------
