@@ -156,6 +156,17 @@ def test_cli_round_trip_with_vault_ingest(w: World, tmp_path: Path) -> None:
     assert not list(w.requests_dir().iterdir())
 
 
+def test_a_restore_window_that_ends_before_it_starts_is_refused_online(w: World) -> None:
+    """As 'restore create' refuses it; the vault refused it only a trip later."""
+    r = run_cli("request", "restore", "--media", w.stick, "--source", "sample", "--since",
+                "2024-06-01", "--until", "2024-05-01", "--home", w.it.path)
+    assert r.code == 2 and "--since 2024-06-01 is after --until 2024-05-01" in r.err
+    assert not w.requests_dir().is_dir() or not list(w.requests_dir().iterdir())
+    same_day = run_cli("request", "restore", "--media", w.stick, "--source", "sample",
+                       "--since", "2024-06-01", "--until", "2024-06-01", "--home", w.it.path)
+    assert same_day.code == 0, same_day.err
+
+
 def test_answer_sealed_to_another_key_stays_for_its_holder(w: World, tmp_path: Path) -> None:
     desk = home.create("requester", tmp_path / "restore-desk", "restore-desk")
     desk_trust = desk.trust()

@@ -84,6 +84,16 @@ def _check_restore(params: dict[str, Any]) -> None:
                 timestamps.parse(value)
         except ValueError:
             raise UsageError(f"--{key}: not a date (YYYY-MM-DD) or RFC 3339 time") from None
+    _check_window(params.get("since"), params.get("until"))
+
+
+def _check_window(since: str | None, until: str | None) -> None:
+    """As ``restore create`` checks it: refused here, not by the vault a trip later."""
+    from vault.restoreplan import parse_day
+
+    if since and until and parse_day(since) >= parse_day(until, True):
+        raise UsageError(f"--since {since} is after --until {until}: there would be nothing "
+                         "to restore")
 
 
 def _check_list(value: Any, what: str, most: int, longest: int) -> None:
