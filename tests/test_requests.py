@@ -167,6 +167,18 @@ def test_a_restore_window_that_ends_before_it_starts_is_refused_online(w: World)
     assert same_day.code == 0, same_day.err
 
 
+@pytest.mark.parametrize("args,said", [
+    (("dsar", "--email", "a@example.org", "--received", "2999-01-01"),
+     "the received date is in the future"),
+    (("erase", "--email", "a@example.org", "--reason", "letter from a@example.org"),
+     "--reason holds an e-mail address or phone number")])
+def test_what_the_vault_would_refuse_as_malformed_is_refused_online(w: World, args: tuple,
+                                                                    said: str) -> None:
+    r = run_cli("request", *args, "--media", w.stick, "--home", w.dpo.path)
+    assert r.code == 2 and said in r.err
+    assert not w.requests_dir().is_dir() or not list(w.requests_dir().iterdir())
+
+
 def test_answer_sealed_to_another_key_stays_for_its_holder(w: World, tmp_path: Path) -> None:
     desk = home.create("requester", tmp_path / "restore-desk", "restore-desk")
     desk_trust = desk.trust()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Sequence
 
 from vault import canonical, identifiers, keys, timestamps
@@ -61,6 +61,22 @@ def check_params(action: str, params: Any) -> dict[str, Any]:
     else:
         _check_text(params.get("reason"), "--reason", required=True)
     return params
+
+
+def check_online(action: str, params: dict[str, Any]) -> None:
+    """What the vault would refuse as malformed a trip later, refused before writing.
+
+    The vault judges by its own clock and its own checks (``dsar open``,
+    ``erase``); these are the same checks made here with this machine's.
+    """
+    check_params(action, params)
+    if action == "dsar" and date.fromisoformat(params["received"]) > datetime.now(
+            timestamps.UTC).date():
+        raise UsageError("--received: the received date is in the future")
+    if action == "erase":
+        from vault.erasure import check_reason
+
+        check_reason(params["reason"])  # no identifier in a reason the audit log keeps
 
 
 def _check_restore(params: dict[str, Any]) -> None:

@@ -34,8 +34,9 @@ PassOpt = Annotated[Optional[Path], typer.Option(
 def _submit(action: str, params: dict[str, Any], media_root: Path, home: Path | None,
             answer_to: Path | None, days: int, passphrase_file: Path | None,
             as_json: bool) -> None:
-    from vault import ask
+    from vault import ask, requestparams
 
+    requestparams.check_online(action, params)
     info = ask.submit(resolve_home(home), media_root, action, params, answer_to=answer_to,
                       days=days, passphrase_file=passphrase_file)
     if as_json:
