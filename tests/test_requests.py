@@ -276,6 +276,16 @@ def test_four_eyes_two_dpo_signatures_apply_at_once(w: World) -> None:
                    f"dpo:{w.dpo2.public().fingerprint}")
 
 
+def test_approve_refusals_name_the_request_file(w: World) -> None:
+    erase = w.ask(w.dpo, "erase", emails=[ANA], phones=[], reason="asked")["path"]
+    dsar = w.ask(w.dpo, "dsar", emails=[ANA], phones=[], received="2024-05-02")["path"]
+    for path, who, said in ((erase, w.dpo, "already signed with this home's key"),
+                            (dsar, w.dpo2, "only erasure requests")):
+        r = run_cli("request", "approve", path, "--home", who.path, "--yes")
+        assert r.code == 2 and r.err.startswith(f"chatvault: {path}: "), r.err
+        assert said in r.err and len(r.err.strip().splitlines()) == 1
+
+
 def test_four_eyes_second_signature_on_a_pending_request(w: World) -> None:
     w.four_eyes()
     asked = w.ask(w.dpo, "erase", emails=[MARA], phones=[], reason="asked")

@@ -89,18 +89,20 @@ def approve(home: Path, path: Path, confirm: Callable[[dict[str, Any]], bool], *
     identity = h.identity(passphrase_file)
     if identity.fingerprint in {s.get("signer") for s in doc["signatures"]
                                 if isinstance(s, dict)}:
-        raise UsageError("already signed with this home's key: a different DPO must approve")
+        raise UsageError("already signed with this home's key: a different DPO must approve",
+                         path=path)
     req = requests.verify(doc, h.trust(), str(path))
     if req.action != "erase":
-        raise UsageError("only erasure requests take a second signature (four eyes)")
+        raise UsageError("only erasure requests take a second signature (four eyes)", path=path)
     if req.expired():
-        raise UsageError(f"the request expired at {req.body['expires_at']}; ask for a new one")
+        raise UsageError(f"the request expired at {req.body['expires_at']}; ask for a new one",
+                         path=path)
     try:
         params = requestparams.open_params(req, identity)
     except NotARecipient:
         raise UsageError("the request's parameters are not sealed to this home's key, so "
                          "you cannot see what you would approve; the requester must trust "
-                         "your key as dpo and make the request again") from None
+                         "your key as dpo and make the request again", path=path) from None
     if not confirm(params):
         return None
     signed.add_signature(doc, identity)
