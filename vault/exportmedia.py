@@ -80,6 +80,8 @@ class MediaReport:
     bytes_waiting: int = 0
     bytes_written: int = 0
     error: ChatvaultError | None = None
+    #: bundles whose local copy is missing or damaged: skipped, the others still written
+    unwritable: list[ChatvaultError] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -89,7 +91,8 @@ class MediaReport:
         return {"path": self.path, "written": self.written, "already_on_media": self.already,
                 "waiting": self.waiting, "bytes_waiting": self.bytes_waiting,
                 "bytes_written": self.bytes_written,
-                "error": self.error.as_dict() if self.error else None}
+                "error": self.error.as_dict() if self.error else None,
+                "unwritable": [e.as_dict() for e in self.unwritable]}
 
 
 def _is_regular(path: Path) -> os.stat_result | None:
@@ -210,7 +213,12 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
         if todo:
             progress.begin("writing to media", needed)
         for row in todo:
-            _write_one(state, row, outbox, folder, fault, progress)
+            try:
+                _write_one(state, row, outbox, folder, fault, progress)
+            except LocalCopyDamaged as exc:
+                # this bundle's own problem: the others still go onto the stick
+                _skip(report, row, exc)
+                continue
             report.written.append({"file": row.file_name, "size": row.size,
                                    "sha256": row.sha256})
             report.bytes_written += row.size
@@ -225,6 +233,15 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
     finally:
         progress.end()
     return report
+
+
+def _skip(report: MediaReport, row: BundleRow, exc: LocalCopyDamaged) -> None:
+    """A bundle whose local copy cannot be written: said, not counted as waiting."""
+    log.error("writing bundles to media: %s", exc)
+    report.unwritable.append(exc)
+    report.error = report.error or exc
+    report.waiting -= 1
+    report.bytes_waiting -= row.size
 
 
 def _write_one(state: ExportState, row: BundleRow, outbox: Path, folder: Path,

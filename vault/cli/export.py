@@ -111,8 +111,10 @@ def _summary(report: "RunReport") -> list[str]:
         m = report.media
         lines.append(f"media {m.path}: {len(m.written)} bundle(s) written and verified "
                      f"({_n(m.bytes_written)} bytes), {m.already} already there")
-        if m.error:
+        lines += [f"  {e}" for e in m.unwritable]
+        if m.error and m.error not in m.unwritable:
             lines.append(f"  {m.error}")
+        if m.error and m.waiting:
             lines.append(f"  {m.waiting} bundle(s) ({_n(m.bytes_waiting)} bytes) wait in the "
                          "local outbox for the next run (or 'chatvault export rewrite "
                          "--media DIR')")
