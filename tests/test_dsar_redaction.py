@@ -102,7 +102,7 @@ def test_a_bad_key_to_seal_to_creates_nothing(shared_chat: Pair, tmp_path: Path,
     case = _case(cli, shared_chat)
     r = cli("dsar", "export", case, "--out", tmp_path / "out", "--seal-to",
             tmp_path / "missing.pub", "--home", shared_chat.vault_path)
-    assert r.code == 2 and "public key" in r.err
+    assert r.code == 5 and "missing.pub" in r.err and "public key" in r.err
     assert not (tmp_path / "out").exists()
 
 

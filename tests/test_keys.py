@@ -277,6 +277,20 @@ def test_trusting_a_missing_key_file_is_a_file_problem(pair: Pair, cli, tmp_path
     assert r.code == 5 and "nope.pub" in r.err and "not found" in r.err
 
 
+def test_a_missing_key_file_is_a_file_problem_for_every_command(pair: Pair, cli,
+                                                                tmp_path: Path) -> None:
+    """keys show and seal --to name the file and exit 5, as keys trust and a bundle do."""
+    missing = tmp_path / "nope.pub"
+    shown = cli("keys", "show", missing, "--json")
+    assert shown.code == 5 and shown.json()["error"] == "media_missing"
+    records = tmp_path / "in.jsonl"
+    records.write_text("")
+    r = cli("bundle", "seal", records, "--home", pair.exporter_path, "--to", missing,
+            "--source", "web", "--seq", "1", "-o", tmp_path / "out.cvb")
+    assert r.code == 5 and "nope.pub" in r.err
+    assert not (tmp_path / "out.cvb").exists()
+
+
 @pytest.mark.parametrize("columns", [200, 80, 60, 30])
 def test_keys_list_never_cuts_a_fingerprint(tmp_path: Path, cli, columns: int,
                                             monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,7 +33,8 @@ from nacl.public import PrivateKey, PublicKey as BoxPublicKey
 from nacl.signing import SigningKey, VerifyKey
 
 from vault import atomic, canonical, timestamps
-from vault.errors import BadKeyFile, BadPassphrase, PassphraseNeeded, UsageError
+from vault.errors import (BadKeyFile, BadPassphrase, MediaMissing, PassphraseNeeded,
+                          UsageError)
 
 ROLES = ("exporter", "vault", "restore", "requester", "dpo", "drill")
 
@@ -271,7 +272,8 @@ def load_public(path: Path) -> PublicIdentity:
     try:
         text = key_file_text(path)
     except FileNotFoundError:
-        raise UsageError(f"no such public key file: {path}") from None
+        # A missing file named on the command line is 5, as for a bundle.
+        raise MediaMissing("no such public key file", path=path) from None
     except OSError as exc:
         raise BadKeyFile(f"cannot read: {exc.strerror or exc}", path=path) from None
     return parse_public(text, str(path))
