@@ -214,6 +214,22 @@ def test_requests_are_answered_while_mounted_read_write(pair: Pair,
     assert fake.steps[-2:] == ["sync", "unmount"]
 
 
+def test_write_protected_stick_with_requests_says_they_wait(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    media = stick(pair.root / "stick")
+    _with_request(media)
+    FakeMedia(media, read_only_medium=True).install(monkeypatch)
+    calls: list[Path] = []
+    hook = types.ModuleType("vault.requests")
+    hook.answer_media = lambda home, target: calls.append(target)
+    monkeypatch.setitem(sys.modules, "vault.requests", hook)
+    caplog.set_level(logging.INFO, "vault")
+    _daemon(pair).handle(Device.from_properties(LOOP))
+    assert calls == []
+    last = caplog.messages[-1]
+    assert "requests on it were not answered" in last and last.endswith("safe to remove CVFLOW")
+
+
 def test_a_failing_request_hook_still_leaves_the_stick_safe(
         pair: Pair, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     media = stick(pair.root / "stick")

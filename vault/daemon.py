@@ -270,7 +270,7 @@ class Daemon:
                                      devnum=device.devnum)
         except MediaReadOnly as exc:
             _remove_dir(target)
-            self._write_protected(device, exc)
+            self._write_protected(device, exc, has_requests)
             return
         except MediaError:
             _remove_dir(target)
@@ -288,7 +288,7 @@ class Daemon:
         finally:
             mounting.unmount(mounted)
         if isinstance(refused, MediaReadOnly):
-            self._write_protected(device, refused)
+            self._write_protected(device, refused, has_requests)
         elif refused is not None:
             self._full(device, refused)
         else:
@@ -315,10 +315,12 @@ class Daemon:
                 return exc
         return None
 
-    def _write_protected(self, device: Device, exc: MediaError) -> None:
+    def _write_protected(self, device: Device, exc: MediaError, has_requests: bool) -> None:
+        unanswered = ("; the requests on it were not answered (an answer needs a writable "
+                      "stick): insert it writable" if has_requests else "")
         log.warning("%s is write-protected (%s): no receipts written (copies are in "
-                    "%s); safe to remove %s", device.name, exc.detail,
-                    self.conf.home / "receipts", device.name)
+                    "%s)%s; safe to remove %s", device.name, exc.detail,
+                    self.conf.home / "receipts", unanswered, device.name)
 
     def _full(self, device: Device, exc: MediaFull) -> None:
         log.error("%s: %s [%s]: what was not written is written when it is inserted again "
