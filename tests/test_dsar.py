@@ -240,6 +240,14 @@ def test_a_sealed_package_is_opened_online_by_a_command(shop: tuple[Pair, str],
     assert [p.name for p in out.iterdir()] == [case]  # no temporary folder left
     again = run_cli("dsar", "unseal", sealed, "--out", out, "--home", pair.exporter_path)
     assert again.code == 2 and "already exists" in again.err
+    flipped = bytearray(Path(sealed).read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01
+    bad = tmp_path / "bad.cvb"
+    bad.write_bytes(bytes(flipped))
+    refused = run_cli("dsar", "unseal", bad, "--out", tmp_path / "new" / "inner",
+                      "--home", pair.exporter_path)
+    assert refused.code == 3, refused.err
+    assert not (tmp_path / "new").exists(), "a refused unseal leaves no folder behind"
 
 
 def test_exports_are_audited(shop: tuple[Pair, str], tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def test_flipped_byte_is_refused_and_nothing_written(restored: Any, tmp_path: Pa
         res = cli("restore", "open", bad, "--home", pair.exporter_path, "--out", out, "--json")
         assert res.code == 3, (where, res.err)
         assert res.json()["exit_code"] == 3
-        assert not out.exists() or list(out.iterdir()) == []
+        assert not out.exists(), "a refused open leaves no folder behind"
 
 
 def test_untrusted_vault_is_refused_with_policy_code(restored: Any, tmp_path: Path,
@@ -134,7 +134,21 @@ def test_untrusted_vault_is_refused_with_policy_code(restored: Any, tmp_path: Pa
     res = cli("restore", "open", *parts(made), "--home", stranger.path, "--out",
               tmp_path / "o", "--json")
     assert res.code == 4 and res.json()["error"] == "untrusted_signer"
-    assert not (tmp_path / "o" / "web.jsonl").exists()
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_refused_create_leaves_no_folder(restored: Any, tmp_path: Path, cli: Any) -> None:
+    pair, _ = restored
+    out = tmp_path / "new" / "restore"
+    res = cli("restore", "create", "--to", pair.exporter.public_key, "--conversation",
+              "web/no-such-conversation", "--out", out, "--home", pair.vault_path)
+    assert res.code == 2, res.err
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    res = cli("restore", "create", "--to", pair.exporter.public_key, "--conversation",
+              "web/no-such-conversation", "--out", kept, "--home", pair.vault_path)
+    assert res.code == 2 and kept.is_dir(), "a folder that was there stays"
 
 
 def test_bundle_for_another_recipient_is_refused(restored: Any, tmp_path: Path,

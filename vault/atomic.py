@@ -35,8 +35,9 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from contextlib import contextmanager
 from types import TracebackType
-from typing import IO, Callable
+from typing import IO, Callable, Iterator
 
 from vault.errors import (ChatvaultError, InputRejected, MediaError, MediaFull, MediaIOError,
                           MediaMissing, MediaReadOnly, NotRegularFile, UsageError)
@@ -153,22 +154,48 @@ def _check_small(st: os.stat_result, path: Path | str, limit: int,
         raise refuse(f"larger than {limit} bytes", path=path)
 
 
-def private_dir(path: Path | str) -> None:
-    """Create ``path`` and missing parents as ``0700``; existing folders are left as they are."""
+def private_dir(path: Path | str) -> list[Path]:
+    """Create ``path`` and missing parents as ``0700``; existing folders are left as they are.
+
+    Returns the folders it made, outermost first (see :func:`output_dir`).
+    """
     path = Path(path)
     missing = [p for p in [path, *path.parents] if not os.path.lexists(p)][::-1]
+    made: list[Path] = []
     try:
         for folder in missing:
             try:
                 folder.mkdir(mode=PRIVATE_DIR)
             except FileExistsError:
                 continue  # made by someone else meanwhile: theirs, mode included
+            made.append(folder)
             os.chmod(folder, PRIVATE_DIR)  # the umask may have taken more
         mode = os.stat(path).st_mode  # a link to a folder is a folder here
     except OSError as exc:
         raise media_error(exc, path) from exc
     if not stat.S_ISDIR(mode):
         raise UsageError(f"is {kind_of(mode)}, not a folder", path=path)
+    return made
+
+
+@contextmanager
+def output_dir(path: Path | str) -> Iterator[Path]:
+    """:func:`private_dir` for a command's ``--out``, taken back if the command fails.
+
+    A refused command leaves nothing behind: the folders made here are removed
+    again, innermost first, as long as they are still empty (whatever the
+    command wrote into them is removed by the command itself).
+    """
+    made = private_dir(path)
+    try:
+        yield Path(path)
+    except BaseException:
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (or gone): its parents are not empty either
+        raise
 
 
 def make_private(tree: Path) -> None:

@@ -245,21 +245,21 @@ def open_package(path: Path, identity: Any, trust: Any, out: Path) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
-    atomic.private_dir(out)
-    work = out / f".dsar-open{atomic.TMP_MARK}{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    try:
-        opened = unseal(path, identity, trust, work)
-        dest = out / opened.name
-        if opened.parent != work or opened.name in ("", ".", ".."):
-            raise BadDocument(f"unsafe case id in package: {opened.name!r}", path=path)
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise UsageError(f"{dest} already exists and is not empty")
-        if dest.exists():
-            dest.rmdir()
-        os.replace(opened, dest)
-    finally:
+    with atomic.output_dir(out):
+        work = out / f".dsar-open{atomic.TMP_MARK}{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
+        try:
+            opened = unseal(path, identity, trust, work)
+            dest = out / opened.name
+            if opened.parent != work or opened.name in ("", ".", ".."):
+                raise BadDocument(f"unsafe case id in package: {opened.name!r}", path=path)
+            if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+                raise UsageError(f"{dest} already exists and is not empty")
+            if dest.exists():
+                dest.rmdir()
+            os.replace(opened, dest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return dest
 
 

@@ -127,7 +127,15 @@ def open_bundles(paths: Sequence[Path], identity: Identity, trust: Any, out: Pat
         raise UsageError("give at least one restore bundle")
     ordered, missing = complete_sets([check_part(Path(p), trust) for p in paths], partial)
     out = Path(out)
-    atomic.private_dir(out)
+    with atomic.output_dir(out):
+        opened = _open_into(ordered, missing, identity, trust, out, native)
+    log.info("opened %d restore part(s): %d conversations, %d attachments", opened.parts,
+             opened.conversations, opened.blobs)
+    return opened
+
+
+def _open_into(ordered: list[Part], missing: list[str], identity: Identity, trust: Any, out: Path,
+               native: bool) -> Opened:
     sources = sorted({p.meta["source"] for p in ordered})
     clashes = [out / f"{name}.jsonl" for name in sources]
     clashes += [out / "native" / name for name in sources] if native else []
@@ -150,8 +158,6 @@ def open_bundles(paths: Sequence[Path], identity: Identity, trust: Any, out: Pat
         raise atomic.media_error(exc, exc.filename or out) from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log.info("opened %d restore part(s): %d conversations, %d attachments", opened.parts,
-             opened.conversations, opened.blobs)
     return opened
 
 

@@ -66,19 +66,20 @@ def create_cmd(
 
     if (out is None) == (media_root is None):
         raise UsageError("give exactly one of --out DIR or --media MEDIA")
-    if out is not None:
-        atomic.private_dir(out)
-        target = out
-    else:
-        assert media_root is not None
-        target = media.folder(media_root, media.ANSWERS, create=True)
     h = Home(resolve_home(home))
     sel = restore.Selection(source=source, since=since, until=until,
                             conversations=tuple(conversation or ()),
                             subject_emails=tuple(subject_email or ()))
-    made = restore.create(h.path, h.identity(passphrase_file), [keys.load_public(p) for p in to],
-                          sel, target, max_bytes=max_bytes, purpose=purpose,
-                          on_media=media_root is not None)
+    recipients = [keys.load_public(p) for p in to]
+    if out is not None:
+        with atomic.output_dir(out):
+            made = restore.create(h.path, h.identity(passphrase_file), recipients, sel, out,
+                                  max_bytes=max_bytes, purpose=purpose, on_media=False)
+    else:
+        assert media_root is not None
+        target = media.folder(media_root, media.ANSWERS, create=True)
+        made = restore.create(h.path, h.identity(passphrase_file), recipients, sel, target,
+                              max_bytes=max_bytes, purpose=purpose, on_media=True)
     if as_json:
         emit_json(made.as_dict())
         return
