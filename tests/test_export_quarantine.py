@@ -256,7 +256,8 @@ def test_resolve_by_hand_clears_one_report_and_is_recorded(tmp_path: Path, cli) 
     assert done["resolved"]["note"] == "key trusted at the vault"
     assert done["resolved"]["how"] == "by hand" and done["resolved"]["at"]
     assert bundle_files(site.outbox) == [NAME]  # still waiting for the vault: kept
-    assert cli("export", "resolve", NAME, "--home", site.exporter.path).code == 2
+    again = cli("export", "resolve", NAME, "--home", site.exporter.path, "--note", "again")
+    assert again.code == 2 and "no open quarantine report" in again.err
 
     # a new report from that vault is a new problem
     _quarantine_receipt(site, "2030-01-02T10:00:00Z", "untrusted_signer: still unknown")
@@ -265,10 +266,24 @@ def test_resolve_by_hand_clears_one_report_and_is_recorded(tmp_path: Path, cli) 
     assert code == 2 and len(status["quarantined"]) == 1
 
 
+def test_resolve_without_a_note_settles_nothing(tmp_path: Path, cli) -> None:
+    """A CRITICAL report went away with nothing kept of why; --note is required."""
+    site = make_site(tmp_path)
+    assert cli("export", "run", *site.args()).code == 0
+    _quarantine_receipt(site, "2030-01-01T10:00:00Z", "untrusted_signer: exporter key unknown")
+    assert _run(cli, site, command="receipts")[0] == 3
+    for extra in ([], ["--note", "  "]):
+        res = cli("export", "resolve", NAME, "--home", site.exporter.path, *extra)
+        assert res.code == 2 and "--note" in res.err
+    code, status = _status(cli, site)
+    assert code == 2 and len(status["quarantined"]) == 1
+
+
 def test_resolve_an_unknown_bundle(tmp_path: Path, cli) -> None:
     site = make_site(tmp_path)
     assert cli("export", "run", *site.args()).code == 0
-    res = cli("export", "resolve", "web-00000042.cvb", "--home", site.exporter.path, "--json")
+    res = cli("export", "resolve", "web-00000042.cvb", "--home", site.exporter.path,
+              "--note", "x", "--json")
     assert res.code == 2 and res.json()["error"] == "usage"
     assert "never sealed" in res.err
 

@@ -219,15 +219,20 @@ def resolve(
         "--note", help="What was done about it, kept in the state")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Settle a quarantine report by hand once it has been dealt with (recorded).
+    """Settle a quarantine report by hand once it has been dealt with, with --note.
 
     Given an audit finding's id (``audit-…``, or ``audit`` for all), dismiss
-    that finding once a person checked it; ``--note`` is required then."""
+    that finding once a person checked it. The note is what the state keeps
+    of why a CRITICAL alert went away: it is required for both."""
     from vault import auditwatch, exporter
+    from vault.errors import UsageError
 
     if auditwatch.is_audit_finding(bundle_file):
         _resolve_audit(resolve_home(home), bundle_file, vault, note, as_json)
         return
+    if not (note or "").strip():
+        raise UsageError("a quarantine report is settled with --note saying what was done "
+                         "about it (kept in the state)")
     out = exporter.resolve(resolve_home(home), bundle_file, vault=vault, note=note)
     if as_json:
         emit_json(out)
