@@ -155,7 +155,7 @@ def _action(r: acks.Report, local: bool) -> str:
         return ("'chatvault export run' with that stick replaces the damaged copy by a good "
                 "copy (unless done already); then bring the stick to the vault again")
     return (f"the vault refused the bundle itself: fix the cause there, then 'chatvault export "
-            f"resolve {r.bundle.file_name}'")
+            f"resolve {r.bundle.file_name} --note \"...\"'")
 
 
 def _quarantined(home: Path, state: ExportState, out: _Report) -> dict[str, Any]:
@@ -169,7 +169,7 @@ def _quarantined(home: Path, state: ExportState, out: _Report) -> dict[str, Any]
                 out.alert(WARNING, f"vault {r.vault} refused a damaged stray copy of {name}, "
                           "which it already holds (nothing is lost); 'chatvault export run' "
                           "with the stick holding that copy removes it, or 'chatvault export "
-                          f"resolve {name}' once it is gone")
+                          f"resolve {name} --note \"...\"' once it is gone")
             continue
         if not r.is_open:
             found["resolved"].append(r.describe())
