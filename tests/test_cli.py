@@ -152,3 +152,11 @@ def test_a_file_given_as_media_is_not_a_folder(tmp_path: Path) -> None:
     r = run_cli("export", "rewrite", "--home", site.exporter.path, "--media", image)
     assert r.code == 5, r.err
     assert "is not a folder" in r.err and "not found" not in r.err
+
+
+def test_version_is_printed() -> None:
+    """The version a bundle header names as its software, asked of the command."""
+    from vault import __version__
+
+    res = run_cli("--version")
+    assert res.code == 0 and res.out == f"chatvault {__version__}\n"

@@ -17,6 +17,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from vault import __version__
+
+        print(f"chatvault {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                       is_eager=True, help="Print the version and exit.")
+          ) -> None:
+    """An air-gapped vault for customer-service conversations."""
+
+
 _FAMILIES = [
     # (module, name, help); a module missing here is simply not offered yet
     ("init", None, None),
