@@ -174,6 +174,7 @@ class _Checker:
 
     def recipients(self) -> list[Recipient]:
         found: list[Recipient] = []
+        revoked = self.revoked()
         for i, item in self._blocks("recipients", _RECIPIENT_KEYS):
             text = self._text("recipients", i, item, "public_key")
             if text is None:
@@ -188,7 +189,7 @@ class _Checker:
                 self.fail("recipients", i, "public_key",
                           f"{path} is a {pub.role} key, not a vault key")
                 continue
-            revoked_at = self.revoked().get(pub.fingerprint)
+            revoked_at = revoked.get(pub.fingerprint)
             if revoked_at:
                 self.fail("recipients", i, "public_key",
                           f"{pub.fingerprint} ({pub.name}) was revoked in this home's trust "
