@@ -45,10 +45,12 @@ def validate_jsonl(lines: Iterable[bytes], where: str, source: str | None = None
     """
     ids = bundleids.IdLedger()
     for lineno, line in enumerate(lines, 1):
+        if lineno == 1:
+            line = _first_line(line, where)
         if not line.strip():
             continue
         at = f"{where}: line {lineno}"
-        data, summary = records.canonical_line(line.rstrip(b"\r\n"), at)
+        data, summary = _canonical_line(line.rstrip(b"\r\n"), at)
         ids.add(summary.conversation_id, lineno)
         named = summary.source
         if source is not None and named is not None and named != source:
@@ -59,6 +61,31 @@ def validate_jsonl(lines: Iterable[bytes], where: str, source: str | None = None
     if repeat is not None:
         raise InvalidRecord(f"{where}: line {repeat[1]}: field 'conversation_id': the same "
                             f"id as line {repeat[0]}; a bundle holds each conversation once")
+
+
+def _first_line(line: bytes, where: str) -> bytes:
+    """Line 1 as the JSONL reader takes it: a UTF-8 byte order mark (Windows editors
+    write one) dropped, a UTF-16 or UTF-32 file named as such, not as bad JSON."""
+    from vault.sources.textcodec import not_utf8, wide_text
+
+    if line.startswith(b"\xef\xbb\xbf"):
+        return line[3:]
+    if wide_text(line) is not None:
+        raise InvalidRecord(f"{where}: {not_utf8(line)}")
+    return line
+
+
+def _canonical_line(line: bytes, at: str) -> tuple[bytes, records.Summary]:
+    """:func:`records.canonical_line`; a line that is not UTF-8 is said so, with the byte."""
+    try:
+        return records.canonical_line(line, at)
+    except InvalidRecord:
+        from vault.sources.textcodec import not_utf8
+
+        why = not_utf8(line, " of the line")
+        if why is None:
+            raise
+        raise InvalidRecord(f"{at}: {why}") from None
 
 
 def seal_jsonl(input_path: Path, out: Path, signer: Identity,
