@@ -126,6 +126,8 @@ class _Sealer:
         self.writer: bundle.BundleWriter | None = None
         self.prev: str | None = None
         self.ids = bundleids.SeenIds()
+        #: conversations and messages in the open bundle: counted as sealed once it is
+        self.pending = (0, 0)
 
     def add(self, cid: str, data: bytes, summary: records.Summary, digest: str) -> None:
         size = len(data) + _RECORD_FRAME
@@ -146,8 +148,7 @@ class _Sealer:
             return
         self.writer.add_record(data, summary)
         self.ctx.state.hold(cid, digest)
-        self.report.conversations += 1
-        self.report.messages += summary.messages
+        self.pending = (self.pending[0] + 1, self.pending[1] + summary.messages)
 
     def _open(self) -> None:
         state, cfg = self.ctx.state, self.ctx.cfg
@@ -164,6 +165,7 @@ class _Sealer:
         if self.writer is None:
             return
         writer, self.writer = self.writer, None
+        pending, self.pending = self.pending, (0, 0)
         sealed = writer.finish()
         try:
             self.ctx.fault("sealed")
@@ -182,8 +184,11 @@ class _Sealer:
                  row.conversations, row.messages, row.size)
         self.report.bytes_sealed += row.size
         self.report.bundles.append(row.describe())
+        self.report.conversations += pending[0]
+        self.report.messages += pending[1]
 
     def abort(self) -> None:
+        self.pending = (0, 0)
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
