@@ -179,6 +179,34 @@ def test_what_the_vault_would_refuse_as_malformed_is_refused_online(w: World, ar
     assert not w.requests_dir().is_dir() or not list(w.requests_dir().iterdir())
 
 
+def test_a_request_no_answer_will_settle_can_be_resolved(w: World) -> None:
+    """A stick lost on the way: the expired request warned for ever; resolve ends that."""
+    asked = w.ask(w.dpo, "dsar", emails=[JONAS], phones=[], received="2024-05-02")
+    later = datetime.now(timestamps.UTC) + timedelta(days=30)
+    assert answers.status(w.dpo.path, now=later)["exit_code"] == 1
+    nope = run_cli("request", "resolve", asked["request_id"][:16], "--note", " ",
+                   "--home", w.dpo.path)
+    assert nope.code == 2 and "--note" in nope.err
+    r = run_cli("request", "resolve", asked["request_id"][:16], "--note", "stick lost",
+                "--home", w.dpo.path, "--json")
+    assert r.code == 0 and r.json()["request_id"] == asked["request_id"], r.err
+    rep = answers.status(w.dpo.path, now=later)
+    assert (rep["exit_code"], rep["requests"]) == (0, [])
+    [row] = answers.status(w.dpo.path, every=True, now=later)["requests"]
+    assert row["state"] == "resolved" and row["resolved"]["note"] == "stick lost"
+    again = run_cli("request", "resolve", "0123456789abcdef", "--note", "x",
+                    "--home", w.dpo.path)
+    assert again.code == 2 and "no request '0123456789abcdef'" in again.err
+
+
+def test_an_answered_request_is_not_resolved_by_hand(w: World, tmp_path: Path) -> None:
+    asked = w.ask(w.dpo, "dsar", emails=[JONAS], phones=[], received="2024-05-02")
+    w.answer()
+    answers.collect(w.dpo.path, w.stick, tmp_path / "out")
+    r = run_cli("request", "resolve", asked["request_id"], "--note", "x", "--home", w.dpo.path)
+    assert r.code == 2 and "answered already" in r.err
+
+
 def test_answer_sealed_to_another_key_stays_for_its_holder(w: World, tmp_path: Path) -> None:
     desk = home.create("requester", tmp_path / "restore-desk", "restore-desk")
     desk_trust = desk.trust()

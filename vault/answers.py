@@ -381,15 +381,16 @@ def status(home: Path, *, every: bool = False, now: datetime | None = None) -> d
         answers = entry["answers"]
         final = [v for v in entry["vaults"] if answers.get(v, {}).get("status") in FINAL]
         state = ("answered" if len(final) == len(entry["vaults"]) else
-                 "partly answered" if final else
+                 "resolved" if entry.get("resolved") else "partly answered" if final else
                  "pending approval" if any(a["status"] == "pending" for a in answers.values())
                  else "waiting")
-        if state == "answered" and not every:
+        if state in ("answered", "resolved") and not every:
             continue
         expired = timestamps.parse(entry["expires_at"]) <= moment
         rows.append({"request_id": rid, "action": entry["action"], "state": state,
                      "created_at": entry["created_at"], "expires_at": entry["expires_at"],
-                     "expired": expired and state != "answered", "summary": entry["summary"],
+                     "expired": expired and state not in ("answered", "resolved"),
+                     "summary": entry["summary"], "resolved": entry.get("resolved"),
                      "file": entry["file"], "answers": answers,
                      "waiting_for": [v for v in entry["vaults"] if v not in final]})
     level = 1 if any(r["expired"] for r in rows) else 0

@@ -10,6 +10,10 @@ the DPO keys it trusts, who may be asked to approve.
 :func:`approve` is the second pair of eyes for an erasure: another DPO home
 checks who signed the request, reads its parameters, and adds its own
 signature in place.
+
+:func:`resolve` gives up on a request no answer will settle (its stick lost,
+or it expired on the way and a new one was made): ``request status`` stops
+listing it and warning about it; the note says why, in the state.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import answers, keys, requestparams, requests, signed
+from vault import answers, keys, requestparams, requests, signed, timestamps
 from vault.errors import NotARecipient, UsageError
 from vault.home import Home
 
@@ -109,3 +113,24 @@ def approve(home: Path, path: Path, confirm: Callable[[dict[str, Any]], bool], *
     requests.rewrite(path, doc)
     return {"request_id": req.id, "file": str(path), "signers": [
         s["signer"] for s in doc["signatures"]]}
+
+
+def resolve(home: Path, request_id: str, note: str) -> dict[str, Any]:
+    """Stop waiting for ``request_id`` (its id or the 16-character prefix status shows)."""
+    if not note.strip():
+        raise UsageError("--note is required: why no answer is awaited any more (kept in the "
+                         "state)")
+    h = Home(Path(home)).require()
+    with answers.state(h.path) as known:
+        found = [rid for rid in known["requests"]
+                 if len(request_id) >= 8 and rid.startswith(request_id)]
+        if len(found) != 1:
+            raise UsageError(f"no request {request_id!r} in this home, or more than one "
+                             "starts so (see 'chatvault request status')")
+        entry = known["requests"][found[0]]
+        if all(entry["answers"].get(v, {}).get("status") in answers.FINAL
+               for v in entry["vaults"]):
+            raise UsageError(f"request {found[0][:16]} is answered already: nothing to resolve")
+        entry["resolved"] = {"at": timestamps.now_utc(), "note": note.strip()}
+    log.info("request %s resolved by hand: %s", found[0][:16], note.strip())
+    return {"request_id": found[0], "file": entry["file"], **entry["resolved"]}

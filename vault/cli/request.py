@@ -195,6 +195,23 @@ def collect_cmd(
     raise typer.Exit(rep.exit_code)
 
 
+@app.command("resolve")
+def resolve_cmd(
+    request_id: Annotated[str, typer.Argument(help="The request's id (16 characters do)")],
+    note: Annotated[str, typer.Option("--note", help="Why no answer is awaited any more")],
+    home: HomeOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Stop waiting for a request no answer will settle (stick lost, expired on the way)."""
+    from vault import ask
+
+    out = ask.resolve(resolve_home(home), request_id, note)
+    if as_json:
+        emit_json(out)
+        return
+    say(f"request {out['request_id'][:16]} resolved: no longer listed by 'request status' "
+        "(--all lists it)")
+
+
 @app.command("status")
 def status_cmd(
     every: Annotated[bool, typer.Option("--all", help="Answered requests too")] = False,
@@ -210,6 +227,7 @@ def status_cmd(
     print(f"requests: {rep['status']}")
     for r in rep["requests"]:
         late = "  EXPIRED" if r["expired"] else ""
+        late += f"  ({r['resolved']['note']})" if r.get("resolved") else ""
         print(f"{r['request_id'][:16]}  {r['action']:7} {r['state']:16} since "
               f"{r['created_at']}  until {r['expires_at']}{late}  {r['summary']}")
         for fp, a in sorted(r["answers"].items()):
