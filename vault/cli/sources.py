@@ -188,10 +188,14 @@ def convert(
 
     refuse_same_file(path, out)
     options = _options(source, timezone, phone_region)
-    counts = {"conversations": 0, "messages": 0, "participants": 0}
+    last = _last_occurrences(path, fmt, options)
+    counts = {"conversations": 0, "messages": 0, "participants": 0, "replaced": 0}
     # temporary file, fsync, rename: an interrupted or refused run leaves no output
     with AtomicFile(out) as fh:
-        for conv in sources.read(path, fmt, options):
+        for n, conv in enumerate(sources.read(path, fmt, options)):
+            if last.get(conv["conversation_id"]) != n:
+                counts["replaced"] += 1
+                continue
             line, summary = records.canonical_record(conv)
             fh.write(line + b"\n")
             counts["conversations"] += 1
@@ -206,8 +210,29 @@ def convert(
                    "refused": refused})
     else:
         say(f"wrote {counts['conversations']} conversations, {counts['messages']} messages "
-            f"to {out}" + (f"; {len(options.problems)} problem(s) reported above"
-                           if options.problems else "")
+            f"to {out}" + (f" ({counts['replaced']} earlier version(s) of a conversation "
+                           "left for a later one, as export run does)"
+                           if counts["replaced"] else "")
+            + (f"; {len(options.problems)} problem(s) reported above"
+               if options.problems else "")
             + (f", {refused} of them left data out" if refused else ""))
     if refused:
         raise typer.Exit(EXIT_REJECTED)
+
+
+def _last_occurrences(path: Path, fmt: str, shown: "ReadOptions") -> dict[str, int]:
+    """Where each conversation id last occurs in the export, in reading order.
+
+    A conversation met again (a growing chat in daily files, a WhatsApp chat
+    exported as .txt and as .zip) is written once, in its last version, as
+    export run seals it: canonical JSONL holds each conversation once, and
+    ``bundle seal`` refuses a repeated id. This quiet first pass keeps only
+    the ids; problems are said by the pass that writes.
+    """
+    from vault import sources
+
+    quiet = sources.ReadOptions(source=shown.source, timezone=shown.timezone,
+                                phone_region=shown.phone_region)
+    return {conv["conversation_id"]: n
+            for n, conv in enumerate(sources.read(path, fmt, quiet))}
+
