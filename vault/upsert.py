@@ -148,7 +148,12 @@ class Loader:
         return int(self.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
 
     def add(self, conv: dict[str, Any], data: bytes, last_at: str | None) -> str:
-        """Upsert one validated conversation given with its canonical bytes."""
+        """Upsert one validated conversation given with its canonical bytes.
+
+        A newer version replaces the stored one whole: messages it no longer
+        holds (a platform that cut its history) remain only in the archived
+        bundle that carried them. Known shortcoming, see the README.
+        """
         self.counts.conversations += 1
         cid = conv["conversation_id"]
         if cid in self._batch.keys:
