@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest_readers import corpus_file, events, found, messages, names, read_all, texts
+from conftest import run_cli
 from vault.errors import UnreadableExport
 
 
@@ -64,6 +65,22 @@ def test_malformed_messages_reported_and_rest_read(tmp_path: Path) -> None:
     assert [m["id"] for m in messages(convs)] == ["1", "5"]
     assert [p.position for p in opts.problems] == [
         "chat 42: messages[1]", "messages[2]", "chat 42: messages[3]"]
+
+
+def test_a_chat_left_out_whole_is_a_refusal_in_convert_as_in_export(tmp_path: Path) -> None:
+    """A chat whose messages are no list, or a chat that is no object, is data left out."""
+    export = {"personal_information": {"user_id": 7},
+              "chats": {"list": [chat([msg(1)]), {"id": 9, "messages": "lost"}, "junk"]}}
+    path = dump(tmp_path, export)
+    convs, opts = read_all(path, "telegram")
+    assert len(convs) == 1
+    assert [(p.position, p.refused) for p in opts.problems] == [
+        ("chat 9", True), ("chats[2]", True)]
+    out = tmp_path / "out.jsonl"
+    done = run_cli("sources", "convert", path, "-f", "telegram", "-o", out, "--json")
+    assert done.code == 3, done.err
+    assert done.json()["refused"] == 2 and done.json()["conversations"] == 1
+    assert len(out.read_bytes().splitlines()) == 1, "what could be read is kept"
 
 
 @pytest.mark.parametrize("content", ["", "[]", "{}", "not json", '{"messages": 3}'])
@@ -295,9 +312,12 @@ def test_any_json_in_the_export_s_parts_never_stops_a_read(
     assert all(f"message {n}" in kept for n in range(1, 4)), opts.problems
     if not where.startswith("chats.list.1"):
         assert all(f"group {n}" in kept for n in range(1, 4)), opts.problems
-    for problem in opts.problems:  # a part left unread is said, as refused
+    for problem in opts.problems:  # a part or a whole chat left unread is said, as refused
         assert problem.path == str(path)
-        assert problem.refused == (problem.position in ("left_chats", "chats")), problem
+        whole_chat = problem.position.startswith(("chats[", "chat ")) and (
+            ": " not in problem.position)
+        assert problem.refused == (problem.position in ("left_chats", "chats")
+                                   or whole_chat), problem
     if "left 1" not in kept and isinstance(value, (bool, int, float, str)):
         assert [p.position for p in opts.problems] == ["left_chats"]
 

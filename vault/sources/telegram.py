@@ -241,7 +241,7 @@ class _Chat:
         raw = self.chat.get("messages")
         if not isinstance(raw, list):
             self.options.problem(self.path, f"chat {self.chat.get('id', '?')}",
-                                 "a list of messages")
+                                 "a list of messages; the chat was left out", refused=True)
             return None
         messages = []
         for n, entry in enumerate(raw):
@@ -293,7 +293,7 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
     good = 0
     for n, chat in enumerate(capped(chats, MAX_CHATS, path, "chats", options)):
         if not isinstance(chat, dict):
-            options.problem(path, f"chats[{n}]", "a chat object")
+            options.problem(path, f"chats[{n}]", "a chat object; left out", refused=True)
             continue
         conv = _Chat(chat, owner, path, options).build()
         if conv is not None:
