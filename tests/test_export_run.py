@@ -350,3 +350,18 @@ def test_progress_bars_on_a_terminal_only(tmp_path: Path) -> None:
     assert code == 0
     assert b"\x1b[" in seen and b"sealing web" in seen  # rich drew its bars
     assert b"total: 1 conversations" in seen
+
+
+def test_a_warning_about_a_source_is_given_once_per_run(tmp_path: Path, cli,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """export run reads a changed export twice (scan, then seal): one warning, not two."""
+    site = make_site(tmp_path)
+    chat = tmp_path / "exports" / "wa" / "chat.txt"
+    chat.parent.mkdir()
+    chat.write_text("25/03/2024, 10:01 - Ana: hello\n", encoding="utf-8")
+    add_source(site, "wa", chat.parent, fmt="whatsapp")  # no timezone: read as UTC, said so
+
+    code, out = run_json(cli, site)
+
+    assert code == 0, out
+    assert caplog.text.count("no timezone is set") == 1, caplog.text

@@ -228,9 +228,9 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def _options(src: Source) -> sources.ReadOptions:
+def _options(src: Source, quiet: bool = False) -> sources.ReadOptions:
     return sources.ReadOptions(source=src.name, timezone=src.timezone,
-                               phone_region=src.phone_region)
+                               phone_region=src.phone_region, quiet=quiet)
 
 
 def _changed(state: ExportState, src: Source,
@@ -242,7 +242,7 @@ def _changed(state: ExportState, src: Source,
         index = nxt[0]
         # errors were reported by the first pass; a file that changed since is
         # caught up with by the next run
-        for pos, conv in enumerate(_read(files[index], src, _options(src),
+        for pos, conv in enumerate(_read(files[index], src, _options(src, quiet=True),
                                          SourceReport(src.name))):
             if nxt is None or nxt[0] != index:
                 break

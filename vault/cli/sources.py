@@ -232,7 +232,7 @@ def _last_occurrences(path: Path, fmt: str, shown: "ReadOptions") -> dict[str, i
     from vault import sources
 
     quiet = sources.ReadOptions(source=shown.source, timezone=shown.timezone,
-                                phone_region=shown.phone_region)
+                                phone_region=shown.phone_region, quiet=True)
     return {conv["conversation_id"]: n
             for n, conv in enumerate(sources.read(path, fmt, quiet))}
 

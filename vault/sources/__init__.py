@@ -103,6 +103,14 @@ class ReadOptions:
     phone_region: str | None = None
     problems: list[Problem] = field(default_factory=list)
     on_problem: Callable[[Problem], None] | None = None
+    #: a second reading of the same files (export run's sealing pass, convert's
+    #: first): the warnings were given by the other reading
+    quiet: bool = False
+
+    def warn(self, message: str, *args: Any) -> None:
+        """A warning about the export as a whole (not a malformed entry: see problem)."""
+        if not self.quiet:
+            log.warning(message, *args)
 
     def problem(self, path: Path | str, position: str, expected: str, *,
                 refused: bool = False, said: bool = False) -> None:
@@ -164,9 +172,9 @@ def read(path: Path, fmt: str, options: ReadOptions) -> Iterator[dict[str, Any]]
                 read_any += 1
                 if warn_utc:
                     warn_utc = False
-                    log.warning("%s: %s exports write local wall-clock times and no timezone "
-                                "is set: they are read as UTC (set the source's timezone, or "
-                                "--timezone)", path, fmt)
+                    options.warn("%s: %s exports write local wall-clock times and no "
+                                 "timezone is set: they are read as UTC (set the source's "
+                                 "timezone, or --timezone)", path, fmt)
                 if isinstance(conv, dict):
                     _file_under(conv, options.source)  # before measuring: in the record
                 for part in limits.fit(conv, item, options, split=split, measure=measure):

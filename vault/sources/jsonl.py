@@ -43,7 +43,6 @@ Message lines gathered into a conversation are measured once gathered.
 from __future__ import annotations
 
 import io
-import logging
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
@@ -58,7 +57,6 @@ DESCRIPTION = "chatvault canonical JSONL, one conversation per line (.jsonl, .js
 FOLDER_RULE = "*.jsonl or *.ndjson, optionally zstd-compressed (.zst)"
 RECORD_SIZE_CHECKED = True
 
-log = logging.getLogger(__name__)
 
 _SUFFIXES = (".jsonl", ".ndjson", ".jsonl.zst", ".ndjson.zst")
 _READ_BUFFER = 1024 * 1024
@@ -278,9 +276,10 @@ class _ChatLog:
         for key, messages in self.convs.items():
             if any(not m["at"] for m in messages):
                 mtime = epoch_text(int(self.path.stat().st_mtime))
-                log.warning("%s: conversation %s: %d message(s) carry no time; the "
-                            "file's modification time (%s) was used for them", self.path,
-                            key or 1, sum(1 for m in messages if not m["at"]), mtime)
+                self.options.warn("%s: conversation %s: %d message(s) carry no time; the "
+                                  "file's modification time (%s) was used for them",
+                                  self.path, key or 1,
+                                  sum(1 for m in messages if not m["at"]), mtime)
                 for m in messages:
                     m["at"] = m["at"] or mtime
                 extra: dict[str, Any] | None = {"time_source": "file modification time"}
