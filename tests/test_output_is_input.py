@@ -45,3 +45,20 @@ def test_sources_convert_refuses_to_write_over_its_input(tmp_path: Path, cli,
     assert res.code == 2 and "is the input file itself" in res.err
     assert _unchanged(src, before)
     assert cli("sources", "convert", src, "-f", "jsonl", "-o", tmp_path / "out.jsonl").code == 0
+
+
+def test_dash_is_refused_rather_than_made_a_file_named_dash(pair: Pair, cli, tmp_path: Path,
+                                                            sample_jsonl: Path,
+                                                            monkeypatch) -> None:
+    """'-o -' means standard output to most tools; here it made a file called '-'."""
+    monkeypatch.chdir(tmp_path)
+    sealed = tmp_path / "b.cvb"
+    assert cli("bundle", "seal", sample_jsonl, "--home", pair.exporter_path, "--to",
+               pair.vault.public_key, "--source", "web", "--seq", "1", "-o", sealed).code == 0
+    for args in (["bundle", "seal", sample_jsonl, "--home", pair.exporter_path, "--to",
+                  pair.vault.public_key, "--source", "web", "--seq", "1"],
+                 ["bundle", "open", sealed, "--home", pair.vault_path],
+                 ["sources", "convert", sample_jsonl, "-f", "jsonl"]):
+        res = cli(*args, "-o", "-")
+        assert res.code == 2 and "standard output" in res.err, (args, res.err)
+    assert not (tmp_path / "-").exists()

@@ -58,6 +58,10 @@ def refuse_same_file(given: Path, out: Path) -> None:
     """
     from vault.errors import UsageError
 
+    if str(out) == "-":
+        # '-o -' is read as standard output by most tools; here it would be a file named '-'
+        raise UsageError("-o - (standard output) is not supported: the output is written "
+                         "atomically to a file; give a file name")
     try:
         same = os.path.samefile(given, out)
     except OSError:
