@@ -75,6 +75,36 @@ def test_convert_unreadable_exits_3_and_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [junk]
 
 
+def test_convert_of_a_jsonl_line_that_cannot_be_read_exits_3_as_export_run(
+        tmp_path: Path) -> None:
+    # a JSONL line is a whole conversation: leaving it out is a refusal, not a remark
+    good = ('{"conversation_id": "c1", "started_at": "2024-03-14T09:05:12Z", '
+            '"participants": [{"id": "p", "role": "customer"}], "messages": '
+            '[{"id": "m", "at": "2024-03-14T09:05:12Z", "from": "p", "text": "hi"}]}\n')
+    path = tmp_path / "chat.jsonl"
+    path.write_bytes(good.encode() + b'{"conversation_id": "c2", "text": "caf\xe9"}\n'
+                     + b"not json\n")
+    out = tmp_path / "out.jsonl"
+    result = run_cli("sources", "convert", path, "-f", "jsonl", "-o", out)
+    assert result.code == 3, result.err
+    assert f"{path}: line 2: not UTF-8 text: byte " in result.err, result.err
+    assert f"{path}: line 3: expected a JSON object" in result.err, result.err
+    assert "2 of them left data out" in result.err
+    assert json.loads(out.read_text("utf-8"))["conversation_id"] == "c1"
+
+
+def test_convert_of_a_jsonl_file_not_in_utf8_names_the_byte(tmp_path: Path) -> None:
+    # the first, quiet pass of convert meets the failure first; the reasons are still said
+    path = tmp_path / "chat.jsonl"
+    path.write_bytes(b'{"conversation_id": "c1", "text": "caf\xe9"}\n')
+    result = run_cli("sources", "convert", path, "-f", "jsonl", "-o", tmp_path / "o.jsonl")
+    assert result.code == 3, result.err
+    assert f"{path}: line 1: not UTF-8 text: byte " in result.err, result.err
+    assert "(0xE9) is not UTF-8" in result.err
+    assert result.err.count("(0xE9)") == 1
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_convert_empty_folder_exits_3(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     result = run_cli("sources", "convert", tmp_path / "in", "-f", "telegram",

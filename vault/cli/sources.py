@@ -193,7 +193,7 @@ def convert(
     # temporary file, fsync, rename: an interrupted or refused run leaves no output
     with AtomicFile(out) as fh:
         for n, conv in enumerate(sources.read(path, fmt, options)):
-            if last.get(conv["conversation_id"]) != n:
+            if last is not None and last.get(conv["conversation_id"]) != n:
                 counts["replaced"] += 1
                 continue
             line, summary = records.canonical_record(conv)
@@ -220,7 +220,7 @@ def convert(
         raise typer.Exit(EXIT_REJECTED)
 
 
-def _last_occurrences(path: Path, fmt: str, shown: "ReadOptions") -> dict[str, int]:
+def _last_occurrences(path: Path, fmt: str, shown: "ReadOptions") -> dict[str, int] | None:
     """Where each conversation id last occurs in the export, in reading order.
 
     A conversation met again (a growing chat in daily files, a WhatsApp chat
@@ -231,8 +231,17 @@ def _last_occurrences(path: Path, fmt: str, shown: "ReadOptions") -> dict[str, i
     """
     from vault import sources
 
+    from vault.errors import ChatvaultError
+
     quiet = sources.ReadOptions(source=shown.source, timezone=shown.timezone,
                                 phone_region=shown.phone_region, quiet=True)
-    return {conv["conversation_id"]: n
-            for n, conv in enumerate(sources.read(path, fmt, quiet))}
+    last: dict[str, int] = {}
+    try:
+        for n, conv in enumerate(sources.read(path, fmt, quiet)):
+            last[conv["conversation_id"]] = n
+    except ChatvaultError:
+        # the pass that writes meets it again, after saying each problem on the way
+        # (a JSONL file with no readable line: the byte that is not UTF-8, line by line)
+        return None
+    return last
 

@@ -211,14 +211,17 @@ def read(path: Path, options: ReadOptions) -> Iterator[dict[str, Any]]:
         except canonical.CanonicalError as exc:
             bad += 1
             why = not_utf8(line, " of the line") if "UTF-8" in str(exc) else None
+            # a line is a conversation: one that cannot be read leaves it out
             if why is not None:
-                options.problem(path, f"line {lineno}", why, said=True)
+                options.problem(path, f"line {lineno}", why, said=True, refused=True)
             else:
-                options.problem(path, f"line {lineno}", f"a JSON object ({exc})")
+                options.problem(path, f"line {lineno}", f"a JSON object ({exc})",
+                                refused=True)
             continue
         if not isinstance(conv, dict):
             bad += 1
-            options.problem(path, f"line {lineno}", "a JSON object, one conversation per line")
+            options.problem(path, f"line {lineno}", "a JSON object, one conversation per line",
+                            refused=True)
             continue
         if "conversation_id" not in conv and isinstance(conv.get("text"), str):
             good += chat.add(lineno, conv)
