@@ -129,3 +129,13 @@ def test_dsar_package_and_its_opened_copy(archived: Pair, tmp_path: Path, umask:
                              tmp_path / "opened")
     assert (opened / "manifest.json").is_file()
     _all_private(tmp_path / "opened")
+
+
+@pytest.mark.parametrize("kind", ["exporter", "vault", "requester"])
+def test_a_new_home_is_the_owners_only(tmp_path: Path, umask: int, kind: str) -> None:
+    # config.toml and keys/public.key were written with the umask's mode (0666 under 000)
+    home = tmp_path / "home"
+    result = run_cli("init", kind, home, "--name", "site")
+    assert result.code == 0, result.err
+    _all_private(home)
+    assert not [p for p in home.rglob("*") if ".tmp-" in p.name]

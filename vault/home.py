@@ -102,7 +102,7 @@ class Home:
 def create(kind: str, path: Path, name: str, passphrase: bytes | None = None,
            identity: keys.Identity | None = None) -> Home:
     """Create a new home. Refuses to touch a folder that already holds anything."""
-    from vault import keys
+    from vault import atomic, keys
     from vault.trust import TrustStore
 
     if kind not in KINDS:
@@ -119,9 +119,10 @@ def create(kind: str, path: Path, name: str, passphrase: bytes | None = None,
     ident = identity or keys.generate(name, kind)
     home = Home(path)
     keys.write_secret(home.secret_key, keys.secret_key_text(ident, passphrase))
-    home.public_key.write_text(keys.public_key_text(ident), encoding="utf-8")
+    # whole or not at all, and the owner's only whatever the umask, as every file
+    atomic.write_bytes(home.public_key, keys.public_key_text(ident).encode("utf-8"))
     TrustStore.empty(path).save()
-    home.config.write_text(_template(kind, name), encoding="utf-8")
+    atomic.write_bytes(home.config, _template(kind, name).encode("utf-8"))
     if kind == "vault":
         _create_store(path)
     return home
