@@ -342,3 +342,17 @@ def test_preview_exits_as_convert_does_when_nothing_can_be_read(
     assert str(path) in shown.err
     if as_json:
         assert shown.json()["error"] == converted.json()["error"]  # type: ignore[index]
+
+
+def test_a_record_left_out_is_named_once(tmp_path: Path) -> None:
+    """The problem line names file and conversation once, then the field at fault."""
+    bad = tmp_path / "bad.jsonl"
+    line = {"conversation_id": "c-1", "started_at": "2024-03-14T09:05:12Z",
+            "participants": [{"id": "p1", "role": "client"}],
+            "messages": [{"id": "m1", "at": "2024-03-14T09:05:12Z", "from": "p1", "text": "Hi"}]}
+    bad.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    result = run_cli("sources", "convert", bad, "-f", "jsonl", "-o", tmp_path / "o.jsonl")
+    assert result.code == 3
+    problem = next(x for x in result.err.splitlines() if x.startswith("problem:"))
+    assert problem.count("bad.jsonl") == 1 and problem.count("conversation 1") == 1, problem
+    assert "conversation 1 (c-1): participants[0]: field 'role'" in problem

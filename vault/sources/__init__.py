@@ -210,12 +210,15 @@ def _file_under(conv: dict[str, Any], source: str) -> None:
 
 
 def _validated(conv: Any, item: Path, n: int, options: ReadOptions) -> dict[str, Any] | None:
+    context = f"{item}: conversation {n}"
     try:
-        records.validate(conv, f"{item}: conversation {n}")
+        records.validate(conv, context)
     except InvalidRecord as exc:
         cid = conv.get("conversation_id") if isinstance(conv, dict) else None
         where = f"conversation {n}" + (f" ({cid})" if isinstance(cid, str) else "")
-        options.problem(item, where, f"{exc.detail}: left out", refused=True, said=True)
+        # the problem names file and place itself: the field and the fault are enough
+        detail = exc.detail.removeprefix(f"{context}: ")
+        options.problem(item, where, f"{detail}: left out", refused=True, said=True)
         return None
     return conv
 
