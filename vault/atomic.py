@@ -83,15 +83,20 @@ def kind_of(mode: int) -> str:
     return "of an unknown kind"
 
 
-def check_target(path: Path | str) -> None:
-    """Refuse a ``path`` that exists and is not a regular file (see the module doc)."""
+def lstat_mode(path: Path | str) -> int | None:
+    """``st_mode`` of ``path`` itself (a link is not followed), None when there is none."""
     try:
-        mode = os.lstat(path).st_mode
+        return os.lstat(path).st_mode
     except FileNotFoundError:
-        return
+        return None
     except OSError as exc:
         raise media_error(exc, path) from exc
-    if not stat.S_ISREG(mode):
+
+
+def check_target(path: Path | str) -> None:
+    """Refuse a ``path`` that exists and is not a regular file (see the module doc)."""
+    mode = lstat_mode(path)
+    if mode is not None and not stat.S_ISREG(mode):
         raise NotRegularFile(f"is {kind_of(mode)}, not a regular file; refusing to "
                              "replace it (name a new or regular file)", path=path)
 

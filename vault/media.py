@@ -29,7 +29,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from vault.atomic import is_temporary, kind_of, media_error
+from vault.atomic import is_temporary, kind_of, lstat_mode, media_error
 from vault.errors import MediaFull, MediaMissing, MediaUnsafe
 
 ROOT = "chatvault"
@@ -79,13 +79,8 @@ def _refuse_link(path: Path) -> None:
     writes and receipt removals, and the vault's receipt writes, at any folder
     of the machine the stick is inserted in.
     """
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise media_error(exc, path) from exc
-    if not stat.S_ISDIR(mode):
+    mode = lstat_mode(path)
+    if mode is not None and not stat.S_ISDIR(mode):
         raise MediaUnsafe(f"is {kind_of(mode)}, not a folder; chatvault never follows a "
                           "link on media nor writes through one: remove it from the stick",
                           path=path)
