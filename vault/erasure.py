@@ -313,7 +313,7 @@ def _apply(v: VaultHandle, p: Plan, erasure_id: str, subject: Subject,
                                        "WHERE id = ?", (item.conv,)).fetchone()
             loader = Loader(conn, source=item.source, bundle=bundle, sequence=seq,
                             region=_region_for(v, bundle), now=now,
-                            retention_days=v.cfg.retention_for(item.source))
+                            retention_days=v.cfg.retention_for(item.source), merge=False)
             data, summary = records.canonical_record(item.redacted, item.conversation_id)
             loader.add(item.redacted, data, summary.last_at)
             loader.flush()

@@ -194,9 +194,10 @@ def _load(run: Run, item: staging.Staged, b: Bundle, meta: dict[str, Any],
     erased = f", {counts['tombstoned']} left out (erased)" if counts["tombstoned"] else ""
     if counts["purged"]:
         erased += f", {counts['purged']} left out (purged)"
-    log.info("ingested %s (%s #%d): %d conversations (%d new, %d updated%s), %d messages%s",
-             item.bundle_file, src, seq, counts["conversations"], counts["new"],
-             counts["updated"], erased, counts["messages"], f"; {note}" if note else "")
+    log.info("ingested %s (%s #%d): %d conversations (%d new, %d updated, %d merged%s), "
+             "%d messages%s", item.bundle_file, src, seq, counts["conversations"],
+             counts["new"], counts["updated"], counts["merged"], erased, counts["messages"],
+             f"; {note}" if note else "")
     return Outcome(item.bundle_file, item.sha256, "ingested", note, meta, counts)
 
 

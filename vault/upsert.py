@@ -26,6 +26,8 @@ import zstandard
 
 from vault import canonical, identifiers, timestamps
 from vault.fulltext import index_text
+from vault.merge import merge as merge_versions
+from vault.merge import missing_ids
 from vault.recordidentifiers import (Mention, participant_identifiers, phone, suspects,
                                      text_mentions)
 
@@ -65,6 +67,7 @@ class LoadCounts:
     updated: int = 0
     unchanged: int = 0
     older: int = 0
+    merged: int = 0
     tombstoned: int = 0
     purged: int = 0
     redacted: int = 0
@@ -113,11 +116,17 @@ class Loader:
     """Upserts conversations (and stores attachments) inside one open transaction.
 
     A conversation is identified by (bundle source, ``conversation_id``).
-    The version kept is the one from the bundle with the highest sequence
-    number of that source, so bundles ingested in any order, or twice, give
-    the same store: an older version arriving late is counted as ``older``
-    and ignored; a newer one replaces the participants, messages,
-    identifiers, mentions and index rows of the stored one.
+    Its fields are those of the bundle with the highest sequence number of
+    that source, so bundles ingested in any order, or twice, give the same
+    store. A newer version replaces the participants, messages,
+    identifiers, mentions and index rows of the stored one; when it lacks
+    messages the stored one holds, what it replaces them with is the two
+    merged by message id (:mod:`vault.merge`, counted ``merged``). An older
+    version arriving late is counted ``older`` and ignored, unless it holds
+    messages the stored one lacks: those are merged in (``merged``) and the
+    stored version's bundle and sequence are kept. ``merge=False`` is for
+    a copy of the stored record itself (erasure's redacted copy), which
+    must replace it whole.
 
     ``tombstone`` is called with the conversation and its identifiers and
     returns True when the conversation must be left out, or a redacted copy
@@ -130,13 +139,13 @@ class Loader:
     def __init__(self, conn: sqlite3.Connection, *, source: str, bundle: int, sequence: int,
                  region: str | None, retention_days: int, now: str,
                  tombstone: TombstoneCheck | None = None,
-                 purged: PurgeCheck | None = None) -> None:
+                 purged: PurgeCheck | None = None, merge: bool = True) -> None:
         if not conn.in_transaction:
             raise RuntimeError("Loader needs an open transaction (store.transaction)")
         self.conn = conn
         self.source, self.bundle, self.sequence = source, bundle, sequence
         self.region, self.retention_days, self.now = region, retention_days, now
-        self.tombstone, self.purged = tombstone, purged
+        self.tombstone, self.purged, self.merging = tombstone, purged, merge
         self.counts = LoadCounts()
         self._batch = _Batch()
         self._pending = 0
@@ -150,26 +159,41 @@ class Loader:
     def add(self, conv: dict[str, Any], data: bytes, last_at: str | None) -> str:
         """Upsert one validated conversation given with its canonical bytes.
 
-        A newer version replaces the stored one whole: messages it no longer
-        holds (a platform that cut its history) remain only in the archived
-        bundle that carried them. Known shortcoming, see the README.
+        A version that holds every message the stored one holds (the common
+        case: the conversation grew) replaces it whole. One that lacks some
+        (a platform that cut its history) is merged with it by message id
+        (:mod:`vault.merge`): a backup keeps what it was given, and a
+        message deleted at the source stays until it is erased. An older
+        version arriving late adds the messages only it holds, so any order
+        of bundles gives the same store as ``vault rebuild``.
         """
         self.counts.conversations += 1
         cid = conv["conversation_id"]
         if cid in self._batch.keys:
             self.flush()
         row = self.conn.execute(
-            "SELECT id, content_sha256, bundle_sequence, first_ingested_at FROM conversations "
-            "WHERE source = ? AND conversation_id = ?", (self.source, cid)).fetchone()
+            "SELECT id, content_sha256, bundle_sequence, first_ingested_at, bundle "
+            "FROM conversations WHERE source = ? AND conversation_id = ?",
+            (self.source, cid)).fetchone()
+        bundle, seq, same, status = self.bundle, self.sequence, "unchanged", "updated"
         if row is not None and row[2] > self.sequence:
-            self.counts.older += 1
-            return "older"
+            got = self._merged(row[0], conv, high=False) if self.merging else None
+            if got is None:
+                self.counts.older += 1
+                return "older"
+            # the stored version stays the higher one: its bundle and sequence are kept
+            conv, last_at = got[0], _latest(_last_activity(conv, last_at), got[1])
+            data = canonical.dumps(conv)
+            bundle, seq, same, status = row[4], row[2], "older", "merged"
         sha = hashlib.sha256(data).hexdigest()
+        if status == "updated" and row is not None and row[1] != sha and self.merging:
+            got = self._merged(row[0], conv, high=True)
+            if got is not None:
+                conv, last_at = got[0], _latest(_last_activity(conv, last_at), got[1])
+                data = canonical.dumps(conv)
+                sha, status = hashlib.sha256(data).hexdigest(), "merged"
         if row is not None and row[1] == sha:
-            self.conn.execute("UPDATE conversations SET bundle = ?, bundle_sequence = ? "
-                              "WHERE id = ?", (self.bundle, self.sequence, row[0]))
-            self.counts.unchanged += 1
-            return "unchanged"
+            return self._same(row[0], bundle, seq, same)
         if self.purged is not None and self.purged(cid, _last_activity(conv, last_at)):
             self.counts.purged += 1
             return "purged"
@@ -185,10 +209,7 @@ class Loader:
             sha = hashlib.sha256(data).hexdigest()
             self.counts.redacted += 1
             if row is not None and row[1] == sha:
-                self.conn.execute("UPDATE conversations SET bundle = ?, bundle_sequence = ? "
-                                  "WHERE id = ?", (self.bundle, self.sequence, row[0]))
-                self.counts.unchanged += 1
-                return "unchanged"
+                return self._same(row[0], bundle, seq, same)
             people, texts, mentions = self._rows(conv)
         if row is None:
             conv_id, first = self._next_conv, self.now
@@ -198,14 +219,48 @@ class Loader:
             conv_id, first = row[0], row[3]
             from vault.store import delete_conversation
 
+            # attachment content is left alone: kept messages still resolve theirs
             delete_conversation(self.conn, conv_id)
-            status = "updated"
-        self._queue(conv_id, first, conv, data, sha, last_at, people, texts, mentions)
+        self._queue(conv_id, first, conv, data, sha, last_at, people, texts, mentions,
+                    bundle, seq)
         setattr(self.counts, status, getattr(self.counts, status) + 1)
         self._batch.keys.add(cid)
         if self._pending >= BATCH_MESSAGES:
             self.flush()
         return status
+
+    def _same(self, conv_id: int, bundle: int, seq: int, status: str) -> str:
+        """The store already holds these bytes: only the bundle that carries them moves."""
+        self.conn.execute("UPDATE conversations SET bundle = ?, bundle_sequence = ? "
+                          "WHERE id = ?", (bundle, seq, conv_id))
+        setattr(self.counts, status, getattr(self.counts, status) + 1)
+        return status
+
+    def _merged(self, conv_id: int, conv: dict[str, Any], *,
+                high: bool) -> tuple[dict[str, Any], str | None] | None:
+        """The stored version merged with ``conv`` and the stored last activity, or None.
+
+        None when the merge would add nothing (``conv`` is then handled as
+        before merging existed). ``conv`` goes through the tombstone filter
+        first, so message and participant ids are compared as the stored,
+        already filtered copy writes them; the merged record is filtered
+        again in :meth:`add`, which leaves a filtered record as it is.
+        """
+        record, stored_last = self.conn.execute(
+            "SELECT record, last_at FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+        stored = canonical.loads(record)
+        if not (missing_ids(conv, stored) if high else missing_ids(stored, conv)):
+            return None
+        if self.tombstone is not None:
+            people, _, mentions = self._rows(conv)
+            verdict = self.tombstone(conv, people, mentions)
+            if verdict is True:
+                return None
+            conv = verdict if isinstance(verdict, dict) else conv
+        out = merge_versions(conv, stored) if high else merge_versions(stored, conv)
+        if out is (conv if high else stored):
+            return None
+        return out, stored_last
 
     def _rows(self, conv: dict[str, Any]) -> tuple[list[Identifier], list[str],
                                                    list[list[Mention]]]:
@@ -226,7 +281,7 @@ class Loader:
 
     def _queue(self, conv_id: int, first: str, conv: dict[str, Any], data: bytes, sha: str,
                last_at: str | None, people: list[Identifier], texts: list[str],
-               mentions: list[list[Mention]]) -> None:
+               mentions: list[list[Mention]], bundle: int, seq: int) -> None:
         b, msgs = self._batch, conv["messages"]
         last = _last_activity(conv, last_at)
         b.conversations.append((
@@ -234,7 +289,7 @@ class Loader:
             conv["started_at"], conv.get("ended_at"), last, _text(conv.get("status")),
             _text(conv.get("channel")), _text(conv.get("title")),
             _text(conv.get("customer_id")), len(msgs), len(conv["participants"]), sha,
-            data.decode("utf-8"), self.bundle, self.sequence, self._expiry(last), first,
+            data.decode("utf-8"), bundle, seq, self._expiry(last), first,
             self.now))
         for p in conv["participants"]:
             b.participants.append((conv_id, p["id"], p["role"], p.get("name"),

@@ -20,8 +20,9 @@ def _print_outcomes(outcomes: list[Any], given: set[str]) -> None:
         name = o.origin if o.origin in given else o.bundle_file
         where = f"{d['source']} #{d['sequence']}" if d["source"] else "-"
         c = d["counts"]
-        erased, purged = c.get("tombstoned", 0), c.get("purged", 0)
+        erased, purged, merged = c.get("tombstoned", 0), c.get("purged", 0), c.get("merged", 0)
         taken = (f"{c.get('conversations', 0)} conv, {c.get('messages', 0)} msg"
+                 + (f", {merged} merged (earlier messages kept)" if merged else "")
                  + (f", {erased} left out (erased)" if erased else "")
                  + (f", {purged} left out (purged)" if purged else "")
                  if o.status == "ingested" else "")
@@ -31,7 +32,7 @@ def _print_outcomes(outcomes: list[Any], given: set[str]) -> None:
 
 def _summary(outcomes: list[Any]) -> dict[str, int]:
     out = {"ingested": 0, "duplicate": 0, "quarantined": 0, "conversations": 0, "messages": 0,
-           "left_out_erased": 0, "left_out_purged": 0}
+           "left_out_erased": 0, "left_out_purged": 0, "merged": 0}
     for o in outcomes:
         out[o.status] += 1
         if o.status == "ingested":
@@ -39,6 +40,7 @@ def _summary(outcomes: list[Any]) -> dict[str, int]:
             out["messages"] += o.counts.get("messages", 0)
             out["left_out_erased"] += o.counts.get("tombstoned", 0)
             out["left_out_purged"] += o.counts.get("purged", 0)
+            out["merged"] += o.counts.get("merged", 0)
     return out
 
 
@@ -124,8 +126,10 @@ def ingest_cmd(
             print(f"{a.status:11} {a.file:32} request {a.action or '-'}{why}")
         if not quiet:
             erased, purged = summary["left_out_erased"], summary["left_out_purged"]
+            merged = summary["merged"]
             say(f"{summary['ingested']} ingested ({summary['conversations']} conversations "
                 f"read, {summary['messages']} messages stored"
+                f"{f', {merged} merged with earlier messages kept' if merged else ''}"
                 f"{f', {erased} left out (erased)' if erased else ''}"
                 f"{f', {purged} left out (purged)' if purged else ''}), "
                 f"{summary['duplicate']} duplicate, "
