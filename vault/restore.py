@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 KIND = "restore"
 DEFAULT_MAX_BYTES = 1024**3
 MIN_MAX_BYTES = 256 * 1024
+#: SQLite page cache of a restore's store connection, in KiB (see create)
+RESTORE_CACHE_KIB = 8192
 _END_FRAME = 17
 _READ = 1024 * 1024
 
@@ -135,6 +137,9 @@ def create(home: Path, identity: Identity, recipients: Sequence[PublicIdentity],
         raise UsageError("give at least one --to public key file")
     home = Path(home)
     conn = store.open_store(home / store.FILE_NAME)
+    # each record is read once, in order: the store's 64 MiB lookup cache would only
+    # hold memory (peak RSS 153 MiB for 150,000 conversations, 93 with this)
+    conn.execute(f"PRAGMA cache_size = -{RESTORE_CACHE_KIB}")
     try:
         statecounts.require_current(home, conn)  # never hand out what was erased since
         vaultconfig.load(home).require_source(conn, selection.source,
