@@ -162,6 +162,12 @@ def _open_into(ordered: list[Part], missing: list[str], identity: Identity, trus
 
 
 def _decrypt_all(parts: list[Part], identity: Identity, trust: Any, work: Path) -> Opened:
+    """Decrypt every part into ``work``; the hash of each conversation is kept.
+
+    Those hashes (about 300 bytes a conversation) catch two versions of one
+    conversation across parts and are what a drill compares with the store:
+    the one thing here that grows with the restore set (README, Performance).
+    """
     hashes: dict[tuple[str, str], str] = {}
     sources: dict[str, dict[str, Any]] = {}
     handles: dict[str, Any] = {}
