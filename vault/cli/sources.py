@@ -3,11 +3,12 @@
 None of these needs a home: they read platform exports and write canonical
 JSONL, which ``bundle seal`` or the exporter then take. Problems with single
 entries of an export are reported on stderr, once each, and the rest goes
-through; a problem that leaves data out (a conversation too large for a
-record, a file skipped or unreadable in a folder) makes the exit 3 after
-the rest is written (or shown), and an export in which nothing can be read
-(a FIFO or device given as the path, a folder holding no conversation) ends
-with exit 3, for preview as for convert.
+through; any problem makes the exit 3 after the rest is written (or
+shown), as ``export run`` exits for the same export: a skipped message, a
+conversation too large for a record and a file skipped in a folder all leave
+data out. An export in which nothing can be read (a FIFO or device given as
+the path, a folder holding no conversation) ends with exit 3, for preview as
+for convert.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def preview(
                    "problems": [p.__dict__ for p in options.problems]})
     else:
         _show(shown, options.phone_region)
-    if options.refusals:
+    if options.problems:
         raise typer.Exit(EXIT_REJECTED)
 
 
@@ -216,7 +217,7 @@ def convert(
             + (f"; {len(options.problems)} problem(s) reported above"
                if options.problems else "")
             + (f", {refused} of them left data out" if refused else ""))
-    if refused:
+    if options.problems:  # export run exits 3 for the same export
         raise typer.Exit(EXIT_REJECTED)
 
 

@@ -37,9 +37,11 @@ Optionally:
     ``restore open --format native``).
 
 Problems are collected in :class:`ReadOptions` and shown by the command
-that reads (once each, on stderr); the log has them at DEBUG only. A
-problem that leaves data out (a conversation refused, a file skipped or
-unreadable) is marked ``refused``: ``sources convert`` then exits 3.
+that reads (once each, on stderr); the log has them at DEBUG only. Any
+problem makes ``sources convert``, ``sources preview`` and ``export run``
+exit 3; one that leaves more than an entry out (a conversation refused, a
+file skipped or unreadable) is also marked ``refused``, which convert
+counts apart.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ MAX_EXPORT_FILE_BYTES = 4 * 1024**3
 
 @dataclass(frozen=True)
 class Problem:
-    """One malformed entry in an export: reported, skipped, never fatal alone."""
+    """One malformed entry in an export: reported and skipped; the rest is read."""
 
     path: str
     position: str

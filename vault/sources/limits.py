@@ -31,8 +31,8 @@ Refusing, for every other format (a ticket, a tracker, a Slack channel-day
 cannot be split on a boundary that keeps its meaning) and for one month
 still too large on its own: the conversation or part is left out and
 reported as a problem naming the file, the conversation and the count or
-size. A refusal makes ``sources convert`` exit 3, as any problem makes
-``export run`` exit 3.
+size. Like any problem, it makes ``sources convert`` and ``export run``
+exit 3.
 """
 
 from __future__ import annotations
