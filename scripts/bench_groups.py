@@ -189,10 +189,14 @@ def _exporter_home(b: Bench, name: str, fmt: str, source: Path) -> Path:
     home = b.path(f"exporter-{name}")
     copy_home(b.path("exporter"), home)
     shutil.rmtree(home / "state", ignore_errors=True)
-    with open(home / "config.toml", "a", encoding="utf-8") as fh:
-        fh.write(f'\n[[recipients]]\npublic_key = "{b.path("vault0/keys/public.key")}"\n'
-                 f'\n[[sources]]\nname = "{name}"\nformat = "{fmt}"\npath = "{source}"\n'
-                 f'phone_region = "GB"\n')
+    config = home / "config.toml"
+    # the bench's stick is a folder beside the homes, not a mounted file system
+    text = config.read_text(encoding="utf-8").replace("mounted_only = true",
+                                                      "mounted_only = false")
+    text += (f'\n[[recipients]]\npublic_key = "{b.path("vault0/keys/public.key")}"\n'
+             f'\n[[sources]]\nname = "{name}"\nformat = "{fmt}"\npath = "{source}"\n'
+             f'phone_region = "GB"\n')
+    config.write_text(text, encoding="utf-8")
     return home
 
 

@@ -92,7 +92,8 @@ def make_site(root: Path, *, vaults: int = 1, convs: list[dict[str, Any]] | None
                          [conv(f"c{i}", [f"hello {i}", "reply"]) for i in range(3)])
     stick = stick or root / "stick"
     stick.mkdir(exist_ok=True)
-    text = exp.config.read_text()
+    # the tests' sticks are folders (and loop-device mounts) beside the homes
+    text = exp.config.read_text().replace("mounted_only = true", "mounted_only = false")
     for v in vault_homes:
         text += f'\n[[recipients]]\npublic_key = "{v.public_key}"\n'
     text += (f'\n[[sources]]\nname = "web"\nformat = "jsonl"\npath = "{source}"\n'

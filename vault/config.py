@@ -22,7 +22,7 @@ FAT32_MAX = 4 * 1024**3 - 1
 EXPORTER_DEFAULTS: dict[str, Any] = {
     "recipients": [],
     "sources": [],
-    "media": {"path": "/media/chatvault"},
+    "media": {"path": "/media/chatvault", "mounted_only": True},
     "export": {"max_bundle_bytes": 1024**3, "zstd_level": 3, "threads": 0},
     "alerts": {"export_overdue_hours": 26, "unacknowledged_warning_days": 3,
                "unacknowledged_critical_days": 8},

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vault import config, keys, timestamps
+from vault import media as mediafolders
 from vault.errors import ChatvaultError, ConfigError
 
 #: used with fullmatch: "$" also matches before a final newline ("web\n")
@@ -74,6 +75,8 @@ class ExporterConfig:
     zstd_level: int
     threads: int  # as configured: 0 means one zstd worker per core
     alerts: Alerts
+    #: a media folder on the machine's own disk is taken as no stick (media.not_a_stick)
+    mounted_only: bool = True
 
     @property
     def recipient_fingerprints(self) -> set[str]:
@@ -303,6 +306,14 @@ class _Checker:
             self.errors.append(exc)
             return low
 
+    def flag(self, dotted: str) -> bool:
+        table, key = dotted.split(".")
+        value = self.cfg[table][key]
+        if not isinstance(value, bool):
+            self.fail_key(dotted, f"expected true or false (no quotes), got {value!r}")
+            return True
+        return value
+
     def media(self) -> Path:
         value = self.cfg["media"].get("path")
         if not isinstance(value, str) or not value:
@@ -330,10 +341,16 @@ def _build(cfg: config.Config, check_paths: bool) -> tuple[ExporterConfig | None
     if warn > crit:
         c.fail_key("alerts.unacknowledged_warning_days",
                    f"{warn} is later than unacknowledged_critical_days ({crit})")
+    mounted_only = c.flag("media.mounted_only")
+    if check_paths and mounted_only and media.is_dir():
+        why = mediafolders.not_a_stick(media, c.base)
+        if why:
+            c.notes.append(Note(cfg.where("media.path"), f"{media} {why}; 'export run' will "
+                                "keep bundles in the local outbox"))
     if c.errors:
         return None, c
     return ExporterConfig(cfg.path, tuple(recipients), tuple(srcs), media, max_bytes, level,
-                          threads, Alerts(overdue, warn, crit)), c
+                          threads, Alerts(overdue, warn, crit), mounted_only), c
 
 
 def check(home: Path) -> tuple[ExporterConfig | None, list[ConfigError], list[Note]]:

@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from vault import acks, exportconfig, exportmedia, exportstate
-from vault.errors import ChatvaultError, UsageError, most_severe
+from vault import acks, exportconfig, exportmedia, exportstate, media
+from vault.errors import ChatvaultError, MediaMissing, UsageError, most_severe
 from vault.exportconfig import ExporterConfig
 from vault.exportrecovery import check_state, read_register, recover, write_register
 from vault.exportmedia import Fault, MediaReport, NoProgress, Progress, no_fault
@@ -152,6 +152,14 @@ def _media_path(cfg: ExporterConfig, media: Path | None) -> Path:
     return Path(media) if media is not None else cfg.media
 
 
+def _no_stick(cfg: ExporterConfig, home: Home, media_path: Path) -> MediaMissing | None:
+    """The media folder is the empty mount point of no stick (see media.not_a_stick)."""
+    if not cfg.mounted_only:
+        return None
+    why = media.not_a_stick(media_path, home.path)
+    return MediaMissing(why, path=media_path) if why else None
+
+
 def run(home_path: Path, *, media: Path | None = None, passphrase_file: Path | None = None,
         progress: Progress | None = None, fault: Fault | None = None) -> RunReport:
     """One export run (see the module docstring); returns what happened."""
@@ -162,7 +170,8 @@ def run(home_path: Path, *, media: Path | None = None, passphrase_file: Path | N
         media_path = Path(report.media_path)
         identity = home.identity(passphrase_file)
         outbox = home.sub("outbox")
-        if media_path.is_dir():
+        no_stick = _no_stick(cfg, home, media_path)
+        if media_path.is_dir() and no_stick is None:
             report.receipts = acks.collect(state, cfg, home.trust(), media_path, outbox)
         else:
             acks.settle(state, cfg, outbox)
@@ -172,7 +181,7 @@ def run(home_path: Path, *, media: Path | None = None, passphrase_file: Path | N
         write_register(home.path, state)  # before any new bundle can reach a stick
         names = [s.name for s in cfg.sources]
         report.media = exportmedia.deliver(state, outbox, media_path, names, fault=fault,
-                                           progress=progress)
+                                           progress=progress, no_stick=no_stick)
     return report
 
 
@@ -181,9 +190,11 @@ def rewrite(home_path: Path, *, media: Path | None = None, progress: Progress | 
     """Write every unacknowledged bundle to the media again, checked."""
     report = RunReport("rewrite", "")
     with _session(home_path, "rewrite", report, media, with_media=True) as (home, cfg, state):
+        media_path = Path(report.media_path)
         report.media = exportmedia.deliver(
-            state, home.sub("outbox"), Path(report.media_path), [s.name for s in cfg.sources],
-            force=True, fault=fault or fault_hook, progress=progress or NoProgress())
+            state, home.sub("outbox"), media_path, [s.name for s in cfg.sources],
+            force=True, fault=fault or fault_hook, progress=progress or NoProgress(),
+            no_stick=_no_stick(cfg, home, media_path))
     return report
 
 
@@ -191,6 +202,7 @@ def receipts(home_path: Path, *, media: Path | None = None) -> RunReport:
     """Judge the receipts on the media; let go of what every vault acknowledged."""
     report = RunReport("receipts", "")
     with _session(home_path, "receipts", report, media, with_media=True) as (home, cfg, state):
+        _refuse(_no_stick(cfg, home, Path(report.media_path)))
         report.receipts = acks.collect(state, cfg, home.trust(), Path(report.media_path),
                                        home.sub("outbox"))
     return report

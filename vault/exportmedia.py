@@ -187,9 +187,13 @@ def _needs_writing(state: ExportState, row: BundleRow, target: Path, force: bool
 
 
 def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterable[str], *,
-            force: bool = False, fault: Fault = no_fault,
-            progress: Progress | None = None) -> MediaReport:
-    """Write every unacknowledged bundle that the media lacks; never raises media errors."""
+            force: bool = False, fault: Fault = no_fault, progress: Progress | None = None,
+            no_stick: MediaError | None = None) -> MediaReport:
+    """Write every unacknowledged bundle that the media lacks; never raises media errors.
+
+    ``no_stick``: the media folder is known to be no stick (the empty mount
+    point of one not plugged in): nothing is written, the report says why.
+    """
     progress = progress or NoProgress()
     report = MediaReport(str(media_path))
     pending = [r for r in state.bundles(unacknowledged=True)
@@ -197,6 +201,8 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
     report.waiting = len(pending)  # until this stick is known to hold some of them
     report.bytes_waiting = sum(r.size for r in pending)
     try:
+        if no_stick is not None:
+            raise no_stick
         folder = media.folder(media_path, media.OUTBOX, create=True)
         remove_stale(folder, set(sources) | {r.source for r in pending})
         todo = [r for r in pending if _needs_writing(state, r, folder / r.file_name, force)]

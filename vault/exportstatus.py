@@ -18,7 +18,8 @@ Alerts, with the thresholds of the config's ``[alerts]`` table:
   (the vault's copy is going stale); an unacknowledged bundle whose local
   copy is gone (it can no longer be rewritten to a stick: reseal).
 * WARNING: a bundle unacknowledged for ``unacknowledged_warning_days``; the
-  last run ended with a non-zero exit code or did not finish; no run yet; a
+  last run ended with a non-zero exit code or did not finish; the last run
+  failed while bundles are on no stick yet (no stick mounted); no run yet; a
   vault refused a damaged stray copy of a bundle it already holds and the
   copy was not found on a stick to remove (nothing is lost).
 
@@ -196,6 +197,23 @@ def _audit(state: ExportState, out: _Report) -> dict[str, Any]:
             "vaults": [seen for _, (_, seen) in sorted(last.items())]}
 
 
+def _off_media(last: dict[str, Any] | None, waiting: list[dict[str, Any]],
+               out: _Report) -> None:
+    """A run that failed while bundles are on no stick: most likely no stick was mounted.
+
+    Said at once, not only when the bundles turn ``unacknowledged_warning_days``
+    old: the operator would otherwise carry an empty stick to the vault.
+    """
+    if last is None or last["finished_at"] is None or not last["exit_code"]:
+        return
+    off = [r["file"] for r in waiting if not r["on_media"] and r["local_copy"]]
+    if off:
+        out.alert(WARNING, f"the last run ended with exit code {last['exit_code']} and "
+                  f"{len(off)} bundle(s) are on no stick yet ({', '.join(off[:3])}"
+                  f"{', ...' if len(off) > 3 else ''}): mount the stick and run 'chatvault "
+                  "export run' (or 'export rewrite --media DIR')")
+
+
 def gather(home: Path, cfg: ExporterConfig, state: ExportState,
            now: datetime | None = None) -> dict[str, Any]:
     """The whole status as one JSON-ready document, alerts and level included."""
@@ -215,6 +233,7 @@ def gather(home: Path, cfg: ExporterConfig, state: ExportState,
                   "(killed?); the next run recovers")
     srcs = _sources(cfg, state, now, out)
     waiting = _waiting(home, cfg, state, now, out)
+    _off_media(last, waiting, out)
     reports = _quarantined(home, state, out)
     audit_log = _audit(state, out)
     abandoned = [r.describe() for r in state.bundles(unacknowledged=True) if r.abandoned_at]

@@ -72,6 +72,29 @@ def folder(media: Path, name: str, create: bool = False) -> Path:
     return path
 
 
+def not_a_stick(media: Path, home: Path) -> str | None:
+    """Why the folder ``media`` is taken for the empty mount point of no stick, or None.
+
+    With no stick plugged in, ``/media/chatvault`` is an empty folder of the
+    machine's own disk: bundles written there would be reported as on the
+    stick while the stick goes to the vault empty (and a later FUSE mount
+    there fails: the folder is not empty). A folder on the file system of
+    ``/`` or of the home that is no mount point itself is such a folder; a
+    folder anywhere on a mounted stick is not. Missing or unreadable: None,
+    said by whoever opens it.
+    """
+    try:
+        where = os.stat(media).st_dev
+        own = {os.stat("/").st_dev, os.stat(home).st_dev}
+    except OSError:
+        return None
+    if where not in own or os.path.ismount(media):
+        return None
+    return ("is a folder of this machine's own disk, not a mounted stick: is the stick "
+            "mounted? (to use a plain folder as the medium, set [media] mounted_only = "
+            "false in the exporter's config.toml)")
+
+
 def _refuse_link(path: Path) -> None:
     """A stick's ``chatvault`` folder, or one in it, that is a link or no folder: refused.
 

@@ -24,7 +24,9 @@ path = "{sample_path()}"
 timezone = "Europe/London"
 phone_region = "GB"
 """
-    exp.config.write_text(text.replace('path = "/media/chatvault"', f'path = "{stick}"'),
+    # a folder stands for the stick: taken as a medium although no stick is mounted there
+    text = text.replace('path = "/media/chatvault"', f'path = "{stick}"')
+    exp.config.write_text(text.replace("mounted_only = true", "mounted_only = false"),
                           encoding="utf-8")
 
 
