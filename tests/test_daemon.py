@@ -409,6 +409,24 @@ def test_sigint_stops_cleanly_too(pair: Pair, tmp_path: Path) -> None:
     assert re.search(r"stopped; 0 insertion\(s\) handled", d.text())
 
 
+def test_a_second_daemon_on_the_home_is_refused(pair: Pair, tmp_path: Path, proc) -> None:
+    """Started by hand beside the service, it would unmount the first one's sticks."""
+    mk.configure(pair.vault_path, match="ID_FS_LABEL=NEVER-SEEN-LABEL",
+                 mount_root=tmp_path / "mnt")
+    with mk.DaemonProcess(pair.vault_path, tmp_path / "d.log") as d:
+        d.wait_for("watching for media")
+        second = proc("vault", "daemon", "--home", pair.vault_path, timeout=60)
+        assert second.code == 4, second.err
+        assert "a vault daemon is running on this home already" in second.err
+        assert d.proc.poll() is None, "the first one goes on"
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(timeout=60) == 0, d.text()
+    with mk.DaemonProcess(pair.vault_path, tmp_path / "d2.log") as d2:  # the lock went
+        d2.wait_for("watching for media")
+        d2.proc.send_signal(signal.SIGTERM)
+        assert d2.proc.wait(timeout=60) == 0, d2.text()
+
+
 def test_no_network_guard_would_catch_a_socket() -> None:
     """The audit-hook guard the daemon processes run under does stop an IP socket."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -190,3 +190,16 @@ def test_the_medium_is_checked_by_more_than_its_device_number() -> None:
     for key, value in (("DISKSEQ", "14"), ("ID_FS_UUID", "0000-0000"),
                        ("ID_FS_LABEL", "OTHER"), ("ID_FS_TYPE", "vfat")):
         assert "another medium" in queued.differs_from({**LOOP_EXFAT, key: value}), key
+
+
+def test_a_device_the_match_does_not_take_is_said_once(caplog) -> None:
+    """An SD card on a vault set to USB: one line saying why, not silence."""
+    caplog.set_level("INFO", logger="vault.udevwatch")
+    q = _queue("usb", mounted={(8, 2)})
+    assert not q.offer("add", SD_CARD) and not q.offer("change", SD_CARD)
+    said = [r.getMessage() for r in caplog.records if "ignoring" in r.getMessage()]
+    assert len(said) == 1 and "/dev/mmcblk0p1" in said[0] and "device_match = 'usb'" in said[0]
+    assert not q.offer("add", SATA_ROOT)  # the vault's own, mounted disk: nothing said
+    assert len([r for r in caplog.records if "ignoring" in r.getMessage()]) == 1
+    assert not q.offer("remove", SD_CARD) and not q.offer("add", SD_CARD)
+    assert len([r for r in caplog.records if "ignoring" in r.getMessage()]) == 2

@@ -108,6 +108,14 @@ def test_unknown_top_level_key_and_bad_toml(tmp_path: Path, cli) -> None:
     _write(site, _recipient(site) + _source(site) + "[exprot]\nzstd_level = 3\n")
     code, out = _check(cli, site)
     assert code == 2 and "unknown key 'exprot'" in out["errors"][0]["message"]
+    assert "did you mean 'export'?" in out["errors"][0]["message"]
+    # an array of tables misspelt: its header line, and the key meant
+    _write(site, _recipient(site) + "\n[[source]]\nname = \"web\"\n")
+    code, out = _check(cli, site)
+    [error] = out["errors"]
+    assert "unknown key 'source'; did you mean 'sources'?" in error["message"]
+    line = (site.exporter.config.read_text().splitlines().index("[[source]]") + 1)
+    assert error["path"].endswith(f"config.toml:{line}"), error
     _write(site, "[[sources]\n")
     code, out = _check(cli, site)
     assert code == 2 and "not valid TOML" in out["errors"][0]["message"]

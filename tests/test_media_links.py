@@ -69,3 +69,21 @@ def test_a_file_in_place_of_the_folder(tmp_path: Path) -> None:
     with pytest.raises(MediaUnsafe, match="is a file, not a folder"):
         media.folder(tmp_path, media.RECEIPTS, create=True)
     assert media.folder(tmp_path, media.OUTBOX, create=True).is_dir()
+
+
+@pytest.mark.parametrize("command", ["run", "receipts", "rewrite"])
+def test_odd_entries_on_the_stick_are_said_once(tmp_path: Path, proc, command: str) -> None:
+    """Each listing of a folder logged its links and FIFOs: one line each was said twice."""
+    site = make_site(tmp_path)
+    (site.stick / "chatvault" / "receipts").mkdir(parents=True)
+    site.stick_outbox.mkdir()
+    (site.stick / "chatvault" / "receipts" / "x.receipt.json").symlink_to("/etc/passwd")
+    (site.stick_outbox / "z.cvb").symlink_to("/etc/passwd")
+
+    res = proc("export", command, *site.args())
+
+    assert res.code in (0, 5), res.err
+    if command != "rewrite":  # rewrite reads no receipts
+        assert res.err.count("x.receipt.json: a symbolic link") == 1, res.err
+    if command != "receipts":  # said by the commands writing to the outbox
+        assert res.err.count("z.cvb: a symbolic link") == 1, res.err

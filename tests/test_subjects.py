@@ -249,6 +249,23 @@ def test_the_platform_of_an_id_is_any_case_and_must_be_held(people: Pair) -> Non
     assert _ids(_find(people, "--id", "slack:U0MARA")) == ["s1"], "nothing was erased"
 
 
+def test_an_id_of_a_reader_platform_none_is_held_of_finds_nothing(people: Pair) -> None:
+    """No Telegram id held (never, or purged by retention): "nothing held", not a typo."""
+    assert _find(people, "--id", "telegram:4711")["results"] == []
+
+
+def test_reader_platforms_are_those_the_readers_write() -> None:
+    import re
+
+    from vault.subjects import READER_PLATFORMS
+
+    root = Path(__file__).parent.parent / "vault" / "sources"
+    # platform_ids={"slack": ...} or, in Telegram's reader, ids = {"telegram": ...}
+    written = {m for f in root.glob("*.py")
+               for m in re.findall(r'(?:platform_ids=|ids = )[{]"([a-z]+)"', f.read_text())}
+    assert written == READER_PLATFORMS
+
+
 def test_a_possible_but_invalid_number_is_said_how_it_was_read(people: Pair) -> None:
     """A US number written nationally on a GB vault: no silent '0 exact'."""
     got = run_cli("subject", "find", "--phone", "(977) 625-2661", "--json",

@@ -318,7 +318,8 @@ def tidy_media(state: ExportState, media_path: Path, sources: set[str],
     damaged: list[tuple[Path, str]] = []
     known_bad = damaged_copies(state)
     outbox = media.folder(media_path, media.OUTBOX)
-    for path in media.safe_files(outbox, ".cvb", 2**63):
+    # quiet: what is odd in the stick's outbox is said by the command writing to it
+    for path in media.safe_files(outbox, ".cvb", 2**63, quiet=True):
         row = state.bundle_by_name(path.name)
         if row is None:
             continue
@@ -333,7 +334,7 @@ def tidy_media(state: ExportState, media_path: Path, sources: set[str],
             doomed.append(path)
         elif digest in bad:
             damaged.append((path, digest))
-    for path in receipts.on_media(media_path):
+    for path in receipts.on_media(media_path, quiet=True):  # collect said the odd ones
         if not _ours(path, sources):
             continue
         try:

@@ -10,6 +10,7 @@ every command that loads a config.
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -67,6 +68,8 @@ def _line_of(text: str, dotted: str) -> int | None:
         if head:
             current = ".".join(_names(head.group(2)))
             if head.group(1) == "[[":
+                if current == dotted and header_line is None:  # the array as a whole
+                    header_line = n
                 counts[current] = counts.get(current, -1) + 1
                 current = f"{current}[{counts[current]}]"
             if current == dotted:
@@ -112,8 +115,10 @@ def _check_unknown(path: Path, text: str, defaults: dict[str, Any],
     for key, value in given.items():
         dotted = f"{prefix}{key}"
         if key not in defaults:
-            raise ConfigError(f"unknown key {dotted!r}{_other_side(prefix, key, defaults)}",
-                              path=_where(path, text, dotted))
+            close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.75)
+            hint = _other_side(prefix, key, defaults) or (
+                f"; did you mean {prefix + close[0]!r}?" if close else "")
+            raise ConfigError(f"unknown key {dotted!r}{hint}", path=_where(path, text, dotted))
         template = defaults[key]
         if isinstance(template, dict) and template and isinstance(value, dict):
             _check_unknown(path, text, template, value, dotted + ".")

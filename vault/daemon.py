@@ -97,7 +97,9 @@ def run(home: Path, device_match: str | None = None) -> None:
     """Serve until SIGTERM or SIGINT."""
     restore = daemonlog.configure()
     try:
-        Daemon(settings(home, device_match)).serve()
+        conf = settings(home, device_match)
+        with ingestlock.only_daemon(conf.home):
+            Daemon(conf).serve()
     finally:
         restore()
 

@@ -213,6 +213,12 @@ class HomeExists(PolicyRefused):
     code = "home_exists"
 
 
+class DaemonRunning(PolicyRefused):
+    """A second ``vault daemon`` on one home: it would unmount the first one's media."""
+
+    code = "daemon_running"
+
+
 # -- media and file system (exit 5) -----------------------------------------
 
 class MediaError(ChatvaultError):

@@ -204,6 +204,8 @@ def deliver(state: ExportState, outbox: Path, media_path: Path, sources: Iterabl
         if no_stick is not None:
             raise no_stick
         folder = media.folder(media_path, media.OUTBOX, create=True)
+        for path, why in media.odd_entries(folder, ".cvb"):  # said here only, once a run
+            log.warning("%s: ignored", media.describe_odd(path, why))
         remove_stale(folder, set(sources) | {r.source for r in pending})
         todo = [r for r in pending if _needs_writing(state, r, folder / r.file_name, force)]
         report.already = len(pending) - len(todo)

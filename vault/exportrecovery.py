@@ -134,7 +134,8 @@ def _evidence(home: Path, cfg: ExporterConfig, state: ExportState | None,
     if media_path is not None and Path(media_path).is_dir():
         sign_pk = Home(home).public().sign_pk
         try:
-            on_stick = media.safe_files(media.folder(media_path, media.OUTBOX), ".cvb", 2**63)
+            on_stick = media.safe_files(media.folder(media_path, media.OUTBOX), ".cvb", 2**63,
+                                        quiet=True)  # said by the delivery to this folder
         except MediaError:
             on_stick = []  # only more evidence; the run reports the stick's trouble itself
         for path in on_stick:

@@ -9,6 +9,10 @@ bundle can hold for longer than any timeout.
 
 The lock is re-entrant within a thread (a run that holds it may call code
 that takes it again); another thread or process waits, and says so once.
+
+``H/daemon.lock`` keeps a second daemon off the home (:func:`only_daemon`):
+at its start it would release the first one's mounts as stale, and both
+would mount the same stick.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Iterator
 log = logging.getLogger("vault.ingest")
 
 FILE_NAME = "ingest.lock"
+DAEMON_LOCK = "daemon.lock"
 _held = threading.local()
 
 
@@ -52,6 +57,29 @@ def held(home: Path) -> Iterator[None]:
             yield
         finally:
             depth[key] = 0
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def only_daemon(home: Path) -> Iterator[None]:
+    """Be the one daemon of ``home``; refused (exit 4) while another one runs."""
+    from vault.atomic import media_error
+    from vault.errors import DaemonRunning
+
+    path = Path(home) / DAEMON_LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise media_error(exc, path) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DaemonRunning("a vault daemon is running on this home already "
+                                "('systemctl status chatvault-vault'); one at a time",
+                                path=Path(home)) from None
+        yield
     finally:
         os.close(fd)
 

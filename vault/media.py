@@ -137,18 +137,21 @@ def hand_over(media_root: Path, *paths: Path, tree: bool = False) -> None:
                 os.chown(item, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
-def safe_files(directory: Path, suffix: str, max_bytes: int) -> list[Path]:
+def safe_files(directory: Path, suffix: str, max_bytes: int,
+               quiet: bool = False) -> list[Path]:
     """Regular files named ``*suffix`` in ``directory``, sorted, skipping anything odd.
 
     Symlinks are never followed (checked with lstat), temporary files of
     interrupted writes are passed over, names chatvault never writes and
     entries that are not regular files are logged by name and ignored
-    (:func:`odd_entries` lists them), and files above ``max_bytes`` are
-    left out (the caller reports them: :func:`oversized_files`).
+    (:func:`odd_entries` lists them; ``quiet``: at DEBUG, for a second
+    listing of a folder in one run), and files above ``max_bytes`` are left
+    out (the caller reports them: :func:`oversized_files`).
     """
     found, odd, _ = listing(directory, suffix, max_bytes)
     for path, why in odd:
-        log.warning("%s: ignored", describe_odd(path, why))
+        log.log(logging.DEBUG if quiet else logging.WARNING, "%s: ignored",
+                describe_odd(path, why))
     return found
 
 

@@ -112,9 +112,10 @@ def verify_file(path: Path, trust: Any) -> Receipt:
     return Receipt(path, body, signers[0].fingerprint)
 
 
-def on_media(media_path: Path) -> list[Path]:
+def on_media(media_path: Path, quiet: bool = False) -> list[Path]:
+    """The receipts on a stick; ``quiet``: odd entries were logged by an earlier listing."""
     folder = media.folder(media_path, media.RECEIPTS)
-    return media.safe_files(folder, SUFFIX, signed.MAX_DOCUMENT)
+    return media.safe_files(folder, SUFFIX, signed.MAX_DOCUMENT, quiet=quiet)
 
 
 class _OnlyKey:

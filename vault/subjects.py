@@ -229,15 +229,22 @@ def platforms(conn: sqlite3.Connection) -> list[str]:
     return out
 
 
+#: the platforms chatvault's readers write user ids of (``platform_ids``)
+READER_PLATFORMS = frozenset(("botframework", "freshdesk", "intercom", "rasa", "slack",
+                              "telegram"))
+
+
 def _require_platforms(conn: sqlite3.Connection, subject: Subject) -> None:
     """Refuse an ``--id`` of a platform the store holds no id of (a typo: 'slakc:U05').
 
     Searching it would answer "nothing held", and erasing by it would erase
-    nothing and say the byte scan found no trace.
+    nothing and say the byte scan found no trace. A platform a reader writes
+    ids of is searched even when none is held: retention or erasure may have
+    removed them all, and "nothing held" is then the answer.
     """
     for pid in subject.platform_ids:
         name = pid.partition(":")[0]
-        if conn.execute("SELECT 1 FROM identifiers WHERE kind = 'platform_id' AND value > ? "
+        if name in READER_PLATFORMS or conn.execute("SELECT 1 FROM identifiers WHERE kind = 'platform_id' AND value > ? "
                         "AND value < ? LIMIT 1", (name + ":", name + ";")).fetchone():
             continue
         known = platforms(conn)

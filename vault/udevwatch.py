@@ -178,6 +178,7 @@ class DeviceQueue:
         self._ready = threading.Condition(self._lock)
         self._waiting: deque[Device] = deque()
         self._seen: set[tuple[str, str]] = set()
+        self._ignored: set[tuple[str, str]] = set()  # said once each: not matched
 
     def offer(self, action: str, props: Mapping[str, str]) -> bool:
         """Take note of one udev event; True when a device was queued."""
@@ -195,6 +196,7 @@ class DeviceQueue:
             dropped = self._drop_waiting(devnode, keep=device.key)
         _log_dropped(dropped)
         if not self.match.accepts(props):
+            self._say_ignored(device)
             return False
         with self._lock:
             if device.key in self._seen:
@@ -209,8 +211,24 @@ class DeviceQueue:
         log.info("noticed %s", device.describe())
         return True
 
+    def _say_ignored(self, device: Device) -> None:
+        """Once per medium, unless mounted (the machine's own disks): why it is not read.
+
+        Without it, an SD card or a stick behind a reader that udev does not
+        call USB is inserted and nothing at all happens.
+        """
+        with self._lock:
+            if device.key in self._ignored:
+                return
+            self._ignored.add(device.key)
+        if device.devnum is not None and self._is_mounted(device.devnum):
+            return
+        log.info("ignoring %s: it does not match [daemon] device_match = %r (\"any\" takes "
+                 "every device with a file system)", device.describe(), self.match.text)
+
     def _forget(self, devnode: str) -> None:
         with self._lock:
+            self._ignored = {key for key in self._ignored if key[0] != devnode}
             gone = {key for key in self._seen if key[0] == devnode}
             self._seen -= gone
             dropped = self._drop_waiting(devnode)
