@@ -237,3 +237,14 @@ def test_an_unnamed_os_error_does_not_claim_a_file(monkeypatch: pytest.MonkeyPat
     res = run_cli("bundle", "inspect", tmp_path / "x.cvb")
     assert res.code == 5
     assert res.err.strip() == "chatvault: no space left on device"
+
+
+def test_a_missing_folder_is_named_rather_than_the_file_in_it(tmp_path: Path) -> None:
+    """'--prometheus /nodir/x.prom' said 'x.prom: not found'; the folder is what is missing."""
+    from vault.atomic import media_error
+
+    gone = media_error(OSError(errno.ENOENT, "No such file"), tmp_path / "nodir" / "x.prom")
+    assert gone.path == str(tmp_path / "nodir") and "folder not found" in gone.detail
+    assert "'x.prom'" in gone.detail and gone.exit_code == 5
+    there = media_error(OSError(errno.ENOENT, "No such file"), tmp_path / "x.prom")
+    assert there.path == str(tmp_path / "x.prom") and "no such file or folder" in there.detail

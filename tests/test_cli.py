@@ -76,6 +76,26 @@ def test_untrusted_signer_exits_4(pair: Pair, sample_jsonl: Path, tmp_path: Path
     assert not (tmp_path / "o.jsonl").exists()
 
 
+def test_an_exporter_verifies_its_own_bundle(pair: Pair, sample_jsonl: Path,
+                                            tmp_path: Path) -> None:
+    """Its own key needs no trust entry; another exporter's key still does."""
+    from vault import home
+
+    own, other = pair.root / "own.cvb", pair.root / "other.cvb"
+    stranger = home.create("exporter", tmp_path / "stranger", "stranger")
+    for h, out in ((pair.exporter_path, own), (stranger.path, other)):
+        assert run_cli("bundle", "seal", sample_jsonl, "--home", h, "--to",
+                       pair.vault.public_key, "--source", "web", "--seq", "1",
+                       "-o", out).code == 0
+    r = run_cli("bundle", "verify", own, "--home", pair.exporter_path, "--json")
+    assert r.code == 0, r.err
+    assert r.json()["signer"] == pair.exporter.public().fingerprint
+    r = run_cli("bundle", "verify", other, "--home", pair.exporter_path, "--json")
+    assert r.code == 4 and r.json()["error"] == "untrusted_signer"
+    r = run_cli("bundle", "verify", own, "--home", pair.exporter_path, "--role", "vault")
+    assert r.code == 4, "only for the role the key states"
+
+
 @pytest.mark.parametrize("args", [("bundle", "inspect"), ("sources", "formats")])
 def test_no_home_needed(args: tuple[str, ...], tmp_path: Path, sample_jsonl: Path,
                         pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:

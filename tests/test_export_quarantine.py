@@ -148,6 +148,25 @@ def test_stray_copy_does_not_undo_one_vaults_acknowledgement(tmp_path: Path, cli
     assert code == 0 and report["receipts"]["completed"] == [NAME]
 
 
+def test_a_damaged_copy_removed_by_export_receipts_is_on_no_stick(tmp_path: Path,
+                                                                    cli) -> None:
+    site = make_site(tmp_path)
+    assert cli("export", "run", *site.args()).code == 0
+    _damage(site.stick_outbox / NAME)
+    [out] = ingest.ingest_media(site.vaults[0].path, site.stick)
+    assert out.status == "quarantined"
+
+    code, report = _run(cli, site, command="receipts")
+
+    assert report["receipts"]["damaged_removed"] == [NAME]
+    _, status = _status(cli, site)
+    [waiting] = status["unacknowledged"]
+    assert waiting["on_media"] is False, "the status said 'on media' for the removed copy"
+    code, report = _run(cli, site)
+    assert [w["file"] for w in report["media"]["written"]] == [NAME]
+    assert _status(cli, site)[1]["unacknowledged"][0]["on_media"] is True
+
+
 def test_quarantined_damaged_copy_is_replaced_by_the_next_run(tmp_path: Path, cli) -> None:
     site = make_site(tmp_path)
     assert cli("export", "run", *site.args()).code == 0

@@ -14,6 +14,10 @@ def test_a_missing_home_is_unknown_not_critical(tmp_path: Path, family: str) -> 
     r = run_cli(family, "status", "--home", tmp_path / "nowhere")
     assert r.code == 3, r.err
     assert "chatvault:" in r.err
+    # the same error, in the same words, from both families (one said 'config', one 'usage')
+    got = run_cli(family, "status", "--home", tmp_path / "nowhere", "--json").json()
+    assert got["error"] == "not_a_home" and got["path"] == str(tmp_path / "nowhere")
+    assert got["message"].startswith("is not a chatvault home (no keys/public.key)")
 
 
 @pytest.mark.parametrize("family", ["vault", "export"])

@@ -108,6 +108,22 @@ def test_overdue_and_never_seen_sources(pair: Pair, tmp_path: Path) -> None:
     assert late["exit_code"] == 1
 
 
+def test_a_configured_source_never_received_is_said(pair: Pair, tmp_path: Path) -> None:
+    """[sources."wbe"] with retention_days: a typo that would keep retention off unseen."""
+    cfg = pair.vault.config
+    cfg.write_text(cfg.read_text() + '\n[sources."wbe"]\nretention_days = 30\n')
+    fresh = vaultstatus.report(pair.vault_path)
+    assert fresh["exit_code"] == 0  # nothing held yet: nothing to compare the name with
+    _ingest(pair, tmp_path, [{}])
+
+    rep = vaultstatus.report(pair.vault_path)
+
+    [finding] = [f for f in rep["findings"] if f["check"] == "never_received"]
+    assert finding["level"] == "WARNING" and rep["exit_code"] == 1
+    assert "source wbe is configured but none of its bundles was ever ingested (held: web)" \
+        in finding["message"]
+
+
 def test_bundle_signed_ahead_of_the_vault_clock(pair: Pair, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     real = timestamps.now_utc

@@ -350,6 +350,8 @@ def tidy_media(state: ExportState, media_path: Path, sources: set[str],
     gone = exportmedia.remove([p for p, _ in damaged])
     for path, digest in damaged:
         state.mark_stray_removed(digest)
+        if path.name in gone:
+            state.mark_off_media(path.name)
         log.warning("removed a damaged copy of %s from the media (sha256 %s…, reported by a "
                     "vault)", path.name, digest[:16])
     if report is not None:

@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from vault.errors import ConfigError
+from vault.errors import ConfigError, NotAHome
 
 FAT32_MAX = 4 * 1024**3 - 1
 
@@ -129,10 +129,8 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if not (path.parent / "keys" / "public.key").is_file():
-            # the same words as every other command given a wrong --home
-            raise ConfigError("is not a chatvault home (no config.toml, no keys/public.key); "
-                              "create it with 'chatvault init' or pass --home",
-                              path=path.parent) from None
+            # the same error as every other command given a wrong --home
+            raise NotAHome(path.parent) from None
         raise ConfigError("config file not found", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", path=path) from None

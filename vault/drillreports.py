@@ -114,8 +114,9 @@ def check_state_file(ctx: Any) -> list[Any]:
                         "cut off the end of the log would not be seen; run "
                         "'chatvault vault state-save'", info)]
     if not info["current"]:
-        return [Finding(WARNING, "state_file", "the state file is out of date (a change was "
-                        "not saved); run 'chatvault vault state-save'", info)]
+        return [Finding(WARNING, "state_file", "the state file is out of date (the store or "
+                        "config.toml changed since it was saved); run 'chatvault vault "
+                        "state-save'", info)]
     return [Finding(OK, "state_file", f"state file current (#{info['sequence']})", info)]
 
 

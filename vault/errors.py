@@ -63,6 +63,16 @@ class UsageError(ChatvaultError):
     code = "usage"
 
 
+class NotAHome(UsageError):
+    """``--home`` (or ``CHATVAULT_HOME``) names no chatvault home: the same words everywhere."""
+
+    code = "not_a_home"
+
+    def __init__(self, home: object) -> None:
+        super().__init__("is not a chatvault home (no keys/public.key); create it with "
+                         "'chatvault init' or pass --home", path=home)
+
+
 class NotRegularFile(UsageError):
     """An output named a device, FIFO, socket, link or folder: never replaced by a file."""
 

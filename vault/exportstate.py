@@ -252,6 +252,12 @@ class ExportState(RunHistory):
     def mark_written(self, sha256: str, at: str | None = None) -> None:
         self._stamp("media_written_at", sha256, at)
 
+    def mark_off_media(self, file_name: str) -> None:
+        """The copy on the stick was removed (damaged): the bundle is on no stick now."""
+        with self.transaction() as db:
+            db.execute("UPDATE bundles SET media_written_at = NULL WHERE file_name = ? AND "
+                       "acknowledged_at IS NULL", (file_name,))
+
     def mark_acknowledged(self, sha256: str, at: str | None = None) -> None:
         self._stamp("acknowledged_at", sha256, at)
 

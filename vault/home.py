@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vault.errors import HomeExists, UsageError
+from vault.errors import HomeExists, NotAHome, UsageError
 
 # Keys and trust bring PyNaCl; a home that is only located ('subject find') needs neither.
 if TYPE_CHECKING:
@@ -74,8 +74,7 @@ class Home:
 
     def require(self) -> "Home":
         if not self.public_key.is_file():
-            raise UsageError(f"{self.path} is not a chatvault home (no keys/public.key); "
-                             "create it with 'chatvault init' or pass --home")
+            raise NotAHome(self.path)
         return self
 
     def identity(self, passphrase_file: Path | None = None) -> keys.Identity:

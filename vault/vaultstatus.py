@@ -169,8 +169,16 @@ def check_quarantine(ctx: Context) -> list[Finding]:
 
 
 def check_overdue(ctx: Context) -> list[Finding]:
+    """Overdue sources; a configured one never received while others are (a misspelt name)."""
     out = []
+    held = sorted(n for (n,) in ctx.conn.execute("SELECT DISTINCT source FROM bundles"))
     for item in sources(ctx):
+        name = item["source"]
+        if held and name not in held and name in ctx.cfg.sources and not item["overdue"]:
+            out.append(Finding(WARNING, "never_received", f"source {name} is configured but "
+                               "none of its bundles was ever ingested (held: "
+                               f"{', '.join(held)}): if the name is misspelt, its retention "
+                               "and alerts apply to nothing", {"source": name}))
         if not item["overdue"]:
             continue
         last = _ts(item["last_ingest_at"])

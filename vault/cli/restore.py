@@ -228,8 +228,10 @@ def rebuild_cmd(
         print(report.digest["digest"])
         say(f"rebuilt {into}: {report.ingested} bundles ingested; archived copies left "
             f"out: {report.tombstoned} erased (tombstones), {report.purged_left_out} purged "
-            f"(retention); the store holds {report.digest['conversations']} conversations "
-            "(compare the digest above with 'chatvault vault digest' on the live vault)")
+            f"(retention); {report.purged} purged by the retention run that ends the "
+            f"rebuild; the store holds {report.digest['conversations']} conversations "
+            "(compare the digest above with 'chatvault vault digest' on the live vault, "
+            "after 'chatvault retention apply' there if that run purged any)")
         for item in report.missing:
             say(f"MISSING from the archive: {item}")
         for item in report.quarantined:
