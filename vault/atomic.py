@@ -66,10 +66,9 @@ def media_error(exc: OSError, path: Path | str | None,
     if code == errno.EROFS:
         return MediaReadOnly("file system is read-only", path=path)
     if code == errno.ENOENT:
-        parent = Path(path).parent if path is not None else None
-        if parent is not None and not parent.exists():  # the folder is what is missing
+        if path is not None and not Path(path).parent.exists():  # the folder is missing
             return MediaMissing(f"folder not found (it was to hold {Path(path).name!r})",
-                                path=parent)
+                                path=Path(path).parent)
         return MediaMissing("not found (no such file or folder)", path=path)
     if code in (errno.ENODEV, errno.ENXIO, errno.ENOTCONN, errno.ESTALE, errno.EIO):
         return MediaMissing(f"device gone ({exc.strerror}); was the media removed?",

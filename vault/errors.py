@@ -68,7 +68,7 @@ class NotAHome(UsageError):
 
     code = "not_a_home"
 
-    def __init__(self, home: object) -> None:
+    def __init__(self, home: str | Path) -> None:
         super().__init__("is not a chatvault home (no keys/public.key); create it with "
                          "'chatvault init' or pass --home", path=home)
 
