@@ -147,7 +147,7 @@ def test_exporter_config_on_a_vault_command_says_so(pair: Pair) -> None:
 
 @pytest.mark.parametrize("command", [["vault", "status"], ["vault", "ingest", "."],
                                      ["subject", "find", "--email", "ana@example.org"],
-                                     ["export", "status"], ["vault", "digest"]])
+                                     ["export", "status"], ["vault", "digest"], ["drill"]])
 def test_a_wrong_home_is_named_the_same_way_by_every_command(tmp_path: Path,
                                                              command: list[str]) -> None:
     """Not 'config file not found' from some commands and 'not a home' from others."""
@@ -161,6 +161,17 @@ def test_vault_digest_never_makes_a_store_in_an_exporter_home(pair: Pair) -> Non
     r = run_cli("vault", "digest", "--home", pair.exporter_path)
     assert r.code == 2 and "exporter home" in r.err, r.err
     assert not (pair.exporter_path / "store.db").exists()
+
+
+@pytest.mark.parametrize("command", [["drill"], ["restore", "create", "--source", "web",
+                                                 "--out", "unused"]])
+def test_store_commands_on_an_exporter_home_say_so(pair: Pair, command: list[str]) -> None:
+    """They said 'the store is missing: restore it from a backup', alarming and wrong."""
+    r = run_cli(*command, "--to", pair.exporter.public_key, "--home", pair.exporter_path) \
+        if command[0] == "restore" else run_cli(*command, "--home", pair.exporter_path)
+    assert r.code == 2, r.err
+    assert "is an exporter home, not a vault: is --home right?" in r.err
+    assert "backup" not in r.err and not (pair.exporter_path / "store.db").exists()
 
 
 def test_a_file_given_as_media_is_not_a_folder(tmp_path: Path) -> None:

@@ -77,8 +77,8 @@ def test_open_extend_list_close(shop: tuple[Pair, str]) -> None:
     [item] = run_cli("dsar", "list", "--json", *home).json()["cases"]  # type: ignore
     assert item["due"] == "2024-02-29" and item["overdue"] is True
 
-    ext = run_cli("dsar", "extend", case, "--months", "2", "--reason", "complex", "--json",
-                  *home)
+    ext = run_cli("dsar", "extend", case.lower(), "--months", "2", "--reason", "complex",
+                  "--json", *home)  # ids typed in any case
     assert ext.code == 0 and ext.json()["effective_due"] == "2024-04-30"  # type: ignore
     more = run_cli("dsar", "extend", case, "--months", "1", "--reason", "more", *home)
     assert more.code == 2 and "at most 2 months" in more.err
@@ -87,6 +87,10 @@ def test_open_extend_list_close(shop: tuple[Pair, str]) -> None:
     assert run_cli("dsar", "list", "--json", *home).json()["cases"] == []  # type: ignore
     assert run_cli("dsar", "open", "--received", "2999-01-01", "--email", "a@b.org",
                    *home).code == 2
+    # a name alone could never be exported: refused when the case is opened, not at its deadline
+    named = run_cli("dsar", "open", "--received", "2024-09-02", "--name", "Mara Quint", *home)
+    assert named.code == 2 and "needs an identifier" in named.err
+    assert run_cli("dsar", "list", "--json", *home).json()["cases"] == []  # type: ignore
 
 
 def test_vault_status_warns_then_goes_critical(shop: tuple[Pair, str]) -> None:

@@ -271,6 +271,9 @@ def test_four_eyes_needs_a_different_operator(vault: Vault,
     asked = _erase(vault)
     assert asked["status"] == "pending"
     assert len(_ids(vault)) == 6
+    status = vault.cli("vault", "status", "--json").json()  # said until someone approves
+    assert any(f"erasure {asked['erasure_id']} waits for a second approver" in f["message"]
+               for f in status["findings"])  # type: ignore[index]
 
     same = vault.cli("erase", "approve", asked["erasure_id"])
     assert same.code == 4 and "different operator" in same.err
@@ -283,7 +286,12 @@ def test_four_eyes_needs_a_different_operator(vault: Vault,
     assert len(_ids(vault)) == 6
 
     monkeypatch.setattr(audit, "identify", lambda: audit.Operator("bob", "loginuid"))
-    done = vault.cli("erase", "approve", asked["erasure_id"], "--json")
+    declined = vault.cli("erase", "approve", asked["erasure_id"].lower(), "--json",
+                         input_text="n\n")
+    assert declined.code == 0 and declined.json()["status"] == "pending"
+    assert "remove  " in declined.err and MARA_EMAIL in declined.err  # what bob approves
+    assert len(_ids(vault)) == 6
+    done = vault.cli("erase", "approve", asked["erasure_id"], "--json", "--yes")
     assert done.code == 0, done.err
     assert done.json()["conversations_removed"] == 2
     [item] = vault.cli("erase", "list", "--json").json()["erasures"]  # type: ignore

@@ -52,7 +52,7 @@ def test_a_pending_request_for_the_same_subject_is_settled_not_a_trace(
     assert first.code == second.code == 0
     _as(monkeypatch, "bob")
 
-    r = vault.cli("erase", "approve", "E-0002")
+    r = vault.cli("erase", "approve", "E-0002", "--yes")
 
     assert r.code == 0, r.err
     items = _listing(vault)
@@ -103,7 +103,7 @@ def test_the_state_file_is_current_after_an_erasure(vault: Vault,
                      "--yes").code == 0
     assert _state_current(vault), "a pending request is state too"
     _as(monkeypatch, "bob")
-    assert vault.cli("erase", "approve", "E-0002").code == 0
+    assert vault.cli("erase", "approve", "E-0002", "--yes").code == 0
     assert _state_current(vault)
 
 

@@ -99,6 +99,11 @@ def test_forged_receipt_is_refused_and_the_run_goes_on(tmp_path: Path, cli) -> N
     assert bundle_files(site.outbox) == ["web-00000001.cvb", "web-00000002.cvb"]
     with site.state() as state:
         assert state.acks() == []
+    # the timer runs 'export run --quiet': monitoring must hear of it
+    status = cli("export", "status", "--home", site.exporter.path, "--json")
+    assert status.code == 1
+    [alert] = [a["message"] for a in status.json()["alerts"] if "refused" in a["message"]]
+    assert "refused 1 receipt(s)" in alert and path.name in alert and "forged" in alert
 
 
 def test_receipt_from_an_untrusted_vault(tmp_path: Path, cli) -> None:

@@ -275,7 +275,7 @@ def test_four_eyes_single_signature_waits_then_operator_approves(w: World,
     [waits] = [f for f in status["findings"] if f["check"] == "requests"]  # type: ignore
     assert waits["level"] == "WARNING" and "erase approve E-0001" in waits["message"]
 
-    approved = w.vault.cli("erase", "approve", "E-0001", "--json")  # any operator at the vault
+    approved = w.vault.cli("erase", "approve", "E-0001", "--json", "--yes")  # any operator
     assert approved.code == 0, approved.err
     status = w.vault.cli("vault", "status", "--json").json()
     assert not [f for f in status["findings"] if f["check"] == "requests"]  # type: ignore
@@ -341,7 +341,7 @@ def test_a_second_signature_after_expiry_does_not_approve(w: World,
     assert (got.status, got.reason) == ("pending", "expired"), got.message
     assert "erase approve E-0001" in got.message
     assert _found(w, MARA) == held, "an expired request's second signature approves nothing"
-    approved = w.vault.cli("erase", "approve", "E-0001", "--json")  # the vault still can
+    approved = w.vault.cli("erase", "approve", "E-0001", "--json", "--yes")  # the vault can
     assert approved.code == 0, approved.err
     assert _found(w, MARA) == 0
 

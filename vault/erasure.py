@@ -130,6 +130,7 @@ def _next_id(v: VaultHandle) -> str:
 
 
 def pending_subject(v: VaultHandle, erasure_id: str) -> tuple[Subject, dict[str, Any]]:
+    erasure_id = erasure_id.strip().upper()  # 'e-0002' is E-0002
     row = v.conn.execute("SELECT id, status, requested_by, reason, case_id FROM erasures "
                          "WHERE id = ?", (erasure_id,)).fetchone()
     if row is None:
@@ -154,6 +155,7 @@ def approve(v: VaultHandle, erasure_id: str, approver: str | None = None) -> dic
     the vault (a second DPO signature on a request: ``dpo:<fingerprint>``).
     """
     subject, info = pending_subject(v, erasure_id)
+    erasure_id = info["id"]
     who = approver or audit.operator()
     if who == info["requested_by"]:
         audit.append(v.conn, "erase.approve-refused", target=f"erasure:{erasure_id}",
@@ -378,10 +380,18 @@ def listing(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 # -- vault status ---------------------------------------------------------------------
 
 def check_erasures(ctx: Any) -> list[Any]:
-    """CRITICAL for an erasure left incomplete, WARNING for one interrupted mid-scrub."""
+    """CRITICAL for an erasure left incomplete; WARNING for one interrupted mid-scrub or
+    waiting for its second approver."""
     from vault.vaultstatus import CRITICAL, WARNING, Finding
 
     out = []
+    for eid, at, who in ctx.conn.execute("SELECT id, requested_at, requested_by FROM "
+                                         "erasures WHERE status = 'pending' ORDER BY id"):
+        # Art. 17 asks for erasure without undue delay: a request no one approves is said
+        out.append(Finding(WARNING, "erasure", f"erasure {eid} waits for a second approver "
+                           f"since {at[:10]} (asked by {who}): another operator runs "
+                           f"'chatvault erase approve {eid}'",
+                           {"erasure_id": eid, "status": "pending", "requested_at": at}))
     for eid, status in ctx.conn.execute("SELECT id, status FROM erasures WHERE status IN "
                                         "('incomplete', 'scrubbing') ORDER BY id"):
         data = {"erasure_id": eid, "status": status}

@@ -88,6 +88,18 @@ class RunReport:
         out = {k: sum(getattr(s, k) for s in self.sources) for k in keys}
         out["bundles"] = sum(len(s.bundles) for s in self.sources)
         out["written_to_media"] = len(self.media.written) if self.media else 0
+        refused = [o for o in self.receipts.outcomes if o.result == "refused"] \
+            if self.receipts else []
+        out["receipts_refused"] = len(refused)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """What the state keeps of the run: the totals, and the first receipt refused."""
+        out: dict[str, Any] = dict(self.totals())
+        first = next((o for o in self.receipts.outcomes if o.result == "refused"), None) \
+            if self.receipts else None
+        if first is not None:
+            out["first_receipt_refused"] = f"{first.file}: {first.reason}"
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -130,7 +142,7 @@ def _session(home_path: Path, command: str, report: RunReport, media: Path | Non
                 state.record_source_run(run_id, src.name, src.exit_code,
                                         src.errors[0] if src.errors else None,
                                         src.conversations, src.messages, len(src.bundles))
-            state.finish_run(run_id, report.exit_code, report.totals())
+            state.finish_run(run_id, report.exit_code, report.summary())
     log.info("export %s finished with exit code %d: %s", command, report.exit_code,
              report.totals())
 

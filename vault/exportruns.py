@@ -45,13 +45,13 @@ class RunHistory:
                                         json.dumps(summary, sort_keys=True), run_id))
 
     def last_run(self, command: str = "run") -> dict[str, Any] | None:
-        row = self.db.execute("SELECT id, started_at, finished_at, exit_code FROM runs "
-                              "WHERE command = ? ORDER BY id DESC LIMIT 1",
+        row = self.db.execute("SELECT id, started_at, finished_at, exit_code, summary FROM "
+                              "runs WHERE command = ? ORDER BY id DESC LIMIT 1",
                               (command,)).fetchone()
         if row is None:
             return None
         return {"id": row[0], "started_at": row[1], "finished_at": row[2],
-                "exit_code": row[3]}
+                "exit_code": row[3], "summary": _summary(row[4])}
 
     def source_history(self, source: str) -> dict[str, Any]:
         """The last run of ``source`` and its last successful one."""
@@ -67,3 +67,11 @@ class RunHistory:
                        last_conversations=last[3], last_messages=last[4],
                        last_bundles=last[5])
         return out
+
+
+def _summary(text: str | None) -> dict[str, Any]:
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -19,7 +19,8 @@ Alerts, with the thresholds of the config's ``[alerts]`` table:
   copy is gone (it can no longer be rewritten to a stick: reseal).
 * WARNING: a bundle unacknowledged for ``unacknowledged_warning_days``; the
   last run ended with a non-zero exit code or did not finish; the last run
-  failed while bundles are on no stick yet (no stick mounted); no run yet; a
+  failed while bundles are on no stick yet (no stick mounted); the last run
+  refused receipts (forged, altered, of another vault); no run yet; a
   vault refused a damaged stray copy of a bundle it already holds and the
   copy was not found on a stick to remove (nothing is lost).
 
@@ -214,6 +215,21 @@ def _off_media(last: dict[str, Any] | None, waiting: list[dict[str, Any]],
                   "export run' (or 'export rewrite --media DIR')")
 
 
+def _refused_receipts(last: dict[str, Any] | None, out: _Report) -> None:
+    """Receipts the last run refused: forged, altered, or of a vault not configured.
+
+    The timer runs ``export run --quiet``: without this the refusal stays in
+    the journal, and evidence that someone altered files on the stick with it.
+    """
+    summary = (last or {}).get("summary") or {}
+    refused = summary.get("receipts_refused")
+    if isinstance(refused, int) and refused > 0:
+        first = summary.get("first_receipt_refused") or ""
+        out.alert(WARNING, f"the last run refused {refused} receipt(s) on the stick "
+                  f"(first: {str(first)[:300]}); a receipt that does not verify was altered "
+                  "or forged: find out who handled the stick")
+
+
 def gather(home: Path, cfg: ExporterConfig, state: ExportState,
            now: datetime | None = None) -> dict[str, Any]:
     """The whole status as one JSON-ready document, alerts and level included."""
@@ -234,6 +250,7 @@ def gather(home: Path, cfg: ExporterConfig, state: ExportState,
     srcs = _sources(cfg, state, now, out)
     waiting = _waiting(home, cfg, state, now, out)
     _off_media(last, waiting, out)
+    _refused_receipts(last, out)
     reports = _quarantined(home, state, out)
     audit_log = _audit(state, out)
     abandoned = [r.describe() for r in state.bundles(unacknowledged=True) if r.abandoned_at]

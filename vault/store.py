@@ -159,6 +159,8 @@ def require_existing(path: Path | str) -> None:
     wal = Path(f"{where}-wal")
     if size or (size == 0 and wal.is_file() and wal.stat().st_size):
         return
+    if size is None:
+        _refuse_other_homes(where.parent)
     state = where.parent / "archive" / "vault-state.cvs"
     after = (" The state file (archive/vault-state.cvs) and the archived bundles hold "
              "everything: rebuild from them with 'chatvault vault rebuild --into NEWHOME "
@@ -170,6 +172,22 @@ def require_existing(path: Path | str) -> None:
                         "file") + "; nothing was created in its place (an empty store would "
                         "answer 'nothing held' and take erased people back from old "
                         "bundles)." + after, path=path)
+
+
+def _refuse_other_homes(home: Path) -> None:
+    """No store because ``home`` is no vault: say that, not "restore it from a backup"."""
+    from vault import keys
+    from vault.errors import ChatvaultError, NotAHome, UsageError
+
+    if not (home / "keys" / "public.key").is_file():
+        raise NotAHome(home)
+    try:
+        role = keys.load_public(home / "keys" / "public.key").role
+    except ChatvaultError:
+        return  # a damaged key file is said by the commands that need it
+    if role != "vault":
+        raise UsageError(f"is {'an' if role[0] in 'aeiou' else 'a'} {role} home, not a "
+                         "vault: is --home right?", path=home)
 
 
 def open_store(path: Path | str, *, create: bool = False) -> sqlite3.Connection:
@@ -253,7 +271,7 @@ def check_integrity(conn: sqlite3.Connection, path: Path | str) -> None:
             raise busy_error(path) from None
         raise damaged_error(exc, path) from None
     if rows != ["ok"]:
-        raise damaged_error(RuntimeError("; ".join(rows)[:300]), path)
+        raise damaged_error(RuntimeError("; ".join(rows).replace("\n", " ")[:300]), path)
 
 
 def db(conn: sqlite3.Connection) -> sqlite_utils.Database:

@@ -33,6 +33,14 @@ PurposeOpt = Annotated[Optional[str], typer.Option(
     "--purpose", help="Why you search (a case id...): goes into the audit log")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: goes into the audit log")]
 
+
+def _case_id(value: str | None) -> str | None:
+    """'dsar-2026-0001' is DSAR-2026-0001: ids are written in capitals, typed any way."""
+    return value.strip().upper() if value else value
+
+
+CaseArg = Annotated[str, typer.Argument(callback=_case_id, help="DSAR-YYYY-NNNN")]
+
 subject_app = typer.Typer(no_args_is_help=True)
 dsar_app = typer.Typer(no_args_is_help=True)
 erase_app = typer.Typer(invoke_without_command=True)
@@ -107,9 +115,15 @@ def dsar_open(received: Annotated[str, typer.Option("--received", help="YYYY-MM-
     """Open a case; due the same day one month after it was received."""
     from vault import dsar
 
+    from vault.errors import UsageError
+
     with vault_at(home) as v:
-        case = dsar.open_case(v, dsar.parse_date(received),
-                              subject_of(v, email, phone, name, ids, customer_id), note)
+        subject = subject_of(v, email, phone, name, ids, customer_id)
+        if not subject.exact():  # dsar export would refuse it at the deadline
+            raise UsageError("a case needs an identifier to search with: --email, --phone, "
+                             "--id or --customer-id (a name alone only finds matches that "
+                             "need review; add it beside one of those)")
+        case = dsar.open_case(v, dsar.parse_date(received), subject, note)
     if as_json:
         emit_json({"case_id": case.id, "due": case.due, "received": case.received})
     else:
@@ -117,7 +131,7 @@ def dsar_open(received: Annotated[str, typer.Option("--received", help="YYYY-MM-
 
 
 @dsar_app.command("extend")
-def dsar_extend(case_id: Annotated[str, typer.Argument()],
+def dsar_extend(case_id: CaseArg,
                 months: Annotated[int, typer.Option("--months", help="1 or 2")] = 2,
                 reason: ReasonOpt = "", home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Extend the deadline by up to two more months, with a reason (Art. 12(3))."""
@@ -151,7 +165,7 @@ def dsar_list(all_cases: Annotated[bool, typer.Option("--all", help="Closed ones
 
 
 @dsar_app.command("export")
-def dsar_export(case_id: Annotated[str, typer.Argument()],
+def dsar_export(case_id: CaseArg,
                 out: Annotated[Path, typer.Option("--out", help="Folder for the package")],
                 seal_to: Annotated[Optional[Path], typer.Option(
                     "--seal-to", help="Public key file: seal the package to it")] = None,
@@ -204,7 +218,7 @@ def dsar_unseal(bundle_file: Annotated[Path, typer.Argument(
 
 
 @dsar_app.command("close")
-def dsar_close(case_id: Annotated[str, typer.Argument()],
+def dsar_close(case_id: CaseArg,
                note: Annotated[Optional[str], typer.Option("--note")] = None,
                home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Close a case (answered, withdrawn...)."""
@@ -219,7 +233,8 @@ def dsar_close(case_id: Annotated[str, typer.Argument()],
 
 @erase_app.callback()
 def erase_cmd(ctx: typer.Context,
-              case: Annotated[Optional[str], typer.Option("--case", help="A DSAR case")] = None,
+              case: Annotated[Optional[str], typer.Option(
+                  "--case", callback=_case_id, help="A DSAR case")] = None,
               email: EmailOpt = None, phone: PhoneOpt = None, ids: IdOpt = None,
               customer_id: CustOpt = None,
               reason: Annotated[Optional[str], typer.Option("--reason")] = None,
@@ -347,12 +362,25 @@ _ERASE_FOLLOW_UP = ("not part of this erasure: kept where it appears without the
 
 
 @erase_app.command("approve")
-def erase_approve(erasure_id: Annotated[str, typer.Argument()], home: HomeOpt = None,
-                  as_json: JsonOpt = False) -> None:
-    """Approve (and carry out) another operator's erasure request."""
-    from vault import erasure
+def erase_approve(erasure_id: Annotated[str, typer.Argument()],
+                  yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+                  home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Approve (and carry out) another operator's erasure request, after seeing its plan."""
+    from vault import audit, erasure
 
+    erasure_id = erasure_id.strip().upper()
     with vault_at(home) as v:
+        # the second pair of eyes sees what the first one saw: whose data, and how much
+        subject, info = erasure.pending_subject(v, erasure_id)
+        say(f"{erasure_id}: asked by {info['requested_by']}, reason: {info['reason']}; "
+            f"subject: {', '.join(f'{k} {val}' for k, val in subject.exact())}")
+        _show_plan(erasure.plan(v, subject).as_dict(), False)
+        asker = info["requested_by"] == audit.operator()  # refused below, without asking
+        if not (yes or asker) and not _confirm(f"approve and carry out {erasure_id}?"):
+            say(f"{erasure_id} not approved: it stays pending")
+            if as_json:
+                emit_json({"erasure_id": erasure_id, "status": "pending"})
+            return
         out = {"erasure_id": erasure_id, "status": "done", **erasure.approve(v, erasure_id)}
     emit_json(out) if as_json else say(f"{erasure_id} approved and done")
 
