@@ -247,7 +247,10 @@ def test_collect_reports_damaged_and_forged_answers(w: World, tmp_path: Path) ->
     assert item.result == "rejected" and rep.exit_code == EXIT_REJECTED
     assert "differs from what the vault wrote" in item.error["message"]
     assert part.exists() and (w.requests_dir() / asked["file"]).exists(), "left in place"
-    assert answers.status(w.it.path)["requests"][0]["state"] == "waiting"
+    # the vault refuses the same request twice: only a new one gets the files again
+    assert "make a new request" in item.message
+    status = answers.status(w.it.path)
+    assert status["requests"][0]["state"] == "answer damaged" and status["exit_code"] == 1
 
     [answer] = w.answers_dir().glob("*.answer.json")
     doc = json.loads(answer.read_text())

@@ -43,3 +43,37 @@ def test_usage_errors_of_other_commands_still_exit_2(pair: Pair) -> None:
 def test_a_judgment_still_exits_0_1_2(pair: Pair) -> None:
     r = run_cli("vault", "status", "--home", pair.vault_path)
     assert r.code in (0, 1, 2), r.err
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+@pytest.mark.parametrize("broken", [False, True])
+def test_a_reader_that_went_away_leaves_the_level(pair: Pair, as_json: bool,
+                                                  broken: bool) -> None:
+    """'vault status | head -1': the broken pipe made it exit 1, a WARNING, whatever it judged."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    cfg = pair.vault.config
+    if broken:  # UNKNOWN: a store file that is no SQLite database at all
+        (pair.vault_path / "store.db").write_bytes(b"x" * 8192)
+    else:  # CRITICAL: no disk has that much room
+        cfg.write_text(cfg.read_text().replace("disk_free_warning_percent = 10",
+                                               "disk_free_warning_percent = 100")
+                       .replace("disk_free_critical_percent = 3",
+                                "disk_free_critical_percent = 100"))
+    read, write = os.pipe()
+    os.close(read)  # nobody reads: the first write fails with EPIPE
+    try:
+        done = subprocess.run([sys.executable, "-m", "vault", "vault", "status", "--home",
+                               str(pair.vault_path), *(["--json"] if as_json else [])],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        os.close(write)
+    judged = run_proc("vault", "status", "--home", pair.vault_path)
+    assert judged.code == (3 if broken else 2)
+    assert done.returncode == judged.code, done.stderr
+    assert "Traceback" not in done.stderr and cfg.exists()

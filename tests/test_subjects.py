@@ -277,3 +277,15 @@ def test_a_possible_but_invalid_number_is_said_how_it_was_read(people: Pair) -> 
     fine = run_cli("subject", "find", "--phone", "07700 900123", "--json",
                    "--home", people.vault_path)
     assert "notes" not in fine.json() and "note:" not in fine.err  # type: ignore[operator]
+
+
+def test_a_number_found_nowhere_points_to_search(people: Pair) -> None:
+    """12025550147 written in text on a GB vault is no valid number there: not indexed."""
+    got = run_cli("subject", "find", "--phone", "12025550147", "--json",
+                  "--home", people.vault_path)
+    assert got.code == 0 and got.json()["results"] == []  # type: ignore[index]
+    assert any("'chatvault search'" in n for n in got.json()["notes"])  # type: ignore
+    plus = run_cli("subject", "find", "--phone", "+44 7700 900999", "--json",
+                   "--home", people.vault_path)
+    assert "which is not a valid number (no country assigns it)" in plus.err
+    assert "write it with +" not in plus.err  # it was written with +

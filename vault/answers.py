@@ -248,6 +248,13 @@ def _one(path: Path, folder: Path, asked: dict[str, Any], trust: Any,
         dest = opener.open(ans, eff, folder) if eff["status"] == "done" and mine else None
     except ChatvaultError as exc:
         item.result, item.error = "rejected", exc.as_dict()
+        # The vault answers a request once (a replay is refused): files damaged on the
+        # way are only had again by a new request. Said here and by 'request status'.
+        item.message = ("the vault does not answer the same request twice: make a new "
+                        "request, then 'chatvault request resolve "
+                        f"{str(body.get('request_id'))[:16]}' this one")
+        entry["damaged"] = {"vault": ans.vault, "at": timestamps.now_utc(),
+                            "error": exc.detail, "file": path.name}
         return item, None
     if dest is not None:
         item.result, item.out = "opened", str(dest)
@@ -372,7 +379,8 @@ def _remove(path: Path) -> list[Path]:
 # -- status -----------------------------------------------------------------------------
 
 def status(home: Path, *, every: bool = False, now: datetime | None = None) -> dict[str, Any]:
-    """Requests not yet answered by every vault addressed; WARNING when one has expired."""
+    """Requests not yet answered by every vault addressed; WARNING when one has expired
+    or its answer came damaged (the vault answers once: a new request is needed)."""
     h = Home(Path(home)).require()
     moment = now or datetime.now(timestamps.UTC)
     rows = []
@@ -387,11 +395,13 @@ def status(home: Path, *, every: bool = False, now: datetime | None = None) -> d
         if state in ("answered", "resolved") and not every:
             continue
         expired = timestamps.parse(entry["expires_at"]) <= moment
+        if entry.get("damaged") and state not in ("answered", "resolved"):
+            state = "answer damaged"
         rows.append({"request_id": rid, "action": entry["action"], "state": state,
                      "created_at": entry["created_at"], "expires_at": entry["expires_at"],
                      "expired": expired and state not in ("answered", "resolved"),
                      "summary": entry["summary"], "resolved": entry.get("resolved"),
                      "file": entry["file"], "answers": answers,
                      "waiting_for": [v for v in entry["vaults"] if v not in final]})
-    level = 1 if any(r["expired"] for r in rows) else 0
+    level = 1 if any(r["expired"] or r["state"] == "answer damaged" for r in rows) else 0
     return {"status": ("OK", "WARNING")[level], "exit_code": level, "requests": rows}

@@ -171,6 +171,8 @@ def guarded(run: Callable[[], Any], logs: bool = True) -> None:
             run()
         except ChatvaultError as exc:
             fail(exc, wants_json, status)
+        except BrokenPipeError:
+            _stdout_closed(status)
         except OSError as exc:
             from vault.atomic import media_error
 
@@ -192,6 +194,27 @@ def guarded(run: Callable[[], Any], logs: bool = True) -> None:
         raise
 
 
+def _stdout_closed(status: bool) -> NoReturn:
+    """The reader of stdout went away (``| head``, ``| true``).
+
+    A status command keeps the level it judged: monitoring that pipes it must
+    not read a WARNING into an OK. Anything else exits 1, its output cut short.
+    """
+    _devnull_stdout()
+    if status and _verdict is not None:
+        sys.exit(_verdict)
+    sys.stderr.write("chatvault: standard output was closed before all was written\n")
+    sys.exit(EXIT_OTHER)
+
+
+def _devnull_stdout() -> None:
+    """No second BrokenPipeError when Python flushes stdout at exit."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def _internal(exc: Exception, wants_json: bool, code: int) -> NoReturn:
     """An internal error: one line on stderr, and with ``--json`` an object on stdout
     too (``error: internal``), so a script never reads an empty answer."""
@@ -209,7 +232,10 @@ def fail(exc: ChatvaultError, wants_json: bool, status: bool = False) -> NoRetur
     """Report ``exc`` and exit with its code (3, UNKNOWN, for a status command)."""
     if status:
         exc.exit_code = STATUS_UNKNOWN
-    report(exc, wants_json)
+    try:
+        report(exc, wants_json)
+    except BrokenPipeError:  # the JSON's reader went away: the exit code still says it
+        _devnull_stdout()
     sys.exit(STATUS_UNKNOWN if status else exc.exit_code)
 
 

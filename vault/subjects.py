@@ -42,6 +42,11 @@ _CHUNK = 500
 MIN_DIGITS, MAX_DIGITS = 6, 17
 
 
+#: said when a number that is no valid one finds nothing: message text indexes valid numbers
+_TEXT_FORM = ("in message text only valid numbers are indexed: 'chatvault search' with the "
+              "digits as written there finds other forms")
+
+
 @dataclass
 class Subject:
     """The normalised identifiers of one person (see :meth:`parse`)."""
@@ -103,10 +108,12 @@ class Subject:
             _add(self.phones, phone)
             if not identifiers.is_valid_phone(phone):
                 # possible but not valid: often a foreign number read with our region
-                how = "" if text.strip().startswith(("+", "00")) else f" with region {region}"
+                written_whole = text.strip().startswith(("+", "00"))
+                how = "" if written_whole else f" with region {region}"
+                advice = ("no country assigns it" if written_whole else "if it belongs to "
+                          "another country, write it with + and its country code")
                 self.doubts.append(f"{which} was read{how} as {phone}, which is not a valid "
-                                   "number; if it belongs to another country, write it with "
-                                   "+ and its country code")
+                                   f"number ({advice}); {_TEXT_FORM}")
             return
         written = unicodedata.normalize("NFKC", text or "").strip()
         digits = re.sub(r"\D", "", written)
@@ -121,6 +128,7 @@ class Subject:
         _add(self.phone_digits, digits)
         self.notes.append(f"{which} is not a possible phone number: looked up as the digits "
                           "written, as a number that did not parse is stored (needs review)")
+        self.doubts.append(_TEXT_FORM)
 
     def empty(self) -> bool:
         return not (self.emails or self.phones or self.names or self.platform_ids
@@ -244,8 +252,9 @@ def _require_platforms(conn: sqlite3.Connection, subject: Subject) -> None:
     """
     for pid in subject.platform_ids:
         name = pid.partition(":")[0]
-        if name in READER_PLATFORMS or conn.execute("SELECT 1 FROM identifiers WHERE kind = 'platform_id' AND value > ? "
-                        "AND value < ? LIMIT 1", (name + ":", name + ";")).fetchone():
+        if name in READER_PLATFORMS or conn.execute(
+                "SELECT 1 FROM identifiers WHERE kind = 'platform_id' AND value > ? "
+                "AND value < ? LIMIT 1", (name + ":", name + ";")).fetchone():
             continue
         known = platforms(conn)
         raise UsageError(f"no {name!r} user id is held: the platforms held are "

@@ -8,6 +8,7 @@ JSON object) and an exit code by :func:`vault.cli.main`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,22 @@ def resolve_home(home: Path | None) -> Path:
         return home
     env = os.environ.get("CHATVAULT_HOME")
     return Path(env) if env else DEFAULT_HOME
+
+
+@contextlib.contextmanager
+def status_output(code: int) -> Any:
+    """Print a status command's report; a reader that went away keeps its exit ``code``.
+
+    ``status | head -1`` closes the pipe early; click turned the broken pipe
+    into exit 1, which monitoring reads as WARNING whatever was judged.
+    """
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):  # no second error at exit's flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(code)
 
 
 def emit_json(obj: Any) -> None:

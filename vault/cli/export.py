@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 import typer
 
 from vault.cli.common import (HomeOpt, JsonOpt, QuietOpt, emit_json, resolve_home, say,
-                              show_progress)
+                              show_progress, status_output)
 
 if TYPE_CHECKING:
     from vault.exporter import RunReport
@@ -202,11 +202,11 @@ def status(
     verdict(report["exit_code"])
     if prometheus is not None:
         exportstatus.write_prometheus(report, prometheus)
-    if as_json:
-        emit_json(report)
-    else:
-        print("\n".join(exportstatus.render(report)))
-    raise typer.Exit(report["exit_code"])
+    with status_output(report["exit_code"]):
+        if as_json:
+            emit_json(report)
+        else:
+            print("\n".join(exportstatus.render(report)))
 
 
 @app.command("resolve")

@@ -185,7 +185,7 @@ def collect_cmd(
         print(f"{c.result:9} {what:24} {c.status or '-'}{why}{where}")
         if c.error:
             say(f"  {c.file}: {c.error['message']}")
-        elif c.message and c.result != "not_ours":
+        if c.message and c.result != "not_ours":
             say(f"  {c.message}")
     for line in rep.ignored:
         print(f"{'ignored':9} {line}")

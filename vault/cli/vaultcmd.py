@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from vault.cli.common import (HomeOpt, JsonOpt, QuietOpt, emit_json, resolve_home, say,
-                              show_progress)
+                              show_progress, status_output)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -211,9 +211,14 @@ def status_cmd(
     verdict(rep["exit_code"])
     if prometheus is not None:
         vaultstatus.write_prometheus(prometheus, rep)
-    if as_json:
-        emit_json(rep)
-        raise typer.Exit(rep["exit_code"])
+    with status_output(rep["exit_code"]):
+        if as_json:
+            emit_json(rep)
+        else:
+            _print_status(rep)
+
+
+def _print_status(rep: dict[str, Any]) -> None:
     s = rep["store"]
     print(f"vault status: {rep['status']} (at {rep['at']})"
           + ("; an ingest is running" if rep.get("ingest_running") else ""))
@@ -224,7 +229,6 @@ def status_cmd(
           f"{s['disk_free_bytes'] / 1024**3:.1f} GiB")
     for f in rep["findings"]:
         print(f"{f['level']}: {f['message']}")
-    raise typer.Exit(rep["exit_code"])
 
 
 @app.command("resolve")
