@@ -15,8 +15,9 @@ import pytest
 
 from conftest import run_cli
 from requests_kit import ANA, JONAS, MARA, World, world
-from vault import answers, home, holds, media, records, requests, subjects, timestamps
-from vault.errors import MediaFull
+from vault import (answers, home, holds, media, records, requestparams, requests, subjects,
+                   timestamps)
+from vault.errors import MediaFull, UsageError
 
 
 @pytest.fixture
@@ -233,6 +234,21 @@ def test_dsar_for_nobody_is_answered_subject_not_found(w: World) -> None:
     [got] = w.answer()
     assert (got.status, got.reason) == ("refused", "subject_not_found")
     assert w.snapshot() == before, "no case opened"
+
+
+def test_requests_may_name_platform_ids(w: World) -> None:
+    """Slack and Telegram users often have no e-mail: --id travels as the vault takes it."""
+    asked = run_cli("request", "dsar", "--media", w.stick, "--id", "slack:U0NOBODY",
+                    "--received", "2024-05-02", "--home", w.dpo.path, "--json")
+    assert asked.code == 0, asked.err
+    [got] = w.answer()
+    assert (got.status, got.reason) == ("refused", "subject_not_found")  # looked up by id
+    bad = run_cli("request", "erase", "--media", w.stick, "--id", "U0NOBODY", "--reason", "x",
+                  "--home", w.dpo.path)
+    assert bad.code == 2 and "platform id number 1 is not PLATFORM:ID" in bad.err
+    with pytest.raises(UsageError, match="unknown parameter"):
+        requestparams.check_params("dsar", {"emails": ["a@b.org"], "phones": [],
+                                            "received": "2024-05-02", "names": ["x"]})
 
 
 # -- erasure: legal holds and four eyes ----------------------------------------------------

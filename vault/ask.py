@@ -76,7 +76,8 @@ def _summary(action: str, params: dict[str, Any]) -> str:
         what += [f"{k} {params[k]}" for k in ("since", "until") if params.get(k)]
         return ", ".join(what)
     return (f"{len(params.get('emails', []))} e-mail address(es), "
-            f"{len(params.get('phones', []))} phone number(s)")
+            f"{len(params.get('phones', []))} phone number(s)"
+            + (f", {len(params['ids'])} platform id(s)" if params.get("ids") else ""))
 
 
 def approve(home: Path, path: Path, confirm: Callable[[dict[str, Any]], bool], *,

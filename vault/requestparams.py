@@ -30,8 +30,8 @@ _DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PARAMS_DOMAIN = b"chatvault/request/v1/params\x00"
 _FIELDS = {"restore": {"source", "since", "until", "conversations"},
-           "dsar": {"emails", "phones", "received", "note"},
-           "erase": {"emails", "phones", "reason"}}
+           "dsar": {"emails", "phones", "ids", "received", "note"},
+           "erase": {"emails", "phones", "ids", "reason"}}
 
 
 def check_params(action: str, params: Any) -> dict[str, Any]:
@@ -45,10 +45,17 @@ def check_params(action: str, params: Any) -> dict[str, Any]:
         _check_restore(params)
         return params
     emails, phones = params.get("emails", []), params.get("phones", [])
+    ids = params.get("ids", [])
     _check_list(emails, "e-mail address", MAX_IDENTIFIERS, 320)
     _check_list(phones, "phone number", MAX_IDENTIFIERS, 64)
-    if not emails and not phones:
-        raise UsageError("give at least one --email or --phone (a name alone is never enough)")
+    _check_list(ids, "platform id", MAX_IDENTIFIERS, 200)
+    if not emails and not phones and not ids:
+        raise UsageError("give at least one --email, --phone or --id (a name alone is never "
+                         "enough)")
+    for n, text in enumerate(ids, 1):
+        platform, _, value = text.partition(":")
+        if not platform.strip() or not value.strip():
+            raise UsageError(f"platform id number {n} is not PLATFORM:ID")
     for n, text in enumerate(emails, 1):
         if identifiers.normalise_email(text) is None:
             raise UsageError(f"e-mail address number {n} is not an e-mail address")

@@ -33,7 +33,7 @@ trusts (a second DPO must read what they approve)::
               "recipients": [{"fingerprint", "box": b64 X25519 key, "key": b64}]}
 
 In clear: ``restore`` {source?, since?, until?, conversations?}, ``dsar``
-{emails, phones, received (YYYY-MM-DD), note?}, ``erase`` {emails, phones,
+{emails, phones, ids?, received (YYYY-MM-DD), note?}, ``erase`` {emails, phones, ids?,
 reason}. Both sides check them with :func:`vault.requestparams.check_params`.
 
 Answer body (signed by :func:`vault.requestrun.make_answer`): ``request_id``,

@@ -99,7 +99,7 @@ class Work:
 
     def _subject(self, params: dict[str, Any]) -> Subject:
         return Subject.parse(emails=params.get("emails", []), phones=params.get("phones", []),
-                             region=self.v.region)
+                             ids=params.get("ids", []), region=self.v.region)
 
     # -- the three actions -----------------------------------------------------------
 

@@ -23,6 +23,8 @@ Many = Optional[list[str]]
 EmailOpt = Annotated[Many, typer.Option("--email", help="E-mail address (repeatable)")]
 PhoneOpt = Annotated[Many, typer.Option(
     "--phone", help="Phone number, any written form (repeatable; the vault's region applies)")]
+IdOpt = Annotated[Many, typer.Option(
+    "--id", help="Platform user id as PLATFORM:ID, e.g. slack:U024BE7LH (repeatable)")]
 AnswerToOpt = Annotated[Optional[Path], typer.Option(
     "--answer-to", help="Seal the answer to this public key file (default: this home's key)")]
 DaysOpt = Annotated[int, typer.Option(
@@ -75,7 +77,7 @@ def dsar_cmd(
     media_root: MediaOpt,
     received: Annotated[str, typer.Option("--received", help="When the request came in "
                                                              "(YYYY-MM-DD)")],
-    email: EmailOpt = None, phone: PhoneOpt = None,
+    email: EmailOpt = None, phone: PhoneOpt = None, ids: IdOpt = None,
     note: Annotated[Optional[str], typer.Option("--note", help="Kept with the case")] = None,
     answer_to: AnswerToOpt = None, expires_in: DaysOpt = 14, home: HomeOpt = None,
     passphrase_file: PassOpt = None, as_json: JsonOpt = False,
@@ -83,6 +85,8 @@ def dsar_cmd(
     """Ask for a data subject access package (Art. 15), sealed to you."""
     params: dict[str, Any] = {"emails": _emails(email), "phones": list(phone or []),
                               "received": received}
+    if ids:  # only when given: a request without ids reads as before
+        params["ids"] = list(ids)
     if note is not None:
         params["note"] = note
     _submit("dsar", params, media_root, home, answer_to, expires_in, passphrase_file, as_json)
@@ -92,12 +96,15 @@ def dsar_cmd(
 def erase_cmd(
     media_root: MediaOpt,
     reason: Annotated[str, typer.Option("--reason", help="Why: goes into the audit log")],
-    email: EmailOpt = None, phone: PhoneOpt = None,
+    email: EmailOpt = None, phone: PhoneOpt = None, ids: IdOpt = None,
     expires_in: DaysOpt = 14, home: HomeOpt = None,
     passphrase_file: PassOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Ask for an erasure (Art. 17); with four eyes, a second DPO approves it."""
-    params = {"emails": _emails(email), "phones": list(phone or []), "reason": reason}
+    params: dict[str, Any] = {"emails": _emails(email), "phones": list(phone or []),
+                              "reason": reason}
+    if ids:
+        params["ids"] = list(ids)
     _submit("erase", params, media_root, home, None, expires_in, passphrase_file, as_json)
 
 
@@ -129,7 +136,7 @@ def approve_cmd(
         if as_json and yes:
             return True
         say("erasure requested for:")
-        for kind in ("emails", "phones"):
+        for kind in ("emails", "phones", "ids"):
             for value in params.get(kind, []):
                 say(f"  {kind[:-1]:6} {value}")
         say(f"  reason {params['reason']}")
