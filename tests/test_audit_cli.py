@@ -56,6 +56,13 @@ def test_verify_passes_on_an_intact_log(busy: Vault) -> None:
     assert r.code == 0 and r.json()["ok"] is True  # type: ignore
 
 
+def test_show_says_why_a_filter_found_nothing(busy: Vault) -> None:
+    typo = busy.cli("audit", "show", "--action", "eras")
+    assert typo.code == 0 and "no entry with action 'eras'" in typo.err
+    assert busy.cli("audit", "show", "--limit", "-1").code == 2  # not "all of them"
+    assert "no entry" not in busy.cli("audit", "show", "--action", "erase*").err
+
+
 _COLUMNS = ["at", "operator", "action", "target", "purpose", "detail", "prev_hash", "hash"]
 
 

@@ -150,6 +150,9 @@ def test_collect_from_participants_and_text() -> None:
     assert found.unparsed_phones == ["07700900123", "02079460018"]
     assert ids.collect(conv, "GB").phones == ["+447700900123", "+12025550148",
                                               "+442079460018"]
+    # a number no country has stays unparsed with a region too (preview dropped it)
+    conv["participants"][0]["phone"] = "+12 345 578"
+    assert ids.collect(conv, "GB").unparsed_phones == ["12345578"]
 
 
 def test_digits_glued_to_letters_are_not_phone_numbers() -> None:

@@ -251,8 +251,8 @@ def test_paper_checksum_left_off_one_metadata_line_is_refused(pair: Pair) -> Non
 def test_trust_roles_add_and_revoke(pair: Pair, cli) -> None:
     pub = pair.exporter.public_key
     fp = pair.exporter.public().fingerprint
-    r = cli("keys", "trust", pub, "--home", pair.vault_path, "--role", "dpo", "--json")
-    assert r.code == 0, r.err
+    r = cli("keys", "trust", pub, "--home", pair.vault_path, "--role", "DPO", "--json")
+    assert r.code == 0, r.err  # a role typed in capitals is that role
     assert r.json()["roles"] == ["dpo", "exporter"]
     store = pair.vault.trust()
     assert store.require(pair.exporter.public().sign_pk, "dpo").fingerprint == fp

@@ -256,6 +256,10 @@ def test_selection_by_subject_conversation_and_window(pair: Pair, tmp_path: Path
                       for x in (opened / "web.jsonl").read_text().splitlines())
 
     assert ids("--subject-email", "MARA@example.ORG") == ["c1", "c2"]
+    typo = cli("restore", "create", "--home", pair.vault_path, "--to",
+               pair.exporter.public_key, "--out", tmp_path / "typo", "--subject-email",
+               "mara@exampel.org")
+    assert typo.code == 0 and "no conversation of the --subject-email given is held" in typo.err
     assert ids("--conversation", "c3", "--conversation", "c1") == ["c1", "c3"]
     assert ids("--conversation", "web/c2") == ["c2"]  # SOURCE/ID, as subject find lists it
     for given in (["c1", "c9"], ["web/c9"], ["other/c1"]):

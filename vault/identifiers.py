@@ -333,9 +333,10 @@ def collect(conv: dict[str, Any], region_name: str | None = None) -> Found:
     for person in conv.get("participants") or []:
         out._add(out.emails, [normalise_email(person.get("email"))])
         phone = person.get("phone")
-        out._add(out.phones, [normalise_phone(phone, code)])
-        if phone and code is None and not normalise_phone(phone, None):
-            out._add(out.unparsed_phones, [re.sub(r"\D", "", phone)])
+        parsed = normalise_phone(phone, code)
+        out._add(out.phones, [parsed])
+        if phone and not parsed:  # stored as its digits (national without a region, or
+            out._add(out.unparsed_phones, [re.sub(r"\D", "", phone)])  # no country's)
         if person.get("name"):
             out._add(out.names, [person["name"]])
     for msg in conv.get("messages") or []:

@@ -87,6 +87,7 @@ class TrustStore:
     # -- changes -----------------------------------------------------------------
 
     def trust(self, text: str, role: str, source: str = "public key") -> Entry:
+        role = role.strip().lower()  # '--role DPO' is the dpo role
         if role not in TRUST_ROLES:
             raise UsageError(f"unknown role {role!r}; one of {', '.join(TRUST_ROLES)}")
         pub = keys.parse_public(text, source)

@@ -82,7 +82,8 @@ def subject_find(email: EmailOpt = None, phone: PhoneOpt = None, name: NameOpt =
 
 def search_cmd(query: Annotated[str, typer.Argument(help="Words to find (any text)")],
                source: SourceOpt = None,
-               limit: Annotated[int, typer.Option("--limit", help="Conversations at most")] = 50,
+               limit: Annotated[int, typer.Option("--limit", min=1,
+                                                  help="Conversations at most")] = 50,
                purpose: PurposeOpt = None, home: HomeOpt = None,
                as_json: JsonOpt = False) -> None:
     """Full-text search over message text, ranked, with snippets."""

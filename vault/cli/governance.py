@@ -143,7 +143,7 @@ def hold_release(name: Annotated[str, typer.Argument()],
 # -- audit ----------------------------------------------------------------------------
 
 @audit_app.command("show")
-def audit_show(limit: Annotated[int, typer.Option("--limit")] = 50,
+def audit_show(limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
                action: Annotated[Optional[str], typer.Option(
                    "--action", help="One action (erase) or a family (erase*)")] = None,
                since: SinceOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
@@ -154,6 +154,9 @@ def audit_show(limit: Annotated[int, typer.Option("--limit")] = 50,
     with vault_at(home) as v:
         items = audit.entries(v.conn, limit, action=action, since=day_bound(since))
         head = audit.head(v.conn)
+    if not items and action:  # 'eras' finds nothing: say why it may be so
+        say(f"no entry with action {action!r} (actions read like 'erase.request'; "
+            "'erase*' takes a family)")
     if as_json:
         emit_json({"entries": items, "head": head})
         return

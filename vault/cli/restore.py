@@ -90,6 +90,9 @@ def create_cmd(
     say(f"restore {made.restore_id[:16]}: {made.conversations} conversations, {made.blobs} "
         f"attachments in {len(made.parts)} part(s); left out: {left}; redacted: "
         f"{made.redacted}")
+    if subject_email and not made.conversations and not any(made.excluded.values()):
+        say("note: no conversation of the --subject-email given is held (a typo? "
+            "'chatvault subject find --email ...' lists what is)")
 
 
 @restore_app.command("open")

@@ -156,7 +156,8 @@ def _show(shown: list[dict[str, Any]], region: str | None) -> None:
         s = _summary(conv, region)
         ids = "\n".join(s["emails"] + s["phones"])
         if s["unparsed_phones"]:
-            ids += f"\n{len(s['unparsed_phones'])} number(s) need --phone-region"
+            ids += (f"\n{len(s['unparsed_phones'])} number(s) that do not parse"
+                    + ("" if region else " (national ones need --phone-region)"))
         counts = (f"{s['participants']} people, {s['messages']} messages, "
                   f"{s['system_events']} events, {s['attachments']} files")
         # export text is untrusted: Text() never interprets it as markup
