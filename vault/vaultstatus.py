@@ -41,8 +41,8 @@ LEVELS = ("OK", "WARNING", "CRITICAL")
 #: a bundle file name as exporters write it: what an unverified file claims to be
 _CLAIMED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,127})-\d{8}\.cvb$")
 CHECK_MODULES = ("vault.vaultstatus", "vault.dsar", "vault.retention", "vault.restore",
-                 "vault.drillreports", "vault.daemon", "vault.requestrun", "vault.erasure",
-                 "vault.storecheck")
+                 "vault.drillreports", "vault.daemon", "vault.requestrun",
+                 "vault.erasurestatus", "vault.storecheck")
 
 
 @dataclass(frozen=True)

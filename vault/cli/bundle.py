@@ -119,7 +119,8 @@ def open_(
     out: Annotated[Path, typer.Option("-o", "--out", help="Canonical JSONL to write")],
     home: HomeOpt = None,
     role: RoleOpt = "exporter",
-    blobs: Annotated[Optional[Path], typer.Option("--blobs", help="Folder for attachments")] = None,
+    blobs: Annotated[Optional[Path], typer.Option(
+        "--blobs", help="Folder for attachments")] = None,
     passphrase_file: Annotated[Optional[Path], typer.Option("--passphrase-file")] = None,
     as_json: JsonOpt = False,
 ) -> None:
