@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,18 @@ def test_rejected_bundle_json_error(pair: Pair, sample_jsonl: Path) -> None:
     err = r.json()
     assert err["error"] == "bad_signature" and err["path"] == str(out)
     assert str(out) in r.err
+
+
+def test_inspect_reads_as_words(pair: Pair, sample_jsonl: Path) -> None:
+    out = pair.root / "i.cvb"
+    assert run_cli("bundle", "seal", sample_jsonl, "--home", pair.exporter_path, "--to",
+                   pair.vault.public_key, "--source", "web", "--seq", "1", "-o", out).code == 0
+    r = run_cli("bundle", "inspect", out)
+    assert r.code == 0, r.err
+    assert "prev_hash     none (the first of its chain)" in r.out
+    assert f"recipients    {pair.vault.public().fingerprint}\n" in r.out
+    assert re.search(r"counts        .*\d+ conversations, \d+ messages", r.out)
+    assert not re.search(r"[{}\[\]]|None", r.out), r.out  # no Python values
 
 
 def test_untrusted_signer_exits_4(pair: Pair, sample_jsonl: Path, tmp_path: Path) -> None:

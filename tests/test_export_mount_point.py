@@ -103,3 +103,18 @@ def test_mounted_only_must_be_true_or_false(tmp_path: Path, cli) -> None:
 
     assert res.code == 2
     assert "media.mounted_only" in res.err and "true or false" in res.err
+
+
+def test_a_run_with_no_stick_and_nothing_new_is_still_a_warning(tmp_path: Path, cli) -> None:
+    """A timer that keeps missing an unplugged stick reads no receipts: monitoring hears it."""
+    with tmpfs(tmp_path / "stick", "8m") as stick:
+        site = make_site(tmp_path, stick=stick)
+        _mounted_only(site)
+        assert cli("export", "run", *site.args()).code == 0  # the bundle is on the stick
+    res = cli("export", "run", *site.args())  # unmounted now: its own disk's empty folder
+
+    assert res.code == 5
+    status = cli("export", "status", "--home", site.exporter.path, "--json")
+    assert status.code == 1
+    [alert] = [a["message"] for a in status.json()["alerts"] if "stick" in a["message"]]
+    assert "could not use the stick" in alert and "receipts were not read" in alert

@@ -289,3 +289,11 @@ def test_a_number_found_nowhere_points_to_search(people: Pair) -> None:
                    "--home", people.vault_path)
     assert "which is not a valid number (no country assigns it)" in plus.err
     assert "write it with +" not in plus.err  # it was written with +
+
+
+def test_a_telegram_user_number_finds_the_id_as_exports_write_it() -> None:
+    """Telegram writes from_id 'user123450513'; a DPO holds the number 123450513."""
+    assert Subject.parse(ids=["Telegram:123450513"]).platform_ids == \
+        ["telegram:123450513", "telegram:user123450513"]
+    assert Subject.parse(ids=["telegram:user9"]).platform_ids == ["telegram:user9"]
+    assert Subject.parse(ids=["slack:123"]).platform_ids == ["slack:123"]

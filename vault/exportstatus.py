@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from vault import acks, atomic, auditwatch, promtext, timestamps
+from vault.errors import EXIT_MEDIA
 from vault.exportconfig import ExporterConfig
 from vault.exportstate import LOCK_NAME, ExportState
 
@@ -213,6 +214,10 @@ def _off_media(last: dict[str, Any] | None, waiting: list[dict[str, Any]],
                   f"{len(off)} bundle(s) are on no stick yet ({', '.join(off[:3])}"
                   f"{', ...' if len(off) > 3 else ''}): mount the stick and run 'chatvault "
                   "export run' (or 'export rewrite --media DIR')")
+    elif last["exit_code"] == EXIT_MEDIA:  # nothing new, but no stick either: no receipts
+        out.alert(WARNING, "the last run could not use the stick (exit 5: none mounted, "
+                  "full or read-only; see its output): the vaults' receipts were not read; "
+                  "mount the stick and run 'chatvault export run'")
 
 
 def _refused_receipts(last: dict[str, Any] | None, out: _Report) -> None:

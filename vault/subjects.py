@@ -93,6 +93,9 @@ class Subject:
                 raise UsageError(f"{_which('--id', n, ids)}: expected PLATFORM:ID, "
                                  "e.g. slack:U024BE7LH")
             _add(out.platform_ids, f"{platform.lower()}:{value}")
+            if platform.lower() == "telegram" and value.isdigit():
+                # Telegram's exports write a user as from_id 'user<id>'; people know the number
+                _add(out.platform_ids, f"telegram:user{value}")
         for text in customer_ids:
             if text.strip():
                 _add(out.customer_ids, text.strip())
@@ -294,8 +297,9 @@ def find(conn: sqlite3.Connection, subject: Subject, *, since: str | None = None
             note(conv, 0, f"participant {NOUN[kind]}{who}", True,
                  role == "customer" or (role is None and kind == "customer_id"))
         elif kind == "phone_unparsed":
-            note(conv, 0, "participant phone written without a country code "
-                          "(same digits; needs review)", False, False, True)
+            note(conv, 0, "participant phone that did not parse (without a country "
+                          "code, or no country's; same digits; needs review)", False, False,
+                 True)
         else:
             note(conv, 0, "participant name only (needs review)", False, False)
     for kind, value, conv, pos in conn.execute(

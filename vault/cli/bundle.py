@@ -76,13 +76,30 @@ def inspect(
     print(f"file          {info['path']} ({info['size']} bytes, format v{info['version']})")
     for key in ("kind", "source", "sequence", "bundle_id", "prev_hash", "created_at",
                 "signer", "software"):
-        print(f"{key:13} {meta.get(key)}")
-    print(f"counts        {meta.get('counts')}")
-    print(f"window        {meta.get('window')}")
+        shown = _shown(meta.get(key))
+        if key == "prev_hash" and shown == "-":
+            shown = "none (the first of its chain)"
+        print(f"{key:13} {shown}")
+    counts = meta.get("counts")
+    print("counts        " + (", ".join(f"{_shown(v)} {_shown(k)}" for k, v in counts.items())
+                              if isinstance(counts, dict) else _shown(counts)))
+    window = meta.get("window")
+    print("window        " + (f"{_shown(window.get('first'))} to {_shown(window.get('last'))}"
+                              if isinstance(window, dict) else _shown(window)))
     print(f"payload       {info['plaintext_size']} bytes, {info['payload_size']} compressed, "
           f"{info['chunks']} chunk(s)")
-    print(f"recipients    {meta.get('recipients')}")
+    print(f"recipients    {_shown(meta.get('recipients'))}")
     print("verified      no (use 'chatvault bundle verify --home H')")
+
+
+def _shown(value: Any) -> str:
+    """A header value in words: '-' for none, lists joined; never Python's repr."""
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_shown(v) for v in value) or "-"
+    text = str(value)
+    return text if text.isprintable() else repr(text)  # unverified: no terminal escapes
 
 
 @app.command("verify")
