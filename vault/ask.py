@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vault import answers, keys, requestparams, requests, signed, timestamps
-from vault.errors import NotARecipient, UsageError
+from vault.errors import NotARecipient, PolicyRefused, UsageError
 from vault.home import Home
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,9 @@ def approve(home: Path, path: Path, confirm: Callable[[dict[str, Any]], bool], *
     identity = h.identity(passphrase_file)
     if identity.fingerprint in {s.get("signer") for s in doc["signatures"]
                                 if isinstance(s, dict)}:
-        raise UsageError("already signed with this home's key: a different DPO must approve",
-                         path=path)
+        # four eyes refused, as 'erase approve' by the asking operator is: policy, exit 4
+        raise PolicyRefused("already signed with this home's key: a different DPO must "
+                            "approve", path=path)
     req = requests.verify(doc, h.trust(), str(path))
     if req.action != "erase":
         raise UsageError("only erasure requests take a second signature (four eyes)", path=path)
