@@ -165,6 +165,15 @@ def load(path: Path, defaults: dict[str, Any]) -> Config:
     return cfg
 
 
+def expect_bool(cfg: Config, dotted: str) -> bool:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    if not isinstance(node, bool):
+        raise cfg.error(dotted, f"expected true or false (no quotes), got {node!r}")
+    return node
+
+
 def expect_int(cfg: Config, dotted: str, low: int, high: int) -> int:
     node: Any = cfg
     for part in dotted.split("."):

@@ -307,12 +307,11 @@ class _Checker:
             return low
 
     def flag(self, dotted: str) -> bool:
-        table, key = dotted.split(".")
-        value = self.cfg[table][key]
-        if not isinstance(value, bool):
-            self.fail_key(dotted, f"expected true or false (no quotes), got {value!r}")
+        try:
+            return config.expect_bool(self.cfg, dotted)
+        except ConfigError as exc:
+            self.errors.append(exc)
             return True
-        return value
 
     def media(self) -> Path:
         value = self.cfg["media"].get("path")

@@ -88,18 +88,19 @@ class RunReport:
         out = {k: sum(getattr(s, k) for s in self.sources) for k in keys}
         out["bundles"] = sum(len(s.bundles) for s in self.sources)
         out["written_to_media"] = len(self.media.written) if self.media else 0
-        refused = [o for o in self.receipts.outcomes if o.result == "refused"] \
-            if self.receipts else []
-        out["receipts_refused"] = len(refused)
+        out["receipts_refused"] = len(self._refused())
         return out
+
+    def _refused(self) -> list[acks.Outcome]:
+        return [o for o in self.receipts.outcomes if o.result == "refused"] \
+            if self.receipts else []
 
     def summary(self) -> dict[str, Any]:
         """What the state keeps of the run: the totals, and the first receipt refused."""
         out: dict[str, Any] = dict(self.totals())
-        first = next((o for o in self.receipts.outcomes if o.result == "refused"), None) \
-            if self.receipts else None
-        if first is not None:
-            out["first_receipt_refused"] = f"{first.file}: {first.reason}"
+        refused = self._refused()
+        if refused:
+            out["first_receipt_refused"] = f"{refused[0].file}: {refused[0].reason}"
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -200,14 +200,14 @@ def _stdout_closed(status: bool) -> NoReturn:
     A status command keeps the level it judged: monitoring that pipes it must
     not read a WARNING into an OK. Anything else exits 1, its output cut short.
     """
-    _devnull_stdout()
+    devnull_stdout()
     if status and _verdict is not None:
         sys.exit(_verdict)
     sys.stderr.write("chatvault: standard output was closed before all was written\n")
     sys.exit(EXIT_OTHER)
 
 
-def _devnull_stdout() -> None:
+def devnull_stdout() -> None:
     """No second BrokenPipeError when Python flushes stdout at exit."""
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -235,7 +235,7 @@ def fail(exc: ChatvaultError, wants_json: bool, status: bool = False) -> NoRetur
     try:
         report(exc, wants_json)
     except BrokenPipeError:  # the JSON's reader went away: the exit code still says it
-        _devnull_stdout()
+        devnull_stdout()
     sys.exit(STATUS_UNKNOWN if status else exc.exit_code)
 
 

@@ -176,13 +176,13 @@ def require_existing(path: Path | str) -> None:
 
 def _refuse_other_homes(home: Path) -> None:
     """No store because ``home`` is no vault: say that, not "restore it from a backup"."""
-    from vault import keys
-    from vault.errors import ChatvaultError, NotAHome, UsageError
+    from vault.errors import ChatvaultError, UsageError
+    from vault.home import Home
 
-    if not (home / "keys" / "public.key").is_file():
-        raise NotAHome(home)
     try:
-        role = keys.load_public(home / "keys" / "public.key").role
+        role = Home(home).require().kind()  # NotAHome without keys/public.key
+    except UsageError:
+        raise
     except ChatvaultError:
         return  # a damaged key file is said by the commands that need it
     if role != "vault":

@@ -33,8 +33,8 @@ def _last(home: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("at"), str) else None
 
 
-def _due(last: dict[str, Any] | None, now: Any) -> bool:
-    if last is None or last.get("problem"):
+def _due(last: dict[str, Any], now: Any) -> bool:
+    if last.get("problem"):
         return True  # a damaged store is checked every time: a rebuild put in place heals it
     try:
         return now - timestamps.parse(last["at"]) >= INTERVAL

@@ -25,7 +25,7 @@ from typing import Any
 
 from vault import config as config_mod
 from vault import identifiers
-from vault.config import Config, VAULT_DEFAULTS, expect_int
+from vault.config import Config, VAULT_DEFAULTS, expect_bool, expect_int
 from vault.errors import UsageError
 
 SOURCE_KEYS = ("expected_every_hours", "retention_days")
@@ -104,14 +104,6 @@ def _tables(cfg: Config) -> None:
     for name, default in VAULT_DEFAULTS.items():
         if isinstance(default, dict) and not isinstance(cfg[name], dict):
             raise cfg.error(name, f"expected a table: [{name}]")
-
-
-def _flag(cfg: Config, dotted: str) -> bool:
-    table, key = dotted.split(".")
-    value = cfg[table][key]
-    if not isinstance(value, bool):
-        raise cfg.error(dotted, f"expected true or false (no quotes), got {value!r}")
-    return value
 
 
 def _processing(cfg: Config) -> dict[str, Any]:
@@ -194,8 +186,8 @@ def check(cfg: Config) -> VaultConfig:
         disk_free_warning_percent=warn, disk_free_critical_percent=crit,
         drill_interval_days=expect_int(cfg, "alerts.drill_interval_days", 0, 3660),
         dsar_warning_days=expect_int(cfg, "alerts.dsar_warning_days", 0, 366),
-        four_eyes=_flag(cfg, "erasure.four_eyes"),
-        redact_agent_names=_flag(cfg, "dsar.redact_agent_names"),
+        four_eyes=expect_bool(cfg, "erasure.four_eyes"),
+        redact_agent_names=expect_bool(cfg, "dsar.redact_agent_names"),
         processing=_processing(cfg), sources=_sources(cfg), raw=dict(cfg))
 
 

@@ -46,8 +46,9 @@ def status_output(code: int) -> Any:
         yield
         sys.stdout.flush()
     except BrokenPipeError:
-        with contextlib.suppress(OSError, ValueError):  # no second error at exit's flush
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        from vault.quickcli import devnull_stdout
+
+        devnull_stdout()
     raise typer.Exit(code)
 
 

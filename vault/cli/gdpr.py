@@ -369,10 +369,10 @@ def erase_approve(erasure_id: Annotated[str, typer.Argument()],
     """Approve (and carry out) another operator's erasure request, after seeing its plan."""
     from vault import audit, erasure
 
-    erasure_id = erasure_id.strip().upper()
     with vault_at(home) as v:
         # the second pair of eyes sees what the first one saw: whose data, and how much
         subject, info = erasure.pending_subject(v, erasure_id)
+        erasure_id = info["id"]  # as written ('e-0002' is E-0002)
         say(f"{erasure_id}: asked by {info['requested_by']}, reason: {info['reason']}; "
             f"subject: {', '.join(f'{k} {val}' for k, val in subject.exact())}")
         _show_plan(erasure.plan(v, subject).as_dict(), False)
