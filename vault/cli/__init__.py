@@ -42,6 +42,7 @@ _FAMILIES = [
     ("export", "export", "The online exporter: run, status, receipts."),
     ("vaultcmd", "vault", "The offline vault: ingest, daemon, status, rebuild."),
     ("gdpr", None, None),
+    ("erase", None, None),
     ("governance", None, None),
     ("restore", None, None),
     ("request", "request", "Requests carried to the vault on media, and their answers."),
