@@ -5,11 +5,8 @@ use their exporter home) once it trusts the vault's key (role ``vault``):
 the parameters are sealed to every vault it trusts, and answers are checked
 against those keys. Requests are documented in :mod:`vault.requests`.
 
-The home remembers what it asked in ``H/state/requests.json`` (written
-atomically, one writer at a time under ``H/state/requests.lock``): per
-request its id, action, file name, times, the digest of its body, the vaults
-expected to answer (those its parameters were sealed to), and per vault the
-answer collected. No parameter is kept there: it names people.
+The home remembers what it asked and what came back in its request register
+(:mod:`vault.requestregister`, which also says what still waits).
 
 **collect** verifies every ``*.answer.json`` on the media against the
 trusted vault keys; answers to requests this home did not make are left
@@ -37,23 +34,20 @@ it is listed in the report's ``ignored`` and makes collect exit 3.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from vault import atomic, filelock, media, requests, signed, timestamps
+from vault import atomic, media, requests, signed, timestamps
 from vault.answeropen import Opener
-from vault.errors import EXIT_OK, EXIT_REJECTED, BadDocument, ChatvaultError, UsageError
+from vault.errors import EXIT_OK, EXIT_REJECTED, BadDocument, ChatvaultError
 from vault.home import Home
+# the register is read and written here; load_state and status stay reachable as before
+from vault.requestregister import FINAL, load_state, state, status  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "requests.json"
-FINAL = ("done", "refused", "failed")
 
 
 # -- answers as the online side reads them ----------------------------------------
@@ -97,37 +91,6 @@ def verify_answer(path: Path, trust: Any) -> Answer:
         if body.get("verified", True) not in (True, False):
             raise BadDocument("answer's 'verified' is not true or false", path=path)
     return Answer(path, doc["body"], signers[0].fingerprint)
-
-
-# -- the home's memory ------------------------------------------------------------------
-
-def _state_path(home: Path) -> Path:
-    return Path(home) / "state" / STATE_FILE
-
-
-@contextlib.contextmanager
-def state(home: Path) -> Iterator[dict[str, Any]]:
-    """The state, locked for the block, saved atomically when the block succeeds."""
-    folder = Path(home) / "state"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    with filelock.exclusive(folder / "requests.lock"):
-        current = load_state(home)
-        yield current
-        atomic.write_bytes(_state_path(home), json.dumps(current, indent=1, sort_keys=True)
-                           .encode("utf-8") + b"\n", mode=0o600)
-
-
-def load_state(home: Path) -> dict[str, Any]:
-    path = _state_path(home)
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"version": 1, "requests": {}}
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: cannot read the requests state ({exc})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("requests"), dict):
-        raise UsageError(f"{path}: not a requests state file")
-    return state
 
 
 # -- collecting -------------------------------------------------------------------------
@@ -374,34 +337,3 @@ def _remove(path: Path) -> list[Path]:
     except OSError as exc:
         raise atomic.media_error(exc, path) from exc
     return [path]
-
-
-# -- status -----------------------------------------------------------------------------
-
-def status(home: Path, *, every: bool = False, now: datetime | None = None) -> dict[str, Any]:
-    """Requests not yet answered by every vault addressed; WARNING when one has expired
-    or its answer came damaged (the vault answers once: a new request is needed)."""
-    h = Home(Path(home)).require()
-    moment = now or datetime.now(timestamps.UTC)
-    rows = []
-    for rid, entry in sorted(load_state(h.path)["requests"].items(),
-                             key=lambda kv: kv[1]["created_at"]):
-        answers = entry["answers"]
-        final = [v for v in entry["vaults"] if answers.get(v, {}).get("status") in FINAL]
-        state = ("answered" if len(final) == len(entry["vaults"]) else
-                 "resolved" if entry.get("resolved") else "partly answered" if final else
-                 "pending approval" if any(a["status"] == "pending" for a in answers.values())
-                 else "waiting")
-        if state in ("answered", "resolved") and not every:
-            continue
-        expired = timestamps.parse(entry["expires_at"]) <= moment
-        if entry.get("damaged") and state not in ("answered", "resolved"):
-            state = "answer damaged"
-        rows.append({"request_id": rid, "action": entry["action"], "state": state,
-                     "created_at": entry["created_at"], "expires_at": entry["expires_at"],
-                     "expired": expired and state not in ("answered", "resolved"),
-                     "summary": entry["summary"], "resolved": entry.get("resolved"),
-                     "file": entry["file"], "answers": answers,
-                     "waiting_for": [v for v in entry["vaults"] if v not in final]})
-    level = 1 if any(r["expired"] or r["state"] == "answer damaged" for r in rows) else 0
-    return {"status": ("OK", "WARNING")[level], "exit_code": level, "requests": rows}

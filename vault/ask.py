@@ -2,7 +2,7 @@
 
 :func:`submit` makes one request (:mod:`vault.requests`), writes it into
 ``<media>/chatvault/requests/`` atomically and reads it back, and remembers
-it in the home's state (:mod:`vault.answers`), without its parameters.
+it in the home's register (:mod:`vault.requestregister`), without its parameters.
 The home must trust the vault's key (role ``vault``): the parameters are
 sealed to every vault it trusts, to itself, to the key answers go to, and to
 the DPO keys it trusts, who may be asked to approve.
@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from vault import answers, keys, requestparams, requests, signed, timestamps
+from vault import keys, requestparams, requestregister, requests, signed, timestamps
 from vault.errors import NotARecipient, PolicyRefused, UsageError
 from vault.home import Home
 
@@ -52,7 +52,7 @@ def submit(home: Path, media_root: Path, action: str, params: dict[str, Any], *,
             "digest": requests.digest(body), "vaults": sorted(e.fingerprint for e in vaults),
             "answer_to": keys.parse_public(body["answer_to"]).fingerprint,
             "summary": _summary(action, params), "answers": {}}
-    with answers.state(h.path) as known:
+    with requestregister.state(h.path) as known:
         known["requests"][body["request_id"]] = info
     log.info("request %s (%s) written to %s", body["request_id"][:16], action, path)
     return {**info, "path": str(path)}
@@ -123,14 +123,14 @@ def resolve(home: Path, request_id: str, note: str) -> dict[str, Any]:
         raise UsageError("--note is required: why no answer is awaited any more (kept in the "
                          "state)")
     h = Home(Path(home)).require()
-    with answers.state(h.path) as known:
+    with requestregister.state(h.path) as known:
         found = [rid for rid in known["requests"]
                  if len(request_id) >= 8 and rid.startswith(request_id)]
         if len(found) != 1:
             raise UsageError(f"no request {request_id!r} in this home, or more than one "
                              "starts so (see 'chatvault request status')")
         entry = known["requests"][found[0]]
-        if all(entry["answers"].get(v, {}).get("status") in answers.FINAL
+        if all(entry["answers"].get(v, {}).get("status") in requestregister.FINAL
                for v in entry["vaults"]):
             raise UsageError(f"request {found[0][:16]} is answered already: nothing to resolve")
         entry["resolved"] = {"at": timestamps.now_utc(), "note": note.strip()}

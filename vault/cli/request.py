@@ -225,9 +225,9 @@ def status_cmd(
     home: HomeOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Requests still waiting for an answer. Exits 0 / 1 for OK / WARNING (one expired)."""
-    from vault import answers
+    from vault import requestregister
 
-    rep = answers.status(resolve_home(home), every=every)
+    rep = requestregister.status(resolve_home(home), every=every)
     if as_json:
         emit_json(rep)
         raise typer.Exit(rep["exit_code"])

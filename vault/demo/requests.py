@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from vault import answers, ask, home, media, requests
+from vault import answers, ask, home, media, requestregister, requests
 from vault.demo import Demo
 from vault.home import Home
 
@@ -82,7 +82,8 @@ def run(demo: Demo) -> None:
                 ids = [c["conversation_id"] for c in data["conversations"]]
                 demo.info(f"case {data['case']['case_id']}: conversations {', '.join(ids)}; "
                           "HTML transcripts, manifest with SHA-256 of every file")
-    left = answers.status(dpo.path)["requests"] + answers.status(exp.path)["requests"]
+    left = (requestregister.status(dpo.path)["requests"]
+            + requestregister.status(exp.path)["requests"])
     demo.ok(f"requests still waiting: {len(left)}; answered requests and collected answers "
             "removed from the stick")
 
