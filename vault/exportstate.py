@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 from vault import timestamps
 from vault.errors import EXIT_OTHER, ChatvaultError, MediaIOError
+from vault.exportaudit import AuditPositions
 from vault.exportruns import RunHistory
 from vault.exportschema import (BUNDLE_COLS, MIGRATIONS, Ack, BundleRow, Stray,
                                 bundle_row)
@@ -52,7 +53,7 @@ class ChainBroken(ChatvaultError):
     code = "chain"
 
 
-class ExportState(RunHistory):
+class ExportState(RunHistory, AuditPositions):
     """The open state database. One per command; see :meth:`open`."""
 
     def __init__(self, path: Path) -> None:
@@ -333,36 +334,6 @@ class ExportState(RunHistory):
             rows = self.db.execute("SELECT * FROM acks WHERE sha256 = ? ORDER BY vault",
                                    (sha256,))
         return [Ack(*r) for r in rows]
-
-    # -- audit positions the vaults' receipts stated (judged in vault.acks) -------------
-
-    def record_audit(self, vault: str, chain: str, entries: int, head: str,
-                     receipt_at: str, receipt: str) -> bool:
-        """Keep one position a verified receipt stated; False when known (a replay)."""
-        with self.transaction() as db:
-            cur = db.execute("INSERT OR IGNORE INTO audit_seen VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (vault, chain, entries, head, receipt_at, receipt,
-                              timestamps.now_utc()))
-            return cur.rowcount == 1
-
-    def audit_seen(self) -> list[tuple[str, str, int, str, str, str]]:
-        """(vault, chain, entries, head, receipt_at, receipt file) of every position kept."""
-        rows = self.db.execute("SELECT vault, chain, entries, head, receipt_at, receipt "
-                               "FROM audit_seen ORDER BY vault, chain, entries")
-        return [(str(v), str(c), int(n), str(h), str(at), str(f)) for v, c, n, h, at, f in rows]
-
-    def resolve_audit(self, vault: str, kind: str, chain: str, earlier_at: str,
-                      later_at: str, finding: str, operator: str, note: str) -> None:
-        """Record that a person checked one audit finding and dismissed it."""
-        with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO audit_resolutions VALUES (?,?,?,?,?,?,?,?,?)",
-                       (vault, kind, chain, earlier_at, later_at, finding,
-                        timestamps.now_utc(), operator, note))
-
-    def audit_resolutions(self) -> list[dict[str, Any]]:
-        cur = self.db.execute("SELECT * FROM audit_resolutions ORDER BY resolved_at")
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur]
 
 
 def _moment(text: str) -> Any:
